@@ -1,0 +1,66 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layout (see docs/architecture.md): pure modules below, one module that knows SwiftNIO channels.
+//   MoatStorage   cache engine: shards, LRU, memory budget, TTL, CAS (no networking)
+//   MoatProtocol  wire codecs; Text/ is memcached's ASCII protocol (pure: bytes in, requests out)
+//   MoatEngine    per-connection session: request -> storage -> reply bytes (no channels)
+//   MoatConfig    memcached-compatible flags -> one validated configuration with safe defaults
+//   MoatServer    SwiftNIO listeners, connections, limits, privilege drop
+//   MoatCLI       the `moat` executable
+let package = Package(
+    name: "moat",
+    products: [
+        .executable(name: "moat", targets: ["MoatCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "MoatStorage"),
+        .target(
+            name: "MoatProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "MoatEngine",
+            dependencies: [
+                "MoatStorage", "MoatProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "MoatConfig",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .target(
+            name: "MoatServer",
+            dependencies: [
+                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "MoatCLI",
+            dependencies: [
+                "MoatServer", "MoatConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "MoatStorageTests", dependencies: ["MoatStorage"]),
+        .testTarget(
+            name: "MoatProtocolTests",
+            dependencies: ["MoatProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "MoatEngineTests",
+            dependencies: ["MoatEngine", "MoatStorage", "MoatProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig"]),
+    ]
+)

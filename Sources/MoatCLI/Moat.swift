@@ -1,0 +1,85 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import MoatConfig
+import MoatEngine
+import MoatServer
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct Moat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moat",
+        abstract: "A memcached-compatible cache server that is secure by default.",
+        discussion: "Run `moat serve --help` for memcached's flags. `moat [flags]` is the same as `moat serve [flags]`.",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the cache server (memcached's flags; loopback only by default).")
+
+    @OptionGroup var options: ServeOptions
+
+    func run() throws {
+        if options.showVersion {
+            print("moat \(MoatVersion.moat) (memcached \(MoatVersion.memcachedCompatible) protocol)")
+            return
+        }
+        let configuration: ServerConfiguration
+        do {
+            configuration = try options.resolve()
+        } catch let error as ConfigurationError {
+            FileHandleStandardError.write("moat: \(error.description)\n")
+            throw ExitCode(64)
+        }
+        let level: Logger.Level
+        switch configuration.verbosity {
+        case 0: level = .notice
+        case 1: level = .info
+        case 2: level = .debug
+        default: level = .trace
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "moat")
+        let server = Server(configuration: configuration, logger: logger)
+        do {
+            try server.start()
+        } catch {
+            logger.critical("moat cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        let signals = installStopSignals { server.stop() }
+        try server.waitUntilStopped()
+        withExtendedLifetime(signals) {}
+        logger.notice("moat stopped")
+    }
+
+    /// SIGTERM and SIGINT stop accepting and close the connections; the process then exits 0.
+    private func installStopSignals(_ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+        [SIGTERM, SIGINT].map { signalNumber in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler(handler: stop)
+            source.resume()
+            return source
+        }
+    }
+}
+
+enum FileHandleStandardError {
+    static func write(_ text: String) {
+        var bytes = Array(text.utf8)
+        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,0 +1,159 @@
+extension ServeOptions {
+    /// memcached's tuning options that have no meaning for Moat's engine; accepted so that existing
+    /// command lines keep working, and reported as ignored.
+    static let ignoredExtendedOptions: Set<String> = [
+        "maxconns_fast", "no_maxconns_fast", "hashpower", "tail_repair_time", "hash_algorithm", "lru_crawler",
+        "no_lru_crawler", "lru_maintainer", "no_lru_maintainer", "hot_lru_pct", "warm_lru_pct", "hot_max_factor",
+        "warm_max_factor", "temporary_ttl", "idle_timeout_grace", "watcher_logbuf_size", "worker_logbuf_size",
+        "slab_reassign", "no_slab_reassign", "slab_automove", "slab_automove_ratio", "slab_automove_window",
+        "slab_chunk_max", "slab_sizes", "lru_crawler_sleep", "lru_crawler_tocrawl", "modern", "no_modern",
+        "track_sizes", "no_hashexpand", "resp_obj_mem_limit", "read_buf_mem_limit", "no_inline_ascii_resp",
+        "inline_ascii_resp", "expirezero_does_not_evict", "drop_privileges", "no_drop_privileges",
+        "lru_segmented", "no_lru_segmented", "large_memory_pages", "max_reqs_per_event",
+    ]
+
+    /// Validates the flags and applies Moat's defaults.
+    public func resolve() throws -> ServerConfiguration {
+        var ignored: [String] = []
+        guard (0...65535).contains(port) else { throw ConfigurationError("-p: port \(port) is out of range 0-65535") }
+        guard udpPort == 0 else {
+            throw ConfigurationError(
+                "-U \(udpPort): UDP is not served yet; memcached's UDP protocol is a reflection-attack vector, so Moat keeps it off (-U 0)")
+        }
+        guard let megabytes = Int(memoryLimit), megabytes > 0, megabytes <= 1 << 30 else {
+            throw ConfigurationError("-m \(memoryLimit): expected a number of megabytes, at least 1")
+        }
+        let itemSize = try Self.parseSize(maxItemSize, flag: "-I")
+        guard itemSize >= 1024 else { throw ConfigurationError("-I \(maxItemSize): the item size limit must be at least 1k") }
+        guard itemSize <= 1024 * 1024 * 1024 else { throw ConfigurationError("-I \(maxItemSize): the item size limit may not exceed 1g") }
+        let memoryBytes = megabytes * 1024 * 1024
+        guard itemSize <= memoryBytes / 2 else {
+            throw ConfigurationError("-I \(maxItemSize): cannot exceed half of the memory limit (-m \(megabytes))")
+        }
+        guard connLimit > 0 else { throw ConfigurationError("-c \(connLimit): must be at least 1") }
+        guard (1...256).contains(threads) else { throw ConfigurationError("-t \(threads): must be between 1 and 256") }
+        guard let mask = UInt32(unixMask, radix: 8), mask <= 0o777 else {
+            throw ConfigurationError("-a \(unixMask): expected octal permissions such as 0700")
+        }
+        let mode: ProtocolChoice
+        switch protocolMode {
+        case "auto": mode = .auto
+        case "ascii": mode = .ascii
+        case "binary":
+            throw ConfigurationError("-B binary: the binary protocol is not served yet; use -B auto or -B ascii")
+        default:
+            throw ConfigurationError("-B \(protocolMode): expected auto, ascii or binary")
+        }
+
+        var idleTimeout = 0
+        var insecurePublicBind = false
+        for option in extended.flatMap({ $0.split(separator: ",").map(String.init) }) where !option.isEmpty {
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            let name = parts[0]
+            let value = parts.count > 1 ? parts[1] : nil
+            switch name {
+            case "idle_timeout":
+                guard let value, let seconds = Int(value), seconds >= 0 else {
+                    throw ConfigurationError("-o idle_timeout: expected a number of seconds")
+                }
+                idleTimeout = seconds
+            case "insecure_public_bind":
+                insecurePublicBind = true
+            case _ where Self.ignoredExtendedOptions.contains(name):
+                ignored.append("-o \(option)")
+            default:
+                throw ConfigurationError("-o \(option): unknown extended option")
+            }
+        }
+
+        let hostsGiven = listen.flatMap { $0.split(separator: ",").map { String($0).trimmed } }.filter { !$0.isEmpty }
+        var listeners: [ListenAddress] = []
+        if port != 0 {
+            let hosts = hostsGiven.isEmpty ? ServerConfiguration.defaultListenHosts : hostsGiven
+            for host in hosts {
+                let address = try Self.parseListen(host, defaultPort: port)
+                if !listeners.contains(address) { listeners.append(address) }
+            }
+        }
+        if listeners.isEmpty, unixSocket == nil {
+            throw ConfigurationError("nothing to listen on: give a TCP port (-p) or a unix socket (-s)")
+        }
+
+        if daemon { ignored.append("-d (Moat runs in the foreground; let systemd supervise it)") }
+        if maxRequestsPerEvent != nil { ignored.append("-R") }
+        if growthFactor != nil { ignored.append("-f") }
+        if slabMinSize != nil { ignored.append("-n") }
+        if disableCAS { ignored.append("-C") }
+        if lockMemory { ignored.append("-k") }
+        if enableCoredumps { ignored.append("-r") }
+        if largePages { ignored.append("-L") }
+
+        let configuration = ServerConfiguration(
+            listeners: listeners, listenersAreDefault: hostsGiven.isEmpty, unixSocket: unixSocket, unixMask: mask,
+            memoryLimit: memoryBytes, evictionsEnabled: !disableEvictions, maxConnections: connLimit, threads: threads,
+            maxItemSize: itemSize, verbosity: verbose, user: user, protocolMode: mode, shutdownEnabled: enableShutdown,
+            flushEnabled: !disableFlushAll, dumpEnabled: false, idleTimeout: idleTimeout,
+            insecurePublicBind: insecurePublicBind, pidFile: pidFile, backlog: max(1, backlog), ignored: ignored)
+
+        let exposed = configuration.publicListeners
+        if !exposed.isEmpty, !insecurePublicBind {
+            throw ConfigurationError(
+                "refusing to listen on \(exposed.map(\.description).joined(separator: ", ")): the address is reachable "
+                    + "from other machines and Moat has no authentication or allowlist configured yet. Listen on loopback "
+                    + "(the default), or add -o insecure_public_bind to expose the cache deliberately.")
+        }
+        return configuration
+    }
+
+    /// `1048576`, `512k`, `1m`, `1g` (case-insensitive), as memcached's -I.
+    public static func parseSize(_ text: String, flag: String) throws -> Int {
+        let lower = text.lowercased()
+        var digits = Substring(lower)
+        var multiplier = 1
+        switch lower.last {
+        case "k": multiplier = 1024; digits = digits.dropLast()
+        case "m": multiplier = 1024 * 1024; digits = digits.dropLast()
+        case "g": multiplier = 1024 * 1024 * 1024; digits = digits.dropLast()
+        default: break
+        }
+        guard let value = Int(digits), value > 0, value <= (1 << 40) / multiplier else {
+            throw ConfigurationError("\(flag) \(text): expected a size such as 1048576, 512k or 1m")
+        }
+        return value * multiplier
+    }
+
+    /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address.
+    public static func parseListen(_ text: String, defaultPort: Int) throws -> ListenAddress {
+        func port(_ s: Substring) throws -> Int {
+            guard let p = Int(s), (1...65535).contains(p) else { throw ConfigurationError("-l \(text): bad port") }
+            return p
+        }
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw ConfigurationError("-l \(text): missing ]") }
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            guard !host.isEmpty else { throw ConfigurationError("-l \(text): empty address") }
+            if rest.isEmpty { return ListenAddress(host: host, port: defaultPort) }
+            guard rest.first == ":" else { throw ConfigurationError("-l \(text): expected [address]:port") }
+            return ListenAddress(host: host, port: try port(rest.dropFirst()))
+        }
+        let colons = text.filter { $0 == ":" }.count
+        if colons == 1 {
+            let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            guard !parts[0].isEmpty else { throw ConfigurationError("-l \(text): empty address") }
+            return ListenAddress(host: String(parts[0]), port: try port(parts[1]))
+        }
+        guard !text.isEmpty else { throw ConfigurationError("-l: empty address") }
+        // No colon, or a bare IPv6 address.
+        return ListenAddress(host: text, port: defaultPort)
+    }
+}
+
+extension String {
+    var trimmed: String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+
+/// memcached's command-line flags, with the same short and long names, so that an OPTIONS line
+/// written for memcached starts Moat unchanged. Turned into a `ServerConfiguration` by `resolve()`.
+public struct ServeOptions: ParsableArguments, Sendable {
+    public init() {}
+
+    @Option(name: [.customShort("p", allowingJoined: true), .customLong("port")], help: "TCP port to listen on (0 disables TCP).")
+    public var port: Int = 11211
+
+    @Option(
+        name: [.customShort("l", allowingJoined: true), .customLong("listen")],
+        help: "Address to listen on: host, host:port or [v6]:port; repeat or comma-separate. Default: 127.0.0.1 and ::1.")
+    public var listen: [String] = []
+
+    @Option(name: [.customShort("s", allowingJoined: true), .customLong("unix-socket")], help: "Unix socket path to listen on.")
+    public var unixSocket: String?
+
+    @Option(name: [.customShort("a", allowingJoined: true), .customLong("unix-mask")], help: "Permissions of the unix socket, octal.")
+    public var unixMask: String = "0700"
+
+    @Option(name: [.customShort("U", allowingJoined: true), .customLong("udp-port")], help: "UDP port (0, the default, is off).")
+    public var udpPort: Int = 0
+
+    @Option(name: [.customShort("m", allowingJoined: true), .customLong("memory-limit")], help: "Item memory in megabytes.")
+    public var memoryLimit: String = "64"
+
+    @Flag(name: [.customShort("M"), .customLong("disable-evictions")], help: "Return errors instead of evicting items when memory is full.")
+    public var disableEvictions = false
+
+    @Option(name: [.customShort("c", allowingJoined: true), .customLong("conn-limit")], help: "Maximum simultaneous connections.")
+    public var connLimit: Int = 1024
+
+    @Option(name: [.customShort("t", allowingJoined: true), .customLong("threads")], help: "Worker threads.")
+    public var threads: Int = 4
+
+    @Option(name: [.customShort("I", allowingJoined: true), .customLong("max-item-size")], help: "Largest item, with k/m suffix (default 1m).")
+    public var maxItemSize: String = "1m"
+
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Log more (-vv: more still).")
+    public var verbose: Int
+
+    @Option(name: [.customShort("u", allowingJoined: true), .customLong("user")], help: "Account to serve as when started as root (default: nobody).")
+    public var user: String?
+
+    @Option(name: [.customShort("B", allowingJoined: true), .customLong("protocol")], help: "auto or ascii (binary comes with authentication).")
+    public var protocolMode: String = "auto"
+
+    @Flag(name: [.customShort("A"), .customLong("enable-shutdown")], help: "Allow the `shutdown` command.")
+    public var enableShutdown = false
+
+    @Flag(name: [.customShort("F"), .customLong("disable-flush-all")], help: "Refuse `flush_all`.")
+    public var disableFlushAll = false
+
+    @Flag(name: [.customShort("X"), .customLong("disable-dumping")], help: "Refuse key dumping (already Moat's default).")
+    public var disableDumping = false
+
+    @Option(
+        name: [.customShort("o", allowingJoined: true), .customLong("extended")],
+        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, and memcached's tuning options (accepted, ignored).")
+    public var extended: [String] = []
+
+    @Option(name: [.customShort("P", allowingJoined: true), .customLong("pidfile")], help: "Write the process id to this file.")
+    public var pidFile: String?
+
+    @Flag(name: [.customShort("d"), .customLong("daemon")], help: "Accepted for compatibility and ignored: Moat stays in the foreground (use systemd).")
+    public var daemon = false
+
+    @Option(name: [.customShort("b", allowingJoined: true), .customLong("listen-backlog")], help: "Listen backlog.")
+    public var backlog: Int = 1024
+
+    @Option(name: [.customShort("R", allowingJoined: true), .customLong("max-reqs-per-event")], help: "Accepted for compatibility, ignored.")
+    public var maxRequestsPerEvent: Int?
+
+    @Option(name: [.customShort("f", allowingJoined: true), .customLong("slab-growth-factor")], help: "Accepted for compatibility, ignored (no slab classes).")
+    public var growthFactor: String?
+
+    @Option(name: [.customShort("n", allowingJoined: true), .customLong("slab-min-size")], help: "Accepted for compatibility, ignored (no slab classes).")
+    public var slabMinSize: Int?
+
+    @Flag(name: [.customShort("C"), .customLong("disable-cas")], help: "Accepted for compatibility, ignored (CAS stays on).")
+    public var disableCAS = false
+
+    @Flag(name: [.customShort("k"), .customLong("lock-memory")], help: "Accepted for compatibility, ignored.")
+    public var lockMemory = false
+
+    @Flag(name: [.customShort("r"), .customLong("enable-coredumps")], help: "Accepted for compatibility, ignored.")
+    public var enableCoredumps = false
+
+    @Flag(name: [.customShort("L"), .customLong("enable-largepages")], help: "Accepted for compatibility, ignored.")
+    public var largePages = false
+
+    @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
+    public var showVersion = false
+}

@@ -1,0 +1,44 @@
+extension ServerConfiguration {
+    /// `stats settings` lines, with memcached's names where one exists.
+    public var settingsReport: [(String, String)] {
+        [
+            ("maxbytes", "\(memoryLimit)"),
+            ("maxconns", "\(maxConnections)"),
+            ("tcpport", "\(listeners.first?.port ?? 0)"),
+            ("udpport", "0"),
+            ("inter", listeners.map(\.description).joined(separator: ",")),
+            ("verbosity", "\(verbosity)"),
+            ("evictions", evictionsEnabled ? "on" : "off"),
+            ("domain_socket", unixSocket ?? "NULL"),
+            ("umask", String(unixMask, radix: 8)),
+            ("num_threads", "\(threads)"),
+            ("cas_enabled", "yes"),
+            ("tcp_backlog", "\(backlog)"),
+            ("binding_protocol", protocolMode == .auto ? "auto-negotiate" : "ascii"),
+            ("auth_enabled_sasl", "no"),
+            ("auth_enabled_ascii", "no"),
+            ("item_size_max", "\(maxItemSize)"),
+            ("maxconns_fast", "yes"),
+            ("flush_enabled", flushEnabled ? "yes" : "no"),
+            ("dump_enabled", dumpEnabled ? "yes" : "no"),
+            ("shutdown_enabled", shutdownEnabled ? "yes" : "no"),
+            ("idle_timeout", "\(idleTimeout)"),
+            ("ssl_enabled", "no"),
+        ]
+    }
+
+    /// The one line logged at start that says what is exposed.
+    public func exposureSummary(servingAs account: String) -> String {
+        var parts: [String] = []
+        let tcp = listeners.map(\.description)
+        parts.append("tcp " + (tcp.isEmpty ? "off" : tcp.joined(separator: ", ")))
+        parts.append("unix " + (unixSocket.map { "\($0) (mode \(String(unixMask, radix: 8)))" } ?? "off"))
+        parts.append("udp off")
+        parts.append("protocol " + (protocolMode == .auto ? "ascii (binary not yet served)" : "ascii"))
+        parts.append("auth none")
+        parts.append("tls off")
+        parts.append("public " + (publicListeners.isEmpty ? "no" : "YES (-o insecure_public_bind)"))
+        parts.append("serving as \(account)")
+        return parts.joined(separator: "; ")
+    }
+}

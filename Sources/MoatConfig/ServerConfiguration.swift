@@ -1,0 +1,64 @@
+/// Where a TCP listener binds.
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var isIPv6: Bool { host.contains(":") }
+
+    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// 127.0.0.0/8, ::1 and `localhost` only reach this machine.
+    public var isLoopback: Bool {
+        if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
+        if host.hasPrefix("::ffff:127.") { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+}
+
+public enum ProtocolChoice: String, Sendable, Equatable {
+    case auto, ascii
+}
+
+/// One validated configuration; every default here is the safe one.
+public struct ServerConfiguration: Sendable, Equatable {
+    public var listeners: [ListenAddress]
+    /// True when no `-l` was given (listening on 127.0.0.1 and ::1; a host without IPv6 is tolerated).
+    public var listenersAreDefault: Bool
+    public var unixSocket: String?
+    public var unixMask: UInt32
+    public var memoryLimit: Int
+    public var evictionsEnabled: Bool
+    public var maxConnections: Int
+    public var threads: Int
+    public var maxItemSize: Int
+    public var verbosity: Int
+    public var user: String?
+    public var protocolMode: ProtocolChoice
+    public var shutdownEnabled: Bool
+    public var flushEnabled: Bool
+    public var dumpEnabled: Bool
+    /// Seconds; 0 disables.
+    public var idleTimeout: Int
+    public var insecurePublicBind: Bool
+    public var pidFile: String?
+    public var backlog: Int
+    /// Flags accepted for compatibility that change nothing; reported once at start.
+    public var ignored: [String]
+
+    public static let defaultPort = 11211
+    public static let defaultListenHosts = ["127.0.0.1", "::1"]
+
+    /// Addresses that are not loopback: what a firewall mistake would expose.
+    public var publicListeners: [ListenAddress] { listeners.filter { !$0.isLoopback } }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

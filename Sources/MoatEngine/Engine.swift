@@ -1,0 +1,145 @@
+import MoatStorage
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Connection counts kept by the server and reported by `stats`.
+public final class ConnectionCounters: Sendable {
+    public let current = Atomic<Int>(0)
+    public let total = Atomic<UInt64>(0)
+    public let rejected = Atomic<UInt64>(0)
+
+    public init() {}
+}
+
+/// Everything the connections share: the cache, the settings and the running totals.
+public final class Engine: Sendable {
+    public let cache: Cache
+    public let settings: EngineSettings
+    public let connections = ConnectionCounters()
+    public let verbosity = Atomic<UInt32>(0)
+    let totals = Mutex(CommandCounters())
+    let startedAt: Int64
+
+    public init(cache: Cache, settings: EngineSettings) {
+        self.cache = cache
+        self.settings = settings
+        self.startedAt = cache.now()
+    }
+
+    public func makeSession() -> Session {
+        Session(engine: self)
+    }
+
+    func merge(_ counters: CommandCounters) {
+        totals.withLock { $0.add(counters) }
+    }
+
+    public func commandTotals() -> CommandCounters {
+        totals.withLock { $0 }
+    }
+
+    func resetTotals() {
+        totals.withLock { $0 = CommandCounters() }
+        cache.resetCounters()
+        connections.total.store(0, ordering: .relaxed)
+        connections.rejected.store(0, ordering: .relaxed)
+    }
+
+    /// `stats` with memcached's names and order; Moat's own additions come after them.
+    public func generalStats() -> [(String, String)] {
+        let now = cache.now()
+        let c = commandTotals()
+        let storage = cache.counters()
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ t: timeval) -> String {
+            let micros = Int(t.tv_usec)
+            let padded = String(micros).count < 6 ? String(repeating: "0", count: 6 - String(micros).count) + String(micros) : String(micros)
+            return "\(t.tv_sec).\(padded)"
+        }
+        return [
+            ("pid", "\(getpid())"),
+            ("uptime", "\(max(0, now - startedAt))"),
+            ("time", "\(now)"),
+            ("version", settings.version),
+            ("pointer_size", "\(MemoryLayout<Int>.size * 8)"),
+            ("rusage_user", seconds(usage.ru_utime)),
+            ("rusage_system", seconds(usage.ru_stime)),
+            ("max_connections", "\(settings.maxConnections)"),
+            ("curr_connections", "\(connections.current.load(ordering: .relaxed))"),
+            ("total_connections", "\(connections.total.load(ordering: .relaxed))"),
+            ("rejected_connections", "\(connections.rejected.load(ordering: .relaxed))"),
+            ("connection_structures", "\(connections.current.load(ordering: .relaxed))"),
+            ("cmd_get", "\(c.cmdGet)"),
+            ("cmd_set", "\(c.cmdSet)"),
+            ("cmd_flush", "\(c.cmdFlush)"),
+            ("cmd_touch", "\(c.cmdTouch)"),
+            ("get_hits", "\(c.getHits)"),
+            ("get_misses", "\(c.getMisses)"),
+            ("get_expired", "\(storage.getExpired)"),
+            ("get_flushed", "\(storage.getFlushed)"),
+            ("delete_misses", "\(c.deleteMisses)"),
+            ("delete_hits", "\(c.deleteHits)"),
+            ("incr_misses", "\(c.incrMisses)"),
+            ("incr_hits", "\(c.incrHits)"),
+            ("decr_misses", "\(c.decrMisses)"),
+            ("decr_hits", "\(c.decrHits)"),
+            ("cas_misses", "\(c.casMisses)"),
+            ("cas_hits", "\(c.casHits)"),
+            ("cas_badval", "\(c.casBadval)"),
+            ("touch_hits", "\(c.touchHits)"),
+            ("touch_misses", "\(c.touchMisses)"),
+            ("store_too_large", "\(c.storeTooLarge)"),
+            ("store_no_memory", "\(c.storeNoMemory)"),
+            ("auth_cmds", "0"),
+            ("auth_errors", "0"),
+            ("bytes_read", "\(c.bytesRead)"),
+            ("bytes_written", "\(c.bytesWritten)"),
+            ("limit_maxbytes", "\(cache.configuration.memoryLimit)"),
+            ("accepting_conns", "1"),
+            ("threads", "\(settings.threads)"),
+            ("bytes", "\(storage.bytes)"),
+            ("curr_items", "\(storage.currentItems)"),
+            ("total_items", "\(storage.totalItems)"),
+            ("expired_unfetched", "\(storage.expiredUnfetched)"),
+            ("evicted_unfetched", "\(storage.evictedUnfetched)"),
+            ("evictions", "\(storage.evictions)"),
+            ("reclaimed", "\(storage.reclaimed)"),
+            ("crawler_reclaimed", "\(storage.crawlerReclaimed)"),
+            ("protocol_errors", "\(c.protocolErrors)"),
+        ]
+    }
+
+    /// Moat has no slab classes: one class, numbered 1, stands for the whole cache.
+    public func itemStats() -> [(String, String)] {
+        let s = cache.counters()
+        guard s.currentItems > 0 else { return [] }
+        return [
+            ("items:1:number", "\(s.currentItems)"),
+            ("items:1:age", "\(s.oldestItemAge)"),
+            ("items:1:evicted", "\(s.evictions)"),
+            ("items:1:evicted_unfetched", "\(s.evictedUnfetched)"),
+            ("items:1:expired_unfetched", "\(s.expiredUnfetched)"),
+            ("items:1:outofmemory", "\(s.outOfMemory)"),
+            ("items:1:reclaimed", "\(s.reclaimed)"),
+            ("items:1:crawler_reclaimed", "\(s.crawlerReclaimed)"),
+        ]
+    }
+
+    public func slabStats() -> [(String, String)] {
+        let s = cache.counters()
+        var lines: [(String, String)] = []
+        if s.currentItems > 0 {
+            lines.append(("1:used_chunks", "\(s.currentItems)"))
+            lines.append(("1:mem_requested", "\(s.bytes)"))
+        }
+        lines.append(("active_slabs", s.currentItems > 0 ? "1" : "0"))
+        lines.append(("total_malloced", "\(s.bytes)"))
+        return lines
+    }
+}

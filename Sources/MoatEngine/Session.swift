@@ -1,0 +1,247 @@
+import MoatProtocol
+import MoatStorage
+import NIOCore
+
+/// What the connection should do after a call to `Session.process`.
+public enum SessionAction: Sendable, Equatable {
+    /// All complete requests were answered; read more input.
+    case needInput
+    /// The output reached its high-water mark; flush it, then call `process` again.
+    case outputFull
+    /// Flush what was written, then close the connection.
+    case close
+    /// Flush, close, and stop the server (`shutdown` with `-A`).
+    case shutdown
+}
+
+/// One connection's protocol state: decodes requests, runs them against the cache, encodes replies.
+/// Synchronous and free of channels, so it can be driven byte by byte in tests.
+public struct Session {
+    public let engine: Engine
+    private var decoder: TextDecoder
+    private var counters = CommandCounters()
+    private var sniffed = false
+    /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
+    public var outputHighWater = 256 * 1024
+
+    init(engine: Engine) {
+        self.engine = engine
+        self.decoder = TextDecoder(limits: engine.settings.limits)
+    }
+
+    /// Answers every complete request in `input` (consuming it) into `output`.
+    public mutating func process(_ input: inout ByteBuffer, into output: inout ByteBuffer) -> SessionAction {
+        if !sniffed, let first = input.getInteger(at: input.readerIndex, as: UInt8.self) {
+            sniffed = true
+            // The binary protocol (first byte 0x80) is not served yet: hang up rather than answer garbage.
+            if first == 0x80, engine.settings.protocolMode == .auto { return .close }
+        }
+        while output.readableBytes < outputHighWater {
+            guard let request = decoder.next(&input) else { return .needInput }
+            if let action = execute(request, into: &output) { return action }
+        }
+        return .outputFull
+    }
+
+    /// Bytes that arrived from the client (counted on arrival, as memcached's `bytes_read`).
+    public mutating func countReceived(_ count: Int) {
+        counters.bytesRead &+= UInt64(count)
+    }
+
+    /// Bytes handed to the transport for the client.
+    public mutating func countSent(_ count: Int) {
+        counters.bytesWritten &+= UInt64(count)
+    }
+
+    /// Merges this session's counters into the engine's totals (call once per read batch and at close).
+    public mutating func publishCounters() {
+        guard !counters.isZero else { return }
+        engine.merge(counters)
+        counters = CommandCounters()
+    }
+
+    // MARK: execution
+
+    private mutating func execute(_ request: TextRequest, into out: inout ByteBuffer) -> SessionAction? {
+        let cache = engine.cache
+        switch request {
+        case .retrieve(let keys, let withCAS, let touchExptime):
+            for key in keys {
+                counters.cmdGet &+= 1
+                let hit: ItemSnapshot?
+                if let exptime = touchExptime {
+                    counters.cmdTouch &+= 1
+                    hit = cache.getAndTouch(key, exptime: exptime)
+                    if hit != nil { counters.touchHits &+= 1 } else { counters.touchMisses &+= 1 }
+                } else {
+                    hit = cache.get(key)
+                }
+                if let hit {
+                    counters.getHits &+= 1
+                    TextEncoder.writeValue(key: key, flags: hit.flags, data: hit.value, cas: withCAS ? hit.cas : nil, into: &out)
+                } else {
+                    counters.getMisses &+= 1
+                }
+            }
+            TextEncoder.write(.end, into: &out)
+
+        case .store(let store):
+            counters.cmdSet &+= 1
+            let mode: StoreMode
+            switch store.verb {
+            case .set: mode = .set
+            case .add: mode = .add
+            case .replace: mode = .replace
+            case .append: mode = .append
+            case .prepend: mode = .prepend
+            case .cas: mode = .cas(store.casUnique)
+            }
+            let outcome = cache.store(mode, key: store.key, value: store.value, flags: store.flags, exptime: store.exptime)
+            if store.verb == .cas {
+                switch outcome {
+                case .stored: counters.casHits &+= 1
+                case .exists: counters.casBadval &+= 1
+                case .notFound: counters.casMisses &+= 1
+                default: break
+                }
+            }
+            let reply: TextReply
+            switch outcome {
+            case .stored: reply = .stored
+            case .notStored: reply = .notStored
+            case .exists: reply = .exists
+            case .notFound: reply = .notFound
+            case .tooLarge:
+                counters.storeTooLarge &+= 1
+                if !store.noreply { TextEncoder.writeError(.tooLarge, into: &out) }
+                return nil
+            case .noMemory:
+                counters.storeNoMemory &+= 1
+                reply = .outOfMemory
+            }
+            if !store.noreply { TextEncoder.write(reply, into: &out) }
+
+        case .storeTooLarge(let verb, let key, let noreply):
+            counters.cmdSet &+= 1
+            counters.storeTooLarge &+= 1
+            // As memcached: a failed `set` must not leave the previous value looking current.
+            if verb == .set { _ = cache.delete(key) }
+            if !noreply { TextEncoder.writeError(.tooLarge, into: &out) }
+
+        case .delete(let key, let noreply):
+            let outcome = cache.delete(key)
+            if outcome == .deleted { counters.deleteHits &+= 1 } else { counters.deleteMisses &+= 1 }
+            if !noreply { TextEncoder.write(outcome == .deleted ? .deleted : .notFound, into: &out) }
+
+        case .arithmetic(let key, let delta, let increment, let noreply):
+            let outcome = increment ? cache.increment(key, by: delta) : cache.decrement(key, by: delta)
+            switch outcome {
+            case .value(let value):
+                if increment { counters.incrHits &+= 1 } else { counters.decrHits &+= 1 }
+                if !noreply { TextEncoder.writeNumber(value, into: &out) }
+            case .notFound:
+                if increment { counters.incrMisses &+= 1 } else { counters.decrMisses &+= 1 }
+                if !noreply { TextEncoder.write(.notFound, into: &out) }
+            case .nonNumeric:
+                if !noreply {
+                    TextEncoder.writeLine("CLIENT_ERROR cannot increment or decrement non-numeric value", into: &out)
+                }
+            }
+
+        case .touch(let key, let exptime, let noreply):
+            counters.cmdTouch &+= 1
+            let outcome = cache.touch(key, exptime: exptime)
+            if outcome == .touched { counters.touchHits &+= 1 } else { counters.touchMisses &+= 1 }
+            if !noreply { TextEncoder.write(outcome == .touched ? .touched : .notFound, into: &out) }
+
+        case .flushAll(let delay, let noreply):
+            guard engine.settings.flushEnabled else {
+                if !noreply { TextEncoder.writeLine("CLIENT_ERROR flush_all not allowed", into: &out) }
+                return nil
+            }
+            counters.cmdFlush &+= 1
+            cache.flushAll(delay: delay)
+            if !noreply { TextEncoder.write(.ok, into: &out) }
+
+        case .version:
+            TextEncoder.writeLine("VERSION \(engine.settings.version)", into: &out)
+
+        case .verbosity(let level, let noreply):
+            engine.verbosity.store(level, ordering: .relaxed)
+            if !noreply { TextEncoder.write(.ok, into: &out) }
+
+        case .quit:
+            return .close
+
+        case .shutdown:
+            guard engine.settings.shutdownEnabled else {
+                TextEncoder.writeLine("ERROR: shutdown not enabled", into: &out)
+                return nil
+            }
+            return .shutdown
+
+        case .stats(let arguments):
+            stats(arguments, into: &out)
+
+        case .lruCrawler(let arguments):
+            if arguments.first == "metadump" || arguments.first == "mgdump" {
+                TextEncoder.writeLine("ERROR key dumping not allowed", into: &out)
+            } else {
+                TextEncoder.writeLine("ERROR lru_crawler is not supported", into: &out)
+            }
+
+        case .cacheMemlimit:
+            // The memory limit is fixed at start (-m); changing it from the network is not offered.
+            TextEncoder.writeLine("ERROR cache_memlimit not supported", into: &out)
+
+        case .error(let error, let noreply):
+            counters.protocolErrors &+= 1
+            switch error.disposition {
+            case .reply:
+                if !noreply { TextEncoder.writeError(error, into: &out) }
+            case .replyAndClose:
+                TextEncoder.writeError(error, into: &out)
+                return .close
+            case .close:
+                return .close
+            }
+        }
+        return nil
+    }
+
+    private mutating func stats(_ arguments: [String], into out: inout ByteBuffer) {
+        let lines: [(String, String)]
+        switch arguments.first {
+        case nil:
+            publishCounters()
+            lines = engine.generalStats()
+        case "settings":
+            lines = engine.settings.settingsReport
+        case "items":
+            lines = engine.itemStats()
+        case "slabs":
+            lines = engine.slabStats()
+        case "reset":
+            publishCounters()
+            engine.resetTotals()
+            TextEncoder.write(.reset, into: &out)
+            return
+        case "cachedump":
+            TextEncoder.writeLine("CLIENT_ERROR stats cachedump not allowed", into: &out)
+            return
+        case "detail":
+            // Key prefixes of other clients' traffic: not offered.
+            TextEncoder.writeLine("CLIENT_ERROR stats detail not allowed", into: &out)
+            return
+        case "conns":
+            // Other clients' addresses: not offered.
+            TextEncoder.writeLine("CLIENT_ERROR stats conns not allowed", into: &out)
+            return
+        default:
+            TextEncoder.writeError(.error, into: &out)
+            return
+        }
+        for (name, value) in lines { TextEncoder.writeStat(name, value, into: &out) }
+        TextEncoder.write(.end, into: &out)
+    }
+}

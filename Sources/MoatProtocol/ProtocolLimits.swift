@@ -1,0 +1,30 @@
+/// Bounds every codec enforces on hostile input.
+public struct ProtocolLimits: Sendable, Equatable {
+    /// memcached's key limit.
+    public var maxKeyLength: Int = 250
+    /// A command line longer than this with no newline closes the connection (memcached: 2048).
+    public var maxLineLength: Int = 2048
+    /// Retrieval lines (`get k1 k2 ...`) may be longer, up to this many bytes.
+    public var maxRetrievalLineLength: Int = 64 * 1024
+    /// Largest value accepted (`-I`); larger data is swallowed unbuffered and refused.
+    public var maxItemSize: Int = 1024 * 1024
+
+    public init() {}
+
+    public init(maxItemSize: Int) {
+        self.maxItemSize = maxItemSize
+        // A multi-get of many keys is legitimate; keep its line bounded by the same knob as values.
+        self.maxRetrievalLineLength = max(64 * 1024, min(maxItemSize, 16 * 1024 * 1024))
+    }
+}
+
+public enum KeyRules {
+    /// 1 to `maxLength` bytes, none of them a space or a control character.
+    @inlinable
+    public static func isValid<C: Collection>(_ key: C, maxLength: Int = 250) -> Bool where C.Element == UInt8 {
+        let count = key.count
+        guard count > 0, count <= maxLength else { return false }
+        for byte in key where byte <= 0x20 || byte == 0x7f { return false }
+        return true
+    }
+}

@@ -1,0 +1,94 @@
+import NIOCore
+
+/// Fixed replies of the text protocol.
+public enum TextReply: Sendable {
+    case stored, notStored, exists, notFound, deleted, touched, ok, end, reset
+    case outOfMemory
+
+    @usableFromInline
+    var bytes: StaticString {
+        switch self {
+        case .stored: return "STORED\r\n"
+        case .notStored: return "NOT_STORED\r\n"
+        case .exists: return "EXISTS\r\n"
+        case .notFound: return "NOT_FOUND\r\n"
+        case .deleted: return "DELETED\r\n"
+        case .touched: return "TOUCHED\r\n"
+        case .ok: return "OK\r\n"
+        case .end: return "END\r\n"
+        case .reset: return "RESET\r\n"
+        case .outOfMemory: return "SERVER_ERROR out of memory storing object\r\n"
+        }
+    }
+}
+
+/// Encodes replies straight into the connection's output buffer (no intermediate values).
+public enum TextEncoder {
+    @inlinable
+    public static func write(_ reply: TextReply, into out: inout ByteBuffer) {
+        out.writeStaticString(reply.bytes)
+    }
+
+    /// `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`
+    public static func writeValue(key: [UInt8], flags: UInt32, data: [UInt8], cas: UInt64?, into out: inout ByteBuffer) {
+        out.writeStaticString("VALUE ")
+        out.writeBytes(key)
+        out.writeStaticString(" ")
+        writeDecimal(UInt64(flags), into: &out)
+        out.writeStaticString(" ")
+        writeDecimal(UInt64(data.count), into: &out)
+        if let cas {
+            out.writeStaticString(" ")
+            writeDecimal(cas, into: &out)
+        }
+        out.writeStaticString("\r\n")
+        out.writeBytes(data)
+        out.writeStaticString("\r\n")
+    }
+
+    /// A bare number line (incr/decr result).
+    public static func writeNumber(_ value: UInt64, into out: inout ByteBuffer) {
+        writeDecimal(value, into: &out)
+        out.writeStaticString("\r\n")
+    }
+
+    public static func writeLine(_ text: String, into out: inout ByteBuffer) {
+        out.writeString(text)
+        out.writeStaticString("\r\n")
+    }
+
+    public static func writeError(_ error: ErrorReply, into out: inout ByteBuffer) {
+        guard !error.message.isEmpty else { return }
+        writeLine(error.message, into: &out)
+    }
+
+    /// `STAT <name> <value>` lines; the caller ends the list with `END`.
+    public static func writeStat(_ name: String, _ value: String, into out: inout ByteBuffer) {
+        out.writeStaticString("STAT ")
+        out.writeString(name)
+        out.writeStaticString(" ")
+        out.writeString(value)
+        out.writeStaticString("\r\n")
+    }
+
+    @inlinable
+    static func writeDecimal(_ value: UInt64, into out: inout ByteBuffer) {
+        if value < 10 {
+            out.writeInteger(UInt8(0x30 + value))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 32 bytes of scratch, no heap
+        let count = withUnsafeMutableBytes(of: &digits) { scratch -> Int in
+            var v = value
+            var index = 32
+            while v > 0 {
+                index -= 1
+                scratch[index] = UInt8(0x30 + v % 10)
+                v /= 10
+            }
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: scratch[index..<32]))
+            return 32 - index
+        }
+        _ = count
+    }
+}

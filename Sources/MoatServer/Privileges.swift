@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Moat never serves as root: started as root it binds its ports, then becomes an unprivileged account.
+enum Privileges {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Switches every thread of the process to `name` (or `nobody`) when running as root, dropping
+    /// supplementary groups; verifies root cannot be regained. Returns the account now in effect.
+    static func dropIfRoot(to name: String?) throws -> String {
+        guard geteuid() == 0 || getuid() == 0 else {
+            return currentAccountName()
+        }
+        let target = name ?? "nobody"
+        guard let entry = getpwnam(target) else {
+            throw Failure(description: "cannot switch to account '\(target)': no such user. Moat refuses to serve as root; create the account or pass -u NAME")
+        }
+        let uid = entry.pointee.pw_uid
+        let gid = entry.pointee.pw_gid
+        guard uid != 0 else {
+            throw Failure(description: "-u \(target): that account is root; Moat refuses to serve as root")
+        }
+        // glibc applies these to every thread of the process, including the event loops started already.
+        guard setgroups(0, nil) == 0 else { throw Failure(description: "setgroups failed: \(String(cString: strerror(errno)))") }
+        guard setgid(gid) == 0 else { throw Failure(description: "setgid(\(gid)) failed: \(String(cString: strerror(errno)))") }
+        guard setuid(uid) == 0 else { throw Failure(description: "setuid(\(uid)) failed: \(String(cString: strerror(errno)))") }
+        guard getuid() == uid, geteuid() == uid, setuid(0) != 0 else {
+            throw Failure(description: "dropping root privileges did not stick; refusing to serve")
+        }
+        return "\(target) (uid \(uid))"
+    }
+
+    static func currentAccountName() -> String {
+        let uid = getuid()
+        if let entry = getpwuid(uid) {
+            return "\(String(cString: entry.pointee.pw_name)) (uid \(uid))"
+        }
+        return "uid \(uid)"
+    }
+}

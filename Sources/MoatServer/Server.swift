@@ -1,0 +1,150 @@
+import Logging
+import MoatConfig
+import MoatEngine
+import MoatProtocol
+import MoatStorage
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A running Moat: listeners on an event-loop group, all sharing one engine.
+public final class Server: Sendable {
+    public let configuration: ServerConfiguration
+    public let engine: Engine
+    private let logger: Logger
+    private let group: MultiThreadedEventLoopGroup
+    private let listeners = Mutex<[Channel]>([])
+
+    public init(configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        let cache = Cache(
+            configuration: CacheConfiguration(
+                memoryLimit: configuration.memoryLimit, maxItemSize: configuration.maxItemSize,
+                evictionsEnabled: configuration.evictionsEnabled))
+        let settings = EngineSettings(
+            protocolMode: configuration.protocolMode == .auto ? .auto : .ascii,
+            limits: ProtocolLimits(maxItemSize: configuration.maxItemSize),
+            flushEnabled: configuration.flushEnabled, shutdownEnabled: configuration.shutdownEnabled,
+            dumpEnabled: configuration.dumpEnabled, maxConnections: configuration.maxConnections,
+            threads: configuration.threads, settingsReport: configuration.settingsReport)
+        self.engine = Engine(cache: cache, settings: settings)
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads)
+    }
+
+    /// Binds every listener, writes the pid file, drops root, and starts background reclaim.
+    /// Throws (having closed what it opened) when any explicitly requested listener cannot bind.
+    public func start() throws {
+        for notice in configuration.ignored {
+            logger.warning("ignored for compatibility: \(notice)")
+        }
+        do {
+            try bindAll()
+            if let pidFile = configuration.pidFile {
+                try writePidFile(pidFile)
+            }
+            let account = try Privileges.dropIfRoot(to: configuration.user)
+            let cache = engine.cache
+            group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                cache.reclaimExpired(perShardLimit: 2000)
+            }
+            logger.notice("moat ready: \(configuration.exposureSummary(servingAs: account))")
+        } catch {
+            stop()
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Blocks until every listener has closed (after `stop()` or a `shutdown` command), then releases the threads.
+    public func waitUntilStopped() throws {
+        let channels = listeners.withLock { $0 }
+        for channel in channels {
+            try? channel.closeFuture.wait()
+        }
+        try group.syncShutdownGracefully()
+        if let pidFile = configuration.pidFile { unlink(pidFile) }
+    }
+
+    /// Stops accepting connections; `waitUntilStopped` then closes the open ones. Safe from any thread.
+    public func stop() {
+        let channels = listeners.withLock { $0 }
+        for channel in channels { channel.close(promise: nil) }
+    }
+
+    // MARK: listeners
+
+    private func bootstrap() -> ServerBootstrap {
+        let engine = self.engine
+        let logger = self.logger
+        let idleTimeout = configuration.idleTimeout
+        let onShutdown: @Sendable () -> Void = { [weak self] in self?.stop() }
+        return ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handlers = channel.pipeline.syncOperations
+                    if idleTimeout > 0 {
+                        try handlers.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(idleTimeout))))
+                    }
+                    try handlers.addHandler(ConnectionHandler(engine: engine, logger: logger, onShutdown: onShutdown))
+                }.flatMapErrorThrowing { error in
+                    logger.error("cannot set up a connection: \(error)")
+                    throw error
+                }
+            }
+    }
+
+    private func bindAll() throws {
+        let bootstrap = bootstrap()
+        for address in configuration.listeners {
+            do {
+                let channel = try bootstrap.bind(host: address.host, port: address.port).wait()
+                listeners.withLock { $0.append(channel) }
+            } catch {
+                // The default pair includes ::1; a host without IPv6 still serves on 127.0.0.1.
+                if configuration.listenersAreDefault, address.isIPv6 {
+                    logger.warning("not listening on \(address): \(error)")
+                    continue
+                }
+                throw ListenError(description: "cannot listen on \(address): \(error)")
+            }
+        }
+        if let path = configuration.unixSocket {
+            // Create the socket with the requested mode from the start (no window with looser permissions).
+            let previous = umask(mode_t(~configuration.unixMask & 0o777))
+            defer { umask(previous) }
+            do {
+                let channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+                listeners.withLock { $0.append(channel) }
+                chmod(path, mode_t(configuration.unixMask))
+            } catch {
+                throw ListenError(description: "cannot listen on unix socket \(path): \(error)")
+            }
+        }
+        if listeners.withLock({ $0.isEmpty }) {
+            throw ListenError(description: "no listener could be opened")
+        }
+    }
+
+    private func writePidFile(_ path: String) throws {
+        let text = "\(getpid())\n"
+        guard let file = fopen(path, "w") else {
+            throw ListenError(description: "cannot write pid file \(path): \(String(cString: strerror(errno)))")
+        }
+        fputs(text, file)
+        fclose(file)
+    }
+}
+
+public struct ListenError: Error, CustomStringConvertible {
+    public var description: String
+}

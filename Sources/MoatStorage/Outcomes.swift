@@ -1,0 +1,39 @@
+/// How a storage command wants its value combined with what is cached.
+public enum StoreMode: Sendable, Equatable {
+    case set, add, replace, append, prepend
+    /// Compare-and-swap against this CAS unique.
+    case cas(UInt64)
+}
+
+/// Domain outcomes are values, not errors: each maps to one memcached reply.
+public enum StoreOutcome: Sendable, Equatable {
+    case stored
+    case notStored
+    case exists
+    case notFound
+    case tooLarge
+    case noMemory
+}
+
+public enum DeleteOutcome: Sendable, Equatable {
+    case deleted
+    case notFound
+}
+
+public enum ArithmeticOutcome: Sendable, Equatable {
+    case value(UInt64)
+    case notFound
+    case nonNumeric
+}
+
+public enum TouchOutcome: Sendable, Equatable {
+    case touched
+    case notFound
+}
+
+/// A copy of what a hit returns. `value` shares storage with the cached item (copy on write).
+public struct ItemSnapshot: Sendable, Equatable {
+    public let value: [UInt8]
+    public let flags: UInt32
+    public let cas: UInt64
+}
