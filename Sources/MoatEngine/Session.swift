@@ -142,6 +142,9 @@ public struct Session {
             case .notFound:
                 if increment { counters.incrMisses &+= 1 } else { counters.decrMisses &+= 1 }
                 if !noreply { TextEncoder.write(.notFound, into: &out) }
+            case .noMemory:
+                counters.storeNoMemory &+= 1
+                if !noreply { TextEncoder.write(.outOfMemory, into: &out) }
             case .nonNumeric:
                 if !noreply {
                     TextEncoder.writeLine("CLIENT_ERROR cannot increment or decrement non-numeric value", into: &out)

@@ -113,7 +113,7 @@ public final class Cache: Sendable {
         return shard(for: key).withLock {
             $0.store(
                 mode: mode, key: key, value: value, flags: flags, expiresAt: expiresAt,
-                now: now, flushDeadline: deadline, nextCAS: nextCAS)
+                maxItemSize: configuration.maxItemSize, now: now, flushDeadline: deadline, nextCAS: nextCAS)
         }
     }
 

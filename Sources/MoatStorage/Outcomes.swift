@@ -24,6 +24,8 @@ public enum ArithmeticOutcome: Sendable, Equatable {
     case value(UInt64)
     case notFound
     case nonNumeric
+    /// The longer number did not fit and nothing could be evicted (`-M`); the old value stays.
+    case noMemory
 }
 
 public enum TouchOutcome: Sendable, Equatable {

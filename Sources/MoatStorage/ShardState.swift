@@ -64,7 +64,7 @@ struct ShardState {
     // MARK: updates
 
     mutating func store(
-        mode: StoreMode, key: [UInt8], value: [UInt8], flags: UInt32, expiresAt: Int64,
+        mode: StoreMode, key: [UInt8], value: [UInt8], flags: UInt32, expiresAt: Int64, maxItemSize: Int,
         now: Int64, flushDeadline: Int64, nextCAS: () -> UInt64
     ) -> StoreOutcome {
         let existing = liveItem(key, now: now, flushDeadline: flushDeadline, counting: false)
@@ -84,6 +84,8 @@ struct ShardState {
             if existing == nil { return .notStored }
         case .append, .prepend:
             guard let existing else { return .notStored }
+            // The combined value obeys -I like any other.
+            if existing.value.count + value.count > maxItemSize { return .tooLarge }
             newValue = mode == .append ? existing.value + value : value + existing.value
             newFlags = existing.flags
             newExpiry = existing.expiresAt
@@ -96,7 +98,7 @@ struct ShardState {
         if newSize > budget { return .tooLarge }
         let oldSize = existing?.accountedSize ?? 0
         if let existing { moveToHead(existing) }
-        guard makeRoom(for: newSize - oldSize, sparing: existing, now: now) else {
+        guard makeRoom(for: newSize - oldSize, sparing: existing, now: now, flushDeadline: flushDeadline) else {
             counters.outOfMemory += 1
             return .noMemory
         }
@@ -135,10 +137,10 @@ struct ShardState {
         let oldSize = item.accountedSize
         let newSize = Item.size(keyCount: item.key.count, valueCount: digits.count)
         moveToHead(item)
-        // A counter grows by at most 19 bytes; if even that does not fit, keep the old value.
-        guard makeRoom(for: newSize - oldSize, sparing: item, now: now) else {
+        // A counter grows by at most 19 bytes; if even that does not fit, keep the old value and say so.
+        guard makeRoom(for: newSize - oldSize, sparing: item, now: now, flushDeadline: flushDeadline) else {
             counters.outOfMemory += 1
-            return .value(result)
+            return .noMemory
         }
         item.value = digits
         item.cas = nextCAS()
@@ -217,11 +219,14 @@ struct ShardState {
 
     /// Frees at least `needed` bytes of budget, reclaiming expired items first and then (when allowed)
     /// evicting the least recently used. Never evicts `sparing`.
-    private mutating func makeRoom(for needed: Int, sparing: Item?, now: Int64) -> Bool {
+    private mutating func makeRoom(for needed: Int, sparing: Item?, now: Int64, flushDeadline: Int64) -> Bool {
         guard needed > 0 else { return true }
         while usedBytes + needed > budget {
             guard let victim = tail, victim !== sparing else { return false }
-            if victim.isExpired(now: now) {
+            if flushDeadline != 0, now >= flushDeadline, victim.storedAt < flushDeadline {
+                // Already invisible after a delayed flush: reclaiming it is not an eviction.
+                counters.reclaimed += 1
+            } else if victim.isExpired(now: now) {
                 if !victim.fetched { counters.expiredUnfetched += 1 }
                 counters.reclaimed += 1
             } else if evictionsEnabled {

@@ -98,7 +98,7 @@ public struct TextDecoder: Sendable {
         let line = buffer.readBytes(length: newline + 1) ?? []
         var end = newline
         if end > 0, line[end - 1] == 0x0D { end -= 1 }
-        if end > limits.maxLineLength, !Self.startsRetrieval(line) {
+        if end > limits.maxLineLength, !Self.startsRetrieval(line) || end > limits.maxRetrievalLineLength {
             return .request(.error(.lineTooLong, noreply: false))
         }
         let tokens = Self.tokenize(line, end: end)
@@ -137,10 +137,6 @@ public struct TextDecoder: Sendable {
 
     private mutating func parse(_ line: [UInt8], _ tokens: [Range<Int>]) -> LineOutcome {
         guard let first = tokens.first else { return .request(.error(.error, noreply: false)) }
-        // A forged HTTP request ("GET / HTTP/1.1") must not drive the cache: close, as memcached does.
-        if tokens.count >= 2, Self.hasPrefix(line, tokens[tokens.count - 1], "HTTP/") {
-            return .request(.error(.forgedHTTP, noreply: false))
-        }
         let command = String(decoding: line[first], as: UTF8.self)
         func token(_ i: Int) -> ArraySlice<UInt8> { line[tokens[i]] }
         let noreply = tokens.count > 1 && Self.equals(line, tokens[tokens.count - 1], "noreply")
@@ -209,6 +205,11 @@ public struct TextDecoder: Sendable {
             }
             return .request(.cacheMemlimit(megabytes: megabytes, noreply: noreply))
         default:
+            // A forged HTTP request ("GET / HTTP/1.1") must not drive the cache: close, as memcached does.
+            // Only for unknown commands (as memcached), so that `get HTTP/1.1` stays a lookup of that key.
+            if tokens.count >= 2, Self.hasPrefix(line, tokens[tokens.count - 1], "HTTP/") {
+                return .request(.error(.forgedHTTP, noreply: false))
+            }
             return .request(.error(.error, noreply: false))
         }
     }

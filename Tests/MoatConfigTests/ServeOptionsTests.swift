@@ -1,0 +1,79 @@
+import MoatConfig
+import Testing
+
+@Suite struct ServeOptionsTests {
+    func resolve(_ arguments: [String]) throws -> ServerConfiguration {
+        try ServeOptions.parse(arguments).resolve()
+    }
+
+    @Test func defaultsAreTheSafeOnes() throws {
+        let c = try resolve([])
+        #expect(c.listeners == [ListenAddress(host: "127.0.0.1", port: 11211), ListenAddress(host: "::1", port: 11211)])
+        #expect(c.publicListeners.isEmpty)
+        #expect(c.memoryLimit == 64 * 1024 * 1024)
+        #expect(c.maxItemSize == 1024 * 1024)
+        #expect(c.maxConnections == 1024)
+        #expect(c.threads == 4)
+        #expect(c.shutdownEnabled == false)
+        #expect(c.dumpEnabled == false)
+        #expect(c.flushEnabled == true)
+        #expect(c.unixMask == 0o700)
+        #expect(c.user == nil)
+    }
+
+    @Test func memcachedOptionsLineParses() throws {
+        let c = try resolve(["-m", "128", "-p", "11311", "-u", "memcache", "-l", "127.0.0.1,::1", "-c", "2048", "-t", "2", "-I", "2m", "-M", "-vv", "-U", "0"])
+        #expect(c.memoryLimit == 128 * 1024 * 1024)
+        #expect(c.listeners.map(\.description) == ["127.0.0.1:11311", "[::1]:11311"])
+        #expect(c.user == "memcache")
+        #expect(c.maxConnections == 2048)
+        #expect(c.threads == 2)
+        #expect(c.maxItemSize == 2 * 1024 * 1024)
+        #expect(c.evictionsEnabled == false)
+        #expect(c.verbosity == 2)
+    }
+
+    @Test func joinedShortOptionsAndLongFormsWork() throws {
+        let c = try resolve(["-p11400", "--memory-limit=32", "--listen", "127.0.0.2:9000", "-l", "[::1]:9001", "--enable-shutdown", "--disable-flush-all"])
+        #expect(c.listeners.map(\.description) == ["127.0.0.2:9000", "[::1]:9001"])
+        #expect(c.memoryLimit == 32 * 1024 * 1024)
+        #expect(c.shutdownEnabled)
+        #expect(!c.flushEnabled)
+    }
+
+    @Test func extendedOptionsParseAndUnknownOnesFail() throws {
+        let c = try resolve(["-o", "idle_timeout=30,modern", "-o", "hashpower=20"])
+        #expect(c.idleTimeout == 30)
+        #expect(c.ignored.contains("-o modern"))
+        #expect(throws: ConfigurationError.self) { try resolve(["-o", "no_such_option"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-o", "idle_timeout=soon"]) }
+    }
+
+    @Test func publicBindNeedsTheExplicitFlag() throws {
+        #expect(throws: ConfigurationError.self) { try resolve(["-l", "0.0.0.0"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-l", "127.0.0.1,192.0.2.10"]) }
+        let opened = try resolve(["-l", "0.0.0.0", "-o", "insecure_public_bind"])
+        #expect(opened.publicListeners.count == 1)
+        #expect(try resolve(["-l", "127.0.0.5"]).publicListeners.isEmpty)
+    }
+
+    @Test func unsafeOrUnsupportedChoicesRefuseToStart() {
+        #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-B", "binary"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-I", "40m", "-m", "64"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-m", "0"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-a", "999"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-p", "0"]) }
+    }
+
+    @Test func sizesAndAddressesParse() throws {
+        #expect(try ServeOptions.parseSize("1m", flag: "-I") == 1_048_576)
+        #expect(try ServeOptions.parseSize("512K", flag: "-I") == 524_288)
+        #expect(try ServeOptions.parseSize("2097152", flag: "-I") == 2_097_152)
+        #expect(throws: ConfigurationError.self) { try ServeOptions.parseSize("lots", flag: "-I") }
+        #expect(try ServeOptions.parseListen("::1", defaultPort: 5) == ListenAddress(host: "::1", port: 5))
+        #expect(try ServeOptions.parseListen("[fe80::1]:7", defaultPort: 5) == ListenAddress(host: "fe80::1", port: 7))
+        #expect(try ServeOptions.parseListen("localhost", defaultPort: 5).isLoopback)
+        #expect(throws: ConfigurationError.self) { try ServeOptions.parseListen("host:notaport", defaultPort: 5) }
+    }
+}

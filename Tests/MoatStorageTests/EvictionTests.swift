@@ -1,0 +1,167 @@
+import MoatStorage
+import Testing
+
+@Suite struct EvictionTests {
+    /// Three items of key 2 + value 100 bytes fit exactly in one shard.
+    static let itemCharge = charge(key: 2, value: 100)
+    static let value100 = String(repeating: "x", count: 100)
+
+    func threeSlotCache(evictions: Bool = true, clock: ManualClock = ManualClock()) -> Cache {
+        makeCache(memoryLimit: 3 * Self.itemCharge, maxItemSize: 1024, evictions: evictions, shards: 1, clock: clock)
+    }
+
+    @Test func leastRecentlyUsedGoesFirst() {
+        let cache = threeSlotCache()
+        cache.set("k1", Self.value100)
+        cache.set("k2", Self.value100)
+        cache.set("k3", Self.value100)
+        #expect(cache.counters().bytes == 3 * Self.itemCharge)
+        #expect(cache.get(b("k1")) != nil)  // k1 is now the most recently used
+        #expect(cache.set("k4", Self.value100) == .stored)
+        #expect(cache.get(b("k2")) == nil)
+        #expect(cache.get(b("k1")) != nil)
+        #expect(cache.get(b("k3")) != nil)
+        #expect(cache.get(b("k4")) != nil)
+        var counters = cache.counters()
+        #expect(counters.evictions == 1)
+        #expect(counters.evictedUnfetched == 1)
+        #expect(counters.currentItems == 3)
+        #expect(counters.bytes == 3 * Self.itemCharge)
+        // Order now (old to new): k1, k3, k4.
+        cache.set("k5", Self.value100)
+        #expect(cache.get(b("k1")) == nil)
+        counters = cache.counters()
+        #expect(counters.evictions == 2)
+        #expect(counters.evictedUnfetched == 1)  // k1 had been read
+    }
+
+    @Test func touchAndOverwriteRefreshRecency() {
+        let cache = threeSlotCache()
+        cache.set("k1", Self.value100)
+        cache.set("k2", Self.value100)
+        cache.set("k3", Self.value100)
+        #expect(cache.touch(b("k1"), exptime: 0) == .touched)
+        cache.set("k2", Self.value100)  // overwrite bumps k2
+        cache.set("k4", Self.value100)  // evicts k3
+        #expect(cache.get(b("k3")) == nil)
+        #expect(cache.value("k1") != nil)
+        #expect(cache.value("k2") != nil)
+        #expect(cache.value("k4") != nil)
+    }
+
+    @Test func failedAddRefreshesRecency() {
+        let cache = threeSlotCache()
+        cache.set("k1", Self.value100)
+        cache.set("k2", Self.value100)
+        cache.set("k3", Self.value100)
+        #expect(cache.store(.add, key: b("k1"), value: b(Self.value100), flags: 0, exptime: 0) == .notStored)
+        cache.set("k4", Self.value100)
+        #expect(cache.get(b("k2")) == nil)
+        #expect(cache.get(b("k1")) != nil)
+    }
+
+    @Test func largeItemEvictsSeveral() {
+        let cache = threeSlotCache()
+        cache.set("k1", Self.value100)
+        cache.set("k2", Self.value100)
+        cache.set("k3", Self.value100)
+        let big = String(repeating: "y", count: 2 * Self.itemCharge - itemOverhead - 2)
+        #expect(cache.set("kb", big) == .stored)
+        #expect(cache.get(b("k1")) == nil)
+        #expect(cache.get(b("k2")) == nil)
+        #expect(cache.value("k3") != nil)
+        #expect(cache.counters().evictions == 2)
+        #expect(cache.counters().bytes <= 3 * Self.itemCharge)
+    }
+
+    @Test func growingAnItemNeverEvictsItself() {
+        let cache = threeSlotCache()
+        cache.set("k1", Self.value100)
+        cache.set("k2", Self.value100)
+        cache.set("k3", Self.value100)
+        #expect(cache.store(.append, key: b("k1"), value: b(Self.value100), flags: 0, exptime: 0) == .stored)
+        #expect(cache.get(b("k1"))?.value.count == 200)
+        #expect(cache.counters().bytes <= 3 * Self.itemCharge)
+    }
+
+    @Test func expiredTailIsReclaimedNotEvicted() {
+        let clock = ManualClock()
+        let cache = threeSlotCache(clock: clock)
+        cache.set("k1", Self.value100, exptime: 5)
+        cache.set("k2", Self.value100)
+        cache.set("k3", Self.value100)
+        clock.advance(by: 5)
+        cache.set("k4", Self.value100)
+        let counters = cache.counters()
+        #expect(counters.evictions == 0)
+        #expect(counters.reclaimed == 1)
+        #expect(counters.expiredUnfetched == 1)
+        #expect(cache.value("k2") != nil)
+    }
+
+    @Test func evictionsDisabledRefusesWhenFull() {
+        let clock = ManualClock()
+        let cache = threeSlotCache(evictions: false, clock: clock)
+        cache.set("k1", Self.value100)
+        cache.set("k2", Self.value100, exptime: 10)
+        cache.set("k3", Self.value100)
+        #expect(cache.set("k4", Self.value100) == .noMemory)
+        #expect(cache.counters().outOfMemory == 1)
+        #expect(cache.counters().evictions == 0)
+        #expect(cache.get(b("k4")) == nil)
+        #expect(cache.value("k1") != nil)
+        // Same-size overwrite needs no room.
+        #expect(cache.set("k1", String(repeating: "z", count: 100)) == .stored)
+        // Growing needs room.
+        #expect(cache.store(.append, key: b("k1"), value: b("more"), flags: 0, exptime: 0) == .noMemory)
+        #expect(cache.get(b("k1"))?.value.count == 100)
+        // Expired items still make room. k2 is the LRU tail.
+        clock.advance(by: 10)
+        #expect(cache.set("k4", Self.value100) == .stored)
+        #expect(cache.counters().reclaimed == 1)
+        // A delete frees room too.
+        #expect(cache.set("k5", Self.value100) == .noMemory)
+        #expect(cache.delete(b("k3")) == .deleted)
+        #expect(cache.set("k5", Self.value100) == .stored)
+    }
+
+    @Test func incrementThatCannotGrowDoesNotReportUnstoredValue() {
+        let cache = makeCache(memoryLimit: 2 * charge(key: 1, value: 2), maxItemSize: 1024, evictions: false, shards: 1)
+        cache.set("a", "99")
+        cache.set("b", "99")
+        let outcome = cache.increment(b("a"), by: 1)
+        #expect(outcome == .noMemory)
+        #expect(cache.value("a") == "99")
+    }
+
+    @Test func oldestItemAge() {
+        let clock = ManualClock()
+        let cache = makeCache(shards: 1, clock: clock)
+        #expect(cache.counters().oldestItemAge == 0)
+        cache.set("a", "v")
+        clock.advance(by: 30)
+        cache.set("b", "v")
+        #expect(cache.counters().oldestItemAge == 30)
+    }
+
+    @Test func countersTrackStores() {
+        let cache = makeCache(shards: 4)
+        for i in 0..<50 { cache.set("key\(i)", "value") }
+        for i in 0..<10 { cache.set("key\(i)", "v") }
+        let counters = cache.counters()
+        #expect(counters.totalItems == 60)
+        #expect(counters.currentItems == 50)
+        #expect(counters.bytes == (0..<50).reduce(0) { total, i in
+            total + charge(key: "key\(i)".utf8.count, value: i < 10 ? 1 : 5)
+        })
+    }
+
+    @Test func shardCountIsPowerOfTwoAndBudgetsStayWithinLimit() {
+        #expect(makeCache(shards: 3).shardCount == 2)
+        #expect(makeCache(shards: 1).shardCount == 1)
+        #expect(makeCache(shards: 8).shardCount == 8)
+        #expect(makeCache(memoryLimit: 128 * 1024 * 1024).shardCount == 16)
+        #expect(makeCache(memoryLimit: 64 * 1024 * 1024).shardCount == 8)
+        #expect(makeCache(memoryLimit: 1024 * 1024).shardCount == 1)
+    }
+}

@@ -1,0 +1,55 @@
+import MoatStorage
+import Synchronization
+
+/// A clock the test moves by hand (no sleeping).
+final class ManualClock: CacheClock {
+    private let time: Mutex<Int64>
+
+    init(_ start: Int64 = 1_700_000_000) { time = Mutex(start) }
+
+    func now() -> Int64 { time.withLock { $0 } }
+
+    func advance(by seconds: Int64) { time.withLock { $0 += seconds } }
+
+    func set(_ value: Int64) { time.withLock { $0 = value } }
+}
+
+/// SplitMix64: a small deterministic generator for reproducible random tests.
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func b(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+/// Bytes one item is charged: key + value + fixed overhead (Item.overhead is internal, 112 today).
+let itemOverhead = 112
+func charge(key: Int, value: Int) -> Int { key + value + itemOverhead }
+
+func makeCache(
+    memoryLimit: Int = 64 * 1024 * 1024, maxItemSize: Int = 1024 * 1024, evictions: Bool = true,
+    shards: Int? = nil, clock: ManualClock = ManualClock()
+) -> Cache {
+    Cache(
+        configuration: CacheConfiguration(
+            memoryLimit: memoryLimit, maxItemSize: maxItemSize, evictionsEnabled: evictions, shardCount: shards),
+        clock: clock)
+}
+
+extension Cache {
+    @discardableResult
+    func set(_ key: String, _ value: String, flags: UInt32 = 0, exptime: Int64 = 0) -> StoreOutcome {
+        store(.set, key: b(key), value: b(value), flags: flags, exptime: exptime)
+    }
+
+    func value(_ key: String) -> String? {
+        get(b(key)).map { String(decoding: $0.value, as: UTF8.self) }
+    }
+}
