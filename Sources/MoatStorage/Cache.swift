@@ -18,6 +18,9 @@ public struct CacheConfiguration: Sendable, Equatable {
         self.shardCount = shardCount
     }
 
+    /// Bytes charged per item beyond its key and value (see `Item.overhead`).
+    public static let perItemOverhead = Item.overhead
+
     /// As many shards (up to 16, a power of two) as keep each shard's budget at least
     /// four maximum-size items, so a large item always fits in its shard.
     var effectiveShardCount: Int {

@@ -29,8 +29,8 @@ struct SeededGenerator: RandomNumberGenerator {
 
 func b(_ text: String) -> [UInt8] { Array(text.utf8) }
 
-/// Bytes one item is charged: key + value + fixed overhead (Item.overhead is internal, 112 today).
-let itemOverhead = 112
+/// Bytes one item is charged: key + value + fixed overhead.
+let itemOverhead = CacheConfiguration.perItemOverhead
 func charge(key: Int, value: Int) -> Int { key + value + itemOverhead }
 
 func makeCache(
