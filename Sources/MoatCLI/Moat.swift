@@ -13,6 +13,16 @@ import Darwin
 
 @main
 struct Moat: ParsableCommand {
+    static func main() {
+        // memcached users type `moat -h` for the flags: show the server's help rather than the overview.
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments == ["-h"] || arguments == ["--help"] {
+            print(Moat.helpMessage(for: Serve.self))
+            return
+        }
+        main(arguments)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "moat",
         abstract: "A memcached-compatible cache server that is secure by default.",

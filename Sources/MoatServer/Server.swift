@@ -50,6 +50,10 @@ public final class Server: Sendable {
                 try writePidFile(pidFile)
             }
             let account = try Privileges.dropIfRoot(to: configuration.user)
+            // Listeners were bound with accepting paused: no client is served until root is gone.
+            for channel in listeners.withLock({ $0 }) {
+                try channel.setOption(ChannelOptions.autoRead, value: true).wait()
+            }
             let cache = engine.cache
             group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
                 cache.reclaimExpired(perShardLimit: 2000)
@@ -88,6 +92,7 @@ public final class Server: Sendable {
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

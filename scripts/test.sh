@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Run all of Moat's tests: peers (Debian + PyPI), swift build, swift test, Python integration tests.
+# Usage: bash scripts/test.sh            (from anywhere; CI runs it as root via .ci/run)
+# Env:   SKIP_DEPS=1  skip the dependency installation step
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+# ---------------------------------------------------------------- dependencies
+install_deps() {
+  local pkgs=(memcached libmemcached-tools libmemcached-dev libsasl2-dev zlib1g-dev netcat-openbsd procps)
+  command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+  python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
+  command -v cc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
+  local missing=()
+  local p
+  for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$p")
+    fi
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "Debian packages: all present"
+  fi
+
+  pip_install() {
+    python3 -m pip install -q --disable-pip-version-check "$@" \
+      || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+  }
+  local pypi=()
+  python3 -c 'import pymemcache' 2>/dev/null || pypi+=(pymemcache)
+  python3 -c 'import pytest' 2>/dev/null || pypi+=(pytest)
+  if [ "${#pypi[@]}" -gt 0 ]; then
+    echo "installing PyPI packages: ${pypi[*]}"
+    pip_install "${pypi[@]}"
+  fi
+  if ! python3 -c 'import pylibmc' 2>/dev/null; then
+    if ! python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+      echo "installing python3-dev (needed to build pylibmc)"
+      export DEBIAN_FRONTEND=noninteractive
+      $SUDO apt-get update -qq
+      $SUDO apt-get install -y -qq --no-install-recommends python3-dev >/dev/null
+    fi
+    echo "building pylibmc 1.6.3 from source"
+    pip_install --no-binary pylibmc pylibmc==1.6.3
+  fi
+  echo "PyPI packages: pymemcache pytest pylibmc present"
+}
+
+section "dependencies"
+if [ "${SKIP_DEPS:-0}" = "1" ]; then echo "skipped (SKIP_DEPS=1)"; else install_deps; fi
+
+# ---------------------------------------------------------------- build & tests
+failed=()
+
+section "swift build (debug)"
+swift build
+MOAT_BIN="$ROOT/.build/debug/moat"
+if [ ! -x "$MOAT_BIN" ]; then
+  echo "error: $MOAT_BIN not found after swift build" >&2
+  exit 1
+fi
+
+section "swift test"
+if ! swift test; then failed+=("swift test"); fi
+
+section "integration tests (pytest, MOAT_BIN=$MOAT_BIN)"
+if ! MOAT_BIN="$MOAT_BIN" timeout --kill-after=15 900 python3 -m pytest -q -rs tests/integration; then
+  failed+=("integration tests")
+fi
+
+section "summary"
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all tests passed"

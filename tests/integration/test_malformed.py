@@ -1,0 +1,241 @@
+"""Raw-socket robustness: malformed, hostile and oddly framed input."""
+
+import random
+import socket
+import time
+
+import pytest
+
+from moat_support import Conn
+
+BAD_FORMAT = b"CLIENT_ERROR bad command line format"
+
+
+def assert_only_errors(lines):
+    """Lines seen between an error and the next sync: only error replies allowed (a server may or
+    may not swallow the data block that follows a rejected storage command)."""
+    for l in lines:
+        assert l == b"ERROR" or l.startswith(b"CLIENT_ERROR"), "unexpected reply %r" % l
+
+
+def test_unknown_command(server):
+    with Conn.to(server) as c:
+        assert c.cmd(b"bogus_command arg") == b"ERROR"
+        assert c.cmd(b"") == b"ERROR"
+        assert c.sync() == []
+
+
+def test_key_too_long(server):
+    key = b"k" * 251
+    with Conn.to(server) as c:
+        assert c.cmd(b"get " + key) == BAD_FORMAT
+        assert c.sync() == []
+        c.send(b"set " + key + b" 0 0 1\r\nx\r\n")
+        assert c.readline() == BAD_FORMAT
+        assert_only_errors(c.sync())
+        # 250 bytes is fine
+        ok = b"k" * 250
+        assert c.store(b"set", ok, b"v") == b"STORED"
+        assert c.get(ok) == b"v"
+
+
+@pytest.mark.moat_only  # memcached accepts control characters in text-protocol keys
+def test_key_with_control_char(server):
+    with Conn.to(server) as c:
+        c.send(b"set a\x01b 0 0 1\r\nx\r\n")
+        assert c.readline() == BAD_FORMAT
+        assert_only_errors(c.sync())
+        assert c.cmd(b"get a\x01b") == BAD_FORMAT
+        assert c.sync() == []
+        assert c.cmd(b"delete a\x7fb") == BAD_FORMAT
+        assert c.sync() == []
+
+
+def test_negative_length(server):
+    with Conn.to(server) as c:
+        assert c.cmd(b"set k 0 0 -1") == BAD_FORMAT
+        assert_only_errors(c.sync())
+        assert c.get(b"k") is None
+
+
+def test_non_numeric_flags(server):
+    with Conn.to(server) as c:
+        c.send(b"set k abc 0 1\r\nx\r\n")
+        assert c.readline() == BAD_FORMAT
+        assert_only_errors(c.sync())
+        c.send(b"set k 0 xyz 1\r\nx\r\n")
+        assert c.readline() == BAD_FORMAT
+        assert_only_errors(c.sync())
+        c.send(b"set k 0 0 1z\r\nx\r\n")
+        assert c.readline() == BAD_FORMAT
+        assert_only_errors(c.sync())
+        assert c.get(b"k") is None
+
+
+def test_bad_data_chunk(server):
+    with Conn.to(server) as c:
+        c.send(b"set k 0 0 3\r\nabcde\r\n")
+        assert c.readline() == b"CLIENT_ERROR bad data chunk"
+        assert_only_errors(c.sync())
+        assert c.get(b"k") is None
+        assert c.store(b"set", b"k", b"abc") == b"STORED"
+        assert c.get(b"k") == b"abc"
+
+
+def test_line_too_long_closes(server):
+    with Conn.to(server) as c:
+        c.send(b"x" * 3000)
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed, "connection not closed after 3000 bytes without newline (got %r)" % data[:200]
+        assert data in (b"", b"CLIENT_ERROR line too long\r\n"), data[:200]
+    with Conn.to(server) as c:
+        assert c.sync() == []
+
+
+@pytest.mark.moat_only  # memcached 1.6.18 closes silently
+def test_line_too_long_message(server):
+    with Conn.to(server) as c:
+        c.send(b"set " + b"k" * 2996)
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed
+        assert data == b"CLIENT_ERROR line too long\r\n"
+
+
+def test_long_get_line_allowed(server):
+    keys = [b"key%05d" % i for i in range(500)]  # ~4.5 KB get line
+    with Conn.to(server) as c:
+        assert c.store(b"set", keys[-1], b"last") == b"STORED"
+        c.send(b"get " + b" ".join(keys) + b"\r\n")
+        assert c.read_values() == {keys[-1]: (0, b"last", None)}
+
+
+def test_binary_garbage_server_survives(server):
+    rng = random.Random(1234)
+    chunks = []
+    for _ in range(200):
+        n = rng.randint(0, 80)
+        chunks.append(bytes(rng.randrange(256) for _ in range(n)) + rng.choice([b"\n", b"\r\n"]))
+    garbage = b"".join(chunks)
+    if garbage[:1] == b"\x80":
+        garbage = b"z" + garbage
+    for _ in range(2):
+        try:
+            s = server.connect()
+            try:
+                s.sendall(garbage)
+            except OSError:
+                pass  # server may close early
+            c = Conn(s)
+            c.read_until_closed(timeout=0.5)
+            s.close()
+        except OSError:
+            pass
+    assert server.alive(), "server died on garbage input"
+    with Conn.to(server) as c:
+        assert c.sync() == []
+        assert c.store(b"set", b"k", b"v") == b"STORED"
+        assert c.get(b"k") == b"v"
+
+
+def test_http_request_closed_without_reply(server):
+    with Conn.to(server) as c:
+        c.send(b"GET / HTTP/1.1\r\n")
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed and data == b"", (closed, data)
+    with Conn.to(server) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed and data == b"", (closed, data)
+
+
+def test_pipelined_requests_in_order(server):
+    n = 200
+    req = b"".join(b"set p%d 0 0 %d\r\n%d\r\nget p%d\r\n" % (i, len(b"%d" % i), i, i) for i in range(n))
+    req += b"get " + b" ".join(b"p%d" % i for i in range(n)) + b"\r\n"
+    with Conn.to(server) as c:
+        c.send(req)
+        for i in range(n):
+            assert c.readline() == b"STORED"
+            assert c.readline() == b"VALUE p%d 0 %d" % (i, len(b"%d" % i))
+            assert c.readline() == b"%d" % i
+            assert c.readline() == b"END"
+        vals = c.read_values()
+        assert len(vals) == n
+        assert c.sync() == []
+
+
+def test_pipelined_order_of_keys_in_multiget(server):
+    with Conn.to(server) as c:
+        c.send(b"set a 0 0 1\r\n1\r\nset b 0 0 1\r\n2\r\nset c 0 0 1\r\n3\r\nget c a b\r\n")
+        for _ in range(3):
+            assert c.readline() == b"STORED"
+        assert c.readline() == b"VALUE c 0 1"
+        assert c.readline() == b"3"
+        assert c.readline() == b"VALUE a 0 1"
+        assert c.readline() == b"1"
+        assert c.readline() == b"VALUE b 0 1"
+        assert c.readline() == b"2"
+        assert c.readline() == b"END"
+
+
+def test_drip_fed(server):
+    s = server.connect()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c = Conn(s)
+    try:
+        msg = b"set drip 7 0 11\r\nhello\r\nworl\r\nget drip\r\n"
+        for b in msg:
+            s.sendall(bytes([b]))
+            time.sleep(0.002)
+        assert c.readline() == b"STORED"
+        assert c.readline() == b"VALUE drip 7 11"
+        assert c.readexact(13) == b"hello\r\nworl\r\n"
+        assert c.readline() == b"END"
+    finally:
+        c.close()
+
+
+def test_huge_declared_length(server):
+    n = 2_000_000
+    with Conn.to(server, timeout=10) as c:
+        assert c.store(b"set", b"k", b"old") == b"STORED"
+        c.send(b"set k 0 0 %d\r\n" % n)
+        c.send(b"y" * n + b"\r\n")
+        assert c.readline() == b"SERVER_ERROR object too large for cache"
+        # swallowed data produced no further replies; connection in sync
+        assert c.sync() == []
+        assert c.get(b"k") is None  # set of a too-large object removes the old value
+        assert c.store(b"set", b"k2", b"fine") == b"STORED"
+        assert c.get(b"k2") == b"fine"
+    assert server.alive()
+
+
+def test_incr_bad_delta(server):
+    with Conn.to(server) as c:
+        assert c.store(b"set", b"n", b"1") == b"STORED"
+        assert c.cmd(b"incr n abc") == b"CLIENT_ERROR invalid numeric delta argument"
+        assert c.cmd(b"incr n -1") == b"CLIENT_ERROR invalid numeric delta argument"
+        assert c.cmd(b"decr n 99999999999999999999999") == b"CLIENT_ERROR invalid numeric delta argument"
+        assert c.cmd(b"incr n 2") == b"3"
+        assert c.cmd(b"incr missing 1") == b"NOT_FOUND"
+
+
+def test_quit_closes(server):
+    with Conn.to(server) as c:
+        c.send(b"quit\r\n")
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed and data == b""
+
+
+def test_many_concurrent_clients(server):
+    conns = [Conn.to(server) for _ in range(50)]
+    try:
+        for i, c in enumerate(conns):
+            c.send(b"set c%d 0 0 1\r\n%d\r\n" % (i, i % 10))
+        for c in conns:
+            assert c.readline() == b"STORED"
+        for i, c in enumerate(conns):
+            assert c.get(b"c%d" % ((i + 1) % 50)) == b"%d" % (((i + 1) % 50) % 10)
+    finally:
+        for c in conns:
+            c.close()

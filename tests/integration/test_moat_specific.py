@@ -1,0 +1,91 @@
+"""Behaviour specific to Moat (documented differences from memcached). All `moat_only`."""
+
+import os
+import subprocess
+
+import pytest
+
+from moat_support import Conn, moat_bin, wait_until
+
+pytestmark = pytest.mark.moat_only
+
+
+def test_version_string(server):
+    with Conn.to(server) as c:
+        assert c.cmd(b"version") == b"VERSION 1.6.21-moat-0.1.0"
+
+
+def test_ready_line_on_stderr(server):
+    assert wait_until(lambda: "moat ready:" in server.stderr_text(), 5), server.stderr_text()
+
+
+def test_binary_protocol_magic_closes(server):
+    with Conn.to(server) as c:
+        # binary-protocol GET request header for key "k"
+        c.send(b"\x80\x00\x00\x01" + b"\x00" * 4 + b"\x00\x00\x00\x01" + b"\x00" * 12 + b"k")
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed
+    with Conn.to(server) as c:
+        assert c.sync() == []
+
+
+def test_lru_crawler_metadump_not_allowed(server):
+    with Conn.to(server) as c:
+        assert c.store(b"set", b"k", b"v") == b"STORED"
+        assert c.cmd(b"lru_crawler metadump all") == b"ERROR key dumping not allowed"
+        assert c.sync() == []
+
+
+def test_plain_invocation_without_serve(server_factory):
+    srv = server_factory.start(cmd=[moat_bin(), "-p", "{port}", "-l", "127.0.0.1"])
+    with Conn.to(srv) as c:
+        assert c.sync() == []
+
+
+def test_version_flag():
+    res = subprocess.run([moat_bin(), "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, timeout=10)
+    assert res.returncode == 0
+    assert b"moat" in res.stdout.lower() or b"1.6.21" in res.stdout
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["serve", "-h"], ["serve", "--help"]])
+def test_help_flag(argv):
+    res = subprocess.run([moat_bin()] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, timeout=10)
+    assert res.returncode == 0, res.stdout
+    if argv[0] == "serve":
+        assert b"--port" in res.stdout and b"--listen" in res.stdout, res.stdout
+
+
+def test_unknown_flag_refused(server_factory):
+    rc, err = server_factory.start_expect_exit(["--definitely-not-a-flag"])
+    assert rc is not None and rc != 0
+
+
+def test_daemon_flag_ignored_stays_foreground(server_factory):
+    srv = server_factory.start(["-d"])
+    assert srv.alive()
+    with Conn.to(srv) as c:
+        assert c.sync() == []
+
+
+def test_pidfile(server_factory):
+    d = server_factory.tmpdir()
+    pidfile = os.path.join(d, "moat.pid")
+    srv = server_factory.start(["-P", pidfile])
+    assert wait_until(lambda: os.path.exists(pidfile), 5)
+    with open(pidfile) as f:
+        assert int(f.read().strip()) == srv.pid
+
+
+def test_tuning_options_accepted(server_factory):
+    srv = server_factory.start(["-o", "hashpower=20,slab_reassign,lru_crawler,modern", "-t", "2"])
+    with Conn.to(srv) as c:
+        assert c.sync() == []
+
+
+def test_verbose_flags_accepted(server_factory):
+    srv = server_factory.start(["-vv"])
+    with Conn.to(srv) as c:
+        assert c.store(b"set", b"k", b"v") == b"STORED"
