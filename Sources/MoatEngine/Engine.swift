@@ -57,10 +57,10 @@ public final class Engine: Sendable {
         let storage = cache.counters()
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        /// memcached prints CPU time as seconds with six decimals.
         func seconds(_ t: timeval) -> String {
-            let micros = Int(t.tv_usec)
-            let padded = String(micros).count < 6 ? String(repeating: "0", count: 6 - String(micros).count) + String(micros) : String(micros)
-            return "\(t.tv_sec).\(padded)"
+            let micros = String(t.tv_usec)
+            return "\(t.tv_sec)." + String(repeating: "0", count: max(0, 6 - micros.count)) + micros
         }
         return [
             ("pid", "\(getpid())"),
