@@ -47,6 +47,7 @@ extension ServeOptions {
 
         var idleTimeout = 0
         var insecurePublicBind = false
+        var lenientKeys = false
         for option in extended.flatMap({ $0.split(separator: ",").map(String.init) }) where !option.isEmpty {
             let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
             let name = parts[0]
@@ -59,6 +60,8 @@ extension ServeOptions {
                 idleTimeout = seconds
             case "insecure_public_bind":
                 insecurePublicBind = true
+            case "lenient_keys":
+                lenientKeys = true
             case _ where Self.ignoredExtendedOptions.contains(name):
                 ignored.append("-o \(option)")
             default:
@@ -93,7 +96,7 @@ extension ServeOptions {
             memoryLimit: memoryBytes, evictionsEnabled: !disableEvictions, maxConnections: connLimit, threads: threads,
             maxItemSize: itemSize, verbosity: verbose, user: user, protocolMode: mode, shutdownEnabled: enableShutdown,
             flushEnabled: !disableFlushAll, dumpEnabled: false, idleTimeout: idleTimeout,
-            insecurePublicBind: insecurePublicBind, pidFile: pidFile, backlog: max(1, backlog), ignored: ignored)
+            insecurePublicBind: insecurePublicBind, lenientKeys: lenientKeys, pidFile: pidFile, backlog: max(1, backlog), ignored: ignored)
 
         let exposed = configuration.publicListeners
         if !exposed.isEmpty, !insecurePublicBind {

@@ -57,7 +57,7 @@ public struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
-        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, and memcached's tuning options (accepted, ignored).")
+        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, and memcached's tuning options (accepted, ignored).")
     public var extended: [String] = []
 
     @Option(name: [.customShort("P", allowingJoined: true), .customLong("pidfile")], help: "Write the process id to this file.")

@@ -23,6 +23,7 @@ extension ServerConfiguration {
             ("dump_enabled", dumpEnabled ? "yes" : "no"),
             ("shutdown_enabled", shutdownEnabled ? "yes" : "no"),
             ("idle_timeout", "\(idleTimeout)"),
+            ("lenient_keys", lenientKeys ? "yes" : "no"),
             ("ssl_enabled", "no"),
         ]
     }

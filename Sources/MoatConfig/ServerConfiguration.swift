@@ -46,6 +46,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Seconds; 0 disables.
     public var idleTimeout: Int
     public var insecurePublicBind: Bool
+    /// Accept control bytes in keys, as memcached does (`-o lenient_keys`).
+    public var lenientKeys: Bool
     public var pidFile: String?
     public var backlog: Int
     /// Flags accepted for compatibility that change nothing; reported once at start.

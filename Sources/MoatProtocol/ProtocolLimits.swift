@@ -8,6 +8,9 @@ public struct ProtocolLimits: Sendable, Equatable {
     public var maxRetrievalLineLength: Int = 64 * 1024
     /// Largest value accepted (`-I`); larger data is swallowed unbuffered and refused.
     public var maxItemSize: Int = 1024 * 1024
+    /// protocol.txt forbids control characters in keys and Moat enforces it; memcached does not, and
+    /// some tools (memcaslap) send such keys. True accepts any byte but space and newline, as memcached.
+    public var allowControlBytesInKeys = false
 
     public init() {}
 
@@ -21,10 +24,15 @@ public struct ProtocolLimits: Sendable, Equatable {
 public enum KeyRules {
     /// 1 to `maxLength` bytes, none of them a space or a control character.
     @inlinable
-    public static func isValid<C: Collection>(_ key: C, maxLength: Int = 250) -> Bool where C.Element == UInt8 {
+    public static func isValid<C: Collection>(_ key: C, maxLength: Int = 250, allowControlBytes: Bool = false) -> Bool
+    where C.Element == UInt8 {
         let count = key.count
         guard count > 0, count <= maxLength else { return false }
-        for byte in key where byte <= 0x20 || byte == 0x7f { return false }
+        if allowControlBytes {
+            for byte in key where byte == 0x20 || byte == 0x0a { return false }
+        } else {
+            for byte in key where byte <= 0x20 || byte == 0x7f { return false }
+        }
         return true
     }
 }

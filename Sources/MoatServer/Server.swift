@@ -28,9 +28,11 @@ public final class Server: Sendable {
             configuration: CacheConfiguration(
                 memoryLimit: configuration.memoryLimit, maxItemSize: configuration.maxItemSize,
                 evictionsEnabled: configuration.evictionsEnabled))
+        var limits = ProtocolLimits(maxItemSize: configuration.maxItemSize)
+        limits.allowControlBytesInKeys = configuration.lenientKeys
         let settings = EngineSettings(
             protocolMode: configuration.protocolMode == .auto ? .auto : .ascii,
-            limits: ProtocolLimits(maxItemSize: configuration.maxItemSize),
+            limits: limits,
             flushEnabled: configuration.flushEnabled, shutdownEnabled: configuration.shutdownEnabled,
             dumpEnabled: configuration.dumpEnabled, maxConnections: configuration.maxConnections,
             threads: configuration.threads, settingsReport: configuration.settingsReport)

@@ -44,6 +44,8 @@ import Testing
     @Test func extendedOptionsParseAndUnknownOnesFail() throws {
         let c = try resolve(["-o", "idle_timeout=30,modern", "-o", "hashpower=20"])
         #expect(c.idleTimeout == 30)
+        #expect(c.lenientKeys == false)
+        #expect(try resolve(["-o", "lenient_keys"]).lenientKeys)
         #expect(c.ignored.contains("-o modern"))
         #expect(throws: ConfigurationError.self) { try resolve(["-o", "no_such_option"]) }
         #expect(throws: ConfigurationError.self) { try resolve(["-o", "idle_timeout=soon"]) }

@@ -17,6 +17,10 @@ import Testing
         #expect(!KeyRules.isValid([0x61, 0x09]))
         #expect(KeyRules.isValid([0xC3, 0xA9, 0x80]))
         #expect(KeyRules.isValid(b("abc"), maxLength: 3))
+        // memcached's leniency, on request (-o lenient_keys): control bytes pass, space and length still fail.
+        #expect(KeyRules.isValid([0x10, 0x18, 0x61, 0x7F], allowControlBytes: true))
+        #expect(!KeyRules.isValid(b("a b"), allowControlBytes: true))
+        #expect(!KeyRules.isValid(b(key251), allowControlBytes: true))
         #expect(!KeyRules.isValid(b("abcd"), maxLength: 3))
     }
 

@@ -89,3 +89,30 @@ def test_verbose_flags_accepted(server_factory):
     srv = server_factory.start(["-vv"])
     with Conn.to(srv) as c:
         assert c.store(b"set", b"k", b"v") == b"STORED"
+
+
+def test_lenient_keys_accepts_control_bytes_like_memcached(server_factory):
+    # memcaslap (libmemcached-tools) generates keys with bytes such as 0x10; protocol.txt forbids
+    # them and Moat refuses them by default, -o lenient_keys accepts them as memcached does.
+    key = b"\x10\x18memcaslap"
+    srv = server_factory.start(["-o", "lenient_keys"])
+    with Conn.to(srv) as c:
+        assert c.store(b"set", key, b"v") == b"STORED"
+        assert c.get(key) == b"v"
+        assert c.cmd(b"get " + b"k" * 251) == b"CLIENT_ERROR bad command line format"
+        assert c.sync() == []
+
+
+def test_memcaslap_load_stores_with_lenient_keys(server_factory):
+    srv = server_factory.start(["-o", "lenient_keys"])
+    cfg = os.path.join(server_factory.tmpdir(), "caslap.cnf")
+    with open(cfg, "w") as f:
+        f.write("key\n16 16 1\nvalue\n32 32 1\ncmd\n0 0.5\n1 0.5\n")
+    out = subprocess.run(
+        ["memcaslap", "-s", "127.0.0.1:%d" % srv.port, "-T", "1", "-c", "4", "-w", "1k", "-t", "1s", "-F", cfg],
+        capture_output=True, text=True, timeout=30)
+    assert "TPS" in out.stdout, out.stdout + out.stderr
+    with Conn.to(srv) as c:
+        stats = c.stats_dict()
+    assert int(stats["curr_items"]) > 0, stats
+    assert int(stats["protocol_errors"]) == 0, stats

@@ -265,7 +265,8 @@ public struct TextDecoder: Sendable {
     }
 
     private func validKey(_ bytes: ArraySlice<UInt8>) -> [UInt8]? {
-        KeyRules.isValid(bytes, maxLength: limits.maxKeyLength) ? Array(bytes) : nil
+        KeyRules.isValid(bytes, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys)
+            ? Array(bytes) : nil
     }
 
     // MARK: lexical helpers
