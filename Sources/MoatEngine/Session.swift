@@ -36,9 +36,13 @@ public struct Session {
             // The binary protocol (first byte 0x80) is not served yet: hang up rather than answer garbage.
             if first == 0x80, engine.settings.protocolMode == .auto { return .close }
         }
+        // The decoder works on a local copy so that executing a request may mutate the session.
+        var decoder = self.decoder
+        defer { self.decoder = decoder }
         while output.readableBytes < outputHighWater {
-            guard let request = decoder.next(&input) else { return .needInput }
-            if let action = execute(request, into: &output) { return action }
+            let outcome: SessionAction?? = decoder.decode(&input) { command in execute(command, into: &output) }
+            guard let outcome else { return .needInput }
+            if let action = outcome { return action }
         }
         return .outputFull
     }
@@ -62,42 +66,36 @@ public struct Session {
 
     // MARK: execution
 
-    private mutating func execute(_ request: TextRequest, into out: inout ByteBuffer) -> SessionAction? {
+    private mutating func execute(_ command: TextCommand, into out: inout ByteBuffer) -> SessionAction? {
         let cache = engine.cache
-        switch request {
+        switch command {
         case .retrieve(let keys, let withCAS, let touchExptime):
             for key in keys {
                 counters.cmdGet &+= 1
-                let hit: ItemSnapshot?
-                if let exptime = touchExptime {
+                let hit = cache.read(key, touchExptime: touchExptime) { item in
+                    TextEncoder.writeValue(key: item.key, flags: item.flags, data: item.value, cas: withCAS ? item.cas : nil, into: &out)
+                } != nil
+                if touchExptime != nil {
                     counters.cmdTouch &+= 1
-                    hit = cache.getAndTouch(key, exptime: exptime)
-                    if hit != nil { counters.touchHits &+= 1 } else { counters.touchMisses &+= 1 }
-                } else {
-                    hit = cache.get(key)
+                    if hit { counters.touchHits &+= 1 } else { counters.touchMisses &+= 1 }
                 }
-                if let hit {
-                    counters.getHits &+= 1
-                    TextEncoder.writeValue(key: key, flags: hit.flags, data: hit.value, cas: withCAS ? hit.cas : nil, into: &out)
-                } else {
-                    counters.getMisses &+= 1
-                }
+                if hit { counters.getHits &+= 1 } else { counters.getMisses &+= 1 }
             }
             TextEncoder.write(.end, into: &out)
 
-        case .store(let store):
+        case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):
             counters.cmdSet &+= 1
             let mode: StoreMode
-            switch store.verb {
+            switch verb {
             case .set: mode = .set
             case .add: mode = .add
             case .replace: mode = .replace
             case .append: mode = .append
             case .prepend: mode = .prepend
-            case .cas: mode = .cas(store.casUnique)
+            case .cas: mode = .cas(casUnique)
             }
-            let outcome = cache.store(mode, key: store.key, value: store.value, flags: store.flags, exptime: store.exptime)
-            if store.verb == .cas {
+            let outcome = cache.store(mode, key: key, value: value, flags: flags, exptime: exptime)
+            if verb == .cas {
                 switch outcome {
                 case .stored: counters.casHits &+= 1
                 case .exists: counters.casBadval &+= 1
@@ -113,13 +111,13 @@ public struct Session {
             case .notFound: reply = .notFound
             case .tooLarge:
                 counters.storeTooLarge &+= 1
-                if !store.noreply { TextEncoder.writeError(.tooLarge, into: &out) }
+                if !noreply { TextEncoder.writeError(.tooLarge, into: &out) }
                 return nil
             case .noMemory:
                 counters.storeNoMemory &+= 1
                 reply = .outOfMemory
             }
-            if !store.noreply { TextEncoder.write(reply, into: &out) }
+            if !noreply { TextEncoder.write(reply, into: &out) }
 
         case .storeTooLarge(let verb, let key, let noreply):
             counters.cmdSet &+= 1
@@ -184,10 +182,11 @@ public struct Session {
             return .shutdown
 
         case .stats(let arguments):
-            stats(arguments, into: &out)
+            stats(arguments.strings, into: &out)
 
         case .lruCrawler(let arguments):
-            if arguments.first == "metadump" || arguments.first == "mgdump" {
+            let first = arguments.strings.first
+            if first == "metadump" || first == "mgdump" {
                 TextEncoder.writeLine("ERROR key dumping not allowed", into: &out)
             } else {
                 TextEncoder.writeLine("ERROR lru_crawler is not supported", into: &out)

@@ -18,7 +18,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let onShutdown: @Sendable () -> Void
     private var input = ByteBuffer()
     private var output = ByteBuffer()
-    private var hasPendingOutput = false
     /// Input is waiting because the peer is not reading what we wrote.
     private var suspended = false
     private var readRequested = false
@@ -98,8 +97,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 }
                 return
             case .outputFull:
-                writeOutput(context: context)
-                context.flush()
+                flushOutput(context: context)
                 if !context.channel.isWritable {
                     suspended = true
                     return
@@ -123,20 +121,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    private func writeOutput(context: ChannelHandlerContext) {
+    /// Hands the replies to the channel and flushes. Once the socket has taken them (usually at
+    /// once) the channel lets go of the buffer, so `clear()` reuses its memory instead of allocating.
+    private func flushOutput(context: ChannelHandlerContext) {
         guard output.readableBytes > 0 else { return }
         session.countSent(output.readableBytes)
-        context.write(wrapOutboundOut(output), promise: nil)
-        output = context.channel.allocator.buffer(capacity: 1024)
-        hasPendingOutput = true
-    }
-
-    private func flushOutput(context: ChannelHandlerContext) {
-        writeOutput(context: context)
-        if hasPendingOutput {
-            hasPendingOutput = false
-            context.flush()
-        }
+        context.writeAndFlush(wrapOutboundOut(output), promise: nil)
+        output.clear()
     }
 
     // MARK: back-pressure

@@ -2,68 +2,107 @@ import Synchronization
 
 /// Limits the cache enforces.
 public struct CacheConfiguration: Sendable, Equatable {
-    /// Total bytes all items may be charged (key + value + per-item overhead), memcached's `-m`.
+    /// Total bytes of item memory (slab pages and large items), memcached's `-m`.
     public var memoryLimit: Int
     /// Largest value accepted, memcached's `-I`.
     public var maxItemSize: Int
     /// False is memcached's `-M`: refuse stores instead of evicting.
     public var evictionsEnabled: Bool
-    /// Number of independently locked shards; nil picks one from the limits.
+    /// Number of independently locked shards; nil picks one from the memory limit.
     public var shardCount: Int?
+    /// Slab page size; nil picks one from the shard budget.
+    public var pageSize: Int?
 
-    public init(memoryLimit: Int, maxItemSize: Int = 1024 * 1024, evictionsEnabled: Bool = true, shardCount: Int? = nil) {
+    public init(
+        memoryLimit: Int, maxItemSize: Int = 1024 * 1024, evictionsEnabled: Bool = true, shardCount: Int? = nil,
+        pageSize: Int? = nil
+    ) {
         self.memoryLimit = memoryLimit
         self.maxItemSize = maxItemSize
         self.evictionsEnabled = evictionsEnabled
         self.shardCount = shardCount
+        self.pageSize = pageSize
     }
 
-    /// Bytes charged per item beyond its key and value (see `Item.overhead`).
-    public static let perItemOverhead = Item.overhead
+    /// Bytes of item header beyond key and value (what `bytes` counts per item besides them).
+    public static let perItemOverhead = ItemPointer.headerSize
 
-    /// As many shards (up to 16, a power of two) as keep each shard's budget at least
-    /// four maximum-size items, so a large item always fits in its shard.
+    /// The chunk an item of this key and value length occupies (its size class), or nil when it is
+    /// allocated on its own (larger than a page). For tests and capacity planning.
+    public func chunkSize(keyCount: Int, valueCount: Int) -> Int? {
+        let classes = SizeClasses(pageSize: effectivePageSize)
+        let id = classes.classFor(size: ItemPointer.size(keyCount: keyCount, valueCount: valueCount))
+        return id == SizeClasses.large ? nil : classes.chunkSizes[Int(id)]
+    }
+
+    /// Up to 16 shards (a power of two), each with at least 16 MiB, so that every shard has room
+    /// for pages of many size classes; one shard below 32 MiB.
     var effectiveShardCount: Int {
         if let shardCount { return max(1, shardCount) }
         var count = 16
-        while count > 1, memoryLimit / count < 4 * (maxItemSize + Item.overhead + 250) { count /= 2 }
+        while count > 1, memoryLimit / count < 16 * 1024 * 1024 { count /= 2 }
         return count
+    }
+
+    /// 1 MiB pages (memcached's), smaller when a shard's budget holds fewer than 32 of them, but not
+    /// below 16 KiB.
+    var effectivePageSize: Int {
+        if let pageSize { return pageSize }
+        let budget = memoryLimit / effectiveShardCount
+        var size = 1024 * 1024
+        while size > 16 * 1024, budget / size < 32 { size /= 2 }
+        return size
     }
 }
 
 /// A lock and the shard it guards (Mutex is non-copyable, so it lives in a class to sit in an array).
 final class Shard: Sendable {
-    let state: Mutex<ShardState>
-    init(_ state: consuming sending ShardState) { self.state = Mutex(state) }
+    let state: Mutex<SlabShard>
+    init(_ state: consuming sending SlabShard) { self.state = Mutex(state) }
+
+    deinit {
+        state.withLock { $0.releaseAll() }
+    }
 
     @inline(__always)
-    func withLock<R>(_ body: (inout ShardState) -> R) -> R {
-        state.withLock { body(&$0) }
+    func withLock<R>(_ body: (inout SlabShard) throws -> R) rethrows -> R {
+        try state.withLock { try body(&$0) }
     }
 }
 
-/// The cache: a fixed set of shards, each a hash table with its own LRU, budget and lock.
-/// Safe to call from any thread; each call takes exactly one shard lock.
+/// The cache: a fixed set of shards, each a hash table over slab-allocated items with its own LRU
+/// lists, budget and lock. Safe from any thread; each call takes exactly one shard lock.
+///
+/// Keys and values are passed as raw bytes (they usually point into a connection's input buffer);
+/// `[UInt8]` overloads exist for convenience.
 public final class Cache: Sendable {
     public let configuration: CacheConfiguration
     private let shards: [Shard]
-    private let shardMask: UInt64
+    private let shardShift: Int
     private let clock: any CacheClock
-    private let casCounter = Atomic<UInt64>(0)
-    /// A pending `flush_all <delay>`: items stored before this second vanish once it arrives.
-    private let flushDeadline = Atomic<Int64>(0)
+    /// Unix time that relative item times count from (items store 32-bit seconds, as memcached's).
+    private let epoch: Int64
+    /// A pending `flush_all <delay>` in relative seconds: items stored before it vanish once it arrives.
+    private let flushDeadline = Atomic<UInt32>(0)
 
     public init(configuration: CacheConfiguration, clock: any CacheClock = SystemClock()) {
         self.configuration = configuration
         self.clock = clock
+        self.epoch = clock.now() - 1
         var count = configuration.effectiveShardCount
-        // Round down to a power of two so a mask picks the shard.
         while count & (count - 1) != 0 { count &= count - 1 }
         let budget = configuration.memoryLimit / count
-        self.shards = (0..<count).map { _ in
-            Shard(ShardState(budget: budget, evictionsEnabled: configuration.evictionsEnabled))
+        let pageSize = configuration.effectivePageSize
+        self.shards = (0..<count).map { index in
+            Shard(
+                SlabShard(
+                    budget: budget, pageSize: pageSize, maxItemSize: configuration.maxItemSize,
+                    evictionsEnabled: configuration.evictionsEnabled, shardIndex: index, shardCount: count))
         }
-        self.shardMask = UInt64(count - 1)
+        var bits = 0
+        while (1 << bits) < count { bits += 1 }
+        // The shard comes from the hash's top bits, the bucket from its low bits.
+        self.shardShift = 64 - bits
     }
 
     public var shardCount: Int { shards.count }
@@ -71,93 +110,140 @@ public final class Cache: Sendable {
     public func now() -> Int64 { clock.now() }
 
     @inline(__always)
-    private func shard(for key: [UInt8]) -> Shard {
-        // FNV-1a: cheap, and independent of the table's own (seeded) hashing.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in key {
-            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+    private func relativeNow() -> UInt32 {
+        UInt32(clamping: clock.now() - epoch)
+    }
+
+    /// memcached's expiry rules as a relative deadline: 0 never; otherwise at least 1.
+    @inline(__always)
+    private func relativeDeadline(_ exptime: Int64) -> UInt32 {
+        let absolute = Expiry.deadline(for: exptime, now: clock.now())
+        if absolute == 0 { return 0 }
+        return UInt32(clamping: max(1, absolute - epoch))
+    }
+
+    /// A keyed hash (Swift's per-process random seed), so clients cannot choose colliding keys.
+    @inline(__always)
+    private static func hash(_ key: UnsafeRawBufferPointer) -> Int {
+        var hasher = Hasher()
+        hasher.combine(bytes: key)
+        return hasher.finalize()
+    }
+
+    @inline(__always)
+    private func shard(for hash: Int) -> Shard {
+        shardShift == 64 ? shards[0] : shards[Int(UInt64(bitPattern: Int64(hash)) >> UInt64(shardShift))]
+    }
+
+    // MARK: commands on raw bytes
+
+    /// Looks `key` up and, on a hit, passes the item to `body` while its shard is locked.
+    /// With `touchExptime`, also sets a new expiry (gat). Returns nil on a miss.
+    @inline(__always)
+    public func read<R>(_ key: UnsafeRawBufferPointer, touchExptime: Int64? = nil, _ body: (ItemView) throws -> R) rethrows -> R? {
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        let newExpiry = touchExptime.map(relativeDeadline)
+        return try shard(for: hash).withLock {
+            try $0.read(key, hash: hash, touchingTo: newExpiry, now: now, flushDeadline: deadline, body)
         }
-        return shards[Int(truncatingIfNeeded: (hash ^ (hash >> 32)) & shardMask)]
     }
 
-    private func nextCAS() -> UInt64 {
-        casCounter.add(1, ordering: .relaxed).newValue
+    public func touch(_ key: UnsafeRawBufferPointer, exptime: Int64) -> TouchOutcome {
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        let expiresAt = relativeDeadline(exptime)
+        return shard(for: hash).withLock { $0.touch(key, hash: hash, expiresAt: expiresAt, now: now, flushDeadline: deadline) }
     }
 
-    // MARK: commands
+    public func store(
+        _ mode: StoreMode, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt32, exptime: Int64
+    ) -> StoreOutcome {
+        if value.count > configuration.maxItemSize { return .tooLarge }
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        let expiresAt = relativeDeadline(exptime)
+        return shard(for: hash).withLock {
+            $0.store(mode: mode, key: key, hash: hash, value: value, flags: flags, expiresAt: expiresAt, now: now, flushDeadline: deadline)
+        }
+    }
+
+    public func delete(_ key: UnsafeRawBufferPointer) -> DeleteOutcome {
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        return shard(for: hash).withLock { $0.delete(key, hash: hash, now: now, flushDeadline: deadline) }
+    }
+
+    public func increment(_ key: UnsafeRawBufferPointer, by delta: UInt64) -> ArithmeticOutcome {
+        arithmetic(key, delta: delta, increment: true)
+    }
+
+    public func decrement(_ key: UnsafeRawBufferPointer, by delta: UInt64) -> ArithmeticOutcome {
+        arithmetic(key, delta: delta, increment: false)
+    }
+
+    private func arithmetic(_ key: UnsafeRawBufferPointer, delta: UInt64, increment: Bool) -> ArithmeticOutcome {
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        return shard(for: hash).withLock {
+            $0.arithmetic(key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: deadline)
+        }
+    }
+
+    // MARK: the same on arrays (tests, tools)
 
     public func get(_ key: [UInt8]) -> ItemSnapshot? {
-        let now = clock.now()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        return shard(for: key).withLock { $0.get(key, now: now, flushDeadline: deadline) }
+        key.withUnsafeBytes { k in read(k) { ItemSnapshot(value: Array($0.value), flags: $0.flags, cas: $0.cas) } }
     }
 
     public func getAndTouch(_ key: [UInt8], exptime: Int64) -> ItemSnapshot? {
-        let now = clock.now()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        let expiresAt = Expiry.deadline(for: exptime, now: now)
-        return shard(for: key).withLock {
-            $0.getAndTouch(key, expiresAt: expiresAt, now: now, flushDeadline: deadline)
+        key.withUnsafeBytes { k in
+            read(k, touchExptime: exptime) { ItemSnapshot(value: Array($0.value), flags: $0.flags, cas: $0.cas) }
         }
     }
 
     public func touch(_ key: [UInt8], exptime: Int64) -> TouchOutcome {
-        let now = clock.now()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        let expiresAt = Expiry.deadline(for: exptime, now: now)
-        return shard(for: key).withLock { $0.touch(key, expiresAt: expiresAt, now: now, flushDeadline: deadline) }
+        key.withUnsafeBytes { touch($0, exptime: exptime) }
     }
 
     public func store(_ mode: StoreMode, key: [UInt8], value: [UInt8], flags: UInt32, exptime: Int64) -> StoreOutcome {
-        if value.count > configuration.maxItemSize { return .tooLarge }
-        let now = clock.now()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        let expiresAt = Expiry.deadline(for: exptime, now: now)
-        return shard(for: key).withLock {
-            $0.store(
-                mode: mode, key: key, value: value, flags: flags, expiresAt: expiresAt,
-                maxItemSize: configuration.maxItemSize, now: now, flushDeadline: deadline, nextCAS: nextCAS)
-        }
+        key.withUnsafeBytes { k in value.withUnsafeBytes { v in store(mode, key: k, value: v, flags: flags, exptime: exptime) } }
     }
 
     public func delete(_ key: [UInt8]) -> DeleteOutcome {
-        let now = clock.now()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        return shard(for: key).withLock { $0.delete(key, now: now, flushDeadline: deadline) }
+        key.withUnsafeBytes { delete($0) }
     }
 
     public func increment(_ key: [UInt8], by delta: UInt64) -> ArithmeticOutcome {
-        arithmetic(key, delta: delta, increment: true)
+        key.withUnsafeBytes { increment($0, by: delta) }
     }
 
     public func decrement(_ key: [UInt8], by delta: UInt64) -> ArithmeticOutcome {
-        arithmetic(key, delta: delta, increment: false)
+        key.withUnsafeBytes { decrement($0, by: delta) }
     }
 
-    private func arithmetic(_ key: [UInt8], delta: UInt64, increment: Bool) -> ArithmeticOutcome {
-        let now = clock.now()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        return shard(for: key).withLock {
-            $0.arithmetic(key, delta: delta, increment: increment, now: now, flushDeadline: deadline, nextCAS: nextCAS)
-        }
-    }
+    // MARK: whole cache
 
     /// `flush_all [delay]`: with no delay everything goes now; with a delay, everything stored
     /// before that moment becomes invisible when it arrives.
     public func flushAll(delay: Int64 = 0) {
-        let now = clock.now()
         if delay <= 0 {
             flushDeadline.store(0, ordering: .relaxed)
             for shard in shards { shard.withLock { $0.removeAll() } }
         } else {
-            flushDeadline.store(Expiry.deadline(for: delay, now: now), ordering: .relaxed)
+            flushDeadline.store(relativeDeadline(delay), ordering: .relaxed)
         }
     }
 
     /// Background reclaim of expired items, a bounded walk per shard; returns how many went.
     @discardableResult
     public func reclaimExpired(perShardLimit: Int = 1000) -> Int {
-        let now = clock.now()
+        let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
         var total = 0
         for shard in shards {
@@ -167,7 +253,7 @@ public final class Cache: Sendable {
     }
 
     public func counters() -> ShardCounters {
-        let now = clock.now()
+        let now = relativeNow()
         var sum = ShardCounters()
         for shard in shards { sum = sum + shard.withLock { $0.snapshotCounters(now: now) } }
         return sum

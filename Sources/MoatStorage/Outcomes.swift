@@ -39,3 +39,12 @@ public struct ItemSnapshot: Sendable, Equatable {
     public let flags: UInt32
     public let cas: UInt64
 }
+
+/// A hit, seen in place: the pointers are valid only inside the closure that receives it, while the
+/// shard is locked. Copy out what must outlive it.
+public struct ItemView {
+    public let key: UnsafeRawBufferPointer
+    public let value: UnsafeRawBufferPointer
+    public let flags: UInt32
+    public let cas: UInt64
+}

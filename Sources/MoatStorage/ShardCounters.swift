@@ -11,6 +11,8 @@ public struct ShardCounters: Sendable, Equatable {
     public var getExpired: UInt64 = 0
     public var getFlushed: UInt64 = 0
     public var crawlerReclaimed: UInt64 = 0
+    /// Bytes of item memory allocated (slab pages and large items); never above the limit.
+    public var mallocedBytes = 0
     /// Seconds since the least recently used item was stored (0 when empty).
     public var oldestItemAge: Int64 = 0
 
@@ -29,6 +31,7 @@ public struct ShardCounters: Sendable, Equatable {
         sum.getExpired += rhs.getExpired
         sum.getFlushed += rhs.getFlushed
         sum.crawlerReclaimed += rhs.crawlerReclaimed
+        sum.mallocedBytes += rhs.mallocedBytes
         sum.oldestItemAge = max(lhs.oldestItemAge, rhs.oldestItemAge)
         return sum
     }

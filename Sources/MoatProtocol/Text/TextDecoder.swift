@@ -6,26 +6,18 @@ import Glibc
 import Darwin
 #endif
 
-/// Decodes memcached's text protocol: bytes in, one `TextRequest` at a time out.
+/// Decodes memcached's text protocol: bytes in, one request at a time out.
 ///
-/// Pure and incremental: feed it whatever arrived; it consumes only complete requests and keeps the
-/// state of a partially received data block. Every buffer it may ask the caller to hold is bounded:
-/// a command line by `maxLineLength` (retrieval lines by `maxRetrievalLineLength`), a data block by
-/// `maxItemSize` + 2. Larger data blocks are swallowed as they arrive, never buffered.
+/// Pure and incremental: feed it whatever arrived. `decode` hands each complete request to a callback
+/// as a `TextCommand` whose keys and value point into the input buffer (no copy, no allocation), and
+/// consumes its bytes afterwards. A storage command is handed over only once its whole data block has
+/// arrived (the command line is simply read again when more bytes come). Every buffer the caller may
+/// have to hold is bounded: a command line by `maxLineLength` (retrieval lines by
+/// `maxRetrievalLineLength`), a storage command by its line plus `maxItemSize` + 2. Larger data blocks
+/// are swallowed as they arrive, never buffered.
 public struct TextDecoder: Sendable {
-    struct PendingStore: Sendable, Equatable {
-        var verb: StoreVerb
-        var key: [UInt8]
-        var flags: UInt32
-        var exptime: Int64
-        var length: Int
-        var casUnique: UInt64
-        var noreply: Bool
-    }
-
     enum State: Sendable, Equatable {
         case line
-        case data(PendingStore)
         /// Bytes of a refused data block still to discard.
         case swallow(Int)
     }
@@ -37,262 +29,311 @@ public struct TextDecoder: Sendable {
         self.limits = limits
     }
 
-    /// True while a data block or swallowed bytes are outstanding (a request is half received).
+    /// True while a refused data block is being swallowed.
     public var isMidRequest: Bool { state != .line }
 
-    /// The next complete request, consuming its bytes from `buffer`; nil when more bytes are needed.
+    /// The next complete request, copied out (`owned()`); nil when more bytes are needed.
     public mutating func next(_ buffer: inout ByteBuffer) -> TextRequest? {
-        while true {
-            switch state {
-            case .swallow(let remaining):
-                let count = min(remaining, buffer.readableBytes)
-                buffer.moveReaderIndex(forwardBy: count)
-                if count < remaining {
-                    state = .swallow(remaining - count)
-                    return nil
-                }
-                state = .line
-            case .data(let pending):
-                guard buffer.readableBytes >= pending.length + 2 else { return nil }
-                let value = buffer.readBytes(length: pending.length) ?? []
-                let terminator = buffer.readInteger(as: UInt16.self) ?? 0
-                state = .line
-                guard terminator == 0x0D0A else { return .error(.badDataChunk, noreply: pending.noreply) }
-                return .store(
-                    StoreRequest(
-                        verb: pending.verb, key: pending.key, flags: pending.flags, exptime: pending.exptime,
-                        value: value, casUnique: pending.casUnique, noreply: pending.noreply))
-            case .line:
-                switch decodeLine(&buffer) {
-                case .needMore: return nil
-                case .request(let request): return request
-                case .awaitData: continue
-                }
-            }
-        }
+        decode(&buffer) { $0.owned() }
     }
 
-    enum LineOutcome {
-        case needMore
-        case request(TextRequest)
-        /// A storage header was read; its data block comes next.
-        case awaitData
+    /// Passes the next complete request to `body` and consumes its bytes; nil (body not called) when
+    /// more bytes are needed. The command's pointers are valid only inside `body`.
+    @inline(__always)
+    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (TextCommand) throws -> R) rethrows -> R? {
+        if case .swallow = state {
+            swallow(&buffer)
+            if state != .line { return nil }
+        }
+        var consumed = 0
+        var nextState = State.line
+        let limits = self.limits
+        let result: R? = try buffer.withUnsafeReadableBytes { bytes in
+            try Self.decodeOne(bytes, limits: limits, consumed: &consumed, nextState: &nextState, body)
+        }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        state = nextState
+        return result
     }
 
-    private mutating func decodeLine(_ buffer: inout ByteBuffer) -> LineOutcome {
-        let newline: Int? = buffer.withUnsafeReadableBytes { bytes in
-            guard let base = bytes.baseAddress, bytes.count > 0 else { return nil }
-            guard let found = memchr(base, 0x0A, bytes.count) else { return nil }
-            return base.distance(to: UnsafeRawPointer(found))
-        }
-        guard let newline else {
-            if buffer.readableBytes > limits.maxLineLength {
-                if buffer.readableBytes <= limits.maxRetrievalLineLength, Self.startsRetrieval(buffer) {
-                    return .needMore
-                }
-                buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
-                return .request(.error(.lineTooLong, noreply: false))
+    private mutating func swallow(_ buffer: inout ByteBuffer) {
+        guard case .swallow(let remaining) = state else { return }
+        let count = min(remaining, buffer.readableBytes)
+        buffer.moveReaderIndex(forwardBy: count)
+        state = count < remaining ? .swallow(remaining - count) : .line
+    }
+
+    // MARK: one request
+
+    private static func decodeOne<R>(
+        _ bytes: UnsafeRawBufferPointer, limits: ProtocolLimits, consumed: inout Int, nextState: inout State,
+        _ body: (TextCommand) throws -> R
+    ) rethrows -> R? {
+        guard let base = bytes.baseAddress, bytes.count > 0,
+            let found = memchr(base, 0x0A, bytes.count)
+        else {
+            if bytes.count > limits.maxLineLength {
+                if bytes.count <= limits.maxRetrievalLineLength, startsRetrieval(bytes) { return nil }
+                consumed = bytes.count
+                return try body(.error(.lineTooLong, noreply: false))
             }
-            return .needMore
+            return nil
         }
-        let line = buffer.readBytes(length: newline + 1) ?? []
+        let newline = base.distance(to: UnsafeRawPointer(found))
         var end = newline
-        if end > 0, line[end - 1] == 0x0D { end -= 1 }
-        if end > limits.maxLineLength, !Self.startsRetrieval(line) || end > limits.maxRetrievalLineLength {
-            return .request(.error(.lineTooLong, noreply: false))
+        if end > 0, bytes[end - 1] == 0x0D { end -= 1 }
+        let line = UnsafeRawBufferPointer(rebasing: bytes[0..<end])
+        if end > limits.maxLineLength, !startsRetrieval(line) || end > limits.maxRetrievalLineLength {
+            consumed = newline + 1
+            return try body(.error(.lineTooLong, noreply: false))
         }
-        let tokens = Self.tokenize(line, end: end)
-        return parse(line, tokens)
-    }
-
-    static func startsRetrieval(_ buffer: ByteBuffer) -> Bool {
-        let prefix = buffer.getBytes(at: buffer.readerIndex, length: min(buffer.readableBytes, 5)) ?? []
-        return startsRetrieval(prefix)
-    }
-
-    static func startsRetrieval(_ bytes: [UInt8]) -> Bool {
-        func has(_ word: String) -> Bool {
-            let w = Array(word.utf8)
-            return bytes.count >= w.count && Array(bytes[0..<w.count]) == w
+        var tokens = Tokens(line)
+        guard let first = tokens.next() else {
+            consumed = newline + 1
+            return try body(.error(.error, noreply: false))
         }
-        return has("get ") || has("gets ") || has("gat ") || has("gats ")
-    }
+        let rest = UnsafeRawBufferPointer(rebasing: line[first.upperBound...])
 
-    /// Splits on spaces, skipping empty tokens, as memcached does.
-    static func tokenize(_ line: [UInt8], end: Int) -> [Range<Int>] {
-        var tokens: [Range<Int>] = []
-        var start = -1
-        for index in 0..<end {
-            if line[index] == 0x20 {
-                if start >= 0 { tokens.append(start..<index); start = -1 }
-            } else if start < 0 {
-                start = index
-            }
+        // Storage commands: the data block must be complete before anything is consumed.
+        if let verb = storeVerb(line, first) {
+            return try storage(
+                verb, line: line, rest: rest, newline: newline, input: bytes, limits: limits, consumed: &consumed,
+                nextState: &nextState, body)
         }
-        if start >= 0 { tokens.append(start..<end) }
-        return tokens
+        consumed = newline + 1
+        return try body(command(line, first, rest, limits: limits))
     }
 
-    // MARK: commands
+    private static func storeVerb(_ line: UnsafeRawBufferPointer, _ token: Range<Int>) -> StoreVerb? {
+        switch token.count {
+        case 3:
+            if equals(line, token, "set") { return .set }
+            if equals(line, token, "add") { return .add }
+            if equals(line, token, "cas") { return .cas }
+        case 6:
+            if equals(line, token, "append") { return .append }
+        case 7:
+            if equals(line, token, "replace") { return .replace }
+            if equals(line, token, "prepend") { return .prepend }
+        default: break
+        }
+        return nil
+    }
 
-    private mutating func parse(_ line: [UInt8], _ tokens: [Range<Int>]) -> LineOutcome {
-        guard let first = tokens.first else { return .request(.error(.error, noreply: false)) }
-        let command = String(decoding: line[first], as: UTF8.self)
-        func token(_ i: Int) -> ArraySlice<UInt8> { line[tokens[i]] }
-        let noreply = tokens.count > 1 && Self.equals(line, tokens[tokens.count - 1], "noreply")
+    private static func storage<R>(
+        _ verb: StoreVerb, line: UnsafeRawBufferPointer, rest: UnsafeRawBufferPointer, newline: Int,
+        input: UnsafeRawBufferPointer, limits: ProtocolLimits, consumed: inout Int, nextState: inout State,
+        _ body: (TextCommand) throws -> R
+    ) rethrows -> R? {
+        var args = Tokens(rest)
+        let isCAS = verb == .cas
+        let required = isCAS ? 5 : 4
+        var fields = (Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none)
+        var count = 0
+        while let token = args.next() {
+            switch count {
+            case 0: fields.0 = token
+            case 1: fields.1 = token
+            case 2: fields.2 = token
+            case 3: fields.3 = token
+            case 4: fields.4 = token
+            case 5: fields.5 = token
+            default: break
+            }
+            count += 1
+        }
+        guard count == required || count == required + 1,
+            let keyRange = fields.0, let flagsRange = fields.1, let exptimeRange = fields.2, let lengthRange = fields.3
+        else {
+            consumed = newline + 1
+            return try body(.error(.error, noreply: false))
+        }
+        let lastRange = count == required + 1 ? (isCAS ? fields.5 : fields.4) : nil
+        let noreply = lastRange.map { equals(rest, $0, "noreply") } ?? false
+        // Without a sane length we cannot know where the data block ends: answer and read it as commands,
+        // as memcached does.
+        guard let declared = parseSigned(rest, lengthRange), declared >= 0, declared <= Int64(Int32.max) - 2 else {
+            consumed = newline + 1
+            return try body(.error(.badCommandLine, noreply: noreply))
+        }
+        let length = Int(declared)
+        let key = UnsafeRawBufferPointer(rebasing: rest[keyRange])
+        let flags = parseUnsigned(rest, flagsRange).flatMap { UInt32(exactly: $0) }
+        let exptime = parseSigned(rest, exptimeRange)
+        let casUnique: UInt64? = isCAS ? fields.4.flatMap { parseUnsigned(rest, $0) } : 0
+        guard KeyRules.isValid(key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys),
+            let flags, let exptime, let casUnique
+        else {
+            // Unlike memcached, discard the data block too: it must never be read as commands.
+            consumed = newline + 1
+            nextState = .swallow(length + 2)
+            return try body(.error(.badCommandLine, noreply: noreply))
+        }
+        if length > limits.maxItemSize {
+            consumed = newline + 1
+            nextState = .swallow(length + 2)
+            return try body(.storeTooLarge(verb: verb, key: key, noreply: noreply))
+        }
+        let dataStart = newline + 1
+        guard input.count >= dataStart + length + 2 else { return nil }
+        consumed = dataStart + length + 2
+        guard input[dataStart + length] == 0x0D, input[dataStart + length + 1] == 0x0A else {
+            return try body(.error(.badDataChunk, noreply: noreply))
+        }
+        let value = UnsafeRawBufferPointer(rebasing: input[dataStart..<(dataStart + length)])
+        return try body(
+            .store(verb: verb, key: key, flags: flags, exptime: exptime, value: value, casUnique: casUnique, noreply: noreply))
+    }
 
-        switch command {
-        case "get", "gets":
-            return .request(retrieval(line, tokens, keysFrom: 1, withCAS: command == "gets", exptime: nil))
-        case "gat", "gats":
-            guard tokens.count >= 3 else { return .request(.error(.error, noreply: false)) }
-            guard let exptime = Self.parseSigned(token(1)) else {
-                return .request(.error(.invalidExptime, noreply: false))
+    private static func command(
+        _ line: UnsafeRawBufferPointer, _ first: Range<Int>, _ rest: UnsafeRawBufferPointer, limits: ProtocolLimits
+    ) -> TextCommand {
+        var args = Tokens(rest)
+        // At most four argument tokens matter to any non-retrieval command; count the rest.
+        let a0 = args.next()
+        let a1 = args.next()
+        let a2 = args.next()
+        var argc = (a0 == nil ? 0 : 1) + (a1 == nil ? 0 : 1) + (a2 == nil ? 0 : 1)
+        while args.next() != nil { argc += 1 }
+        func token(_ r: Range<Int>?) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: rest[r!]) }
+        let lastIsNoreply: Bool = {
+            guard argc > 0 else { return false }
+            var scan = Tokens(rest)
+            var last: Range<Int>?
+            while let t = scan.next() { last = t }
+            return last.map { equals(rest, $0, "noreply") } ?? false
+        }()
+        func validKey(_ r: Range<Int>?) -> UnsafeRawBufferPointer? {
+            let key = token(r)
+            return KeyRules.isValid(key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys) ? key : nil
+        }
+
+        switch first.count {
+        case 3 where equals(line, first, "get"):
+            return retrieval(rest, withCAS: false, exptime: nil, limits: limits)
+        case 4 where equals(line, first, "gets"):
+            return retrieval(rest, withCAS: true, exptime: nil, limits: limits)
+        case 3 where equals(line, first, "gat"), 4 where equals(line, first, "gats"):
+            guard argc >= 2, let exptimeRange = a0 else { return .error(.error, noreply: false) }
+            guard let exptime = parseSigned(rest, exptimeRange) else { return .error(.invalidExptime, noreply: false) }
+            let keys = UnsafeRawBufferPointer(rebasing: rest[exptimeRange.upperBound...])
+            return retrieval(keys, withCAS: first.count == 4, exptime: exptime, limits: limits)
+        case 6 where equals(line, first, "delete"):
+            guard argc >= 1, argc <= 3 else { return .error(.error, noreply: false) }
+            if argc > 1 {
+                let holdIsZero = equals(rest, a1!, "0")
+                let valid = (argc == 2 && (holdIsZero || lastIsNoreply)) || (argc == 3 && holdIsZero && lastIsNoreply)
+                guard valid else { return .error(.badDeleteUsage, noreply: false) }
             }
-            return .request(retrieval(line, tokens, keysFrom: 2, withCAS: command == "gats", exptime: exptime))
-        case "set", "add", "replace", "append", "prepend", "cas":
-            return storageHeader(command, line, tokens, noreply: noreply)
-        case "delete":
-            guard tokens.count >= 2, tokens.count <= 4 else { return .request(.error(.error, noreply: false)) }
-            if tokens.count > 2 {
-                let holdIsZero = Self.equals(line, tokens[2], "0")
-                let valid = (tokens.count == 3 && (holdIsZero || noreply)) || (tokens.count == 4 && holdIsZero && noreply)
-                guard valid else { return .request(.error(.badDeleteUsage, noreply: false)) }
-            }
-            guard let key = validKey(token(1)) else { return .request(.error(.badCommandLine, noreply: noreply)) }
-            return .request(.delete(key: key, noreply: noreply))
-        case "incr", "decr":
-            guard tokens.count == 3 || tokens.count == 4 else { return .request(.error(.error, noreply: false)) }
-            guard let key = validKey(token(1)) else { return .request(.error(.badCommandLine, noreply: noreply)) }
-            guard let delta = Self.parseUnsigned(token(2)) else { return .request(.error(.invalidDelta, noreply: noreply)) }
-            return .request(.arithmetic(key: key, delta: delta, increment: command == "incr", noreply: noreply))
-        case "touch":
-            guard tokens.count == 3 || tokens.count == 4 else { return .request(.error(.error, noreply: false)) }
-            guard let key = validKey(token(1)) else { return .request(.error(.badCommandLine, noreply: noreply)) }
-            guard let exptime = Self.parseSigned(token(2)) else { return .request(.error(.invalidExptime, noreply: noreply)) }
-            return .request(.touch(key: key, exptime: exptime, noreply: noreply))
-        case "flush_all":
-            guard tokens.count <= 3 else { return .request(.error(.error, noreply: false)) }
-            let delayTokens = tokens.count - 1 - (noreply ? 1 : 0)
-            var delay: Int64 = 0
+            guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
+            return .delete(key: key, noreply: lastIsNoreply)
+        case 4 where equals(line, first, "incr"), 4 where equals(line, first, "decr"):
+            guard argc == 2 || argc == 3 else { return .error(.error, noreply: false) }
+            guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
+            guard let delta = parseUnsigned(rest, a1!) else { return .error(.invalidDelta, noreply: lastIsNoreply) }
+            return .arithmetic(key: key, delta: delta, increment: line[first.lowerBound] == UInt8(ascii: "i"), noreply: lastIsNoreply)
+        case 5 where equals(line, first, "touch"):
+            guard argc == 2 || argc == 3 else { return .error(.error, noreply: false) }
+            guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
+            guard let exptime = parseSigned(rest, a1!) else { return .error(.invalidExptime, noreply: lastIsNoreply) }
+            return .touch(key: key, exptime: exptime, noreply: lastIsNoreply)
+        case 9 where equals(line, first, "flush_all"):
+            guard argc <= 2 else { return .error(.error, noreply: false) }
+            let delayTokens = argc - (lastIsNoreply ? 1 : 0)
             if delayTokens == 1 {
-                guard let parsed = Self.parseSigned(token(1)) else {
-                    return .request(.error(.badCommandLine, noreply: noreply))
-                }
-                delay = parsed
-            } else if delayTokens != 0 {
-                return .request(.error(.error, noreply: false))
+                guard let delay = parseSigned(rest, a0!) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
+                return .flushAll(delay: delay, noreply: lastIsNoreply)
             }
-            return .request(.flushAll(delay: delay, noreply: noreply))
-        case "version":
-            return .request(.version)
-        case "verbosity":
-            guard tokens.count == 2 || tokens.count == 3 else { return .request(.error(.error, noreply: false)) }
-            let level = Self.parseUnsigned(token(1)).map { UInt32(clamping: $0) } ?? 0
-            return .request(.verbosity(level: level, noreply: noreply))
-        case "quit":
-            return .request(.quit)
-        case "shutdown":
-            return .request(.shutdown(arguments: Self.strings(line, tokens.dropFirst())))
-        case "stats":
-            return .request(.stats(arguments: Self.strings(line, tokens.dropFirst())))
-        case "lru_crawler":
-            return .request(.lruCrawler(arguments: Self.strings(line, tokens.dropFirst())))
-        case "cache_memlimit":
-            guard tokens.count == 2 || tokens.count == 3 else { return .request(.error(.error, noreply: false)) }
-            guard let megabytes = Self.parseUnsigned(token(1)) else {
-                return .request(.error(.badCommandLine, noreply: noreply))
-            }
-            return .request(.cacheMemlimit(megabytes: megabytes, noreply: noreply))
+            guard delayTokens == 0 else { return .error(.error, noreply: false) }
+            return .flushAll(delay: 0, noreply: lastIsNoreply)
+        case 7 where equals(line, first, "version"):
+            return .version
+        case 9 where equals(line, first, "verbosity"):
+            guard argc == 1 || argc == 2 else { return .error(.error, noreply: false) }
+            let level = parseUnsigned(rest, a0!).map { UInt32(clamping: $0) } ?? 0
+            return .verbosity(level: level, noreply: lastIsNoreply)
+        case 4 where equals(line, first, "quit"):
+            return .quit
+        case 8 where equals(line, first, "shutdown"):
+            return .shutdown(arguments: TokenList(rest))
+        case 5 where equals(line, first, "stats"):
+            return .stats(arguments: TokenList(rest))
+        case 11 where equals(line, first, "lru_crawler"):
+            return .lruCrawler(arguments: TokenList(rest))
+        case 14 where equals(line, first, "cache_memlimit"):
+            guard argc == 1 || argc == 2 else { return .error(.error, noreply: false) }
+            guard let megabytes = parseUnsigned(rest, a0!) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
+            return .cacheMemlimit(megabytes: megabytes, noreply: lastIsNoreply)
         default:
             // A forged HTTP request ("GET / HTTP/1.1") must not drive the cache: close, as memcached does.
             // Only for unknown commands (as memcached), so that `get HTTP/1.1` stays a lookup of that key.
-            if tokens.count >= 2, Self.hasPrefix(line, tokens[tokens.count - 1], "HTTP/") {
-                return .request(.error(.forgedHTTP, noreply: false))
+            if argc >= 1 {
+                var scan = Tokens(rest)
+                var last: Range<Int>?
+                while let t = scan.next() { last = t }
+                if let last, hasPrefix(rest, last, "HTTP/") { return .error(.forgedHTTP, noreply: false) }
             }
-            return .request(.error(.error, noreply: false))
+            return .error(.error, noreply: false)
         }
     }
 
-    private func retrieval(_ line: [UInt8], _ tokens: [Range<Int>], keysFrom: Int, withCAS: Bool, exptime: Int64?) -> TextRequest {
-        guard tokens.count > keysFrom else { return .error(.error, noreply: false) }
-        var keys: [[UInt8]] = []
-        keys.reserveCapacity(tokens.count - keysFrom)
-        for index in keysFrom..<tokens.count {
-            guard let key = validKey(line[tokens[index]]) else { return .error(.badCommandLine, noreply: false) }
-            keys.append(key)
+    /// Every key is checked before any is looked up, so a bad key answers one error and nothing else.
+    private static func retrieval(_ keys: UnsafeRawBufferPointer, withCAS: Bool, exptime: Int64?, limits: ProtocolLimits) -> TextCommand {
+        let list = TokenList(keys)
+        var any = false
+        for key in list {
+            any = true
+            guard KeyRules.isValid(key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys) else {
+                return .error(.badCommandLine, noreply: false)
+            }
         }
-        return .retrieve(keys: keys, withCAS: withCAS, touchExptime: exptime)
-    }
-
-    private mutating func storageHeader(_ command: String, _ line: [UInt8], _ tokens: [Range<Int>], noreply: Bool) -> LineOutcome {
-        let isCAS = command == "cas"
-        let required = isCAS ? 6 : 5
-        guard tokens.count == required || tokens.count == required + 1 else {
-            return .request(.error(.error, noreply: false))
-        }
-        // Without a sane length we cannot know where the data block ends: answer and read it as commands,
-        // as memcached does.
-        guard let declared = Self.parseSigned(line[tokens[4]]), declared >= 0, declared <= Int64(Int32.max) - 2 else {
-            return .request(.error(.badCommandLine, noreply: noreply))
-        }
-        let length = Int(declared)
-        let verb: StoreVerb
-        switch command {
-        case "set": verb = .set
-        case "add": verb = .add
-        case "replace": verb = .replace
-        case "append": verb = .append
-        case "prepend": verb = .prepend
-        default: verb = .cas
-        }
-        let key = validKey(line[tokens[1]])
-        let flags = Self.parseUnsigned(line[tokens[2]]).flatMap { UInt32(exactly: $0) }
-        let exptime = Self.parseSigned(line[tokens[3]])
-        let casUnique: UInt64? = isCAS ? Self.parseUnsigned(line[tokens[5]]) : 0
-        guard let key, let flags, let exptime, let casUnique else {
-            // Unlike memcached, discard the data block too: it must never be read as commands.
-            state = .swallow(length + 2)
-            return .request(.error(.badCommandLine, noreply: noreply))
-        }
-        if length > limits.maxItemSize {
-            state = .swallow(length + 2)
-            return .request(.storeTooLarge(verb: verb, key: key, noreply: noreply))
-        }
-        state = .data(
-            PendingStore(verb: verb, key: key, flags: flags, exptime: exptime, length: length, casUnique: casUnique, noreply: noreply))
-        return .awaitData
-    }
-
-    private func validKey(_ bytes: ArraySlice<UInt8>) -> [UInt8]? {
-        KeyRules.isValid(bytes, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys)
-            ? Array(bytes) : nil
+        guard any else { return .error(.error, noreply: false) }
+        return .retrieve(keys: list, withCAS: withCAS, touchExptime: exptime)
     }
 
     // MARK: lexical helpers
 
-    static func equals(_ line: [UInt8], _ range: Range<Int>, _ word: StaticString) -> Bool {
-        guard range.count == word.utf8CodeUnitCount else { return false }
-        return word.withUTF8Buffer { w in
-            for i in 0..<w.count where line[range.lowerBound + i] != w[i] { return false }
-            return true
+    /// Space-separated token ranges, scanned lazily (no array).
+    struct Tokens {
+        let bytes: UnsafeRawBufferPointer
+        var position = 0
+
+        init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+        mutating func next() -> Range<Int>? {
+            while position < bytes.count, bytes[position] == 0x20 { position += 1 }
+            guard position < bytes.count else { return nil }
+            let start = position
+            while position < bytes.count, bytes[position] != 0x20 { position += 1 }
+            return start..<position
         }
     }
 
-    static func hasPrefix(_ line: [UInt8], _ range: Range<Int>, _ word: StaticString) -> Bool {
+    static func startsRetrieval(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        func has(_ word: StaticString) -> Bool {
+            let n = word.utf8CodeUnitCount
+            return bytes.count >= n && equals(bytes, 0..<n, word)
+        }
+        return has("get ") || has("gets ") || has("gat ") || has("gats ")
+    }
+
+    @inline(__always)
+    static func equals(_ line: UnsafeRawBufferPointer, _ range: Range<Int>, _ word: StaticString) -> Bool {
+        guard range.count == word.utf8CodeUnitCount, let base = line.baseAddress else { return false }
+        return memcmp(base + range.lowerBound, word.utf8Start, range.count) == 0
+    }
+
+    static func hasPrefix(_ line: UnsafeRawBufferPointer, _ range: Range<Int>, _ word: StaticString) -> Bool {
         guard range.count >= word.utf8CodeUnitCount else { return false }
         return equals(line, range.lowerBound..<(range.lowerBound + word.utf8CodeUnitCount), word)
     }
 
-    static func strings(_ line: [UInt8], _ tokens: ArraySlice<Range<Int>>) -> [String] {
-        tokens.map { String(decoding: line[$0], as: UTF8.self) }
-    }
-
     /// Strict decimal: digits only, at most 20 of them, no overflow.
-    static func parseUnsigned(_ bytes: ArraySlice<UInt8>) -> UInt64? {
-        guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
+    static func parseUnsigned(_ line: UnsafeRawBufferPointer, _ range: Range<Int>) -> UInt64? {
+        guard !range.isEmpty, range.count <= 20 else { return nil }
         var value: UInt64 = 0
-        for byte in bytes {
+        for index in range {
+            let byte = line[index]
             guard byte >= 0x30, byte <= 0x39 else { return nil }
             let (times10, o1) = value.multipliedReportingOverflow(by: 10)
             let (sum, o2) = times10.addingReportingOverflow(UInt64(byte - 0x30))
@@ -303,14 +344,11 @@ public struct TextDecoder: Sendable {
     }
 
     /// Decimal with an optional leading minus, within ±2^62 (far beyond any meaningful time).
-    static func parseSigned(_ bytes: ArraySlice<UInt8>) -> Int64? {
-        var digits = bytes
-        var negative = false
-        if digits.first == UInt8(ascii: "-") {
-            negative = true
-            digits = digits.dropFirst()
-        }
-        guard let magnitude = parseUnsigned(digits), magnitude <= 1 << 62 else { return nil }
+    static func parseSigned(_ line: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int64? {
+        guard !range.isEmpty else { return nil }
+        let negative = line[range.lowerBound] == UInt8(ascii: "-")
+        let digits = negative ? (range.lowerBound + 1)..<range.upperBound : range
+        guard let magnitude = parseUnsigned(line, digits), magnitude <= 1 << 62 else { return nil }
         return negative ? -Int64(magnitude) : Int64(magnitude)
     }
 }

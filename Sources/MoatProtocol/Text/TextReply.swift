@@ -31,6 +31,16 @@ public enum TextEncoder {
 
     /// `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`
     public static func writeValue(key: [UInt8], flags: UInt32, data: [UInt8], cas: UInt64?, into out: inout ByteBuffer) {
+        key.withUnsafeBytes { k in data.withUnsafeBytes { d in writeValue(key: k, flags: flags, data: d, cas: cas, into: &out) } }
+    }
+
+    /// `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`, straight from the item's memory.
+    @inlinable
+    public static func writeValue(
+        key: UnsafeRawBufferPointer, flags: UInt32, data: UnsafeRawBufferPointer, cas: UInt64?, into out: inout ByteBuffer
+    ) {
+        // One capacity check for the whole reply, then plain appends.
+        out.reserveCapacity(minimumWritableBytes: key.count + data.count + 64)
         out.writeStaticString("VALUE ")
         out.writeBytes(key)
         out.writeStaticString(" ")

@@ -1,0 +1,85 @@
+/// Space-separated tokens inside a command line, seen in place (keys of a multi-get, `stats` arguments).
+/// Valid only while the decoder's callback runs.
+public struct TokenList: Sequence {
+    public let bytes: UnsafeRawBufferPointer
+
+    public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    public struct Iterator: IteratorProtocol {
+        let bytes: UnsafeRawBufferPointer
+        var position = 0
+
+        public mutating func next() -> UnsafeRawBufferPointer? {
+            while position < bytes.count, bytes[position] == 0x20 { position += 1 }
+            guard position < bytes.count else { return nil }
+            let start = position
+            while position < bytes.count, bytes[position] != 0x20 { position += 1 }
+            return UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(bytes: bytes) }
+
+    /// The tokens as strings (for administrative commands only: this allocates).
+    public var strings: [String] { map { String(decoding: $0, as: UTF8.self) } }
+}
+
+/// One decoded text-protocol request, borrowing its keys and value from the input buffer: no copy
+/// and no allocation per request. Valid only inside `TextDecoder.decode`'s callback; `owned()` makes
+/// a `TextRequest` that outlives it.
+public enum TextCommand {
+    case retrieve(keys: TokenList, withCAS: Bool, touchExptime: Int64?)
+    case store(verb: StoreVerb, key: UnsafeRawBufferPointer, flags: UInt32, exptime: Int64, value: UnsafeRawBufferPointer, casUnique: UInt64, noreply: Bool)
+    case storeTooLarge(verb: StoreVerb, key: UnsafeRawBufferPointer, noreply: Bool)
+    case delete(key: UnsafeRawBufferPointer, noreply: Bool)
+    case arithmetic(key: UnsafeRawBufferPointer, delta: UInt64, increment: Bool, noreply: Bool)
+    case touch(key: UnsafeRawBufferPointer, exptime: Int64, noreply: Bool)
+    case flushAll(delay: Int64, noreply: Bool)
+    case version
+    case verbosity(level: UInt32, noreply: Bool)
+    case quit
+    case shutdown(arguments: TokenList)
+    case stats(arguments: TokenList)
+    case lruCrawler(arguments: TokenList)
+    case cacheMemlimit(megabytes: UInt64, noreply: Bool)
+    case error(ErrorReply, noreply: Bool)
+
+    /// A copy that owns its bytes.
+    public func owned() -> TextRequest {
+        switch self {
+        case .retrieve(let keys, let withCAS, let touchExptime):
+            return .retrieve(keys: keys.map { Array($0) }, withCAS: withCAS, touchExptime: touchExptime)
+        case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):
+            return .store(
+                StoreRequest(
+                    verb: verb, key: Array(key), flags: flags, exptime: exptime, value: Array(value), casUnique: casUnique,
+                    noreply: noreply))
+        case .storeTooLarge(let verb, let key, let noreply):
+            return .storeTooLarge(verb: verb, key: Array(key), noreply: noreply)
+        case .delete(let key, let noreply):
+            return .delete(key: Array(key), noreply: noreply)
+        case .arithmetic(let key, let delta, let increment, let noreply):
+            return .arithmetic(key: Array(key), delta: delta, increment: increment, noreply: noreply)
+        case .touch(let key, let exptime, let noreply):
+            return .touch(key: Array(key), exptime: exptime, noreply: noreply)
+        case .flushAll(let delay, let noreply):
+            return .flushAll(delay: delay, noreply: noreply)
+        case .version:
+            return .version
+        case .verbosity(let level, let noreply):
+            return .verbosity(level: level, noreply: noreply)
+        case .quit:
+            return .quit
+        case .shutdown(let arguments):
+            return .shutdown(arguments: arguments.strings)
+        case .stats(let arguments):
+            return .stats(arguments: arguments.strings)
+        case .lruCrawler(let arguments):
+            return .lruCrawler(arguments: arguments.strings)
+        case .cacheMemlimit(let megabytes, let noreply):
+            return .cacheMemlimit(megabytes: megabytes, noreply: noreply)
+        case .error(let reply, let noreply):
+            return .error(reply, noreply: noreply)
+        }
+    }
+}
