@@ -16,35 +16,46 @@ public final class ConnectionCounters: Sendable {
     public init() {}
 }
 
+final class CounterSlot: Sendable {
+    let counters = Mutex(CommandCounters())
+}
+
 /// Everything the connections share: the cache, the settings and the running totals.
 public final class Engine: Sendable {
     public let cache: Cache
     public let settings: EngineSettings
     public let connections = ConnectionCounters()
     public let verbosity = Atomic<UInt32>(0)
-    let totals = Mutex(CommandCounters())
+    /// Command totals in several independently locked slots, so that sessions on different event
+    /// loops do not contend on one lock when they publish; `stats` adds the slots up.
+    private let totalSlots: [CounterSlot]
+    private let nextSlot = Atomic<Int>(0)
     let startedAt: Int64
 
     public init(cache: Cache, settings: EngineSettings) {
         self.cache = cache
         self.settings = settings
         self.startedAt = cache.now()
+        self.totalSlots = (0..<16).map { _ in CounterSlot() }
     }
 
     public func makeSession() -> Session {
-        Session(engine: self)
+        let slot = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue & (totalSlots.count - 1)
+        return Session(engine: self, counterSlot: slot)
     }
 
-    func merge(_ counters: CommandCounters) {
-        totals.withLock { $0.add(counters) }
+    func merge(_ counters: CommandCounters, slot: Int) {
+        totalSlots[slot].counters.withLock { $0.add(counters) }
     }
 
     public func commandTotals() -> CommandCounters {
-        totals.withLock { $0 }
+        var sum = CommandCounters()
+        for slot in totalSlots { sum.add(slot.counters.withLock { $0 }) }
+        return sum
     }
 
     func resetTotals() {
-        totals.withLock { $0 = CommandCounters() }
+        for slot in totalSlots { slot.counters.withLock { $0 = CommandCounters() } }
         cache.resetCounters()
         connections.total.store(0, ordering: .relaxed)
         connections.rejected.store(0, ordering: .relaxed)

@@ -24,8 +24,11 @@ public struct Session {
     /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
     public var outputHighWater = 256 * 1024
 
-    init(engine: Engine) {
+    private let counterSlot: Int
+
+    init(engine: Engine, counterSlot: Int) {
         self.engine = engine
+        self.counterSlot = counterSlot
         self.decoder = TextDecoder(limits: engine.settings.limits)
     }
 
@@ -60,7 +63,7 @@ public struct Session {
     /// Merges this session's counters into the engine's totals (call once per read batch and at close).
     public mutating func publishCounters() {
         guard !counters.isZero else { return }
-        engine.merge(counters)
+        engine.merge(counters, slot: counterSlot)
         counters = CommandCounters()
     }
 

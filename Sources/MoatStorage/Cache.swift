@@ -38,7 +38,10 @@ public struct CacheConfiguration: Sendable, Equatable {
     /// Up to 16 shards (a power of two), each with at least 16 MiB, so that every shard has room
     /// for pages of many size classes; one shard below 32 MiB.
     var effectiveShardCount: Int {
-        if let shardCount { return max(1, shardCount) }
+        if var count = shardCount.map({ max(1, $0) }) {
+            while count & (count - 1) != 0 { count &= count - 1 }
+            return count
+        }
         var count = 16
         while count > 1, memoryLimit / count < 16 * 1024 * 1024 { count /= 2 }
         return count
@@ -89,8 +92,7 @@ public final class Cache: Sendable {
         self.configuration = configuration
         self.clock = clock
         self.epoch = clock.now() - 1
-        var count = configuration.effectiveShardCount
-        while count & (count - 1) != 0 { count &= count - 1 }
+        let count = configuration.effectiveShardCount
         let budget = configuration.memoryLimit / count
         let pageSize = configuration.effectivePageSize
         self.shards = (0..<count).map { index in

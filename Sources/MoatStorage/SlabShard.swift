@@ -499,7 +499,7 @@ struct SlabShard {
             }
             if evictOldest(of: id, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
             if evictOldest(of: SizeClasses.large, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
-            if evictionsEnabled, reclaimPage(for: id, sparing: sparing) { continue }
+            if evictionsEnabled, reclaimPage(for: id, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
             return nil
         }
     }
@@ -527,7 +527,7 @@ struct SlabShard {
                 continue
             }
             if evictOldest(of: SizeClasses.large, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
-            if evictionsEnabled, reclaimPage(for: nil, sparing: sparing) { continue }
+            if evictionsEnabled, reclaimPage(for: nil, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
             return nil
         }
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
@@ -559,7 +559,7 @@ struct SlabShard {
     /// Empties one page of the class holding the most pages (other than `id`, and not counting the
     /// page of the item being spared), choosing the page that holds that class's coldest item, and
     /// puts it on the free-page list.
-    private mutating func reclaimPage(for id: UInt8?, sparing: ItemPointer?) -> Bool {
+    private mutating func reclaimPage(for id: UInt8?, sparing: ItemPointer?, now: UInt32, flushDeadline: UInt32) -> Bool {
         var donor: Int?
         var donorPages = 0
         let sparedClass = sparing.map { Int($0.classID) }
@@ -584,8 +584,12 @@ struct SlabShard {
         for chunk in 0..<(pageSize / chunkSize) {
             let item = ItemPointer(page.base + chunk * chunkSize)
             if item.isLinked {
-                counters.evictions += 1
-                if !item.fetched { counters.evictedUnfetched += 1 }
+                if item.isExpired(now: now) || Self.hiddenByFlush(item, now: now, flushDeadline: flushDeadline) {
+                    counters.reclaimed += 1
+                } else {
+                    counters.evictions += 1
+                    if !item.fetched { counters.evictedUnfetched += 1 }
+                }
                 unlinkAndFree(item)
             }
         }

@@ -2,12 +2,12 @@ import MoatStorage
 import Testing
 
 @Suite struct EvictionTests {
-    /// Three items of key 2 + value 100 bytes fit exactly in one shard.
+    /// Three items of key 2 + value 100 bytes fill the one page of a one-shard cache.
     static let itemCharge = charge(key: 2, value: 100)
     static let value100 = String(repeating: "x", count: 100)
 
     func threeSlotCache(evictions: Bool = true, clock: ManualClock = ManualClock()) -> Cache {
-        makeCache(memoryLimit: 3 * Self.itemCharge, maxItemSize: 1024, evictions: evictions, shards: 1, clock: clock)
+        slotCache(slots: 3, key: 2, value: 100, evictions: evictions, clock: clock)
     }
 
     @Test func leastRecentlyUsedGoesFirst() {
@@ -60,28 +60,34 @@ import Testing
         #expect(cache.get(b("k1")) != nil)
     }
 
-    @Test func largeItemEvictsSeveral() {
+    @Test func growingAnItemNeverEvictsItself() {
+        // The grown item stays in its size class, so it needs one more chunk of the full page: the
+        // least recently used other item goes, never the item being grown.
         let cache = threeSlotCache()
         cache.set("k1", Self.value100)
         cache.set("k2", Self.value100)
         cache.set("k3", Self.value100)
-        let big = String(repeating: "y", count: 2 * Self.itemCharge - itemOverhead - 2)
-        #expect(cache.set("kb", big) == .stored)
-        #expect(cache.get(b("k1")) == nil)
+        let extra = String(repeating: "y", count: 10)
+        #expect(
+            cache.configuration.chunkSize(keyCount: 2, valueCount: 110)
+                == cache.configuration.chunkSize(keyCount: 2, valueCount: 100))
+        #expect(cache.store(.append, key: b("k1"), value: b(extra), flags: 0, exptime: 0) == .stored)
+        #expect(cache.value("k1") == Self.value100 + extra)
         #expect(cache.get(b("k2")) == nil)
         #expect(cache.value("k3") != nil)
-        #expect(cache.counters().evictions == 2)
-        #expect(cache.counters().bytes <= 3 * Self.itemCharge)
+        #expect(cache.counters().evictions == 1)
+        #expect(cache.counters().bytes <= cache.counters().mallocedBytes)
+        #expect(cache.counters().mallocedBytes <= cache.configuration.memoryLimit)
     }
 
-    @Test func growingAnItemNeverEvictsItself() {
-        let cache = threeSlotCache()
+    @Test func growingTheOnlyItemRefusesRatherThanEvictingItself() {
+        let cache = slotCache(slots: 1, key: 2, value: 100)
         cache.set("k1", Self.value100)
-        cache.set("k2", Self.value100)
-        cache.set("k3", Self.value100)
-        #expect(cache.store(.append, key: b("k1"), value: b(Self.value100), flags: 0, exptime: 0) == .stored)
-        #expect(cache.get(b("k1"))?.value.count == 200)
-        #expect(cache.counters().bytes <= 3 * Self.itemCharge)
+        #expect(cache.store(.append, key: b("k1"), value: b("yy"), flags: 0, exptime: 0) == .noMemory)
+        #expect(cache.store(.prepend, key: b("k1"), value: b("yy"), flags: 0, exptime: 0) == .noMemory)
+        #expect(cache.value("k1") == Self.value100)
+        #expect(cache.counters().evictions == 0)
+        #expect(cache.counters().outOfMemory == 2)
     }
 
     @Test func expiredTailIsReclaimedNotEvicted() {
@@ -126,12 +132,18 @@ import Testing
     }
 
     @Test func incrementThatCannotGrowDoesNotReportUnstoredValue() {
-        let cache = makeCache(memoryLimit: 2 * charge(key: 1, value: 2), maxItemSize: 1024, evictions: false, shards: 1)
+        // Two slots; "100" is in the class of "99" but needs a chunk of its own before the old one goes.
+        let cache = slotCache(slots: 2, key: 1, value: 2, evictions: false)
+        #expect(
+            cache.configuration.chunkSize(keyCount: 1, valueCount: 3)
+                == cache.configuration.chunkSize(keyCount: 1, valueCount: 2))
         cache.set("a", "99")
         cache.set("b", "99")
         let outcome = cache.increment(b("a"), by: 1)
         #expect(outcome == .noMemory)
         #expect(cache.value("a") == "99")
+        #expect(cache.value("b") == "99")
+        #expect(cache.counters().outOfMemory == 1)
     }
 
     @Test func oldestItemAge() {
@@ -156,12 +168,52 @@ import Testing
         })
     }
 
-    @Test func shardCountIsPowerOfTwoAndBudgetsStayWithinLimit() {
+    @Test func shardCountIsPowerOfTwoAndEachShardHasAtLeast16MiB() {
+        let mib = 1024 * 1024
         #expect(makeCache(shards: 3).shardCount == 2)
         #expect(makeCache(shards: 1).shardCount == 1)
         #expect(makeCache(shards: 8).shardCount == 8)
-        #expect(makeCache(memoryLimit: 128 * 1024 * 1024).shardCount == 16)
-        #expect(makeCache(memoryLimit: 64 * 1024 * 1024).shardCount == 8)
-        #expect(makeCache(memoryLimit: 1024 * 1024).shardCount == 1)
+        #expect(makeCache(memoryLimit: 1024 * mib).shardCount == 16)
+        #expect(makeCache(memoryLimit: 256 * mib).shardCount == 16)
+        #expect(makeCache(memoryLimit: 255 * mib).shardCount == 8)
+        #expect(makeCache(memoryLimit: 128 * mib).shardCount == 8)
+        #expect(makeCache(memoryLimit: 64 * mib).shardCount == 4)
+        #expect(makeCache(memoryLimit: 32 * mib).shardCount == 2)
+        #expect(makeCache(memoryLimit: 32 * mib - 1).shardCount == 1)
+        #expect(makeCache(memoryLimit: mib).shardCount == 1)
+    }
+
+    /// The page size shows through `chunkSize`: an item of exactly one page still has a class, one
+    /// byte more is allocated on its own.
+    func pageSize(of configuration: CacheConfiguration) -> Int? {
+        var size = 1024
+        while size <= 4 * 1024 * 1024 {
+            let value = size - itemOverhead - 1
+            if configuration.chunkSize(keyCount: 1, valueCount: value) == size,
+                configuration.chunkSize(keyCount: 1, valueCount: value + 1) == nil
+            {
+                return size
+            }
+            size *= 2
+        }
+        return nil
+    }
+
+    @Test func pageSizeIsOneMiBUnlessAShardWouldHoldFewerThan32() {
+        let mib = 1024 * 1024
+        func config(_ limit: Int, shards: Int? = nil, page: Int? = nil) -> CacheConfiguration {
+            CacheConfiguration(memoryLimit: limit, shardCount: shards, pageSize: page)
+        }
+        #expect(pageSize(of: config(1024 * mib)) == mib)  // 16 shards of 64 MiB
+        #expect(pageSize(of: config(512 * mib)) == mib)  // 16 shards of 32 MiB
+        #expect(pageSize(of: config(256 * mib)) == mib / 2)  // 16 shards of 16 MiB
+        #expect(pageSize(of: config(64 * mib)) == mib / 2)  // 4 shards of 16 MiB
+        #expect(pageSize(of: config(16 * mib)) == mib / 2)  // 1 shard
+        #expect(pageSize(of: config(8 * mib)) == mib / 4)
+        #expect(pageSize(of: config(mib)) == 32 * 1024)
+        #expect(pageSize(of: config(mib / 2)) == 16 * 1024)
+        #expect(pageSize(of: config(64 * 1024)) == 16 * 1024)  // never below 16 KiB
+        #expect(pageSize(of: config(64 * mib, shards: 1)) == mib)
+        #expect(pageSize(of: config(64 * mib, page: 64 * 1024)) == 64 * 1024)
     }
 }
