@@ -19,6 +19,8 @@ let package = Package(
     name: "moat",
     products: [
         .executable(name: "moat", targets: ["MoatCLI"]),
+        // The pure request path, for the separate Benchmarks/ package (ordo-one/benchmark).
+        .library(name: "MoatCore", targets: ["MoatStorage", "MoatProtocol", "MoatEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),

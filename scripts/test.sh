@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run all of Moat's tests: peers (Debian + PyPI), swift build, swift test, Python integration tests.
+# Run all of Moat's tests: peers (Debian + PyPI), swift build, swift test, benchmarks build, Python integration tests.
 # Usage: bash scripts/test.sh            (from anywhere; CI runs it as root via .ci/run)
 # Env:   SKIP_DEPS=1  skip the dependency installation step
 set -euo pipefail
@@ -74,6 +74,11 @@ fi
 
 section "swift test"
 if ! swift test; then failed+=("swift test"); fi
+
+# CI builds the benchmarks (so they keep compiling) but does not run or compare them: timings on shared
+# CI machines are noise. The first build resolves and compiles ordo-one/benchmark (~1-2 min).
+section "benchmarks: swift build --package-path Benchmarks (build only)"
+if ! swift build --package-path Benchmarks; then failed+=("benchmarks build"); fi
 
 section "integration tests (pytest, MOAT_BIN=$MOAT_BIN)"
 if ! MOAT_BIN="$MOAT_BIN" timeout --kill-after=15 900 python3 -m pytest -q -rs tests/integration; then

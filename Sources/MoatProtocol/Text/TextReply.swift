@@ -35,25 +35,56 @@ public enum TextEncoder {
     }
 
     /// `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`, straight from the item's memory.
-    @inlinable
+    /// The whole reply is written through one raw pointer: each separate ByteBuffer write pays NIO's
+    /// bookkeeping (a capacity check and an exclusivity check), which dominated this function.
     public static func writeValue(
         key: UnsafeRawBufferPointer, flags: UInt32, data: UnsafeRawBufferPointer, cas: UInt64?, into out: inout ByteBuffer
     ) {
-        // One capacity check for the whole reply, then plain appends.
-        out.reserveCapacity(minimumWritableBytes: key.count + data.count + 64)
-        out.writeStaticString("VALUE ")
-        out.writeBytes(key)
-        out.writeStaticString(" ")
-        writeDecimal(UInt64(flags), into: &out)
-        out.writeStaticString(" ")
-        writeDecimal(UInt64(data.count), into: &out)
-        if let cas {
-            out.writeStaticString(" ")
-            writeDecimal(cas, into: &out)
+        let bound = key.count + data.count + 6 + 1 + 10 + 1 + 10 + 1 + 20 + 4
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { target in
+            var p = target.baseAddress!
+            func put(_ s: StaticString) {
+                p.copyMemory(from: s.utf8Start, byteCount: s.utf8CodeUnitCount)
+                p += s.utf8CodeUnitCount
+            }
+            func put(_ bytes: UnsafeRawBufferPointer) {
+                if let base = bytes.baseAddress { p.copyMemory(from: base, byteCount: bytes.count) }
+                p += bytes.count
+            }
+            func put(_ value: UInt64) {
+                p += formatDecimal(value, into: p)
+            }
+            put("VALUE ")
+            put(key)
+            put(" ")
+            put(UInt64(flags))
+            put(" ")
+            put(UInt64(data.count))
+            if let cas {
+                put(" ")
+                put(cas)
+            }
+            put("\r\n")
+            put(data)
+            put("\r\n")
+            return target.baseAddress!.distance(to: p)
         }
-        out.writeStaticString("\r\n")
-        out.writeBytes(data)
-        out.writeStaticString("\r\n")
+    }
+
+    /// Writes `value` in decimal at `target` (room for 20 digits), returning the digit count.
+    @inline(__always)
+    static func formatDecimal(_ value: UInt64, into target: UnsafeMutableRawPointer) -> Int {
+        var digits = 1
+        var probe = value
+        while probe >= 10 { probe /= 10; digits += 1 }
+        var v = value
+        var index = digits
+        repeat {
+            index -= 1
+            target.storeBytes(of: UInt8(0x30 + v % 10), toByteOffset: index, as: UInt8.self)
+            v /= 10
+        } while v > 0
+        return digits
     }
 
     /// A bare number line (incr/decr result).
