@@ -27,7 +27,8 @@ public final class Server: Sendable {
         let cache = Cache(
             configuration: CacheConfiguration(
                 memoryLimit: configuration.memoryLimit, maxItemSize: configuration.maxItemSize,
-                evictionsEnabled: configuration.evictionsEnabled))
+                evictionsEnabled: configuration.evictionsEnabled,
+                shardCount: CacheConfiguration.shardCount(forThreads: configuration.threads, memoryLimit: configuration.memoryLimit)))
         var limits = ProtocolLimits(maxItemSize: configuration.maxItemSize)
         limits.allowControlBytesInKeys = configuration.lenientKeys
         let settings = EngineSettings(

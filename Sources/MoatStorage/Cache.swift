@@ -35,6 +35,16 @@ public struct CacheConfiguration: Sendable, Equatable {
         return id == SizeClasses.large ? nil : classes.chunkSizes[Int(id)]
     }
 
+    /// Shards for a server with `threads` event loops: four per thread (so that threads rarely meet on
+    /// a lock), at most 16, each with at least 16 MiB. Fewer shards also mean fewer partly filled
+    /// pages: with 16 shards those cost ~10 bytes per item of a million 100-byte items.
+    public static func shardCount(forThreads threads: Int, memoryLimit: Int) -> Int {
+        var count = 1
+        while count < threads * 4, count < 16 { count *= 2 }
+        while count > 1, memoryLimit / count < 16 * 1024 * 1024 { count /= 2 }
+        return count
+    }
+
     /// Up to 16 shards (a power of two), each with at least 16 MiB, so that every shard has room
     /// for pages of many size classes; one shard below 32 MiB.
     var effectiveShardCount: Int {

@@ -217,3 +217,15 @@ import Testing
         #expect(pageSize(of: config(64 * mib, page: 64 * 1024)) == 64 * 1024)
     }
 }
+
+@Suite struct ShardPolicyTests {
+    @Test func shardsFollowThreadsAndStayLargeEnough() {
+        let gib = 1024 * 1024 * 1024
+        #expect(CacheConfiguration.shardCount(forThreads: 1, memoryLimit: gib) == 4)
+        #expect(CacheConfiguration.shardCount(forThreads: 2, memoryLimit: gib) == 8)
+        #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: gib) == 16)
+        #expect(CacheConfiguration.shardCount(forThreads: 64, memoryLimit: gib) == 16)
+        #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: 64 * 1024 * 1024) == 4)
+        #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: 16 * 1024 * 1024) == 1)
+    }
+}
