@@ -225,7 +225,7 @@ import Testing
         #expect(CacheConfiguration.shardCount(forThreads: 2, memoryLimit: gib) == 8)
         #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: gib) == 16)
         #expect(CacheConfiguration.shardCount(forThreads: 64, memoryLimit: gib) == 16)
-        #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: 64 * 1024 * 1024) == 4)
-        #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: 16 * 1024 * 1024) == 1)
+        #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: 256 * 1024 * 1024) == 4)
+        #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: 64 * 1024 * 1024) == 1)
     }
 }
