@@ -150,7 +150,7 @@ public final class Engine: Sendable {
             lines.append(("1:mem_requested", "\(s.bytes)"))
         }
         lines.append(("active_slabs", s.currentItems > 0 ? "1" : "0"))
-        lines.append(("total_malloced", "\(s.bytes)"))
+        lines.append(("total_malloced", "\(s.mallocedBytes)"))
         return lines
     }
 }

@@ -9,7 +9,7 @@ import time
 import pytest
 from pymemcache.client.base import Client
 
-from moat_support import (Conn, all_thread_uids, free_port, has_ipv6_loopback,
+from moat_support import (IS_MOAT, Conn, all_thread_uids, free_port, has_ipv6_loopback,
                           proc_status_ids, wait_until)
 
 # Both memcached and Moat refuse -m 1 with the default -I 1m (item size limit above half the memory).
@@ -100,6 +100,9 @@ def test_evictions(server_factory):
         assert int(st["evictions"]) > 0
         assert int(st["limit_maxbytes"]) == 1024 * 1024
         assert 0 < int(st["bytes"]) <= int(st["limit_maxbytes"])
+        if IS_MOAT:  # the real item memory (pages and large items) never passes -m
+            slabs = c.stats_dict(b"slabs")
+            assert 0 < int(slabs["total_malloced"]) <= 1024 * 1024, slabs
         assert c.get(b"k199") == val  # most recent survives
         assert c.get(b"k0") is None   # oldest evicted
 
