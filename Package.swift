@@ -29,6 +29,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "MoatStorage", swiftSettings: fast),
+        // <sys/epoll.h> for MoatServer's epoll loops.
+        .target(name: "CEpoll"),
         .target(
             name: "MoatProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
@@ -49,7 +51,7 @@ let package = Package(
         .target(
             name: "MoatServer",
             dependencies: [
-                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol",
+                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol", "CEpoll",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -41,6 +41,7 @@ install_deps() {
   local pypi=()
   python3 -c 'import pymemcache' 2>/dev/null || pypi+=(pymemcache)
   python3 -c 'import pytest' 2>/dev/null || pypi+=(pytest)
+  python3 -c 'import bmemcached' 2>/dev/null || pypi+=(python-binary-memcached)
   if [ "${#pypi[@]}" -gt 0 ]; then
     echo "installing PyPI packages: ${pypi[*]}"
     pip_install "${pypi[@]}"
@@ -55,7 +56,7 @@ install_deps() {
     echo "building pylibmc 1.6.3 from source"
     pip_install --no-binary pylibmc pylibmc==1.6.3
   fi
-  echo "PyPI packages: pymemcache pytest pylibmc present"
+  echo "PyPI packages: pymemcache pytest python-binary-memcached pylibmc present"
 }
 
 section "dependencies"
@@ -80,9 +81,14 @@ if ! swift test; then failed+=("swift test"); fi
 section "benchmarks: swift build --package-path Benchmarks (build only)"
 if ! swift build --package-path Benchmarks; then failed+=("benchmarks build"); fi
 
-section "integration tests (pytest, MOAT_BIN=$MOAT_BIN)"
+section "integration tests (pytest, MOAT_BIN=$MOAT_BIN, default io backend: epoll)"
 if ! MOAT_BIN="$MOAT_BIN" timeout --kill-after=15 900 python3 -m pytest -q -rs tests/integration; then
-  failed+=("integration tests")
+  failed+=("integration tests (epoll)")
+fi
+
+section "integration tests again on the SwiftNIO backend (-o io=nio)"
+if ! MOAT_BIN="$MOAT_BIN" MOAT_EXTRA_ARGS="-o io=nio" timeout --kill-after=15 900 python3 -m pytest -q -rs tests/integration; then
+  failed+=("integration tests (nio)")
 fi
 
 section "summary"

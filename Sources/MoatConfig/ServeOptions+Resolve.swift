@@ -39,8 +39,7 @@ extension ServeOptions {
         switch protocolMode {
         case "auto": mode = .auto
         case "ascii": mode = .ascii
-        case "binary":
-            throw ConfigurationError("-B binary: the binary protocol is not served yet; use -B auto or -B ascii")
+        case "binary": mode = .binary
         default:
             throw ConfigurationError("-B \(protocolMode): expected auto, ascii or binary")
         }
@@ -48,6 +47,7 @@ extension ServeOptions {
         var idleTimeout = 0
         var insecurePublicBind = false
         var lenientKeys = false
+        var ioBackend = IOBackend.defaultBackend
         for option in extended.flatMap({ $0.split(separator: ",").map(String.init) }) where !option.isEmpty {
             let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
             let name = parts[0]
@@ -62,6 +62,14 @@ extension ServeOptions {
                 insecurePublicBind = true
             case "lenient_keys":
                 lenientKeys = true
+            case "io":
+                guard let value, let backend = IOBackend(rawValue: value) else {
+                    throw ConfigurationError("-o io: expected epoll or nio")
+                }
+                #if !os(Linux)
+                if backend == .epoll { throw ConfigurationError("-o io=epoll: epoll exists only on Linux") }
+                #endif
+                ioBackend = backend
             case _ where Self.ignoredExtendedOptions.contains(name):
                 ignored.append("-o \(option)")
             default:
@@ -91,13 +99,14 @@ extension ServeOptions {
         if enableCoredumps { ignored.append("-r") }
         if largePages { ignored.append("-L") }
 
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             listeners: listeners, listenersAreDefault: hostsGiven.isEmpty, unixSocket: unixSocket, unixMask: mask,
             memoryLimit: memoryBytes, evictionsEnabled: !disableEvictions, maxConnections: connLimit, threads: threads,
             maxItemSize: itemSize, verbosity: verbose, user: user, protocolMode: mode, shutdownEnabled: enableShutdown,
             flushEnabled: !disableFlushAll, dumpEnabled: false, idleTimeout: idleTimeout,
             insecurePublicBind: insecurePublicBind, lenientKeys: lenientKeys, pidFile: pidFile, backlog: max(1, backlog), ignored: ignored)
 
+        configuration.ioBackend = ioBackend
         let exposed = configuration.publicListeners
         if !exposed.isEmpty, !insecurePublicBind {
             throw ConfigurationError(

@@ -43,7 +43,7 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Option(name: [.customShort("u", allowingJoined: true), .customLong("user")], help: "Account to serve as when started as root (default: nobody).")
     public var user: String?
 
-    @Option(name: [.customShort("B", allowingJoined: true), .customLong("protocol")], help: "auto or ascii (binary comes with authentication).")
+    @Option(name: [.customShort("B", allowingJoined: true), .customLong("protocol")], help: "auto (sniff each connection's first byte), ascii or binary.")
     public var protocolMode: String = "auto"
 
     @Flag(name: [.customShort("A"), .customLong("enable-shutdown")], help: "Allow the `shutdown` command.")
@@ -57,7 +57,7 @@ public struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
-        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, and memcached's tuning options (accepted, ignored).")
+        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, and memcached's tuning options (accepted, ignored).")
     public var extended: [String] = []
 
     @Option(name: [.customShort("P", allowingJoined: true), .customLong("pidfile")], help: "Write the process id to this file.")

@@ -14,7 +14,7 @@ extension ServerConfiguration {
             ("num_threads", "\(threads)"),
             ("cas_enabled", "yes"),
             ("tcp_backlog", "\(backlog)"),
-            ("binding_protocol", protocolMode == .auto ? "auto-negotiate" : "ascii"),
+            ("binding_protocol", protocolMode == .auto ? "auto-negotiate" : protocolMode.rawValue),
             ("auth_enabled_sasl", "no"),
             ("auth_enabled_ascii", "no"),
             ("item_size_max", "\(maxItemSize)"),
@@ -24,6 +24,7 @@ extension ServerConfiguration {
             ("shutdown_enabled", shutdownEnabled ? "yes" : "no"),
             ("idle_timeout", "\(idleTimeout)"),
             ("lenient_keys", lenientKeys ? "yes" : "no"),
+            ("io_backend", ioBackend.rawValue),
             ("ssl_enabled", "no"),
         ]
     }
@@ -35,10 +36,11 @@ extension ServerConfiguration {
         parts.append("tcp " + (tcp.isEmpty ? "off" : tcp.joined(separator: ", ")))
         parts.append("unix " + (unixSocket.map { "\($0) (mode \(String(unixMask, radix: 8)))" } ?? "off"))
         parts.append("udp off")
-        parts.append("protocol " + (protocolMode == .auto ? "ascii (binary not yet served)" : "ascii"))
+        parts.append("protocol " + (protocolMode == .auto ? "ascii+binary (auto)" : protocolMode.rawValue))
         parts.append("auth none")
         parts.append("tls off")
         parts.append("public " + (publicListeners.isEmpty ? "no" : "YES (-o insecure_public_bind)"))
+        parts.append("io \(ioBackend.rawValue)")
         parts.append("serving as \(account)")
         return parts.joined(separator: "; ")
     }

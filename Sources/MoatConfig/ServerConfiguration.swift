@@ -21,8 +21,22 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+public enum IOBackend: String, Sendable, Equatable {
+    /// SwiftNIO channels.
+    case nio
+    /// Moat's own epoll loops (Linux): SwiftNIO's per-event cost was most of the gap to memcached
+    /// on request/response traffic (docs/performance.md).
+    case epoll
+
+    #if os(Linux)
+    public static let defaultBackend = IOBackend.epoll
+    #else
+    public static let defaultBackend = IOBackend.nio
+    #endif
+}
+
 public enum ProtocolChoice: String, Sendable, Equatable {
-    case auto, ascii
+    case auto, ascii, binary
 }
 
 /// One validated configuration; every default here is the safe one.
@@ -48,6 +62,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var insecurePublicBind: Bool
     /// Accept control bytes in keys, as memcached does (`-o lenient_keys`).
     public var lenientKeys: Bool
+    /// How connections are served (`-o io=epoll|nio`).
+    public var ioBackend: IOBackend = .defaultBackend
     public var pidFile: String?
     public var backlog: Int
     /// Flags accepted for compatibility that change nothing; reported once at start.

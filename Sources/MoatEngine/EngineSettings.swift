@@ -6,6 +6,8 @@ public struct EngineSettings: Sendable {
         /// Sniff the first byte: 0x80 is the binary protocol.
         case auto
         case ascii
+        /// Only the binary protocol; a connection whose first byte is not 0x80 is closed.
+        case binary
     }
 
     /// The string after `VERSION ` (memcached's version first, so clients that parse it keep working).

@@ -19,8 +19,11 @@ public enum SessionAction: Sendable, Equatable {
 public struct Session {
     public let engine: Engine
     private var decoder: TextDecoder
-    private var counters = CommandCounters()
+    var binaryDecoder: BinaryDecoder
+    var counters = CommandCounters()
     private var sniffed = false
+    /// Decided by the first byte (`-B auto`) or by `-B`, for the connection's lifetime.
+    private var speaksBinary = false
     /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
     public var outputHighWater = 256 * 1024
 
@@ -30,15 +33,21 @@ public struct Session {
         self.engine = engine
         self.counterSlot = counterSlot
         self.decoder = TextDecoder(limits: engine.settings.limits)
+        self.binaryDecoder = BinaryDecoder(limits: engine.settings.limits)
     }
 
     /// Answers every complete request in `input` (consuming it) into `output`.
     public mutating func process(_ input: inout ByteBuffer, into output: inout ByteBuffer) -> SessionAction {
         if !sniffed, let first = input.getInteger(at: input.readerIndex, as: UInt8.self) {
             sniffed = true
-            // The binary protocol (first byte 0x80) is not served yet: hang up rather than answer garbage.
-            if first == 0x80, engine.settings.protocolMode == .auto { return .close }
+            switch engine.settings.protocolMode {
+            case .auto: speaksBinary = first == BinaryMagic.request
+            case .ascii: speaksBinary = false
+            // Only binary is served: a text client is hung up on (the decoder closes on a bad magic byte).
+            case .binary: speaksBinary = true
+            }
         }
+        if speaksBinary { return processBinary(&input, into: &output) }
         // The decoder works on a local copy so that executing a request may mutate the session.
         var decoder = self.decoder
         defer { self.decoder = decoder }
@@ -146,6 +155,8 @@ public struct Session {
             case .noMemory:
                 counters.storeNoMemory &+= 1
                 if !noreply { TextEncoder.write(.outOfMemory, into: &out) }
+            case .exists:
+                break  // only when a CAS is given, which the text protocol never does
             case .nonNumeric:
                 if !noreply {
                     TextEncoder.writeLine("CLIENT_ERROR cannot increment or decrement non-numeric value", into: &out)
@@ -212,6 +223,23 @@ public struct Session {
             }
         }
         return nil
+    }
+
+    /// The stat lines of a `stats` group (nil: unknown group); `reset` resets and returns none.
+    mutating func statLines(_ group: String?) -> [(String, String)]? {
+        switch group {
+        case nil:
+            publishCounters()
+            return engine.generalStats()
+        case "settings": return engine.settings.settingsReport
+        case "items": return engine.itemStats()
+        case "slabs": return engine.slabStats()
+        case "reset":
+            publishCounters()
+            engine.resetTotals()
+            return []
+        default: return nil
+        }
     }
 
     private mutating func stats(_ arguments: [String], into out: inout ByteBuffer) {

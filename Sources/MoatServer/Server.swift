@@ -20,6 +20,7 @@ public final class Server: Sendable {
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
     private let listeners = Mutex<[Channel]>([])
+    private let epoll: EpollServer?
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -32,13 +33,21 @@ public final class Server: Sendable {
         var limits = ProtocolLimits(maxItemSize: configuration.maxItemSize)
         limits.allowControlBytesInKeys = configuration.lenientKeys
         let settings = EngineSettings(
-            protocolMode: configuration.protocolMode == .auto ? .auto : .ascii,
+            protocolMode: EngineSettings.ProtocolMode(rawValue: configuration.protocolMode.rawValue) ?? .auto,
             limits: limits,
             flushEnabled: configuration.flushEnabled, shutdownEnabled: configuration.shutdownEnabled,
             dumpEnabled: configuration.dumpEnabled, maxConnections: configuration.maxConnections,
             threads: configuration.threads, settingsReport: configuration.settingsReport)
         self.engine = Engine(cache: cache, settings: settings)
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads)
+        let useEpoll = configuration.ioBackend == .epoll
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: useEpoll ? 1 : configuration.threads)
+        if useEpoll {
+            let box = WeakServer()
+            self.epoll = EpollServer(configuration: configuration, engine: engine, logger: logger) { box.server?.stop() }
+            box.server = self
+        } else {
+            self.epoll = nil
+        }
     }
 
     /// Binds every listener, writes the pid file, drops root, and starts background reclaim.
@@ -46,6 +55,22 @@ public final class Server: Sendable {
     public func start() throws {
         for notice in configuration.ignored {
             logger.warning("ignored for compatibility: \(notice)")
+        }
+        if let epoll {
+            do {
+                try epoll.bindAll()
+                if let pidFile = configuration.pidFile { try writePidFile(pidFile) }
+                let account = try Privileges.dropIfRoot(to: configuration.user)
+                // Threads (and so accepting) start only once root is gone.
+                try epoll.startThreads()
+                logger.notice("moat ready: \(configuration.exposureSummary(servingAs: account))")
+            } catch {
+                epoll.stop()
+                epoll.wait()
+                try? group.syncShutdownGracefully()
+                throw error
+            }
+            return
         }
         do {
             try bindAll()
@@ -71,6 +96,7 @@ public final class Server: Sendable {
 
     /// Blocks until every listener has closed (after `stop()` or a `shutdown` command), then releases the threads.
     public func waitUntilStopped() throws {
+        epoll?.wait()
         let channels = listeners.withLock { $0 }
         for channel in channels {
             try? channel.closeFuture.wait()
@@ -81,6 +107,7 @@ public final class Server: Sendable {
 
     /// Stops accepting connections; `waitUntilStopped` then closes the open ones. Safe from any thread.
     public func stop() {
+        epoll?.stop()
         let channels = listeners.withLock { $0 }
         for channel in channels { channel.close(promise: nil) }
     }
@@ -151,6 +178,11 @@ public final class Server: Sendable {
         fputs(text, file)
         fclose(file)
     }
+}
+
+/// Lets the epoll loops ask the server to stop without a reference cycle.
+final class WeakServer: @unchecked Sendable {
+    weak var server: Server?
 }
 
 public struct ListenError: Error, CustomStringConvertible {

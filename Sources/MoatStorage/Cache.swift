@@ -185,6 +185,52 @@ public final class Cache: Sendable {
         }
     }
 
+    /// A store that also checks `expectedCAS` (0: no check; for append/prepend, as memcached's binary
+    /// protocol) and reports the stored item's CAS unique in `cas` (binary replies carry it).
+    public func store(
+        _ mode: StoreMode, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt32, exptime: Int64,
+        expectedCAS: UInt64, cas: inout UInt64
+    ) -> StoreOutcome {
+        if value.count > configuration.maxItemSize { return .tooLarge }
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        let expiresAt = relativeDeadline(exptime)
+        let (outcome, unique) = shard(for: hash).withLock { shard -> (StoreOutcome, UInt64) in
+            let outcome = shard.store(
+                mode: mode, key: key, hash: hash, value: value, flags: flags, expiresAt: expiresAt, now: now,
+                flushDeadline: deadline, expectedCAS: expectedCAS)
+            return (outcome, outcome == .stored ? shard.lastCAS : 0)
+        }
+        cas = unique
+        return outcome
+    }
+
+    /// Deletes only when the item's CAS is `expectedCAS` (0: any); `.exists` when it differs.
+    public func delete(_ key: UnsafeRawBufferPointer, expectedCAS: UInt64) -> DeleteOutcome {
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        return shard(for: hash).withLock { $0.delete(key, hash: hash, now: now, flushDeadline: deadline, expectedCAS: expectedCAS) }
+    }
+
+    /// incr/decr checking `expectedCAS` (0: no check); reports the item's new CAS unique in `cas`.
+    public func arithmetic(
+        _ key: UnsafeRawBufferPointer, delta: UInt64, increment: Bool, expectedCAS: UInt64, cas: inout UInt64
+    ) -> ArithmeticOutcome {
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        let (outcome, unique) = shard(for: hash).withLock { shard -> (ArithmeticOutcome, UInt64) in
+            let outcome = shard.arithmetic(
+                key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: deadline, expectedCAS: expectedCAS)
+            if case .value = outcome { return (outcome, shard.lastCAS) }
+            return (outcome, 0)
+        }
+        cas = unique
+        return outcome
+    }
+
     public func delete(_ key: UnsafeRawBufferPointer) -> DeleteOutcome {
         let hash = Self.hash(key)
         let now = relativeNow()

@@ -18,6 +18,8 @@ public enum StoreOutcome: Sendable, Equatable {
 public enum DeleteOutcome: Sendable, Equatable {
     case deleted
     case notFound
+    /// A CAS was given (binary protocol) and the item's differs.
+    case exists
 }
 
 public enum ArithmeticOutcome: Sendable, Equatable {
@@ -26,6 +28,8 @@ public enum ArithmeticOutcome: Sendable, Equatable {
     case nonNumeric
     /// The longer number did not fit and nothing could be evicted (`-M`); the old value stays.
     case noMemory
+    /// A CAS was given (binary protocol) and the item's differs.
+    case exists
 }
 
 public enum TouchOutcome: Sendable, Equatable {

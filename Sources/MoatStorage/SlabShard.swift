@@ -136,9 +136,12 @@ struct SlabShard {
         return (casCounter << shardBits) | shardIndex
     }
 
+    /// The CAS unique most recently given out by this shard (the stored item's, right after a store).
+    var lastCAS: UInt64 { (casCounter << shardBits) | shardIndex }
+
     mutating func store(
         mode: StoreMode, key: UnsafeRawBufferPointer, hash: Int, value: UnsafeRawBufferPointer, flags: UInt32,
-        expiresAt: UInt32, now: UInt32, flushDeadline: UInt32
+        expiresAt: UInt32, now: UInt32, flushDeadline: UInt32, expectedCAS: UInt64 = 0
     ) -> StoreOutcome {
         let existing = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false)
         var newFlags = flags
@@ -157,6 +160,8 @@ struct SlabShard {
             if existing == nil { return .notStored }
         case .append, .prepend:
             guard let existing else { return .notStored }
+            // The binary protocol's append/prepend may carry a CAS to check (0: none).
+            if expectedCAS != 0, existing.cas != expectedCAS { return .exists }
             combined = existing.valueCount + value.count
             // The combined value obeys -I like any other.
             if combined > maxItemSize { return .tooLarge }
@@ -213,16 +218,21 @@ struct SlabShard {
         return .stored
     }
 
-    mutating func delete(_ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32) -> DeleteOutcome {
+    mutating func delete(
+        _ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32, expectedCAS: UInt64 = 0
+    ) -> DeleteOutcome {
         guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else { return .notFound }
+        if expectedCAS != 0, item.cas != expectedCAS { return .exists }
         unlinkAndFree(item)
         return .deleted
     }
 
     mutating func arithmetic(
-        _ key: UnsafeRawBufferPointer, hash: Int, delta: UInt64, increment: Bool, now: UInt32, flushDeadline: UInt32
+        _ key: UnsafeRawBufferPointer, hash: Int, delta: UInt64, increment: Bool, now: UInt32, flushDeadline: UInt32,
+        expectedCAS: UInt64 = 0
     ) -> ArithmeticOutcome {
         guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else { return .notFound }
+        if expectedCAS != 0, item.cas != expectedCAS { return .exists }
         guard let current = Self.parseCounter(item.valueBytes) else { return .nonNumeric }
         let result = increment ? current &+ delta : (delta > current ? 0 : current - delta)
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)

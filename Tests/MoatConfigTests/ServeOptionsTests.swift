@@ -46,6 +46,9 @@ import Testing
         #expect(c.idleTimeout == 30)
         #expect(c.lenientKeys == false)
         #expect(try resolve(["-o", "lenient_keys"]).lenientKeys)
+        #expect(c.ioBackend == .epoll)
+        #expect(try resolve(["-o", "io=nio"]).ioBackend == .nio)
+        #expect(throws: ConfigurationError.self) { try resolve(["-o", "io=kqueue"]) }
         #expect(c.ignored.contains("-o modern"))
         #expect(throws: ConfigurationError.self) { try resolve(["-o", "no_such_option"]) }
         #expect(throws: ConfigurationError.self) { try resolve(["-o", "idle_timeout=soon"]) }
@@ -61,11 +64,22 @@ import Testing
 
     @Test func unsafeOrUnsupportedChoicesRefuseToStart() {
         #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211"]) }
-        #expect(throws: ConfigurationError.self) { try resolve(["-B", "binary"]) }
         #expect(throws: ConfigurationError.self) { try resolve(["-I", "40m", "-m", "64"]) }
         #expect(throws: ConfigurationError.self) { try resolve(["-m", "0"]) }
         #expect(throws: ConfigurationError.self) { try resolve(["-a", "999"]) }
         #expect(throws: ConfigurationError.self) { try resolve(["-p", "0"]) }
+    }
+
+    @Test func protocolChoicesIncludeBinary() throws {
+        let binary = try resolve(["-B", "binary"])
+        #expect(binary.protocolMode == .binary)
+        #expect(binary.settingsReport.first { $0.0 == "binding_protocol" }?.1 == "binary")
+        #expect(binary.exposureSummary(servingAs: "nobody").contains("protocol binary;"))
+        let auto = try resolve([])
+        #expect(auto.settingsReport.first { $0.0 == "binding_protocol" }?.1 == "auto-negotiate")
+        #expect(auto.exposureSummary(servingAs: "nobody").contains("protocol ascii+binary (auto);"))
+        #expect(try resolve(["-B", "ascii"]).settingsReport.first { $0.0 == "binding_protocol" }?.1 == "ascii")
+        #expect(throws: ConfigurationError.self) { try resolve(["-B", "udp"]) }
     }
 
     @Test func sizesAndAddressesParse() throws {

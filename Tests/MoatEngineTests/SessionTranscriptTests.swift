@@ -186,10 +186,13 @@ struct Transcript {
         #expect(action == .close)
     }
 
-    @Test func binaryFirstByteClosesUntilTheBinaryProtocolIsServed() {
+    @Test func binaryFirstByteSwitchesToTheBinaryProtocol() {
         var t = Transcript()
-        let (_, action) = t.send([0x80, 0x0a, 0, 0, 0, 0, 0, 0])
-        #expect(action == .close)
+        // A binary noop: 24-byte header, opaque 7.
+        let (text, action) = t.send([0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7] + [UInt8](repeating: 0, count: 8))
+        #expect(action == .needInput)
+        let expected: [UInt8] = [0x81, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7] + [UInt8](repeating: 0, count: 8)
+        #expect(text == String(decoding: expected, as: UTF8.self))
     }
 
     @Test func quitClosesAndShutdownNeedsTheFlag() {

@@ -108,6 +108,7 @@ import Testing
                 switch cache.delete(key) {
                 case .deleted: if model[key] == nil { fail("step \(step) delete \(name): phantom key") }
                 case .notFound: break
+                case .exists: fail("step \(step) delete reported a CAS mismatch without a CAS")
                 }
                 model[key] = nil
             case 6:
@@ -130,6 +131,8 @@ import Testing
                 case .noMemory:
                     // Only without evictions, and the old value must stay as it was (checked by the next hit).
                     if scenario.evictions { fail("step \(step) arithmetic out of memory with evictions on") }
+                case .exists:
+                    fail("step \(step) arithmetic reported a CAS mismatch without a CAS")
                 }
             case 7:
                 guard let hit = cache.get(key) else { model[key] = nil; break }

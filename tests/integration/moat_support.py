@@ -12,6 +12,8 @@ Environment:
                    other deliberate differences) are skipped.
   MOAT_RUN_ALL=1   run `moat_only` tests even with MOAT_SERVER_CMD (useful
                    to check that they do fail against another server).
+  MOAT_EXTRA_ARGS  flags appended to every moat command line, e.g. '-o io=nio'
+                   to run the suite on the SwiftNIO backend.
 """
 
 import os
@@ -28,6 +30,7 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SERVER_CMD = os.environ.get("MOAT_SERVER_CMD", "").strip()
 IS_MOAT = not SERVER_CMD
 RUN_ALL = os.environ.get("MOAT_RUN_ALL") == "1"
+EXTRA_ARGS = shlex.split(os.environ.get("MOAT_EXTRA_ARGS", ""))
 START_TIMEOUT = 10.0
 SOCK_TIMEOUT = 5.0
 
@@ -176,7 +179,7 @@ def build_cmd(port, args=(), listen="127.0.0.1"):
     cmd = [moat_bin(), "serve", "-p", str(port)]
     if listen:
         cmd += ["-l", listen]
-    return cmd + list(args)
+    return cmd + list(args) + EXTRA_ARGS
 
 
 class ServerFactory:

@@ -147,10 +147,15 @@ def test_udp_port_refused(server_factory):
     assert rc != 0
 
 
-@pytest.mark.moat_only  # memcached accepts -B binary
-def test_binary_protocol_refused(server_factory):
-    rc, err = server_factory.start_expect_exit(["-B", "binary"])
-    assert rc is not None and rc != 0
+def test_binary_only_mode_serves_binary_and_closes_text(server_factory):
+    srv = server_factory.start(["-B", "binary"])
+    with Conn.to(srv) as c:
+        c.send(b"\x80\x0a" + b"\x00" * 22)  # noop
+        assert c.readexact(24)[:2] == b"\x81\x0a"
+    with Conn.to(srv) as c:
+        c.send(b"version\r\n")
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed and data == b""
 
 
 @pytest.mark.moat_only  # memcached binds anywhere; it has no insecure_public_bind

@@ -19,12 +19,16 @@ def test_ready_line_on_stderr(server):
     assert wait_until(lambda: "moat ready:" in server.stderr_text(), 5), server.stderr_text()
 
 
-def test_binary_protocol_magic_closes(server):
+def test_binary_protocol_magic_gets_a_binary_reply(server):
     with Conn.to(server) as c:
-        # binary-protocol GET request header for key "k"
-        c.send(b"\x80\x00\x00\x01" + b"\x00" * 4 + b"\x00\x00\x00\x01" + b"\x00" * 12 + b"k")
-        data, closed = c.read_until_closed(timeout=5)
-        assert closed
+        # binary-protocol GET request for key "k" (opaque 0x01020304): a miss, answered in binary
+        c.send(b"\x80\x00\x00\x01" + b"\x00" * 4 + b"\x00\x00\x00\x01" + b"\x01\x02\x03\x04" + b"\x00" * 8 + b"k")
+        header = c.readexact(24)
+        assert header[0] == 0x81 and header[1] == 0x00
+        assert header[6:8] == b"\x00\x01"  # key not found
+        assert header[12:16] == b"\x01\x02\x03\x04"  # opaque echoed
+        body_len = int.from_bytes(header[8:12], "big")
+        assert c.readexact(body_len) == b"Not found"
     with Conn.to(server) as c:
         assert c.sync() == []
 

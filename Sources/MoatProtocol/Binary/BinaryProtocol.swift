@@ -1,0 +1,94 @@
+/// Constants of memcached's binary protocol (protocol_binary.h).
+public enum BinaryMagic {
+    public static let request: UInt8 = 0x80
+    public static let response: UInt8 = 0x81
+    /// Every request and response starts with a 24-byte header.
+    public static let headerSize = 24
+}
+
+/// The opcodes memcached 1.6 implements (SASL ones are known only to be refused).
+public enum BinaryOpcode: UInt8, Sendable, CaseIterable {
+    case get = 0x00, set = 0x01, add = 0x02, replace = 0x03, delete = 0x04, increment = 0x05, decrement = 0x06
+    case quit = 0x07, flush = 0x08, getQ = 0x09, noop = 0x0a, version = 0x0b, getK = 0x0c, getKQ = 0x0d
+    case append = 0x0e, prepend = 0x0f, stat = 0x10, setQ = 0x11, addQ = 0x12, replaceQ = 0x13, deleteQ = 0x14
+    case incrementQ = 0x15, decrementQ = 0x16, quitQ = 0x17, flushQ = 0x18, appendQ = 0x19, prependQ = 0x1a
+    case verbosity = 0x1b, touch = 0x1c, gat = 0x1d, gatQ = 0x1e
+    case saslListMechs = 0x20, saslAuth = 0x21, saslStep = 0x22
+    case gatK = 0x23, gatKQ = 0x24
+}
+
+/// Response status codes.
+public enum BinaryStatus: UInt16, Sendable {
+    case ok = 0x00
+    case keyNotFound = 0x01
+    case keyExists = 0x02
+    case valueTooLarge = 0x03
+    case invalidArguments = 0x04
+    case notStored = 0x05
+    case nonNumeric = 0x06
+    case authenticationError = 0x20
+    case unknownCommand = 0x81
+    case outOfMemory = 0x82
+
+    /// The text memcached puts in the body of an error response.
+    public var message: StaticString {
+        switch self {
+        case .ok: return ""
+        case .keyNotFound: return "Not found"
+        case .keyExists: return "Data exists for key."
+        case .valueTooLarge: return "Too large."
+        case .invalidArguments: return "Invalid arguments"
+        case .notStored: return "Not stored."
+        case .nonNumeric: return "Non-numeric server-side value for incr or decr"
+        case .authenticationError: return "Auth failure."
+        case .unknownCommand: return "Unknown command"
+        case .outOfMemory: return "Out of memory"
+        }
+    }
+}
+
+/// A request header, decoded (multi-byte fields are big-endian on the wire).
+public struct BinaryHeader: Sendable, Equatable {
+    public var magic: UInt8
+    public var opcode: UInt8
+    public var keyLength: UInt16
+    public var extrasLength: UInt8
+    public var dataType: UInt8
+    /// vbucket id in requests, status in responses.
+    public var vbucketOrStatus: UInt16
+    public var bodyLength: UInt32
+    public var opaque: UInt32
+    public var cas: UInt64
+
+    public init(
+        magic: UInt8 = BinaryMagic.request, opcode: UInt8, keyLength: UInt16 = 0, extrasLength: UInt8 = 0, dataType: UInt8 = 0,
+        vbucketOrStatus: UInt16 = 0, bodyLength: UInt32 = 0, opaque: UInt32 = 0, cas: UInt64 = 0
+    ) {
+        self.magic = magic
+        self.opcode = opcode
+        self.keyLength = keyLength
+        self.extrasLength = extrasLength
+        self.dataType = dataType
+        self.vbucketOrStatus = vbucketOrStatus
+        self.bodyLength = bodyLength
+        self.opaque = opaque
+        self.cas = cas
+    }
+
+    /// Reads the 24 header bytes at the start of `bytes` (the caller checked there are 24).
+    @inline(__always)
+    public init(parsing bytes: UnsafeRawBufferPointer) {
+        magic = bytes[0]
+        opcode = bytes[1]
+        keyLength = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        extrasLength = bytes[4]
+        dataType = bytes[5]
+        vbucketOrStatus = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        bodyLength = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        opaque = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+        cas = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+    }
+
+    /// The opcode when it is one Moat knows.
+    public var knownOpcode: BinaryOpcode? { BinaryOpcode(rawValue: opcode) }
+}

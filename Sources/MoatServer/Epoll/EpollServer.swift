@@ -1,0 +1,466 @@
+import Logging
+import MoatConfig
+import MoatEngine
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import CEpoll
+import Glibc
+
+/// Plain-TCP serving without SwiftNIO's channel machinery: one epoll loop per `-t` thread, each
+/// accepting from the shared listening sockets (EPOLLEXCLUSIVE) and driving the same pure `Session`
+/// with one `read` and one `write` per ready socket. Exists because SwiftNIO's per-event user-space
+/// cost was most of the gap to memcached on request/response traffic (docs/performance.md).
+///
+/// Same rules as the NIO path: `-c` limit with memcached's reply, idle timeout, back-pressure (a
+/// client whose replies are not draining is not read from), bounded buffers, no accept before the
+/// privilege drop (threads start after it).
+final class EpollServer: @unchecked Sendable {
+    private let configuration: ServerConfiguration
+    private let engine: Engine
+    private let logger: Logger
+    private var listenFDs: [Int32] = []
+    private var threads: [pthread_t] = []
+    private var loops: [EpollLoop] = []
+    private let stopping = StopFlag()
+    private let onShutdown: @Sendable () -> Void
+
+    init(configuration: ServerConfiguration, engine: Engine, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
+        self.configuration = configuration
+        self.engine = engine
+        self.logger = logger
+        self.onShutdown = onShutdown
+    }
+
+    // MARK: listeners
+
+    func bindAll() throws {
+        for address in configuration.listeners {
+            do {
+                listenFDs.append(try Self.listenTCP(address, backlog: configuration.backlog))
+            } catch {
+                if configuration.listenersAreDefault, address.isIPv6 {
+                    logger.warning("not listening on \(address): \(error)")
+                    continue
+                }
+                throw ListenError(description: "cannot listen on \(address): \(error)")
+            }
+        }
+        if let path = configuration.unixSocket {
+            listenFDs.append(try Self.listenUnix(path, mask: configuration.unixMask, backlog: configuration.backlog))
+        }
+        if listenFDs.isEmpty { throw ListenError(description: "no listener could be opened") }
+    }
+
+    private static func failure(_ what: String) -> ListenError {
+        ListenError(description: "\(what): \(String(cString: strerror(errno)))")
+    }
+
+    static func listenTCP(_ address: ListenAddress, backlog: Int) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(address.host, String(address.port), &hints, &result)
+        guard status == 0, let info = result else {
+            throw ListenError(description: "cannot resolve \(address.host): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(result) }
+        let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw failure("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if info.pointee.ai_family == AF_INET6 {
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+            let error = failure("bind")
+            close(fd)
+            throw error
+        }
+        guard listen(fd, Int32(clamping: backlog)) == 0 else {
+            let error = failure("listen")
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    static func listenUnix(_ path: String, mask: UInt32, backlog: Int) throws -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ListenError(description: "unix socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw failure("socket") }
+        var info = stat()
+        if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+        let previous = umask(mode_t(~mask & 0o777))
+        defer { umask(previous) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else {
+            let error = failure("bind \(path)")
+            close(fd)
+            throw error
+        }
+        chmod(path, mode_t(mask))
+        guard listen(fd, Int32(clamping: backlog)) == 0 else {
+            let error = failure("listen \(path)")
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    // MARK: threads
+
+    func startThreads() throws {
+        for index in 0..<configuration.threads {
+            let loop = EpollLoop(
+                index: index, listenFDs: listenFDs, engine: engine, logger: logger, stopping: stopping,
+                idleTimeout: configuration.idleTimeout, onShutdown: onShutdown)
+            try loop.register()
+            loops.append(loop)
+            var thread = pthread_t()
+            let box = Unmanaged.passRetained(loop)
+            let created = pthread_create(&thread, nil, { raw in
+                let loop = Unmanaged<EpollLoop>.fromOpaque(raw!).takeRetainedValue()
+                loop.run()
+                return nil
+            }, box.toOpaque())
+            guard created == 0 else {
+                box.release()
+                throw ListenError(description: "cannot start thread: \(String(cString: strerror(created)))")
+            }
+            threads.append(thread)
+        }
+    }
+
+    func stop() {
+        stopping.value.store(true, ordering: .relaxed)
+        for loop in loops { loop.wake() }
+    }
+
+    func wait() {
+        for thread in threads { pthread_join(thread, nil) }
+        threads.removeAll()
+        for loop in loops { loop.closeWakeup() }
+        loops.removeAll()
+        for fd in listenFDs { close(fd) }
+        listenFDs.removeAll()
+    }
+}
+
+final class StopFlag: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
+/// One thread's event loop: level-triggered epoll over this thread's connections and the shared
+/// listening sockets.
+final class EpollLoop: @unchecked Sendable {
+    final class Connection {
+        let fd: Int32
+        var session: Session
+        var input: ByteBuffer
+        var output: ByteBuffer
+        /// Replies are not draining: reading is paused until the socket is writable again.
+        var blocked = false
+        var lastActive: Int64
+        let peer: String
+
+        init(fd: Int32, session: Session, allocator: ByteBufferAllocator, now: Int64, peer: String) {
+            self.fd = fd
+            self.session = session
+            self.input = allocator.buffer(capacity: 2048)
+            self.output = allocator.buffer(capacity: 2048)
+            self.lastActive = now
+            self.peer = peer
+        }
+    }
+
+    static let readChunk = 16 * 1024
+    static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
+
+    let index: Int
+    let listenFDs: [Int32]
+    let engine: Engine
+    let logger: Logger
+    let stopping: StopFlag
+    let idleTimeout: Int
+    let onShutdown: @Sendable () -> Void
+    private var epfd: Int32 = -1
+    /// Written by `wake()` so that a stop does not wait for epoll_wait's timeout.
+    private var wakeFD: Int32 = -1
+    private var connections: [Connection?] = []
+    private var open = 0
+    private let allocator = ByteBufferAllocator()
+    private var lastSweep: Int64 = 0
+
+    init(
+        index: Int, listenFDs: [Int32], engine: Engine, logger: Logger, stopping: StopFlag, idleTimeout: Int,
+        onShutdown: @escaping @Sendable () -> Void
+    ) {
+        self.index = index
+        self.listenFDs = listenFDs
+        self.engine = engine
+        self.logger = logger
+        self.stopping = stopping
+        self.idleTimeout = idleTimeout
+        self.onShutdown = onShutdown
+    }
+
+    func register() throws {
+        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epfd >= 0 else { throw ListenError(description: "epoll_create1: \(String(cString: strerror(errno)))") }
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        var wakeEvent = epoll_event(events: EPOLLIN.rawValue, data: epoll_data_t(u64: 2 << 32))
+        guard wakeFD >= 0, epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &wakeEvent) == 0 else {
+            throw ListenError(description: "eventfd: \(String(cString: strerror(errno)))")
+        }
+        for fd in listenFDs {
+            // EPOLLEXCLUSIVE: one thread wakes per pending connection, spreading accepts over threads.
+            var event = epoll_event(events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: fd)) | (1 << 32)))
+            guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0 else {
+                throw ListenError(description: "epoll_ctl: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    func wake() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    func closeWakeup() {
+        close(wakeFD)
+    }
+
+    func run() {
+        let capacity = 256
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
+        defer {
+            events.deallocate()
+            for case let connection? in connections { closeConnection(connection, reason: "shutdown") }
+            close(epfd)
+        }
+        while !stopping.value.load(ordering: .relaxed) {
+            let count = epoll_wait(epfd, events, Int32(capacity), 250)
+            if count < 0 {
+                if errno == EINTR { continue }
+                logger.error("epoll_wait: \(String(cString: strerror(errno)))")
+                return
+            }
+            for i in 0..<Int(count) {
+                let event = events[i]
+                let data = event.data.u64
+                let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+                if data >> 32 == 1 {
+                    acceptAll(fd)
+                    continue
+                }
+                if data >> 32 == 2 { continue }  // woken to notice a stop
+                guard Int(fd) < connections.count, let connection = connections[Int(fd)] else { continue }
+                if event.events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0, event.events & EPOLLIN.rawValue == 0 {
+                    closeConnection(connection, reason: "error")
+                    continue
+                }
+                if connection.blocked {
+                    if event.events & EPOLLOUT.rawValue != 0 { resume(connection) }
+                } else if event.events & EPOLLIN.rawValue != 0 {
+                    readable(connection)
+                }
+            }
+            sweep()
+        }
+    }
+
+    // MARK: accept
+
+    private func acceptAll(_ listenFD: Int32) {
+        while true {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    moat_accept4(listenFD, $0, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                }
+            }
+            guard fd >= 0 else { return }  // EAGAIN: another thread took it, or none left
+            let counters = engine.connections
+            let current = counters.current.wrappingAdd(1, ordering: .relaxed).newValue
+            counters.total.wrappingAdd(1, ordering: .relaxed)
+            let peer = Self.describe(&storage)
+            if current > engine.settings.maxConnections {
+                counters.rejected.wrappingAdd(1, ordering: .relaxed)
+                counters.current.wrappingSubtract(1, ordering: .relaxed)
+                logger.notice("connection refused: too many open connections", metadata: ["peer": "\(peer)"])
+                Self.tooManyConnections.withUTF8Buffer { _ = write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+                continue
+            }
+            if storage.ss_family == sa_family_t(AF_INET) || storage.ss_family == sa_family_t(AF_INET6) {
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
+            let connection = Connection(fd: fd, session: engine.makeSession(), allocator: allocator, now: Self.now(), peer: peer)
+            if Int(fd) >= connections.count {
+                connections.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - connections.count + 64))
+            }
+            connections[Int(fd)] = connection
+            open += 1
+            var event = epoll_event(events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: fd))))
+            if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) != 0 {
+                closeConnection(connection, reason: "error")
+                continue
+            }
+            logger.info("connection opened", metadata: ["peer": "\(peer)"])
+        }
+    }
+
+    // MARK: reading and writing
+
+    private func readable(_ connection: Connection) {
+        var received = 0
+        let wanted = connection.input.readableBytes == 0 ? Self.readChunk : max(Self.readChunk, connection.input.readableBytes)
+        _ = connection.input.writeWithUnsafeMutableBytes(minimumWritableBytes: min(wanted, 1 << 20)) { target in
+            received = read(connection.fd, target.baseAddress, target.count)
+            return max(received, 0)
+        }
+        if received == 0 || (received < 0 && errno != EAGAIN && errno != EINTR) {
+            closeConnection(connection, reason: received == 0 ? "normal" : "error")
+            return
+        }
+        guard received > 0 else { return }
+        connection.lastActive = Self.now()
+        connection.session.countReceived(received)
+        drive(connection)
+    }
+
+    /// Runs the session over buffered input, writing replies; pauses reading when they do not drain.
+    private func drive(_ connection: Connection) {
+        while true {
+            let action = connection.session.process(&connection.input, into: &connection.output)
+            switch action {
+            case .needInput:
+                if connection.input.readableBytes == 0 {
+                    connection.input.clear()
+                } else if connection.input.readerIndex > 64 * 1024 {
+                    connection.input.discardReadBytes()
+                }
+                guard flush(connection) else { return }
+                connection.session.publishCounters()
+                return
+            case .outputFull:
+                guard flush(connection) else { return }
+            case .close:
+                _ = flush(connection)
+                closeConnection(connection, reason: "normal")
+                return
+            case .shutdown:
+                _ = flush(connection)
+                closeConnection(connection, reason: "shutdown")
+                logger.notice("shutdown requested by a client")
+                onShutdown()
+                return
+            }
+        }
+    }
+
+    /// Writes what is pending. False when the socket is full (reading is then paused) or dead.
+    private func flush(_ connection: Connection) -> Bool {
+        while connection.output.readableBytes > 0 {
+            let written = connection.output.withUnsafeReadableBytes { bytes in
+                write(connection.fd, bytes.baseAddress, bytes.count)
+            }
+            if written > 0 {
+                connection.session.countSent(written)
+                connection.output.moveReaderIndex(forwardBy: written)
+                continue
+            }
+            if written < 0, errno == EINTR { continue }
+            if written < 0, errno == EAGAIN {
+                pause(connection)
+                return false
+            }
+            closeConnection(connection, reason: "error")
+            return false
+        }
+        connection.output.clear()
+        return true
+    }
+
+    private func pause(_ connection: Connection) {
+        guard !connection.blocked else { return }
+        connection.blocked = true
+        var event = epoll_event(events: EPOLLOUT.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
+        epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
+    }
+
+    private func resume(_ connection: Connection) {
+        guard flush(connection) else { return }
+        connection.blocked = false
+        var event = epoll_event(events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
+        epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
+        // Requests that arrived while paused are still buffered.
+        if connections[Int(connection.fd)] != nil { drive(connection) }
+    }
+
+    private func closeConnection(_ connection: Connection, reason: String) {
+        guard Int(connection.fd) < connections.count, connections[Int(connection.fd)] === connection else { return }
+        connections[Int(connection.fd)] = nil
+        open -= 1
+        epoll_ctl(epfd, EPOLL_CTL_DEL, connection.fd, nil)
+        close(connection.fd)
+        connection.session.publishCounters()
+        engine.connections.current.wrappingSubtract(1, ordering: .relaxed)
+        logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
+    }
+
+    /// Every quarter second: close connections idle past `-o idle_timeout`; once a second, reclaim
+    /// expired items (first thread only).
+    private func sweep() {
+        let now = Self.now()
+        guard now - lastSweep >= 250 else { return }
+        if index == 0, now / 1000 != lastSweep / 1000 { engine.cache.reclaimExpired(perShardLimit: 2000) }
+        lastSweep = now
+        guard idleTimeout > 0 else { return }
+        let limit = Int64(idleTimeout) * 1000
+        for case let connection? in connections where now - connection.lastActive >= limit {
+            closeConnection(connection, reason: "idle_timeout")
+        }
+    }
+
+    /// Monotonic milliseconds.
+    static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+
+    static func describe(_ storage: inout sockaddr_storage) -> String {
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        let family = Int32(storage.ss_family)
+        if family == AF_UNIX { return "unix" }
+        let length = socklen_t(family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+        let status = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, length, &host, socklen_t(host.count), &service, socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
+            }
+        }
+        guard status == 0 else { return "unknown" }
+        let h = String(cString: host)
+        let s = String(cString: service)
+        return family == AF_INET6 ? "[\(h)]:\(s)" : "\(h):\(s)"
+    }
+}
+#endif

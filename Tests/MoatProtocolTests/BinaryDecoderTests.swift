@@ -1,0 +1,203 @@
+import MoatProtocol
+import NIOCore
+import Testing
+
+/// A binary request: header, then extras, key and value.
+func binaryRequest(
+    _ opcode: UInt8, key: [UInt8] = [], extras: [UInt8] = [], value: [UInt8] = [], opaque: UInt32 = 0xdead_beef, cas: UInt64 = 0,
+    bodyLength: UInt32? = nil, keyLength: UInt16? = nil, magic: UInt8 = 0x80
+) -> [UInt8] {
+    var out: [UInt8] = [magic, opcode]
+    let k = keyLength ?? UInt16(key.count)
+    out += [UInt8(k >> 8), UInt8(k & 0xff), UInt8(extras.count), 0, 0, 0]
+    let body = bodyLength ?? UInt32(extras.count + key.count + value.count)
+    out += withUnsafeBytes(of: body.bigEndian, Array.init)
+    out += withUnsafeBytes(of: opaque.bigEndian, Array.init)
+    out += withUnsafeBytes(of: cas.bigEndian, Array.init)
+    return out + extras + key + value
+}
+
+func be32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.bigEndian, Array.init) }
+func be64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.bigEndian, Array.init) }
+
+func binaryDecode(chunks: [[UInt8]], limits: ProtocolLimits = ProtocolLimits()) -> [BinaryRequest] {
+    var decoder = BinaryDecoder(limits: limits)
+    var buffer = ByteBuffer()
+    var requests: [BinaryRequest] = []
+    for chunk in chunks {
+        buffer.writeBytes(chunk)
+        while let request = decoder.next(&buffer) { requests.append(request) }
+    }
+    return requests
+}
+
+func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits = ProtocolLimits()) -> [BinaryOperation<[UInt8]>] {
+    binaryDecode(chunks: dripFed ? bytes.map { [$0] } : [bytes], limits: limits).map(\.operation)
+}
+
+@Suite struct BinaryDecoderTests {
+    static let goldens: [([UInt8], BinaryOperation<[UInt8]>)] = [
+        (binaryRequest(0x00, key: b("k")), .get(key: b("k"), quiet: false, includeKey: false)),
+        (binaryRequest(0x09, key: b("k")), .get(key: b("k"), quiet: true, includeKey: false)),
+        (binaryRequest(0x0c, key: b("k")), .get(key: b("k"), quiet: false, includeKey: true)),
+        (binaryRequest(0x0d, key: b("k")), .get(key: b("k"), quiet: true, includeKey: true)),
+        (binaryRequest(0x01, key: b("k"), extras: be32(7) + be32(100), value: b("abc")),
+         .store(verb: .set, key: b("k"), value: b("abc"), flags: 7, exptime: 100, quiet: false)),
+        (binaryRequest(0x12, key: b("k"), extras: be32(0) + be32(0), value: []),
+         .store(verb: .add, key: b("k"), value: [], flags: 0, exptime: 0, quiet: true)),
+        (binaryRequest(0x03, key: b("k"), extras: be32(1) + be32(2), value: b("v")),
+         .store(verb: .replace, key: b("k"), value: b("v"), flags: 1, exptime: 2, quiet: false)),
+        (binaryRequest(0x0e, key: b("k"), value: b("++")), .store(verb: .append, key: b("k"), value: b("++"), flags: 0, exptime: 0, quiet: false)),
+        (binaryRequest(0x1a, key: b("k"), value: b("--")), .store(verb: .prepend, key: b("k"), value: b("--"), flags: 0, exptime: 0, quiet: true)),
+        (binaryRequest(0x04, key: b("k")), .delete(key: b("k"), quiet: false)),
+        (binaryRequest(0x14, key: b("k")), .delete(key: b("k"), quiet: true)),
+        (binaryRequest(0x05, key: b("n"), extras: be64(5) + be64(10) + be32(0xffff_ffff)),
+         .arithmetic(key: b("n"), increment: true, delta: 5, initial: 10, exptime: 0xffff_ffff, quiet: false)),
+        (binaryRequest(0x16, key: b("n"), extras: be64(1) + be64(0) + be32(60)),
+         .arithmetic(key: b("n"), increment: false, delta: 1, initial: 0, exptime: 60, quiet: true)),
+        (binaryRequest(0x07), .quit(quiet: false)),
+        (binaryRequest(0x17), .quit(quiet: true)),
+        (binaryRequest(0x08), .flush(exptime: 0, quiet: false)),
+        (binaryRequest(0x18, extras: be32(30)), .flush(exptime: 30, quiet: true)),
+        (binaryRequest(0x0a), .noop),
+        (binaryRequest(0x0b), .version),
+        (binaryRequest(0x10), .stat(key: [])),
+        (binaryRequest(0x10, key: b("settings")), .stat(key: b("settings"))),
+        (binaryRequest(0x1b, extras: be32(1)), .verbosity(level: 1)),
+        (binaryRequest(0x1c, key: b("k"), extras: be32(10)), .touch(key: b("k"), exptime: 10)),
+        (binaryRequest(0x1d, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: false)),
+        (binaryRequest(0x1e, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: false)),
+        (binaryRequest(0x23, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: true)),
+        (binaryRequest(0x24, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: true)),
+        (binaryRequest(0x20), .unknownCommand),
+        (binaryRequest(0x21, key: b("PLAIN"), value: b("\0u\0p")), .unknownCommand),
+        (binaryRequest(0x7f, value: b("whatever")), .unknownCommand),
+    ]
+
+    @Test func goldenRequestsDecodeWholeAndDripFed() {
+        for (bytes, expected) in Self.goldens {
+            #expect(binaryOps(bytes) == [expected])
+            #expect(binaryOps(bytes, dripFed: true) == [expected])
+        }
+        // All of them back to back, in one buffer and byte by byte.
+        let stream = Self.goldens.flatMap(\.0)
+        #expect(binaryOps(stream) == Self.goldens.map(\.1))
+        #expect(binaryOps(stream, dripFed: true) == Self.goldens.map(\.1))
+    }
+
+    @Test func headerFieldsAreKept() {
+        let requests = binaryDecode(chunks: [binaryRequest(0x01, key: b("k"), extras: be32(0) + be32(0), value: b("v"), opaque: 42, cas: 99)])
+        #expect(requests.count == 1)
+        #expect(requests[0].header.opaque == 42)
+        #expect(requests[0].header.cas == 99)
+        #expect(requests[0].header.opcode == 0x01)
+    }
+
+    @Test func incompleteRequestsWaitForMoreBytes() {
+        var decoder = BinaryDecoder()
+        var buffer = ByteBuffer(bytes: binaryRequest(0x00, key: b("key")).dropLast())
+        #expect(decoder.next(&buffer) == nil)
+        #expect(buffer.readableBytes == 26)
+    }
+
+    @Test func badMagicCloses() {
+        #expect(binaryOps(binaryRequest(0x00, key: b("k"), magic: 0x81)) == [.badMagic])
+        #expect(binaryOps(b("get k\r\n")) == [.badMagic])
+        // After a good request, garbage in place of the next header.
+        #expect(binaryOps(binaryRequest(0x0a) + [0x00, 0x01]) == [.noop, .badMagic])
+    }
+
+    @Test func inconsistentLengthsAreInvalidArguments() {
+        let invalid: [[UInt8]] = [
+            binaryRequest(0x00, key: b("k"), bodyLength: 0),  // key longer than the body
+            binaryRequest(0x00, key: b("k"), extras: be32(1)),  // get takes no extras
+            binaryRequest(0x00),  // get needs a key
+            binaryRequest(0x01, key: b("k"), value: b("v")),  // set needs 8 bytes of extras
+            binaryRequest(0x05, key: b("k"), extras: be64(1)),  // incr needs 20
+            binaryRequest(0x0a, value: b("x")),  // noop has no body
+            binaryRequest(0x07, key: b("k")),  // quit neither
+            binaryRequest(0x08, extras: [0, 0]),  // flush: 0 or 4 bytes of extras
+            binaryRequest(0x1c, key: b("k")),  // touch needs its exptime
+            binaryRequest(0x04, key: b("k"), value: b("x")),  // delete: body is the key
+            binaryRequest(0x00, key: [UInt8](repeating: 0x61, count: 251)),  // key over 250 bytes
+        ]
+        for bytes in invalid {
+            #expect(binaryOps(bytes) == [.invalidArguments])
+            // Drip-fed, the refusal comes as soon as the header is read (the session then closes).
+            #expect(binaryOps(bytes, dripFed: true).first == .invalidArguments)
+        }
+        // A 250-byte key is fine.
+        let key = [UInt8](repeating: 0x61, count: 250)
+        #expect(binaryOps(binaryRequest(0x00, key: key)) == [.get(key: key, quiet: false, includeKey: false)])
+    }
+
+    @Test func invalidArgumentsAreReportedBeforeTheBodyArrives() {
+        // A get declaring a 1 GiB body: refused from the header alone.
+        let header = Array(binaryRequest(0x00, key: b("k"), bodyLength: 1 << 30).prefix(24))
+        #expect(binaryOps(header) == [.invalidArguments])
+    }
+
+    @Test func tooLargeValuesAreRefusedAndSwallowedUnbuffered() {
+        var limits = ProtocolLimits()
+        limits.maxItemSize = 1024
+        let big = [UInt8](repeating: 0x78, count: 5000)
+        let request = binaryRequest(0x11, key: b("k"), extras: be32(0) + be32(0), value: big)
+        var decoder = BinaryDecoder(limits: limits)
+        var buffer = ByteBuffer()
+        // Header, extras and key are enough to refuse.
+        buffer.writeBytes(request.prefix(24 + 8 + 1))
+        #expect(decoder.next(&buffer)?.operation == .storeTooLarge(verb: .set, key: b("k"), quiet: true))
+        #expect(decoder.isMidRequest)
+        // The value is discarded as it arrives; never more than one chunk is held.
+        for chunk in stride(from: 33, to: request.count, by: 700) {
+            buffer.writeBytes(request[chunk..<min(request.count, chunk + 700)])
+            #expect(decoder.next(&buffer) == nil)
+            #expect(buffer.readableBytes == 0)
+        }
+        #expect(!decoder.isMidRequest)
+        buffer.writeBytes(binaryRequest(0x0a))
+        #expect(decoder.next(&buffer)?.operation == .noop)
+        // A value of exactly -I is accepted.
+        let fits = [UInt8](repeating: 0x79, count: 1024)
+        #expect(
+            binaryOps(binaryRequest(0x01, key: b("k"), extras: be32(0) + be32(0), value: fits), limits: limits)
+                == [.store(verb: .set, key: b("k"), value: fits, flags: 0, exptime: 0, quiet: false)])
+    }
+
+    @Test func unknownOpcodesSkipTheirBody() {
+        #expect(binaryOps(binaryRequest(0x55, value: b("abcdef")) + binaryRequest(0x0a), dripFed: true) == [.unknownCommand, .noop])
+    }
+}
+
+@Suite struct BinaryEncoderTests {
+    @Test func responseHeaderLayout() {
+        var out = ByteBuffer()
+        BinaryEncoder.writeHeader(
+            opcode: 0x01, status: .keyExists, keyLength: 3, extrasLength: 4, bodyLength: 10, opaque: 0x0102_0304, cas: 0x0a0b, into: &out)
+        #expect(Array(out.readableBytesView) == [0x81, 0x01, 0, 3, 4, 0, 0, 2, 0, 0, 0, 10, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b])
+    }
+
+    @Test func errorsCarryMemcachedsMessage() {
+        var out = ByteBuffer()
+        BinaryEncoder.writeError(opcode: 0x00, status: .keyNotFound, opaque: 7, into: &out)
+        let bytes = Array(out.readableBytesView)
+        #expect(bytes.count == 24 + 9)
+        #expect(bytes[7] == 1)
+        #expect(bytes[11] == 9)
+        #expect(Array(bytes[24...]) == b("Not found"))
+    }
+
+    @Test func itemResponsesHaveFlagsKeyAndValue() {
+        var out = ByteBuffer()
+        b("key").withUnsafeBytes { k in
+            b("value").withUnsafeBytes { v in
+                BinaryEncoder.writeItem(opcode: 0x0c, opaque: 1, cas: 5, flags: 0x11, key: k, value: v, into: &out)
+            }
+        }
+        let bytes = Array(out.readableBytesView)
+        #expect(bytes[2...3] == [0, 3])
+        #expect(bytes[4] == 4)
+        #expect(bytes[8...11] == [0, 0, 0, 12])
+        #expect(Array(bytes[24...]) == [0, 0, 0, 0x11] + b("key") + b("value"))
+    }
+}

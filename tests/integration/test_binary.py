@@ -1,0 +1,106 @@
+"""memcached's binary protocol: memccapable -b, pylibmc (binary=True), python-binary-memcached, raw frames."""
+
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from moat_support import Conn
+
+
+def test_memccapable_binary(server):
+    exe = shutil.which("memccapable") or shutil.which("memcapable")
+    if exe is None:
+        pytest.fail("memccapable not installed (Debian package libmemcached-tools)")
+    res = subprocess.run(
+        [exe, "-b", "-t", "5", "-h", "127.0.0.1", "-p", str(server.port)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        timeout=120,
+    )
+    out = res.stdout.decode("utf-8", "replace")
+    failed = [l for l in out.splitlines() if "fail" in l.lower() and "All tests passed" not in l]
+    passed = [l for l in out.splitlines() if l.rstrip().endswith("[pass]")]
+    assert res.returncode == 0, "memccapable rc=%d\n%s" % (res.returncode, out)
+    assert not failed, "memccapable failures:\n%s" % "\n".join(failed)
+    assert len(passed) >= 25, out
+    assert "All tests passed" in out, out
+
+
+def test_pylibmc_binary_round_trips(server):
+    pylibmc = pytest.importorskip("pylibmc")
+    c = pylibmc.Client(["127.0.0.1:%d" % server.port], binary=True,
+                       behaviors={"cas": True, "connect_timeout": 5000, "receive_timeout": 5_000_000,
+                                  "send_timeout": 5_000_000})
+    try:
+        assert c.set("k", b"v") is True
+        assert c.get("k") == b"v"
+        assert c.get("missing") is None
+        assert c.set_multi({"a": b"1", "b": b"2"}) == []
+        assert c.get_multi(["a", "b", "nope"]) == {"a": b"1", "b": b"2"}
+        assert c.set("n", "10") is True
+        assert c.incr("n", 5) == 15
+        assert c.decr("n", 20) == 0
+        assert c.add("k", b"x") is False
+        assert c.replace("k", b"w") is True
+        assert c.append("k", b"+") is True
+        assert c.prepend("k", b"-") is True
+        assert c.get("k") == b"-w+"
+        value, cas = c.gets("k")
+        assert value == b"-w+"
+        assert c.cas("k", b"new", cas) is True
+        assert c.cas("k", b"stale", cas) is False
+        assert c.get("k") == b"new"
+        assert c.delete("k") is True
+        assert c.delete("k") is False
+        assert c.get("k") is None
+        assert c.touch("a", 100) is True
+        assert c.flush_all() is True
+        assert c.get("a") is None
+    finally:
+        c.disconnect_all()
+
+
+def test_python_binary_memcached(server):
+    bmemcached = pytest.importorskip("bmemcached")
+    c = bmemcached.Client(["127.0.0.1:%d" % server.port])
+    try:
+        assert c.set("k", "value") is True
+        assert c.get("k") == "value"
+        assert c.set("n", 5) is True
+        assert c.incr("n", 3) == 8
+        assert c.decr("n", 10) == 0
+        assert c.delete("k") is True
+        assert c.get("k") is None
+        stats = c.stats()
+        assert any("cmd_get" in s for s in stats.values())
+    finally:
+        c.disconnect_all()
+
+
+def test_garbage_binary_header_closes_and_server_survives(server):
+    with Conn.to(server) as c:
+        noop = b"\x80\x0a" + b"\x00" * 22
+        c.send(noop + b"\x42" * 24)  # a good request, then a header with a bad magic byte
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed
+        assert data[:2] == b"\x81\x0a" and len(data) == 24
+    with Conn.to(server) as c:
+        # Lengths inconsistent with the opcode: "Invalid arguments", then close.
+        c.send(struct.pack(">BBHBBHIIQ", 0x80, 0x00, 1, 4, 0, 0, 5, 0, 0) + b"xxxxk")
+        data, closed = c.read_until_closed(timeout=5)
+        assert closed
+        assert data[:2] == b"\x81\x00" and data[6:8] == b"\x00\x04"
+    assert server.alive()
+    with Conn.to(server) as c:
+        assert c.sync() == []
+
+
+def test_binary_huge_declared_body_is_not_buffered(server):
+    with Conn.to(server) as c:
+        # A set declaring a 1 GiB value: refused ("Too large") once key and extras arrive.
+        c.send(struct.pack(">BBHBBHIIQ", 0x80, 0x01, 1, 8, 0, 0, (1 << 30) + 9, 7, 0) + b"\x00" * 8 + b"k")
+        header = c.readexact(24)
+        assert header[6:8] == b"\x00\x03"
+        assert header[12:16] == struct.pack(">I", 7)
+    assert server.alive()
