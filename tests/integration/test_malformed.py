@@ -239,3 +239,37 @@ def test_many_concurrent_clients(server):
     finally:
         for c in conns:
             c.close()
+
+
+def test_peer_vanishing_mid_reply_does_not_hurt_the_server(server):
+    # A client asks for a large reply and closes (with RST) before reading it: the server's write
+    # fails with EPIPE/ECONNRESET, which must neither raise SIGPIPE in it nor disturb other clients.
+    import struct
+    value = b"p" * 500_000
+    with Conn.to(server) as c:
+        assert c.store(b"set", b"big", value) == b"STORED"
+    for _ in range(20):
+        s = socket.create_connection((server.host, server.port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.sendall(b"get big big big big\r\n")
+        s.close()
+    with Conn.to(server) as c:
+        assert c.get(b"big") == value
+        assert c.sync() == []
+
+
+def test_half_closed_client_still_gets_its_replies(server):
+    with Conn.to(server) as c:
+        assert c.store(b"set", b"hc", b"v") == b"STORED"
+    s = socket.create_connection((server.host, server.port), timeout=5)
+    s.sendall(b"get hc\r\n")
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert data == b"VALUE hc 0 1\r\nv\r\nEND\r\n"

@@ -303,7 +303,7 @@ final class EpollLoop: @unchecked Sendable {
                 counters.rejected.wrappingAdd(1, ordering: .relaxed)
                 counters.current.wrappingSubtract(1, ordering: .relaxed)
                 logger.notice("connection refused: too many open connections", metadata: ["peer": "\(peer)"])
-                Self.tooManyConnections.withUTF8Buffer { _ = write(fd, $0.baseAddress, $0.count) }
+                Self.tooManyConnections.withUTF8Buffer { _ = send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 close(fd)
                 continue
             }
@@ -378,8 +378,9 @@ final class EpollLoop: @unchecked Sendable {
     /// Writes what is pending. False when the socket is full (reading is then paused) or dead.
     private func flush(_ connection: Connection) -> Bool {
         while connection.output.readableBytes > 0 {
+            // send with MSG_NOSIGNAL: a peer that has gone away must not raise SIGPIPE in the server.
             let written = connection.output.withUnsafeReadableBytes { bytes in
-                write(connection.fd, bytes.baseAddress, bytes.count)
+                send(connection.fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
             }
             if written > 0 {
                 connection.session.countSent(written)
@@ -401,7 +402,8 @@ final class EpollLoop: @unchecked Sendable {
     private func pause(_ connection: Connection) {
         guard !connection.blocked else { return }
         connection.blocked = true
-        var event = epoll_event(events: EPOLLOUT.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
+        // Writability only: a half-closed peer (EPOLLRDHUP) would otherwise wake this loop forever.
+        var event = epoll_event(events: EPOLLOUT.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
         epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
     }
 
