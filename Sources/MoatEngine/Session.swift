@@ -22,6 +22,8 @@ public struct Session {
     var binaryDecoder: BinaryDecoder
     var counters = CommandCounters()
     private var sniffed = false
+    /// Keys of the current multi-get already answered before it paused at the high-water mark.
+    private var resumeKeyIndex = 0
     /// Decided by the first byte (`-B auto`) or by `-B`, for the connection's lifetime.
     private var speaksBinary = false
     /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
@@ -52,7 +54,9 @@ public struct Session {
         var decoder = self.decoder
         defer { self.decoder = decoder }
         while output.readableBytes < outputHighWater {
-            let outcome: SessionAction?? = decoder.decode(&input) { command in execute(command, into: &output) }
+            let outcome: SessionAction?? = decoder.decode(&input) { command, redeliver in
+                execute(command, redeliver: &redeliver, into: &output)
+            }
             guard let outcome else { return .needInput }
             if let action = outcome { return action }
         }
@@ -78,11 +82,21 @@ public struct Session {
 
     // MARK: execution
 
-    private mutating func execute(_ command: TextCommand, into out: inout ByteBuffer) -> SessionAction? {
+    private mutating func execute(_ command: TextCommand, redeliver: inout Bool, into out: inout ByteBuffer) -> SessionAction? {
         let cache = engine.cache
         switch command {
         case .retrieve(let keys, let withCAS, let touchExptime):
+            // One line may name a large value many times: stop at the output high-water mark and
+            // resume from the next key once the client has taken what was written.
+            var index = 0
             for key in keys {
+                index += 1
+                if index <= resumeKeyIndex { continue }
+                if out.readableBytes >= outputHighWater {
+                    resumeKeyIndex = index - 1
+                    redeliver = true
+                    return .outputFull
+                }
                 counters.cmdGet &+= 1
                 let hit = cache.read(key, touchExptime: touchExptime) { item in
                     TextEncoder.writeValue(key: item.key, flags: item.flags, data: item.value, cas: withCAS ? item.cas : nil, into: &out)
@@ -93,6 +107,7 @@ public struct Session {
                 }
                 if hit { counters.getHits &+= 1 } else { counters.getMisses &+= 1 }
             }
+            resumeKeyIndex = 0
             TextEncoder.write(.end, into: &out)
 
         case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):

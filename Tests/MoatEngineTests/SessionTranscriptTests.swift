@@ -33,6 +33,7 @@ struct Transcript {
     mutating func send(_ bytes: [UInt8], chunk: Int = 0) -> (String, SessionAction) {
         var input = ByteBuffer()
         var output = ByteBuffer()
+        var sent: [UInt8] = []
         var action = SessionAction.needInput
         let step = chunk == 0 ? max(bytes.count, 1) : chunk
         var offset = 0
@@ -42,11 +43,18 @@ struct Transcript {
             offset = end
             repeat {
                 action = session.process(&input, into: &output)
+                // What one call buffers is what a connection holds before it flushes.
+                largestBatch = max(largestBatch, output.readableBytes)
+                sent += output.readableBytesView
+                output.clear()
             } while action == .outputFull
             if action == .close || action == .shutdown { break }
         } while offset < bytes.count
-        return (String(decoding: output.readableBytesView, as: UTF8.self), action)
+        return (String(decoding: sent, as: UTF8.self), action)
     }
+
+    /// The most reply bytes a single `process` call left for the connection to flush.
+    var largestBatch = 0
 
     mutating func reply(_ text: String, chunk: Int = 0) -> String { send(text, chunk: chunk).0 }
 }
@@ -224,6 +232,22 @@ struct Transcript {
             var t = Transcript()
             #expect(t.reply(script, chunk: chunk) == expected, "chunk \(chunk)")
         }
+    }
+
+    @Test func multiGetOfOneLargeValueManyTimesIsAnsweredInBoundedBatches() {
+        var t = Transcript(memoryLimit: 64 * 1024 * 1024)
+        let value = String(repeating: "v", count: 100_000)
+        #expect(t.reply("set big 0 0 100000\r\n\(value)\r\n") == "STORED\r\n")
+        t.largestBatch = 0
+        let keys = Array(repeating: "big", count: 200).joined(separator: " ")
+        let reply = t.reply("get \(keys) missing\r\nversion\r\n")
+        let one = "VALUE big 0 100000\r\n\(value)\r\n"
+        #expect(reply == String(repeating: one, count: 200) + "END\r\nVERSION \(MoatVersion.wire)\r\n")
+        // 20 MB of replies, never more than the high-water mark plus one value at a time.
+        #expect(t.largestBatch <= t.session.outputHighWater + one.utf8.count)
+        let stats = t.reply("stats\r\n")
+        #expect(stats.contains("STAT cmd_get 201\r\n"))
+        #expect(stats.contains("STAT get_hits 200\r\n"))
     }
 
     @Test func statsCountHitsMissesAndItems() {

@@ -273,3 +273,41 @@ def test_half_closed_client_still_gets_its_replies(server):
         data += chunk
     s.close()
     assert data == b"VALUE hc 0 1\r\nv\r\nEND\r\n"
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_client_that_never_reads_cannot_grow_server_memory(server):
+    # Each request names a 500 KB value 100 times (50 MB of replies); the client never reads.
+    # The server must stop reading from it once its replies stop draining (back-pressure), so its
+    # memory stays near where it started, and other clients are still served.
+    value = b"r" * 500_000
+    with Conn.to(server) as c:
+        assert c.store(b"set", b"bp", value) == b"STORED"
+    before = _rss_kb(server.pid)
+    hog = socket.create_connection((server.host, server.port), timeout=5)
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.setblocking(False)
+    request = b"get" + b" bp" * 100 + b"\r\n"
+    sent = 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sent < 500 * len(request):
+        try:
+            sent += hog.send(request)
+        except BlockingIOError:
+            time.sleep(0.01)
+    time.sleep(0.5)
+    grown_mb = (_rss_kb(server.pid) - before) / 1024
+    # A server that buffered the replies of even one request would grow by 50 MB.
+    assert sent > 10 * len(request), sent
+    assert grown_mb < 8, "server RSS grew by %.1f MB for a client that does not read" % grown_mb
+    with Conn.to(server) as c:
+        assert c.get(b"bp") == value
+        assert c.sync() == []
+    hog.close()

@@ -41,16 +41,28 @@ public struct TextDecoder: Sendable {
     /// more bytes are needed. The command's pointers are valid only inside `body`.
     @inline(__always)
     public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (TextCommand) throws -> R) rethrows -> R? {
+        try decode(&buffer) { command, _ in try body(command) }
+    }
+
+    /// As `decode`, but `body` may set its second argument to true to leave the request's bytes in
+    /// the buffer, so that the next call hands the same request over again (a multi-get that stopped
+    /// at the output high-water mark resumes from there instead of buffering every reply).
+    @inline(__always)
+    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (TextCommand, inout Bool) throws -> R) rethrows -> R? {
         if case .swallow = state {
             swallow(&buffer)
             if state != .line { return nil }
         }
         var consumed = 0
         var nextState = State.line
+        var redeliver = false
         let limits = self.limits
         let result: R? = try buffer.withUnsafeReadableBytes { bytes in
-            try Self.decodeOne(bytes, limits: limits, consumed: &consumed, nextState: &nextState, body)
+            try Self.decodeOne(bytes, limits: limits, consumed: &consumed, nextState: &nextState) { command in
+                try body(command, &redeliver)
+            }
         }
+        if redeliver, result != nil { return result }
         buffer.moveReaderIndex(forwardBy: consumed)
         state = nextState
         return result
