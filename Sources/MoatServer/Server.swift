@@ -140,34 +140,20 @@ public final class Server: Sendable {
 
     private func bindAll() throws {
         let bootstrap = bootstrap()
-        for address in configuration.listeners {
-            do {
-                let channel = try bootstrap.bind(host: address.host, port: address.port).wait()
-                listeners.withLock { $0.append(channel) }
-            } catch {
-                // The default pair includes ::1; a host without IPv6 still serves on 127.0.0.1.
-                if configuration.listenersAreDefault, address.isIPv6 {
-                    logger.warning("not listening on \(address): \(error)")
-                    continue
-                }
-                throw ListenError(description: "cannot listen on \(address): \(error)")
-            }
-        }
-        if let path = configuration.unixSocket {
-            // Create the socket with the requested mode from the start (no window with looser permissions).
-            let previous = umask(mode_t(~configuration.unixMask & 0o777))
-            defer { umask(previous) }
-            do {
+        let mask = configuration.unixMask
+        let channels = try openListeners(
+            configuration, logger: logger,
+            tcp: { try bootstrap.bind(host: $0.host, port: $0.port).wait() },
+            unix: { path in
+                // Create the socket with the requested mode from the start (no window with looser permissions).
+                let previous = umask(mode_t(~mask & 0o777))
+                defer { umask(previous) }
                 let channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
-                listeners.withLock { $0.append(channel) }
-                chmod(path, mode_t(configuration.unixMask))
-            } catch {
-                throw ListenError(description: "cannot listen on unix socket \(path): \(error)")
-            }
-        }
-        if listeners.withLock({ $0.isEmpty }) {
-            throw ListenError(description: "no listener could be opened")
-        }
+                chmod(path, mode_t(mask))
+                return channel
+            },
+            close: { $0.close(promise: nil) })
+        listeners.withLock { $0 = channels }
     }
 
     private func writePidFile(_ path: String) throws {

@@ -36,21 +36,13 @@ final class EpollServer: @unchecked Sendable {
     // MARK: listeners
 
     func bindAll() throws {
-        for address in configuration.listeners {
-            do {
-                listenFDs.append(try Self.listenTCP(address, backlog: configuration.backlog))
-            } catch {
-                if configuration.listenersAreDefault, address.isIPv6 {
-                    logger.warning("not listening on \(address): \(error)")
-                    continue
-                }
-                throw ListenError(description: "cannot listen on \(address): \(error)")
-            }
-        }
-        if let path = configuration.unixSocket {
-            listenFDs.append(try Self.listenUnix(path, mask: configuration.unixMask, backlog: configuration.backlog))
-        }
-        if listenFDs.isEmpty { throw ListenError(description: "no listener could be opened") }
+        let backlog = configuration.backlog
+        let mask = configuration.unixMask
+        listenFDs = try openListeners(
+            configuration, logger: logger,
+            tcp: { try Self.listenTCP($0, backlog: backlog) },
+            unix: { try Self.listenUnix($0, mask: mask, backlog: backlog) },
+            close: { _ = close($0) })
     }
 
     private static func failure(_ what: String) -> ListenError {
