@@ -69,19 +69,8 @@ private struct BinaryTranscript {
     }
 
     mutating func send(_ bytes: [UInt8], chunk: Int = 0) -> ([UInt8], SessionAction) {
-        var input = ByteBuffer()
-        var output = ByteBuffer()
-        var action = SessionAction.needInput
-        let step = chunk == 0 ? max(bytes.count, 1) : chunk
-        var offset = 0
-        repeat {
-            let end = min(bytes.count, offset + step)
-            input.writeBytes(bytes[offset..<end])
-            offset = end
-            repeat { action = session.process(&input, into: &output) } while action == .outputFull
-            if action == .close || action == .shutdown { break }
-        } while offset < bytes.count
-        return (Array(output.readableBytesView), action)
+        let result = drive(&session, bytes, chunk: chunk)
+        return (result.replies, result.action)
     }
 
     mutating func responses(_ bytes: [UInt8], chunk: Int = 0) -> [Response] { parse(send(bytes, chunk: chunk).0) }

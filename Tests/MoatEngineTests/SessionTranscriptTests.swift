@@ -31,26 +31,9 @@ struct Transcript {
     }
 
     mutating func send(_ bytes: [UInt8], chunk: Int = 0) -> (String, SessionAction) {
-        var input = ByteBuffer()
-        var output = ByteBuffer()
-        var sent: [UInt8] = []
-        var action = SessionAction.needInput
-        let step = chunk == 0 ? max(bytes.count, 1) : chunk
-        var offset = 0
-        repeat {
-            let end = min(bytes.count, offset + step)
-            input.writeBytes(bytes[offset..<end])
-            offset = end
-            repeat {
-                action = session.process(&input, into: &output)
-                // What one call buffers is what a connection holds before it flushes.
-                largestBatch = max(largestBatch, output.readableBytes)
-                sent += output.readableBytesView
-                output.clear()
-            } while action == .outputFull
-            if action == .close || action == .shutdown { break }
-        } while offset < bytes.count
-        return (String(decoding: sent, as: UTF8.self), action)
+        let result = drive(&session, bytes, chunk: chunk)
+        largestBatch = max(largestBatch, result.largestBatch)
+        return (String(decoding: result.replies, as: UTF8.self), result.action)
     }
 
     /// The most reply bytes a single `process` call left for the connection to flush.
