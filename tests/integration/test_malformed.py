@@ -1,5 +1,6 @@
 """Raw-socket robustness: malformed, hostile and oddly framed input."""
 
+import os
 import random
 import socket
 import time
@@ -309,5 +310,31 @@ def test_client_that_never_reads_cannot_grow_server_memory(server):
     assert grown_mb < 8, "server RSS grew by %.1f MB for a client that does not read" % grown_mb
     with Conn.to(server) as c:
         assert c.get(b"bp") == value
+        assert c.sync() == []
+    hog.close()
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_paused_half_closed_client_does_not_spin_the_server(server):
+    # The client asks for far more than the socket buffers hold, shuts down its sending side and
+    # never reads: the server is paused on it, and the half-close must not wake it over and over.
+    value = b"s" * 500_000
+    with Conn.to(server) as c:
+        assert c.store(b"set", b"spin", value) == b"STORED"
+    hog = socket.create_connection((server.host, server.port), timeout=5)
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.sendall(b"get" + b" spin" * 40 + b"\r\n")
+    hog.shutdown(socket.SHUT_WR)
+    time.sleep(0.5)
+    before = _cpu_seconds(server.pid)
+    time.sleep(1.5)
+    used = _cpu_seconds(server.pid) - before
+    assert used < 0.5, "server used %.2f s of CPU in 1.5 s while paused on a half-closed client" % used
+    with Conn.to(server) as c:
         assert c.sync() == []
     hog.close()
