@@ -5,6 +5,7 @@ import PackageDescription
 //   MoatStorage   cache engine: shards, LRU, memory budget, TTL, CAS (no networking)
 //   MoatProtocol  wire codecs; Text/ is memcached's ASCII protocol (pure: bytes in, requests out)
 //   MoatEngine    per-connection session: request -> storage -> reply bytes (no channels)
+//   MoatAccess    who may use the cache: credential store, SASL (PLAIN, SCRAM), guessing throttle (no networking)
 //   MoatConfig    memcached-compatible flags -> one validated configuration with safe defaults
 //   MoatServer    SwiftNIO listeners, connections, limits, privilege drop
 //   MoatCLI       the `moat` executable
@@ -20,12 +21,13 @@ let package = Package(
     products: [
         .executable(name: "moat", targets: ["MoatCLI"]),
         // The pure request path, for the separate Benchmarks/ package (ordo-one/benchmark).
-        .library(name: "MoatCore", targets: ["MoatStorage", "MoatProtocol", "MoatEngine"]),
+        .library(name: "MoatCore", targets: ["MoatStorage", "MoatProtocol", "MoatAccess", "MoatEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .target(name: "MoatStorage", swiftSettings: fast),
@@ -37,9 +39,16 @@ let package = Package(
             swiftSettings: fast
         ),
         .target(
+            name: "MoatAccess",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        .target(
             name: "MoatEngine",
             dependencies: [
-                "MoatStorage", "MoatProtocol",
+                "MoatStorage", "MoatProtocol", "MoatAccess",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: fast
@@ -61,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "MoatCLI",
             dependencies: [
-                "MoatServer", "MoatConfig",
+                "MoatServer", "MoatConfig", "MoatAccess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -76,5 +85,6 @@ let package = Package(
             dependencies: ["MoatEngine", "MoatStorage", "MoatProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig"]),
+        .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess"]),
     ]
 )
