@@ -82,7 +82,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MoatEngineTests",
-            dependencies: ["MoatEngine", "MoatStorage", "MoatProtocol", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["MoatEngine", "MoatStorage", "MoatProtocol", "MoatAccess", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig"]),
         .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess"]),

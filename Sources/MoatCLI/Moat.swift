@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Logging
+import MoatAccess
 import MoatConfig
 import MoatEngine
 import MoatServer
@@ -27,7 +28,7 @@ struct Moat: ParsableCommand {
         commandName: "moat",
         abstract: "A memcached-compatible cache server that is secure by default.",
         discussion: "Run `moat serve --help` for memcached's flags. `moat [flags]` is the same as `moat serve [flags]`.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, UserCommand.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -62,7 +63,15 @@ struct Serve: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "moat")
-        let server = Server(configuration: configuration, logger: logger)
+        // Read now, while still root if started as root: the file may then stay readable by root alone.
+        let authentication: AuthenticationSettings?
+        do {
+            authentication = try configuration.authentication.map { try loadAuthentication($0, logger: logger) }
+        } catch {
+            FileHandleStandardError.write("moat: \(error)\n")
+            throw ExitCode(64)
+        }
+        let server = Server(configuration: configuration, logger: logger, authentication: authentication)
         do {
             try server.start()
         } catch {

@@ -48,6 +48,13 @@ extension ServeOptions {
         var insecurePublicBind = false
         var lenientKeys = false
         var ioBackend = IOBackend.defaultBackend
+        var auth = AuthenticationOptions()
+        func count(_ name: String, _ value: String?, minimum: Int) throws -> Int {
+            guard let value, let number = Int(value), number >= minimum else {
+                throw ConfigurationError("-o \(name): expected a whole number, at least \(minimum)")
+            }
+            return number
+        }
         for option in extended.flatMap({ $0.split(separator: ",").map(String.init) }) where !option.isEmpty {
             let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
             let name = parts[0]
@@ -70,6 +77,22 @@ extension ServeOptions {
                 if backend == .epoll { throw ConfigurationError("-o io=epoll: epoll exists only on Linux") }
                 #endif
                 ioBackend = backend
+            case "sasl_mechs":
+                let names = (value ?? "").split(separator: ":").map { $0.uppercased() }
+                guard !names.isEmpty, names.allSatisfy(AuthenticationOptions.knownMechanisms.contains) else {
+                    throw ConfigurationError(
+                        "-o sasl_mechs: expected mechanisms separated by ':' from \(AuthenticationOptions.knownMechanisms.joined(separator: ", "))")
+                }
+                auth.mechanisms = names
+            case "auth_timeout": auth.timeout = try count(name, value, minimum: 0)
+            case "auth_max_failures": auth.maxFailuresPerConnection = try count(name, value, minimum: 1)
+            case "auth_lockout_failures": auth.lockoutFailures = try count(name, value, minimum: 1)
+            case "auth_lockout_seconds": auth.lockoutSeconds = try count(name, value, minimum: 0)
+            case "auth_delay":
+                guard let value, let seconds = Double(value), seconds >= 0, seconds <= 3600 else {
+                    throw ConfigurationError("-o auth_delay: expected seconds between 0 and 3600 (fractions allowed)")
+                }
+                auth.failureDelay = seconds
             case _ where Self.ignoredExtendedOptions.contains(name):
                 ignored.append("-o \(option)")
             default:
@@ -107,12 +130,24 @@ extension ServeOptions {
             insecurePublicBind: insecurePublicBind, lenientKeys: lenientKeys, pidFile: pidFile, backlog: max(1, backlog), ignored: ignored)
 
         configuration.ioBackend = ioBackend
+        if credentials != nil, authFile != nil {
+            throw ConfigurationError("--credentials and -Y: give one source of users, not both")
+        }
+        if credentials != nil || authFile != nil {
+            auth.credentialsPath = credentials
+            auth.plaintextPath = authFile
+            configuration.authentication = auth
+        } else if enableSASL {
+            throw ConfigurationError(
+                "-S: authentication needs users: --credentials FILE (create it with `moat user add NAME --credentials FILE`) "
+                    + "or memcached's plaintext -Y FILE")
+        }
         let exposed = configuration.publicListeners
-        if !exposed.isEmpty, !insecurePublicBind {
+        if !exposed.isEmpty, !insecurePublicBind, configuration.authentication == nil {
             throw ConfigurationError(
                 "refusing to listen on \(exposed.map(\.description).joined(separator: ", ")): the address is reachable "
-                    + "from other machines and Moat has no authentication or allowlist configured yet. Listen on loopback "
-                    + "(the default), or add -o insecure_public_bind to expose the cache deliberately.")
+                    + "from other machines and no authentication is configured. Listen on loopback (the default), require "
+                    + "authentication (-S --credentials FILE), or add -o insecure_public_bind to expose the cache deliberately.")
         }
         return configuration
     }

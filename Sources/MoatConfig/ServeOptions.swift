@@ -57,8 +57,19 @@ public struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
-        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, and memcached's tuning options (accepted, ignored).")
+        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, and memcached's tuning options (accepted, ignored).")
     public var extended: [String] = []
+
+    @Flag(name: [.customShort("S"), .customLong("enable-sasl")], help: "Require authentication on every protocol (users from --credentials or -Y).")
+    public var enableSASL = false
+
+    @Option(name: .customLong("credentials"), help: "Credentials file written by `moat user add` (mode 0600); turns authentication on.")
+    public var credentials: String?
+
+    @Option(
+        name: [.customShort("Y", allowingJoined: true), .customLong("auth-file")],
+        help: "memcached's plaintext user:password file; turns authentication on (prefer --credentials).")
+    public var authFile: String?
 
     @Option(name: [.customShort("P", allowingJoined: true), .customLong("pidfile")], help: "Write the process id to this file.")
     public var pidFile: String?

@@ -15,8 +15,10 @@ extension ServerConfiguration {
             ("cas_enabled", "yes"),
             ("tcp_backlog", "\(backlog)"),
             ("binding_protocol", protocolMode == .auto ? "auto-negotiate" : protocolMode.rawValue),
-            ("auth_enabled_sasl", "no"),
-            ("auth_enabled_ascii", "no"),
+            ("auth_enabled_sasl", authentication == nil ? "no" : "yes"),
+            ("auth_enabled_ascii", authentication == nil ? "no" : "yes"),
+            ("sasl_mechs", authentication?.mechanisms.joined(separator: " ") ?? ""),
+            ("auth_timeout", "\(authentication?.timeout ?? 0)"),
             ("item_size_max", "\(maxItemSize)"),
             ("maxconns_fast", "yes"),
             ("flush_enabled", flushEnabled ? "yes" : "no"),
@@ -37,9 +39,16 @@ extension ServerConfiguration {
         parts.append("unix " + (unixSocket.map { "\($0) (mode \(String(unixMask, radix: 8)))" } ?? "off"))
         parts.append("udp off")
         parts.append("protocol " + (protocolMode == .auto ? "ascii+binary (auto)" : protocolMode.rawValue))
-        parts.append("auth none")
+        if let authentication {
+            let source = authentication.credentialsPath.map { "credentials \($0)" }
+                ?? "memcached plaintext file \(authentication.plaintextPath ?? "")"
+            parts.append("auth required (\(authentication.mechanisms.joined(separator: " ")) + ascii; \(source))")
+        } else {
+            parts.append("auth none")
+        }
         parts.append("tls off")
-        parts.append("public " + (publicListeners.isEmpty ? "no" : "YES (-o insecure_public_bind)"))
+        let publicNote = authentication == nil ? "YES (-o insecure_public_bind)" : "yes, authenticated"
+        parts.append("public " + (publicListeners.isEmpty ? "no" : publicNote))
         parts.append("io \(ioBackend.rawValue)")
         parts.append("serving as \(account)")
         return parts.joined(separator: "; ")

@@ -35,6 +35,25 @@ public enum IOBackend: String, Sendable, Equatable {
     #endif
 }
 
+/// Authentication (`-S`, `--credentials`, `-Y`) and its guessing limits (`-o auth_*`, `-o sasl_mechs`).
+public struct AuthenticationOptions: Sendable, Equatable {
+    /// A credentials file of salted keys (`moat user add`).
+    public var credentialsPath: String?
+    /// memcached's plaintext `user:password` file (`-Y`).
+    public var plaintextPath: String?
+    /// SASL mechanisms offered, in the order list-mechs gives them.
+    public var mechanisms: [String] = ["SCRAM-SHA-256", "PLAIN"]
+    public var timeout = 10
+    public var maxFailuresPerConnection = 3
+    public var failureDelay = 1.0
+    public var lockoutFailures = 10
+    public var lockoutSeconds = 600
+
+    public static let knownMechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+
+    public init() {}
+}
+
 public enum ProtocolChoice: String, Sendable, Equatable {
     case auto, ascii, binary
 }
@@ -62,6 +81,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var insecurePublicBind: Bool
     /// Accept control bytes in keys, as memcached does (`-o lenient_keys`).
     public var lenientKeys: Bool
+    /// Present when clients must authenticate.
+    public var authentication: AuthenticationOptions?
     /// How connections are served (`-o io=epoll|nio`).
     public var ioBackend: IOBackend = .defaultBackend
     public var pidFile: String?

@@ -26,22 +26,26 @@ public final class Engine: Sendable {
     public let settings: EngineSettings
     public let connections = ConnectionCounters()
     public let verbosity = Atomic<UInt32>(0)
+    /// Present when authentication is on: every session must authenticate before using the cache.
+    public let authenticator: Authenticator?
     /// Command totals in several independently locked slots, so that sessions on different event
     /// loops do not contend on one lock when they publish; `stats` adds the slots up.
     private let totalSlots: [CounterSlot]
     private let nextSlot = Atomic<Int>(0)
     let startedAt: Int64
 
-    public init(cache: Cache, settings: EngineSettings) {
+    public init(cache: Cache, settings: EngineSettings, authenticator: Authenticator? = nil) {
         self.cache = cache
         self.settings = settings
+        self.authenticator = authenticator
         self.startedAt = cache.now()
         self.totalSlots = (0..<16).map { _ in CounterSlot() }
     }
 
-    public func makeSession() -> Session {
+    /// A session for a new connection from `peer` (its address without the port; "unix" for a unix socket).
+    public func makeSession(peer: String = "local") -> Session {
         let slot = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue & (totalSlots.count - 1)
-        return Session(engine: self, counterSlot: slot)
+        return Session(engine: self, counterSlot: slot, peer: peer)
     }
 
     func merge(_ counters: CommandCounters, slot: Int) {
@@ -66,6 +70,7 @@ public final class Engine: Sendable {
         let now = cache.now()
         let c = commandTotals()
         let storage = cache.counters()
+        let auth = authenticator?.statLines() ?? (cmds: 0, errors: 0, refused: 0, lockouts: 0)
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         /// memcached prints CPU time as seconds with six decimals.
@@ -107,8 +112,8 @@ public final class Engine: Sendable {
             ("touch_misses", "\(c.touchMisses)"),
             ("store_too_large", "\(c.storeTooLarge)"),
             ("store_no_memory", "\(c.storeNoMemory)"),
-            ("auth_cmds", "0"),
-            ("auth_errors", "0"),
+            ("auth_cmds", "\(auth.cmds)"),
+            ("auth_errors", "\(auth.errors)"),
             ("bytes_read", "\(c.bytesRead)"),
             ("bytes_written", "\(c.bytesWritten)"),
             ("limit_maxbytes", "\(cache.configuration.memoryLimit)"),
@@ -123,6 +128,8 @@ public final class Engine: Sendable {
             ("reclaimed", "\(storage.reclaimed)"),
             ("crawler_reclaimed", "\(storage.crawlerReclaimed)"),
             ("protocol_errors", "\(c.protocolErrors)"),
+            ("auth_refused", "\(auth.refused)"),
+            ("auth_lockouts", "\(auth.lockouts)"),
         ]
     }
 

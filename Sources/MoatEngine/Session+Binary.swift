@@ -29,6 +29,11 @@ extension Session {
             if !quiet { BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, cas: cas, into: &out) }
         }
 
+        guard isAuthenticated || Self.allowedBeforeAuthentication(command.operation) else {
+            // memcached's answer to any other command before authentication; quiet ones included.
+            fail(.authenticationError, &out)
+            return nil
+        }
         switch command.operation {
         case .get(let key, let quiet, let includeKey):
             counters.cmdGet &+= 1
@@ -186,7 +191,7 @@ extension Session {
             succeed(quiet: false, &out)
 
         case .version:
-            let version = Array(engine.settings.version.utf8)
+            let version = Array((isAuthenticated ? engine.settings.version : Self.anonymousVersion).utf8)
             version.withUnsafeBytes { BinaryEncoder.writeResponse(opcode: opcode, opaque: opaque, value: $0, into: &out) }
 
         case .stat(let key):
@@ -210,6 +215,9 @@ extension Session {
         case .verbosity(let level):
             engine.verbosity.store(level, ordering: .relaxed)
             succeed(quiet: false, &out)
+
+        case .saslListMechanisms, .saslAuthenticate:
+            return executeSASL(command.operation, opcode: opcode, opaque: opaque, into: &out)
 
         case .unknownCommand:
             counters.protocolErrors &+= 1

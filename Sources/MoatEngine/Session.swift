@@ -1,3 +1,4 @@
+import MoatAccess
 import MoatProtocol
 import MoatStorage
 import NIOCore
@@ -31,9 +32,21 @@ public struct Session {
 
     private let counterSlot: Int
 
-    init(engine: Engine, counterSlot: Int) {
+    /// The client's address (no port), for the per-address guessing throttle and the log.
+    public let peer: String
+    /// True once the client has authenticated, or from the start when authentication is off.
+    public internal(set) var isAuthenticated: Bool
+    /// Failed or refused attempts on this connection; it is closed at the configured maximum.
+    var authFailures = 0
+    /// A SASL exchange waiting for the client's next step.
+    var sasl: SASLExchange?
+    var saslMechanism = SASLMechanism.plain
+
+    init(engine: Engine, counterSlot: Int, peer: String) {
         self.engine = engine
         self.counterSlot = counterSlot
+        self.peer = peer
+        self.isAuthenticated = engine.authenticator == nil
         self.decoder = TextDecoder(limits: engine.settings.limits)
         self.binaryDecoder = BinaryDecoder(limits: engine.settings.limits)
     }
@@ -83,6 +96,7 @@ public struct Session {
     // MARK: execution
 
     private mutating func execute(_ command: TextCommand, redeliver: inout Bool, into out: inout ByteBuffer) -> SessionAction? {
+        guard isAuthenticated else { return executeUnauthenticated(command, into: &out) }
         let cache = engine.cache
         switch command {
         case .retrieve(let keys, let withCAS, let touchExptime):
@@ -226,16 +240,21 @@ public struct Session {
             TextEncoder.writeLine("ERROR cache_memlimit not supported", into: &out)
 
         case .error(let error, let noreply):
-            counters.protocolErrors &+= 1
-            switch error.disposition {
-            case .reply:
-                if !noreply { TextEncoder.writeError(error, into: &out) }
-            case .replyAndClose:
-                TextEncoder.writeError(error, into: &out)
-                return .close
-            case .close:
-                return .close
-            }
+            return protocolError(error, noreply: noreply, into: &out)
+        }
+        return nil
+    }
+
+    mutating func protocolError(_ error: ErrorReply, noreply: Bool, into out: inout ByteBuffer) -> SessionAction? {
+        counters.protocolErrors &+= 1
+        switch error.disposition {
+        case .reply:
+            if !noreply { TextEncoder.writeError(error, into: &out) }
+        case .replyAndClose:
+            TextEncoder.writeError(error, into: &out)
+            return .close
+        case .close:
+            return .close
         }
         return nil
     }

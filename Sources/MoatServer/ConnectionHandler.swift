@@ -35,6 +35,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         output = context.channel.allocator.buffer(capacity: 1024)
+        session = engine.makeSession(peer: context.channel.remoteAddress?.ipAddress ?? "unix")
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -53,6 +54,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
             return
         }
         logger.info("connection opened", metadata: ["peer": "\(peerDescription(context))"])
+        if let deadline = engine.authenticator?.settings.timeout, deadline > 0 {
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(deadline))) { [self] in
+                guard !session.isAuthenticated, !closing else { return }
+                logger.info("connection closed: not authenticated in time", metadata: ["peer": "\(peerDescription(context))"])
+                close(context: context)
+            }
+        }
         context.fireChannelActive()
     }
 

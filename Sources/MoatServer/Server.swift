@@ -22,7 +22,9 @@ public final class Server: Sendable {
     private let listeners = Mutex<[Channel]>([])
     private let epoll: EpollServer?
 
-    public init(configuration: ServerConfiguration, logger: Logger) {
+    /// `authentication`: the users and limits when clients must authenticate (loaded by the caller,
+    /// before root is dropped, so the credentials file may stay readable by root only).
+    public init(configuration: ServerConfiguration, logger: Logger, authentication: AuthenticationSettings? = nil) {
         self.configuration = configuration
         self.logger = logger
         let cache = Cache(
@@ -38,7 +40,10 @@ public final class Server: Sendable {
             flushEnabled: configuration.flushEnabled, shutdownEnabled: configuration.shutdownEnabled,
             dumpEnabled: configuration.dumpEnabled, maxConnections: configuration.maxConnections,
             threads: configuration.threads, settingsReport: configuration.settingsReport)
-        self.engine = Engine(cache: cache, settings: settings)
+        let authenticator = authentication.map { settings in
+            Authenticator(settings: settings, now: monotonicSeconds) { event in Self.log(event, to: logger) }
+        }
+        self.engine = Engine(cache: cache, settings: settings, authenticator: authenticator)
         let useEpoll = configuration.ioBackend == .epoll
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: useEpoll ? 1 : configuration.threads)
         if useEpoll {
@@ -164,6 +169,47 @@ public final class Server: Sendable {
         fputs(text, file)
         fclose(file)
     }
+}
+
+extension Server {
+    /// Authentication outcomes: failures and lockouts are what an operator must see; successes at -v.
+    static func log(_ event: AuthEvent, to logger: Logger) {
+        switch event {
+        case .succeeded(let user, let peer, let mechanism):
+            logger.info("authenticated", metadata: ["peer": "\(peer)", "user": "\(user)", "mechanism": "\(mechanism)"])
+        case .failed(let user, let peer, let mechanism):
+            logger.warning(
+                "authentication failed", metadata: ["peer": "\(peer)", "user": "\(user ?? "-")", "mechanism": "\(mechanism)"])
+        case .refused(let peer, let mechanism, let admission):
+            let why: String
+            switch admission {
+            case .allowed: why = "allowed"
+            case .throttled(let after): why = "throttled, retry after \(Int(after.rounded(.up))) s"
+            case .lockedOut(let after): why = "locked out, \(Int(after.rounded(.up))) s left"
+            }
+            logger.warning("authentication refused unchecked", metadata: ["peer": "\(peer)", "mechanism": "\(mechanism)", "reason": "\(why)"])
+        case .lockedOut(let peer, let seconds):
+            logger.warning("address locked out after repeated authentication failures", metadata: ["peer": "\(peer)", "seconds": "\(Int(seconds))"])
+        case .disconnected(let peer, let failures):
+            logger.notice("connection closed after failed authentication", metadata: ["peer": "\(peer)", "failures": "\(failures)"])
+        }
+    }
+}
+
+/// Monotonic seconds, for the authentication throttle.
+@Sendable func monotonicSeconds() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+}
+
+/// The address part of "host:port" or "[v6]:port", which the throttle counts by.
+func peerHost(_ description: String) -> String {
+    if description.hasPrefix("["), let close = description.firstIndex(of: "]") {
+        return String(description[description.index(after: description.startIndex)..<close])
+    }
+    if let colon = description.lastIndex(of: ":") { return String(description[..<colon]) }
+    return description
 }
 
 /// Lets the epoll loops ask the server to stop without a reference cycle.

@@ -21,6 +21,41 @@ import Testing
         #expect(c.user == nil)
     }
 
+    @Test func authenticationFlags() throws {
+        #expect(try resolve([]).authentication == nil)
+        // -S alone has no users to check against.
+        #expect(throws: ConfigurationError.self) { try resolve(["-S"]) }
+        let c = try resolve(["-S", "--credentials", "/etc/moat/credentials"])
+        #expect(c.authentication?.credentialsPath == "/etc/moat/credentials")
+        #expect(c.authentication?.mechanisms == ["SCRAM-SHA-256", "PLAIN"])
+        #expect(c.authentication?.timeout == 10)
+        #expect(c.authentication?.maxFailuresPerConnection == 3)
+        // --credentials alone turns it on too; -Y is memcached's plaintext file (joined form as memcached).
+        #expect(try resolve(["--credentials", "f"]).authentication != nil)
+        #expect(try resolve(["-Y/etc/memcached.auth"]).authentication?.plaintextPath == "/etc/memcached.auth")
+        #expect(throws: ConfigurationError.self) { try resolve(["--credentials", "a", "-Y", "b"]) }
+        let tuned = try resolve([
+            "-S", "--credentials", "f", "-o",
+            "sasl_mechs=scram-sha-256:SCRAM-SHA-1,auth_timeout=0,auth_max_failures=5,auth_delay=0.25,auth_lockout_failures=4,auth_lockout_seconds=30",
+        ])
+        #expect(tuned.authentication?.mechanisms == ["SCRAM-SHA-256", "SCRAM-SHA-1"])
+        #expect(tuned.authentication?.timeout == 0)
+        #expect(tuned.authentication?.maxFailuresPerConnection == 5)
+        #expect(tuned.authentication?.failureDelay == 0.25)
+        #expect(tuned.authentication?.lockoutFailures == 4)
+        #expect(tuned.authentication?.lockoutSeconds == 30)
+        for bad in ["sasl_mechs=CRAM-MD5", "sasl_mechs=", "auth_max_failures=0", "auth_delay=-1", "auth_timeout=x"] {
+            #expect(throws: ConfigurationError.self) { try resolve(["--credentials", "f", "-o", bad]) }
+        }
+        #expect(tuned.settingsReport.contains { $0 == ("auth_enabled_sasl", "yes") })
+    }
+
+    @Test func publicAddressNeedsAuthenticationOrAnExplicitFlag() throws {
+        #expect(throws: ConfigurationError.self) { try resolve(["-l", "10.1.2.3"]) }
+        #expect(try resolve(["-l", "10.1.2.3", "-S", "--credentials", "f"]).publicListeners.count == 1)
+        #expect(try resolve(["-l", "10.1.2.3", "-o", "insecure_public_bind"]).publicListeners.count == 1)
+    }
+
     @Test func memcachedOptionsLineParses() throws {
         let c = try resolve(["-m", "128", "-p", "11311", "-u", "memcache", "-l", "127.0.0.1,::1", "-c", "2048", "-t", "2", "-I", "2m", "-M", "-vv", "-U", "0"])
         #expect(c.memoryLimit == 128 * 1024 * 1024)

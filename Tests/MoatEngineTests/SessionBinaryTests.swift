@@ -5,7 +5,7 @@ import NIOCore
 import Testing
 
 /// A binary request: header, then extras, key and value.
-private func request(
+func request(
     _ opcode: UInt8, key: String = "", extras: [UInt8] = [], value: [UInt8] = [], opaque: UInt32 = 0, cas: UInt64 = 0,
     bodyLength: UInt32? = nil
 ) -> [UInt8] {
@@ -17,12 +17,12 @@ private func request(
     return out + extras + k + value
 }
 
-private func be<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.bigEndian, Array.init) }
-private func setExtras(flags: UInt32 = 0, exptime: UInt32 = 0) -> [UInt8] { be(flags) + be(exptime) }
+func be<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.bigEndian, Array.init) }
+func setExtras(flags: UInt32 = 0, exptime: UInt32 = 0) -> [UInt8] { be(flags) + be(exptime) }
 private func incrExtras(_ delta: UInt64, initial: UInt64 = 0, exptime: UInt32 = 0) -> [UInt8] { be(delta) + be(initial) + be(exptime) }
 
 /// A decoded response.
-private struct Response: Equatable {
+struct Response: Equatable {
     var opcode: UInt8
     var status: UInt16
     var opaque: UInt32
@@ -33,7 +33,7 @@ private struct Response: Equatable {
     var text: String { String(decoding: value, as: UTF8.self) }
 }
 
-private func parse(_ bytes: [UInt8]) -> [Response] {
+func parse(_ bytes: [UInt8]) -> [Response] {
     var responses: [Response] = []
     var i = 0
     func int<T: FixedWidthInteger>(_ at: Int, _: T.Type) -> T {
@@ -189,7 +189,7 @@ private struct BinaryTranscript {
 
     @Test func errorsAndClosing() {
         var t = BinaryTranscript()
-        // Unknown opcodes and SASL: 0x81, connection stays.
+        // Unknown opcodes (and SASL when authentication is off): 0x81, connection stays.
         #expect(t.one(request(0x21, key: "PLAIN", value: [0, 0x75, 0, 0x70])).status == 0x81)
         #expect(t.one(request(0x55, value: [1, 2, 3])).status == 0x81)
         // Inconsistent lengths: 0x04, then close.

@@ -69,8 +69,9 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
         (binaryRequest(0x1e, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: false)),
         (binaryRequest(0x23, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: true)),
         (binaryRequest(0x24, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: true)),
-        (binaryRequest(0x20), .unknownCommand),
-        (binaryRequest(0x21, key: b("PLAIN"), value: b("\0u\0p")), .unknownCommand),
+        (binaryRequest(0x20), .saslListMechanisms),
+        (binaryRequest(0x21, key: b("PLAIN"), value: b("\0u\0p")), .saslAuthenticate(mechanism: b("PLAIN"), data: b("\0u\0p"), isStep: false)),
+        (binaryRequest(0x22, key: b("SCRAM-SHA-256"), value: []), .saslAuthenticate(mechanism: b("SCRAM-SHA-256"), data: [], isStep: true)),
         (binaryRequest(0x7f, value: b("whatever")), .unknownCommand),
     ]
 
@@ -105,6 +106,19 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
         #expect(binaryOps(b("get k\r\n")) == [.badMagic])
         // After a good request, garbage in place of the next header.
         #expect(binaryOps(binaryRequest(0x0a) + [0x00, 0x01]) == [.noop, .badMagic])
+    }
+
+    @Test func saslFramesAreBoundedBeforeBuffering() {
+        // A huge declared body, a mechanism name past 32 bytes, extras, no mechanism: refused at once.
+        var decoder = BinaryDecoder()
+        var huge = ByteBuffer(bytes: binaryRequest(0x21, key: b("PLAIN"), bodyLength: 0x7fff_fff0))
+        #expect(decoder.next(&huge)?.operation == .invalidArguments)
+        #expect(binaryOps(binaryRequest(0x21, key: [UInt8](repeating: 0x41, count: 33), value: b("x"))) == [.invalidArguments])
+        #expect(binaryOps(binaryRequest(0x21, key: b("PLAIN"), extras: be32(1))) == [.invalidArguments])
+        #expect(binaryOps(binaryRequest(0x22, value: b("x"))) == [.invalidArguments])
+        #expect(binaryOps(binaryRequest(0x21, key: b("PLAIN"), value: [UInt8](repeating: 0, count: 4097))) == [.invalidArguments])
+        let largest = [UInt8](repeating: 0, count: 4096)
+        #expect(binaryOps(binaryRequest(0x21, key: b("PLAIN"), value: largest)) == [.saslAuthenticate(mechanism: b("PLAIN"), data: largest, isStep: false)])
     }
 
     @Test func inconsistentLengthsAreInvalidArguments() {

@@ -21,7 +21,12 @@ public enum BinaryOperation<Bytes> {
     /// `key` empty: the general statistics; otherwise a group (`settings`, `items`, ...).
     case stat(key: Bytes)
     case verbosity(level: UInt32)
-    /// An opcode Moat does not serve (SASL included, for now): answer 0x81, the body is skipped.
+    /// SASL list-mechs (0x20).
+    case saslListMechanisms
+    /// SASL auth (0x21, `isStep` false) or step (0x22): the key names the mechanism, the value carries
+    /// the client's message.
+    case saslAuthenticate(mechanism: Bytes, data: Bytes, isStep: Bool)
+    /// An opcode Moat does not serve: answer 0x81, the body is skipped.
     case unknownCommand
     /// Lengths inconsistent with each other or with the opcode, or a key over 250 bytes: answer 0x04
     /// ("Invalid arguments") and close, as memcached.
@@ -47,6 +52,9 @@ public enum BinaryOperation<Bytes> {
         case .version: return .version
         case .stat(let key): return .stat(key: transform(key))
         case .verbosity(let level): return .verbosity(level: level)
+        case .saslListMechanisms: return .saslListMechanisms
+        case .saslAuthenticate(let mechanism, let data, let isStep):
+            return .saslAuthenticate(mechanism: transform(mechanism), data: transform(data), isStep: isStep)
         case .unknownCommand: return .unknownCommand
         case .invalidArguments: return .invalidArguments
         case .badMagic: return .badMagic

@@ -7,7 +7,7 @@ import NIOCore
 /// afterwards; nil means more bytes are needed. Every buffer the caller may have to hold is bounded
 /// before anything is buffered: the header's lengths are checked against each other and against the
 /// opcode first (memcached's rules), so a request other than a storage one is at most 24 + 250 + 20
-/// bytes; a storage request is buffered only when its value fits `maxItemSize` (the whole request is
+/// bytes (a SASL one 24 + 32 + 4096); a storage request is buffered only when its value fits `maxItemSize` (the whole request is
 /// then at most 24 + `maxItemSize` + 250 + 8 bytes). A larger value is refused once its extras and key
 /// have arrived and is then swallowed as it arrives, as is the body of an unknown opcode.
 public struct BinaryDecoder: Sendable {
@@ -81,7 +81,7 @@ public struct BinaryDecoder: Sendable {
         if keyLength + extrasLength > bodyLength || keyLength > limits.maxKeyLength {
             return try refuse(.invalidArguments)
         }
-        guard let opcode = header.knownOpcode, !isSASL(opcode) else {
+        guard let opcode = header.knownOpcode else {
             consumed = BinaryMagic.headerSize
             nextState = bodyLength > 0 ? .swallow(bodyLength) : .header
             return try body(BinaryCommand(header: header, operation: .unknownCommand))
@@ -144,14 +144,12 @@ public struct BinaryDecoder: Sendable {
             operation = .stat(key: key)
         case .verbosity:
             operation = .verbosity(level: u32(0))
-        case .saslListMechs, .saslAuth, .saslStep:
-            operation = .unknownCommand
+        case .saslListMechs:
+            operation = .saslListMechanisms
+        case .saslAuth, .saslStep:
+            operation = .saslAuthenticate(mechanism: key, data: value, isStep: opcode == .saslStep)
         }
         return try body(BinaryCommand(header: header, operation: operation))
-    }
-
-    static func isSASL(_ opcode: BinaryOpcode) -> Bool {
-        opcode == .saslListMechs || opcode == .saslAuth || opcode == .saslStep
     }
 
     static func isQuiet(_ opcode: BinaryOpcode) -> Bool {
@@ -196,8 +194,12 @@ public struct BinaryDecoder: Sendable {
             return extrasLength == 0 && bodyLength == keyLength
         case .verbosity:
             return extrasLength == 4 && keyLength == 0 && bodyLength == 4
-        case .saslListMechs, .saslAuth, .saslStep:
-            return true
+        case .saslListMechs:
+            return extrasLength == 0 && bodyLength == keyLength
+        case .saslAuth, .saslStep:
+            // Bounded here, before anything is buffered: a huge length field is refused, not awaited.
+            return extrasLength == 0 && keyLength > 0 && keyLength <= BinaryMagic.maxSASLMechanismLength
+                && bodyLength - keyLength <= BinaryMagic.maxSASLDataLength
         }
     }
 }

@@ -4,9 +4,13 @@ public enum BinaryMagic {
     public static let response: UInt8 = 0x81
     /// Every request and response starts with a 24-byte header.
     public static let headerSize = 24
+    /// memcached's limit on a SASL mechanism name (MAX_SASL_MECH_LEN).
+    public static let maxSASLMechanismLength = 32
+    /// The largest SASL message Moat reads: SCRAM's and PLAIN's are a few hundred bytes.
+    public static let maxSASLDataLength = 4096
 }
 
-/// The opcodes memcached 1.6 implements (SASL ones are known only to be refused).
+/// The opcodes memcached 1.6 implements.
 public enum BinaryOpcode: UInt8, Sendable, CaseIterable {
     case get = 0x00, set = 0x01, add = 0x02, replace = 0x03, delete = 0x04, increment = 0x05, decrement = 0x06
     case quit = 0x07, flush = 0x08, getQ = 0x09, noop = 0x0a, version = 0x0b, getK = 0x0c, getKQ = 0x0d
@@ -27,6 +31,8 @@ public enum BinaryStatus: UInt16, Sendable {
     case notStored = 0x05
     case nonNumeric = 0x06
     case authenticationError = 0x20
+    /// SASL: the value is a challenge; answer it with a SASL step.
+    case authenticationContinue = 0x21
     case unknownCommand = 0x81
     case outOfMemory = 0x82
 
@@ -41,6 +47,7 @@ public enum BinaryStatus: UInt16, Sendable {
         case .notStored: return "Not stored."
         case .nonNumeric: return "Non-numeric server-side value for incr or decr"
         case .authenticationError: return "Auth failure."
+        case .authenticationContinue: return ""
         case .unknownCommand: return "Unknown command"
         case .outOfMemory: return "Out of memory"
         }

@@ -167,6 +167,7 @@ final class EpollLoop: @unchecked Sendable {
         /// Replies are not draining: reading is paused until the socket is writable again.
         var blocked = false
         var lastActive: Int64
+        let openedAt: Int64
         let peer: String
 
         init(fd: Int32, session: Session, allocator: ByteBufferAllocator, now: Int64, peer: String) {
@@ -175,6 +176,7 @@ final class EpollLoop: @unchecked Sendable {
             self.input = allocator.buffer(capacity: 2048)
             self.output = allocator.buffer(capacity: 2048)
             self.lastActive = now
+            self.openedAt = now
             self.peer = peer
         }
     }
@@ -303,7 +305,7 @@ final class EpollLoop: @unchecked Sendable {
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             }
-            let connection = Connection(fd: fd, session: engine.makeSession(), allocator: allocator, now: Self.now(), peer: peer)
+            let connection = Connection(fd: fd, session: engine.makeSession(peer: peerHost(peer)), allocator: allocator, now: Self.now(), peer: peer)
             if Int(fd) >= connections.count {
                 connections.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - connections.count + 64))
             }
@@ -419,13 +421,20 @@ final class EpollLoop: @unchecked Sendable {
         logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
     }
 
-    /// Every quarter second: close connections idle past `-o idle_timeout`; once a second, reclaim
+    /// Every quarter second: close connections idle past `-o idle_timeout` or not authenticated within
+    /// `-o auth_timeout`; once a second, reclaim
     /// expired items (first thread only).
     private func sweep() {
         let now = Self.now()
         guard now - lastSweep >= 250 else { return }
         if index == 0, now / 1000 != lastSweep / 1000 { engine.cache.reclaimExpired(perShardLimit: 2000) }
         lastSweep = now
+        if let deadline = engine.authenticator?.settings.timeout, deadline > 0 {
+            let limit = Int64(deadline) * 1000
+            for case let connection? in connections where !connection.session.isAuthenticated && now - connection.openedAt >= limit {
+                closeConnection(connection, reason: "auth_timeout")
+            }
+        }
         guard idleTimeout > 0 else { return }
         let limit = Int64(idleTimeout) * 1000
         for case let connection? in connections where now - connection.lastActive >= limit {

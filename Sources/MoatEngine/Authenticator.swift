@@ -1,0 +1,76 @@
+import MoatAccess
+import Synchronization
+
+/// Something worth an operator's attention, reported by the `Authenticator` (the server logs it).
+public enum AuthEvent: Sendable, Equatable {
+    case succeeded(user: String, peer: String, mechanism: String)
+    case failed(user: String?, peer: String, mechanism: String)
+    /// An attempt refused unchecked: the address failed recently (`throttled`) or is locked out.
+    case refused(peer: String, mechanism: String, admission: AuthAdmission)
+    case lockedOut(peer: String, seconds: Double)
+    /// A connection closed for failing too often.
+    case disconnected(peer: String, failures: Int)
+}
+
+/// How authentication is set up: who may connect, with which mechanisms, and the guessing limits.
+public struct AuthenticationSettings: Sendable {
+    public var store: CredentialStore
+    /// Advertised by SASL list-mechs, in this order; only these may be used.
+    public var mechanisms: [SASLMechanism]
+    public var policy: AuthPolicy
+    /// Failures one connection may make before it is closed.
+    public var maxFailuresPerConnection: Int
+    /// Seconds a connection has to authenticate before it is closed (0: no deadline).
+    public var timeout: Int
+
+    public init(
+        store: CredentialStore, mechanisms: [SASLMechanism] = [.scramSHA256, .plain], policy: AuthPolicy = AuthPolicy(),
+        maxFailuresPerConnection: Int = 3, timeout: Int = 10
+    ) {
+        self.store = store
+        self.mechanisms = mechanisms
+        self.policy = policy
+        self.maxFailuresPerConnection = maxFailuresPerConnection
+        self.timeout = timeout
+    }
+}
+
+/// Shared by every session when authentication is on: the credentials, the per-address throttle
+/// and the counters `stats` reports.
+public final class Authenticator: Sendable {
+    public let settings: AuthenticationSettings
+    public let throttle: AuthThrottle
+    /// Random per process: SCRAM derives stable fake salts for unknown users from it.
+    let serverSecret: [UInt8]
+    let mechanismList: [UInt8]
+    private let onEvent: @Sendable (AuthEvent) -> Void
+
+    /// memcached's `auth_cmds` and `auth_errors`, and Moat's refusals of throttled or locked-out addresses.
+    let attempts = Atomic<UInt64>(0)
+    let failures = Atomic<UInt64>(0)
+    let refusals = Atomic<UInt64>(0)
+
+    public init(
+        settings: AuthenticationSettings, now: @escaping @Sendable () -> Double,
+        onEvent: @escaping @Sendable (AuthEvent) -> Void = { _ in }
+    ) {
+        self.settings = settings
+        self.throttle = AuthThrottle(policy: settings.policy, now: now)
+        var generator = SystemRandomNumberGenerator()
+        self.serverSecret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        self.mechanismList = Array(settings.mechanisms.map(\.rawValue).joined(separator: " ").utf8)
+        self.onEvent = onEvent
+    }
+
+    func report(_ event: AuthEvent) { onEvent(event) }
+
+    func enabledMechanism(named name: some Collection<UInt8>) -> SASLMechanism? {
+        let text = String(decoding: name, as: UTF8.self)
+        return settings.mechanisms.first { $0.rawValue == text }
+    }
+
+    /// `stats` lines: memcached's two names, then Moat's.
+    func statLines() -> (cmds: UInt64, errors: UInt64, refused: UInt64, lockouts: UInt64) {
+        (attempts.load(ordering: .relaxed), failures.load(ordering: .relaxed), refusals.load(ordering: .relaxed), throttle.lockouts)
+    }
+}
