@@ -239,6 +239,9 @@ public struct Session {
             // The memory limit is fixed at start (-m); changing it from the network is not offered.
             TextEncoder.writeLine("ERROR cache_memlimit not supported", into: &out)
 
+        case .meta(let command):
+            return executeMeta(command, into: &out)
+
         case .error(let error, let noreply):
             return protocolError(error, noreply: noreply, into: &out)
         }

@@ -98,7 +98,7 @@ public final class Cache: Sendable {
     /// Unix time that relative item times count from (items store 32-bit seconds, as memcached's).
     private let epoch: Int64
     /// A pending `flush_all <delay>` in relative seconds: items stored before it vanish once it arrives.
-    private let flushDeadline = Atomic<UInt32>(0)
+    let flushDeadline = Atomic<UInt32>(0)
 
     public init(configuration: CacheConfiguration, clock: any CacheClock = SystemClock()) {
         self.configuration = configuration
@@ -124,13 +124,13 @@ public final class Cache: Sendable {
     public func now() -> Int64 { clock.now() }
 
     @inline(__always)
-    private func relativeNow() -> UInt32 {
+    func relativeNow() -> UInt32 {
         UInt32(clamping: clock.now() - epoch)
     }
 
     /// memcached's expiry rules as a relative deadline: 0 never; otherwise at least 1.
     @inline(__always)
-    private func relativeDeadline(_ exptime: Int64) -> UInt32 {
+    func relativeDeadline(_ exptime: Int64) -> UInt32 {
         let absolute = Expiry.deadline(for: exptime, now: clock.now())
         if absolute == 0 { return 0 }
         return UInt32(clamping: max(1, absolute - epoch))
@@ -138,14 +138,14 @@ public final class Cache: Sendable {
 
     /// A keyed hash (Swift's per-process random seed), so clients cannot choose colliding keys.
     @inline(__always)
-    private static func hash(_ key: UnsafeRawBufferPointer) -> Int {
+    static func hash(_ key: UnsafeRawBufferPointer) -> Int {
         var hasher = Hasher()
         hasher.combine(bytes: key)
         return hasher.finalize()
     }
 
     @inline(__always)
-    private func shard(for hash: Int) -> Shard {
+    func shard(for hash: Int) -> Shard {
         shardShift == 64 ? shards[0] : shards[Int(UInt64(bitPattern: Int64(hash)) >> UInt64(shardShift))]
     }
 

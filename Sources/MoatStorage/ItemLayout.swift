@@ -6,13 +6,15 @@
 ///    16  lruNewer   8
 ///    24  cas        8
 ///    32  expiresAt  4   seconds since the cache epoch; 0 = never
-///    36  storedAt   4   seconds since the cache epoch (delayed flush)
+///    36  lastAccess 4   seconds since the cache epoch: stored, fetched or touched (memcached's
+///                       `it->time`: the delayed flush, the `age` stat and meta `l`/`la` read it)
 ///    40  flags      4   the client's opaque 32-bit flags
 ///    44  valueCount 4
 ///    48  hash       4   low bits of the key's hash (cheap mismatch test before comparing bytes)
 ///    52  keyCount   1
 ///    53  classID    1   size class, or `SizeClasses.large` for individually allocated items
-///    54  state      1   bit 0: linked (live), bit 1: fetched since stored
+///    54  state      1   bit 0: linked (live), bit 1: fetched since stored, bit 2: stale (meta
+///                       invalidation), bit 3: a recache win token was handed out
 ///    55  (pad)      1
 ///    56  key bytes, then value bytes
 @usableFromInline
@@ -25,6 +27,8 @@ struct ItemPointer: Equatable {
 
     static let linkedBit: UInt8 = 1
     static let fetchedBit: UInt8 = 2
+    static let staleBit: UInt8 = 4
+    static let tokenSentBit: UInt8 = 8
 
     @inlinable var hashNext: ItemPointer? {
         get { raw.load(as: UnsafeMutableRawPointer?.self).map(ItemPointer.init) }
@@ -46,7 +50,7 @@ struct ItemPointer: Equatable {
         get { raw.load(fromByteOffset: 32, as: UInt32.self) }
         nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 32, as: UInt32.self) }
     }
-    var storedAt: UInt32 {
+    var lastAccess: UInt32 {
         get { raw.load(fromByteOffset: 36, as: UInt32.self) }
         nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 36, as: UInt32.self) }
     }
@@ -78,6 +82,14 @@ struct ItemPointer: Equatable {
     var fetched: Bool {
         get { state & Self.fetchedBit != 0 }
         nonmutating set { state = newValue ? state | Self.fetchedBit : state & ~Self.fetchedBit }
+    }
+    var stale: Bool {
+        get { state & Self.staleBit != 0 }
+        nonmutating set { state = newValue ? state | Self.staleBit : state & ~Self.staleBit }
+    }
+    var tokenSent: Bool {
+        get { state & Self.tokenSentBit != 0 }
+        nonmutating set { state = newValue ? state | Self.tokenSentBit : state & ~Self.tokenSentBit }
     }
 
     @inlinable var keyBytes: UnsafeRawBufferPointer {

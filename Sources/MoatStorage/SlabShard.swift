@@ -76,7 +76,7 @@ struct SlabShard {
     // MARK: lookups
 
     @inline(__always)
-    private func find(_ key: UnsafeRawBufferPointer, hash: Int) -> ItemPointer? {
+    func find(_ key: UnsafeRawBufferPointer, hash: Int) -> ItemPointer? {
         let tag = UInt32(truncatingIfNeeded: hash)
         var cursor = buckets[hash & bucketMask].map(ItemPointer.init)
         while let item = cursor {
@@ -86,13 +86,16 @@ struct SlabShard {
         return nil
     }
 
+    /// An item last accessed before a delayed flush's deadline is gone once it arrives. Reading the
+    /// last access (not the store) time is equivalent, as in memcached: an access before the deadline
+    /// leaves the time before it, and an item still visible after the deadline was already newer.
     @inline(__always)
     private static func hiddenByFlush(_ item: ItemPointer, now: UInt32, flushDeadline: UInt32) -> Bool {
-        flushDeadline != 0 && now >= flushDeadline && item.storedAt < flushDeadline
+        flushDeadline != 0 && now >= flushDeadline && item.lastAccess < flushDeadline
     }
 
     /// The live item for `key`, or nil; expired or flushed items found here go (lazy expiry).
-    private mutating func liveItem(
+    mutating func liveItem(
         _ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32, counting: Bool
     ) -> ItemPointer? {
         guard let item = find(key, hash: hash) else { return nil }
@@ -116,6 +119,7 @@ struct SlabShard {
     ) rethrows -> R? {
         guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: true) else { return nil }
         item.fetched = true
+        item.lastAccess = now
         if let newExpiry { item.expiresAt = newExpiry }
         moveToNewest(item)
         return try body(ItemView(key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas))
@@ -124,13 +128,14 @@ struct SlabShard {
     mutating func touch(_ key: UnsafeRawBufferPointer, hash: Int, expiresAt: UInt32, now: UInt32, flushDeadline: UInt32) -> TouchOutcome {
         guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else { return .notFound }
         item.expiresAt = expiresAt
+        item.lastAccess = now
         moveToNewest(item)
         return .touched
     }
 
     // MARK: updates
 
-    private mutating func nextCAS() -> UInt64 {
+    mutating func nextCAS() -> UInt64 {
         casCounter &+= 1
         // Unique across shards without a shared counter: the shard's index sits in the low bits.
         return (casCounter << shardBits) | shardIndex
@@ -141,12 +146,16 @@ struct SlabShard {
 
     mutating func store(
         mode: StoreMode, key: UnsafeRawBufferPointer, hash: Int, value: UnsafeRawBufferPointer, flags: UInt32,
-        expiresAt: UInt32, now: UInt32, flushDeadline: UInt32, expectedCAS: UInt64 = 0
+        expiresAt: UInt32, now: UInt32, flushDeadline: UInt32, expectedCAS: UInt64 = 0, newCAS: UInt64 = 0,
+        invalidateIfOlder: Bool = false
     ) -> StoreOutcome {
         let existing = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false)
         var newFlags = flags
         var newExpiry = expiresAt
         var combined = value.count
+        // Meta set's I flag: an older CAS still stores, but as stale (keeping TTL and win token).
+        var storeStale = false
+        var keepTokenSent = false
         switch mode {
         case .set:
             break
@@ -169,7 +178,12 @@ struct SlabShard {
             newExpiry = existing.expiresAt
         case .cas(let unique):
             guard let existing else { return .notFound }
-            if existing.cas != unique { return .exists }
+            if existing.cas != unique {
+                guard invalidateIfOlder, unique < existing.cas else { return .exists }
+                storeStale = true
+                keepTokenSent = existing.tokenSent
+                newExpiry = existing.expiresAt
+            }
         }
         let size = ItemPointer.size(keyCount: key.count, valueCount: combined)
         // An item allocated on its own is charged its size rounded up to 64 bytes.
@@ -195,9 +209,10 @@ struct SlabShard {
         item.valueCount = combined
         item.flags = newFlags
         item.expiresAt = newExpiry
-        item.storedAt = now
+        item.lastAccess = now
         item.hash = UInt32(truncatingIfNeeded: hash)
-        item.cas = nextCAS()
+        // memcached's E flag: the client picks the new CAS (0 keeps the server's counter).
+        item.cas = newCAS != 0 ? newCAS : nextCAS()
         if let base = key.baseAddress { (item.raw + ItemPointer.headerSize).copyMemory(from: base, byteCount: key.count) }
         let valueStart = item.raw + ItemPointer.headerSize + key.count
         if let spare {
@@ -214,6 +229,10 @@ struct SlabShard {
             valueStart.copyMemory(from: b, byteCount: value.count)
         }
         link(item, hash: hash)
+        if storeStale {
+            item.stale = true
+            item.tokenSent = keepTokenSent
+        }
         counters.totalItems += 1
         return .stored
     }
@@ -264,7 +283,7 @@ struct SlabShard {
             fresh.valueCount = text.count
             fresh.flags = item.flags
             fresh.expiresAt = item.expiresAt
-            fresh.storedAt = item.storedAt
+            fresh.lastAccess = item.lastAccess
             fresh.hash = item.hash
             fresh.cas = nextCAS()
             (fresh.raw + ItemPointer.headerSize).copyMemory(from: item.raw + ItemPointer.headerSize, byteCount: item.keyCount)
@@ -362,7 +381,7 @@ struct SlabShard {
         var oldestStored: UInt32?
         for state in classStates + [large] {
             if let oldest = state.oldest {
-                oldestStored = min(oldestStored ?? oldest.storedAt, oldest.storedAt)
+                oldestStored = min(oldestStored ?? oldest.lastAccess, oldest.lastAccess)
             }
         }
         copy.oldestItemAge = oldestStored.map { Int64(now) - Int64($0) }.map { max(0, $0) } ?? 0
@@ -375,7 +394,7 @@ struct SlabShard {
 
     // MARK: hash table and LRU
 
-    private mutating func link(_ item: ItemPointer, hash: Int) {
+    mutating func link(_ item: ItemPointer, hash: Int) {
         let bucket = hash & bucketMask
         item.hashNext = buckets[bucket].map(ItemPointer.init)
         buckets[bucket] = item.raw
@@ -394,7 +413,7 @@ struct SlabShard {
         if count > (bucketMask + 1) + (bucketMask + 1) / 2 { growTable() }
     }
 
-    private mutating func unlinkAndFree(_ item: ItemPointer) {
+    mutating func unlinkAndFree(_ item: ItemPointer) {
         // Hash chain: find the predecessor in the bucket.
         let bucket = Int(item.hash) & bucketMask
         // The stored hash is the low 32 bits, enough for any table below 2^32 buckets.
@@ -421,7 +440,7 @@ struct SlabShard {
         free(item)
     }
 
-    private mutating func moveToNewest(_ item: ItemPointer) {
+    mutating func moveToNewest(_ item: ItemPointer) {
         withClass(item.classID) { state in
             guard state.newest != item else { return }
             if let newer = item.lruNewer { newer.lruOlder = item.lruOlder }
@@ -480,7 +499,7 @@ struct SlabShard {
     }
 
     /// A chunk for an item of `size` bytes, evicting as the policy allows; nil when nothing can go.
-    private mutating func allocate(size: Int, sparing: ItemPointer?, now: UInt32, flushDeadline: UInt32) -> ItemPointer? {
+    mutating func allocate(size: Int, sparing: ItemPointer?, now: UInt32, flushDeadline: UInt32) -> ItemPointer? {
         let id = classes.classFor(size: size)
         if id == SizeClasses.large { return allocateLarge(size: size, sparing: sparing, now: now, flushDeadline: flushDeadline) }
         let index = Int(id)

@@ -55,6 +55,8 @@ public enum TextCommand {
     case lruCrawler(arguments: TokenList)
     case cacheMemlimit(megabytes: UInt64, noreply: Bool)
     case error(ErrorReply, noreply: Bool)
+    /// `mg ms md ma mn me`.
+    case meta(MetaCommand)
 
     /// A copy that owns its bytes.
     public func owned() -> TextRequest {
@@ -92,6 +94,8 @@ public enum TextCommand {
             return .cacheMemlimit(megabytes: megabytes, noreply: noreply)
         case .error(let reply, let noreply):
             return .error(reply, noreply: noreply)
+        case .meta(let command):
+            return .meta(command.owned())
         }
     }
 }

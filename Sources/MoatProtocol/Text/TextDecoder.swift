@@ -106,6 +106,13 @@ public struct TextDecoder: Sendable {
         }
         let rest = UnsafeRawBufferPointer(rebasing: line[first.upperBound...])
 
+        // Meta commands: two bytes starting with "m" (one compare on the classic commands' path).
+        if first.count == 2, line[first.lowerBound] == UInt8(ascii: "m") {
+            return try meta(
+                line[first.lowerBound + 1], rest: rest, newline: newline, input: bytes, limits: limits, consumed: &consumed,
+                nextState: &nextState, body)
+        }
+
         // Storage commands: the data block must be complete before anything is consumed.
         if let verb = storeVerb(line, first) {
             return try storage(

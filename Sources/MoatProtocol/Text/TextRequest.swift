@@ -75,4 +75,6 @@ public enum TextRequest: Sendable, Equatable {
     case cacheMemlimit(megabytes: UInt64, noreply: Bool)
     /// An error to answer (with `noreply`, memcached stays silent for errors of that command too).
     case error(ErrorReply, noreply: Bool)
+    /// `mg ms md ma mn me`.
+    case meta(MetaRequest)
 }

@@ -1,0 +1,150 @@
+/// The shard side of memcached's meta commands: what `mg`, `md`, `ma` and `me` need beyond the
+/// classic operations (hit-before and last-access reads before the bump, vivify on miss, stale
+/// items and recache win tokens, explicit CAS values).
+extension SlabShard {
+    mutating func metaGet<R>(
+        _ key: UnsafeRawBufferPointer, hash: Int, options: MetaGetOptions, touchTo: UInt32?, vivifyTo: UInt32?,
+        recacheBefore: UInt32?, now: UInt32, flushDeadline: UInt32, _ body: (MetaItemView) throws -> R
+    ) rethrows -> R? {
+        var created = false
+        var found = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: true)
+        if found == nil, let vivifyTo {
+            // A zero-length placeholder whose creator is told it won the right to fill it.
+            let outcome = store(
+                mode: .add, key: key, hash: hash, value: UnsafeRawBufferPointer(start: nil, count: 0), flags: 0,
+                expiresAt: vivifyTo, now: now, flushDeadline: flushDeadline, newCAS: options.newCAS)
+            if outcome == .stored, let item = find(key, hash: hash) {
+                found = item
+                created = true
+            }
+        }
+        guard let item = found else { return nil }
+        // h, l and Z describe the item as it was before this request.
+        let fetchedBefore = item.fetched
+        let idle = now >= item.lastAccess ? Int64(now - item.lastAccess) : 0
+        let tokenSentBefore = item.tokenSent
+        var won = created
+        if let recacheBefore, !tokenSentBefore, !created, item.expiresAt != 0, item.expiresAt < recacheBefore {
+            won = true
+        }
+        // The first client to see a stale item is the one asked to recache it.
+        if item.stale, !tokenSentBefore { won = true }
+        if won { item.tokenSent = true }
+        if let touchTo { item.expiresAt = touchTo }
+        if options.bump {
+            item.fetched = true
+            item.lastAccess = now
+            moveToNewest(item)
+        }
+        let view = MetaItemView(
+            key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas,
+            ttl: Self.remaining(item, now: now), idle: idle, fetchedBefore: fetchedBefore, stale: item.stale,
+            tokenSentBefore: tokenSentBefore, won: won)
+        return try body(view)
+    }
+
+    /// `md`: deletes, or with `invalidate` marks stale (new CAS, token cleared so the next reader
+    /// wins), or with `removeValue` keeps the item with an empty value.
+    mutating func metaDelete(
+        _ key: UnsafeRawBufferPointer, hash: Int, compareCAS: UInt64?, invalidate: Bool, removeValue: Bool,
+        newExpiry: UInt32?, newCAS: UInt64, now: UInt32, flushDeadline: UInt32
+    ) -> DeleteOutcome {
+        guard var item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
+            return .notFound
+        }
+        if let compareCAS, item.cas != compareCAS { return .exists }
+        guard invalidate || removeValue else {
+            unlinkAndFree(item)
+            return .deleted
+        }
+        if removeValue, item.valueCount > 0 {
+            let size = ItemPointer.size(keyCount: item.keyCount, valueCount: 0)
+            // Without room for the empty copy the item goes entirely, which is also valueless.
+            guard let empty = allocate(size: size, sparing: item, now: now, flushDeadline: flushDeadline) else {
+                unlinkAndFree(item)
+                return .deleted
+            }
+            empty.keyCount = item.keyCount
+            empty.valueCount = 0
+            empty.flags = item.flags
+            empty.expiresAt = item.expiresAt
+            empty.lastAccess = item.lastAccess
+            empty.hash = item.hash
+            (empty.raw + ItemPointer.headerSize).copyMemory(from: item.raw + ItemPointer.headerSize, byteCount: item.keyCount)
+            let bits = item.state & (ItemPointer.fetchedBit | ItemPointer.staleBit | ItemPointer.tokenSentBit)
+            unlinkAndFree(item)
+            link(empty, hash: hash)
+            empty.state |= bits
+            item = empty
+        }
+        if invalidate {
+            item.stale = true
+            item.tokenSent = false
+            if let newExpiry { item.expiresAt = newExpiry }
+        }
+        item.cas = newCAS != 0 ? newCAS : nextCAS()
+        return .deleted
+    }
+
+    /// `ma`: incr/decr with an optional CAS check, explicit new CAS, new TTL, and creation on a miss.
+    mutating func metaArithmetic(
+        _ key: UnsafeRawBufferPointer, hash: Int, delta: UInt64, increment: Bool, compareCAS: UInt64?, newCAS: UInt64,
+        vivifyTo: UInt32?, initial: UInt64, touchTo: UInt32?, now: UInt32, flushDeadline: UInt32
+    ) -> MetaArithmeticResult {
+        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
+            guard let vivifyTo else { return MetaArithmeticResult(outcome: .notFound) }
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            let outcome = withUnsafeMutableBytes(of: &digits) { scratch -> StoreOutcome in
+                let count = Self.formatDecimal(initial, into: scratch)
+                return store(
+                    mode: .add, key: key, hash: hash, value: UnsafeRawBufferPointer(rebasing: scratch[(scratch.count - count)...]),
+                    flags: 0, expiresAt: vivifyTo, now: now, flushDeadline: flushDeadline, newCAS: newCAS)
+            }
+            guard outcome == .stored, let fresh = find(key, hash: hash) else {
+                return MetaArithmeticResult(outcome: outcome == .noMemory ? .noMemory : .notStored)
+            }
+            if let touchTo { fresh.expiresAt = touchTo }
+            return MetaArithmeticResult(outcome: .created(initial), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))
+        }
+        if let compareCAS, item.cas != compareCAS { return MetaArithmeticResult(outcome: .exists) }
+        let outcome = arithmetic(key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: flushDeadline)
+        switch outcome {
+        case .value(let value):
+            // The result may live in a new chunk.
+            guard let fresh = find(key, hash: hash) else { return MetaArithmeticResult(outcome: .notFound) }
+            if newCAS != 0 { fresh.cas = newCAS }
+            if let touchTo { fresh.expiresAt = touchTo }
+            return MetaArithmeticResult(outcome: .value(value), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))
+        case .notFound: return MetaArithmeticResult(outcome: .notFound)
+        case .nonNumeric: return MetaArithmeticResult(outcome: .nonNumeric)
+        case .noMemory: return MetaArithmeticResult(outcome: .noMemory)
+        case .exists: return MetaArithmeticResult(outcome: .exists)
+        }
+    }
+
+    /// `me`: one item's metadata, without bumping or marking it.
+    mutating func metaDebug(_ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32) -> MetaDebugInfo? {
+        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else { return nil }
+        return MetaDebugInfo(
+            ttl: Self.remaining(item, now: now), idle: now >= item.lastAccess ? Int64(now - item.lastAccess) : 0,
+            cas: item.cas, fetched: item.fetched,
+            sizeClass: item.classID == SizeClasses.large ? 0 : Int(item.classID) + 1, size: item.totalSize)
+    }
+
+    /// Seconds left to live, -1 for items that never expire.
+    static func remaining(_ item: ItemPointer, now: UInt32) -> Int64 {
+        item.expiresAt == 0 ? -1 : max(0, Int64(item.expiresAt) - Int64(now))
+    }
+
+    /// Writes `value` in decimal at the end of `scratch`; returns the digit count.
+    static func formatDecimal(_ value: UInt64, into scratch: UnsafeMutableRawBufferPointer) -> Int {
+        var v = value
+        var index = scratch.count
+        repeat {
+            index -= 1
+            scratch[index] = UInt8(0x30 + v % 10)
+            v /= 10
+        } while v > 0
+        return scratch.count - index
+    }
+}
