@@ -56,7 +56,7 @@ extension CredentialStore {
     }
 
     private static func parseUser(_ line: String) throws -> UserCredential {
-        let fields = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let fields = fields(of: line)
         guard fields.count == 11 else {
             throw CredentialError("expected 11 colon-separated fields (\(fieldLayout)), found \(fields.count)")
         }
@@ -110,11 +110,12 @@ extension CredentialStore {
         for (index, line) in lines(of: text).enumerated() {
             let number = index + 1
             if trimmed(line).isEmpty { continue }
-            guard let colon = line.firstIndex(of: ":") else {
+            let utf8 = Array(line.utf8)
+            guard let colon = utf8.firstIndex(of: UInt8(ascii: ":")) else {
                 throw CredentialError("line \(number): expected 'user:password' (no ':' found)")
             }
-            let name = String(line[..<colon])
-            let password = Array(line[line.index(after: colon)...].utf8)
+            let name = String(decoding: utf8[..<colon], as: UTF8.self)
+            let password = Array(utf8[(colon + 1)...])
             if let previous = definedOn[name] {
                 throw CredentialError("line \(number): user '\(escaped(name))' is already defined on line \(previous); remove one of them")
             }
@@ -128,15 +129,24 @@ extension CredentialStore {
         return store
     }
 
-    /// Lines without their terminator; a CRLF file reads like an LF one.
-    private static func lines(of text: String) -> [Substring] {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    /// Lines without their terminator; a CRLF file reads like an LF one. Split on Unicode scalars,
+    /// not Characters: Swift joins "\r\n", and a ':' followed by a combining mark, into one Character.
+    private static func lines(of text: String) -> [String] {
+        var lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
         if lines.last?.isEmpty == true { lines.removeLast() }  // the final newline ends a line, it does not start one
-        return lines.map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        return lines.map { String($0.last == "\r" ? $0.dropLast() : $0) }
     }
 
-    private static func trimmed(_ line: Substring) -> String {
-        String(line.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    private static func fields(of line: String) -> [String] {
+        line.unicodeScalars.split(separator: ":", omittingEmptySubsequences: false).map { String($0) }
+    }
+
+    private static func trimmed(_ line: String) -> String {
+        let scalars = line.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else { return "" }
+        return String(scalars[first...last])
     }
 }
 
