@@ -6,7 +6,8 @@ public struct AuthPolicy: Sendable {
     /// failure, up to `maxFailureDelay`. Zero turns the delay off.
     public var failureDelay: Double = 1.0
     public var maxFailureDelay: Double = 30
-    /// This many failures within `window` seconds lock the address out for `lockoutDuration`.
+    /// This many failures within `window` seconds lock the address out for `lockoutDuration`;
+    /// zero or less turns lockouts off.
     public var lockoutThreshold: Int = 10
     public var window: Double = 600
     public var lockoutDuration: Double = 600
@@ -94,11 +95,13 @@ public final class AuthThrottle: Sendable {
                 state.entries[address] = entry
                 return .lockedOut(retryAfter: entry.lockedUntil - time)
             }
-            entry.recent.removeAll { $0 <= time - policy.window }
-            entry.recent.append(time)
             entry.consecutive += 1
             entry.lastFailure = time
-            if entry.recent.count >= max(1, policy.lockoutThreshold) {
+            if policy.lockoutThreshold > 0 {
+                entry.recent.removeAll { $0 <= time - policy.window }
+                entry.recent.append(time)
+            }
+            if policy.lockoutThreshold > 0, entry.recent.count >= policy.lockoutThreshold {
                 entry.lockedUntil = time + policy.lockoutDuration
                 entry.recent.removeAll()
                 entry.consecutive = 0

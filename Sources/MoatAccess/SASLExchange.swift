@@ -3,6 +3,7 @@ import Crypto
 /// Why an exchange failed. The server reports all of them as an authentication error; the cases
 /// exist for logs and statistics.
 public enum SASLFailure: Sendable, Equatable {
+    /// For the caller: the client named a mechanism `SASLMechanism(rawValue:)` does not know.
     case unknownMechanism
     case malformed
     case badCredentials
@@ -133,8 +134,10 @@ public struct SASLExchange: Sendable {
         }
         // An unknown user gets a salt that looks like a real one and stays the same on every try,
         // and the exchange goes on to fail at the proof, as a wrong password would.
+        // The fake keys are computed for known users too, so both take the same time here.
         let known = store.credential(for: first.user)?.keys(for: hash)
-        let keys = known ?? fakeKeys(for: first.user, hash)
+        let fake = fakeKeys(for: first.user, hash)
+        let keys = known ?? fake
         let serverNonce = Array(makeNonce().utf8)
         precondition(!serverNonce.isEmpty && serverNonce.allSatisfy(isNonceByte), "a SCRAM server nonce must be printable ASCII without ','")
         let nonce = first.nonce + serverNonce

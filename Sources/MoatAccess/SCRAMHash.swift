@@ -35,6 +35,7 @@ enum SCRAMHash: Sendable {
     /// swift-crypto's `rounds:` variant (>= 210,000) is a policy for password *storage* defaults;
     /// SCRAM's count is fixed by the credential (RFC 5802 allows 4096), hence the unchecked form.
     func saltedPassword(_ password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
+        precondition(iterations > 0, "PBKDF2 needs at least one iteration")
         let function: KDF.Insecure.PBKDF2.HashFunction = self == .sha256 ? .sha256 : .insecureSHA1
         do {
             let key = try KDF.Insecure.PBKDF2.deriveKey(

@@ -127,3 +127,12 @@ final class TestClock: Sendable {
         #expect(throttle.trackedAddresses <= 50)
     }
 }
+
+extension AuthThrottleTests {
+    @Test func lockoutCanBeTurnedOff() {
+        let (throttle, _) = throttle { $0.failureDelay = 0; $0.lockoutThreshold = 0 }
+        for _ in 0..<100 { #expect(throttle.recordFailure("a") == .allowed) }
+        #expect(throttle.admit("a") == .allowed)
+        #expect(throttle.lockouts == 0)
+    }
+}
