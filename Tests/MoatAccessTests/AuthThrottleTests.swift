@@ -1,0 +1,138 @@
+import Dispatch
+import MoatAccess
+import Synchronization
+import Testing
+
+/// A clock the test moves by hand.
+final class TestClock: Sendable {
+    private let time = Mutex(1000.0)
+    var now: Double { time.withLock { $0 } }
+    func advance(_ seconds: Double) { time.withLock { $0 += seconds } }
+}
+
+@Suite struct AuthThrottleTests {
+    func throttle(_ configure: (inout AuthPolicy) -> Void = { _ in }) -> (AuthThrottle, TestClock) {
+        var policy = AuthPolicy()
+        configure(&policy)
+        let clock = TestClock()
+        return (AuthThrottle(policy: policy, now: { clock.now }), clock)
+    }
+
+    @Test func defaults() {
+        let policy = AuthPolicy()
+        #expect(policy.failureDelay == 1 && policy.maxFailureDelay == 30)
+        #expect(policy.lockoutThreshold == 10 && policy.window == 600 && policy.lockoutDuration == 600)
+        #expect(policy.maxTrackedAddresses == 65_536)
+    }
+
+    @Test func delayDoublesPerConsecutiveFailureUpToTheCap() {
+        let (throttle, clock) = throttle { $0.lockoutThreshold = 100; $0.window = 10_000 }
+        #expect(throttle.admit("a") == .allowed)
+        var expected = 1.0
+        for _ in 0..<8 {
+            #expect(throttle.recordFailure("a") == .throttled(retryAfter: expected))
+            #expect(throttle.admit("a") == .throttled(retryAfter: expected))
+            clock.advance(expected / 2)
+            #expect(throttle.admit("a") == .throttled(retryAfter: expected / 2))
+            #expect(throttle.admit("b") == .allowed)  // per address
+            clock.advance(expected / 2)
+            #expect(throttle.admit("a") == .allowed)
+            expected = min(expected * 2, 30)
+        }
+        #expect(expected == 30)
+        throttle.recordSuccess("a")
+        #expect(throttle.recordFailure("a") == .throttled(retryAfter: 1))  // success reset the doubling
+    }
+
+    @Test func lockoutAfterThresholdWithinWindow() {
+        let (throttle, clock) = throttle()
+        for index in 1...10 {
+            #expect(throttle.admit("a") == .allowed)
+            let next = throttle.recordFailure("a")
+            if index < 10 {
+                guard case .throttled(let wait) = next else { Issue.record("\(next)"); return }
+                clock.advance(wait)
+            } else {
+                #expect(next == .lockedOut(retryAfter: 600))
+            }
+        }
+        #expect(throttle.lockouts == 1)
+        clock.advance(100)
+        #expect(throttle.admit("a") == .lockedOut(retryAfter: 500))
+        #expect(throttle.recordFailure("a") == .lockedOut(retryAfter: 500))  // does not extend it
+        throttle.recordSuccess("a")
+        #expect(throttle.admit("a") == .lockedOut(retryAfter: 500))  // success does not lift a lockout
+        #expect(throttle.admit("b") == .allowed)
+        clock.advance(500)
+        #expect(throttle.admit("a") == .allowed)
+        #expect(throttle.recordFailure("a") == .throttled(retryAfter: 1))  // a fresh start
+        #expect(throttle.lockouts == 1)
+    }
+
+    @Test func failuresOutsideTheWindowDoNotCount() {
+        let (throttle, clock) = throttle { $0.failureDelay = 0; $0.lockoutThreshold = 3; $0.window = 10 }
+        #expect(throttle.recordFailure("a") == .allowed)  // no delay configured
+        clock.advance(6)
+        #expect(throttle.recordFailure("a") == .allowed)
+        clock.advance(6)
+        #expect(throttle.recordFailure("a") == .allowed)  // the first one has left the window
+        #expect(throttle.recordFailure("a") == .lockedOut(retryAfter: 600))
+        #expect(throttle.lockouts == 1)
+    }
+
+    @Test func entriesExpire() {
+        let (throttle, clock) = throttle()
+        _ = throttle.recordFailure("a")
+        _ = throttle.recordFailure("b")
+        #expect(throttle.trackedAddresses == 2)
+        clock.advance(599)
+        #expect(throttle.admit("a") == .allowed)
+        #expect(throttle.trackedAddresses == 2)  // still counting towards a lockout
+        clock.advance(1)
+        #expect(throttle.admit("a") == .allowed)
+        #expect(throttle.trackedAddresses == 1)
+        throttle.recordSuccess("b")
+        #expect(throttle.trackedAddresses == 0)
+    }
+
+    @Test func memoryIsBoundedAndExpiredEntriesGoFirst() {
+        let (throttle, clock) = throttle { $0.maxTrackedAddresses = 100 }
+        for index in 0..<50 { _ = throttle.recordFailure("old\(index)") }
+        clock.advance(700)  // all expired
+        for index in 0..<10 { _ = throttle.recordFailure("lock") ; clock.advance(0.001 * Double(index)) }
+        #expect(throttle.admit("lock") != .allowed)
+        clock.advance(1)
+        for index in 0..<100 {
+            _ = throttle.recordFailure("new\(index)")
+            clock.advance(0.01)
+        }
+        #expect(throttle.trackedAddresses <= 100)
+        // The most recent failures are still remembered, and so is the lockout (it lasts longer).
+        guard case .throttled = throttle.admit("new99") else { Issue.record(); return }
+        guard case .lockedOut = throttle.admit("lock") else { Issue.record(); return }
+        for index in 0..<10_000 { _ = throttle.recordFailure("spray\(index)") }
+        #expect(throttle.trackedAddresses <= 100)
+        guard case .lockedOut = throttle.admit("lock") else { Issue.record(); return }
+    }
+
+    @Test func concurrentUse() {
+        let (throttle, _) = throttle { $0.lockoutThreshold = 1_000_000; $0.window = 1e9 }
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            for index in 0..<2_000 {
+                _ = throttle.admit("addr\(index % 50)")
+                _ = throttle.recordFailure("addr\(index % 50)")
+                if index % 7 == 0 { throttle.recordSuccess("addr\((index + worker) % 50)") }
+            }
+        }
+        #expect(throttle.trackedAddresses <= 50)
+    }
+}
+
+extension AuthThrottleTests {
+    @Test func lockoutCanBeTurnedOff() {
+        let (throttle, _) = throttle { $0.failureDelay = 0; $0.lockoutThreshold = 0 }
+        for _ in 0..<100 { #expect(throttle.recordFailure("a") == .allowed) }
+        #expect(throttle.admit("a") == .allowed)
+        #expect(throttle.lockouts == 0)
+    }
+}
