@@ -79,9 +79,11 @@ public struct CredentialStore: Sendable {
     /// client, and by the server for each PLAIN attempt) can cost without hurting logins, ~10-20 ms.
     /// Measured on an AMD EPYC with SHA extensions: PBKDF2-HMAC-SHA256 takes 0.16-0.19 ms per
     /// 1,000 rounds in swift-crypto's BoringSSL (release build), 0.22 ms in OpenSSL 3 (a typical
-    /// client), so 80,000 rounds cost ~13-18 ms. Every 1,000x more rounds costs a guesser 1,000x
-    /// more work on a stolen credential file.
-    public static let defaultIterations = 80_000
+    /// client). Cyrus SASL's SCRAM client (pylibmc, the libmemcached tools) refuses a server-first
+    /// message with more than 65,536 iterations, so that is the default: ~11-14 ms per derivation.
+    public static let defaultIterations = 65_536
+    /// The most that Cyrus SASL's SCRAM client accepts (it gives up after server-first above it).
+    public static let cyrusClientMaximumIterations = 65_536
     /// RFC 5802 §5.1: a server should not issue fewer than 4096 iterations.
     public static let minimumIterations = 4096
     /// Refused above this: a credential file with a huge count would stall every login.

@@ -71,11 +71,16 @@ struct UserCommand: ParsableCommand {
 
         @Argument(help: "User name.") var name: String
         @Option(help: "Credentials file (created with mode 0600 if missing).") var credentials: String
-        @Option(help: "PBKDF2 iterations for the SCRAM keys.") var iterations: Int = CredentialStore.defaultIterations
+        @Option(help: "PBKDF2 iterations for the SCRAM keys (Cyrus SASL clients such as pylibmc accept at most 65536).")
+        var iterations: Int = CredentialStore.defaultIterations
 
         func run() throws {
             guard iterations >= 4096, iterations <= 10_000_000 else {
                 throw ValidationError("--iterations must be between 4096 (SCRAM's minimum) and 10000000")
+            }
+            if iterations > CredentialStore.cyrusClientMaximumIterations {
+                FileHandleStandardError.write(
+                    "moat: warning: Cyrus SASL clients (pylibmc, memcstat) refuse SCRAM with more than \(CredentialStore.cyrusClientMaximumIterations) iterations; they can still use PLAIN\n")
             }
             var store = try loadOrCreate(credentials)
             let password = try readPassword()

@@ -15,6 +15,11 @@ extension Session {
         switch command {
         case .store(.set, _, _, _, let value, _, let noreply):
             return asciiAuthenticate(value, noreply: noreply, success: "STORED", into: &out)
+        case .meta(let command) where command.verb == .set && !command.valueTooLarge:
+            // Meta clients authenticate the same way, with `ms <any key> <n>` (memcached has no meta auth).
+            return asciiAuthenticate(command.value, noreply: false, success: "HD", into: &out)
+        case .meta(let command) where command.verb == .noop:
+            TextEncoder.writeLine("MN", into: &out)
         case .version:
             TextEncoder.writeLine("VERSION \(Self.anonymousVersion)", into: &out)
         case .quit:

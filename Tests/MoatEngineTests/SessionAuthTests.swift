@@ -64,6 +64,14 @@ struct AuthFixture {
         #expect(AuthFixture.text(&s, "version\r\n").0.hasPrefix("VERSION 1.6.21-moat-"))
     }
 
+    @Test func metaClientsAuthenticateWithMs() throws {
+        let f = try AuthFixture()
+        var s = f.session()
+        #expect(AuthFixture.text(&s, "mg k v\r\nmn\r\n").0 == "CLIENT_ERROR unauthenticated\r\nMN\r\n")
+        #expect(AuthFixture.text(&s, "ms auth 18\r\nalice secret words\r\n").0 == "HD\r\n")
+        #expect(AuthFixture.text(&s, "ms k 1\r\nv\r\nmg k v\r\nmg auth v\r\n").0 == "HD\r\nVA 1\r\nv\r\nEN\r\n")
+    }
+
     @Test func connectionClosesAtTheFailureLimit() throws {
         var policy = AuthPolicy()
         policy.failureDelay = 0
