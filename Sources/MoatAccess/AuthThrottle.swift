@@ -1,5 +1,11 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How hard Moat makes online password guessing from one address.
 public struct AuthPolicy: Sendable {
     /// Seconds after a failure before the address may try again; doubles with each consecutive
@@ -53,6 +59,21 @@ public final class AuthThrottle: Sendable {
         self.now = now
     }
 
+    /// The key an address's failures are counted under: an IPv4 address as it is (also when written
+    /// IPv4-mapped), an IPv6 address by its /64 prefix, since one host usually holds a whole /64 and
+    /// could otherwise rotate through addresses to escape the delay and the lockout.
+    public static func addressKey(_ address: String) -> String {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard inet_pton(AF_INET6, address, &bytes) == 1 else { return address }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
+            return "\(bytes[12]).\(bytes[13]).\(bytes[14]).\(bytes[15])"
+        }
+        for index in 8..<16 { bytes[index] = 0 }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        guard inet_ntop(AF_INET6, bytes, &text, socklen_t(text.count)) != nil else { return address }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/64"
+    }
+
     /// Lockouts started so far, for stats.
     public var lockouts: UInt64 {
         state.withLock { $0.lockouts }
@@ -72,7 +93,7 @@ public final class AuthThrottle: Sendable {
                 state.entries[address] = nil
                 return .allowed
             }
-            return admission(for: entry, at: time, )
+            return admission(for: entry, at: time)
         }
     }
 
@@ -108,7 +129,7 @@ public final class AuthThrottle: Sendable {
                 state.lockouts += 1
             }
             state.entries[address] = entry
-            return admission(for: entry, at: time, )
+            return admission(for: entry, at: time)
         }
     }
 

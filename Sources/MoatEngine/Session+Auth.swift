@@ -149,7 +149,7 @@ extension Session {
     /// Counts an attempt and asks the throttle whether this address may try now.
     private mutating func admitAttempt(_ authenticator: Authenticator, mechanism: String) -> Bool {
         authenticator.attempts.add(1, ordering: .relaxed)
-        let admission = authenticator.throttle.admit(peer)
+        let admission = authenticator.throttle.admit(throttleKey)
         guard admission == .allowed else {
             authenticator.refusals.add(1, ordering: .relaxed)
             authenticator.report(.refused(peer: peer, mechanism: mechanism, admission: admission))
@@ -165,8 +165,8 @@ extension Session {
         if checked {
             authenticator.failures.add(1, ordering: .relaxed)
             authenticator.report(.failed(user: user, peer: peer, mechanism: mechanism))
-            if case .lockedOut(let seconds) = authenticator.throttle.recordFailure(peer) {
-                authenticator.report(.lockedOut(peer: peer, seconds: seconds))
+            if case .lockedOut(let seconds) = authenticator.throttle.recordFailure(throttleKey) {
+                authenticator.report(.lockedOut(peer: throttleKey, seconds: seconds))
             }
         }
         guard authFailures >= authenticator.settings.maxFailuresPerConnection else { return false }
@@ -177,7 +177,7 @@ extension Session {
     private mutating func attemptSucceeded(_ authenticator: Authenticator, user: String, mechanism: String) {
         isAuthenticated = true
         authFailures = 0
-        authenticator.throttle.recordSuccess(peer)
+        authenticator.throttle.recordSuccess(throttleKey)
         authenticator.report(.succeeded(user: user, peer: peer, mechanism: mechanism))
     }
 }

@@ -32,8 +32,10 @@ public struct Session {
 
     private let counterSlot: Int
 
-    /// The client's address (no port), for the per-address guessing throttle and the log.
+    /// The client's address (no port), for the log.
     public let peer: String
+    /// What the guessing throttle counts this client's failures under (its IPv6 /64, or its IPv4 address).
+    let throttleKey: String
     /// True once the client has authenticated, or from the start when authentication is off.
     public internal(set) var isAuthenticated: Bool
     /// Failed or refused attempts on this connection; it is closed at the configured maximum.
@@ -46,6 +48,7 @@ public struct Session {
         self.engine = engine
         self.counterSlot = counterSlot
         self.peer = peer
+        self.throttleKey = AuthThrottle.addressKey(peer)
         self.isAuthenticated = engine.authenticator == nil
         self.decoder = TextDecoder(limits: engine.settings.limits)
         self.binaryDecoder = BinaryDecoder(limits: engine.settings.limits)

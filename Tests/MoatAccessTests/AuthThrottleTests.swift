@@ -135,4 +135,14 @@ extension AuthThrottleTests {
         #expect(throttle.admit("a") == .allowed)
         #expect(throttle.lockouts == 0)
     }
+
+    @Test func addressKeysGroupIPv6ByTheir64() {
+        #expect(AuthThrottle.addressKey("192.0.2.7") == "192.0.2.7")
+        #expect(AuthThrottle.addressKey("::ffff:192.0.2.7") == "192.0.2.7")
+        #expect(AuthThrottle.addressKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64")
+        #expect(AuthThrottle.addressKey("2001:db8:1:2::1") == AuthThrottle.addressKey("2001:db8:1:2:ffff::9"))
+        #expect(AuthThrottle.addressKey("2001:db8:1:3::1") != AuthThrottle.addressKey("2001:db8:1:2::1"))
+        #expect(AuthThrottle.addressKey("::1") == "::/64")
+        #expect(AuthThrottle.addressKey("unix") == "unix")
+    }
 }
