@@ -55,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "MoatConfig",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MoatAccess", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(
             name: "MoatServer",
@@ -84,7 +84,7 @@ let package = Package(
             name: "MoatEngineTests",
             dependencies: ["MoatEngine", "MoatStorage", "MoatProtocol", "MoatAccess", .product(name: "NIOCore", package: "swift-nio")]
         ),
-        .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig"]),
+        .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess"]),
     ]
 )

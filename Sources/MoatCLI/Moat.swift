@@ -71,7 +71,14 @@ struct Serve: ParsableCommand {
             FileHandleStandardError.write("moat: \(error)\n")
             throw ExitCode(64)
         }
-        let server = Server(configuration: configuration, logger: logger, authentication: authentication)
+        let securityLogSink: SecurityLogSink
+        do {
+            securityLogSink = try SecurityLogSink(destination: configuration.securityLog)
+        } catch {
+            FileHandleStandardError.write("moat: \(error)\n")
+            throw ExitCode(64)
+        }
+        let server = Server(configuration: configuration, logger: logger, authentication: authentication, securityLogSink: securityLogSink)
         do {
             try server.start()
         } catch {

@@ -1,3 +1,5 @@
+import MoatAccess
+
 extension ServeOptions {
     /// memcached's tuning options that have no meaning for Moat's engine; accepted so that existing
     /// command lines keep working, and reported as ignored.
@@ -49,6 +51,22 @@ extension ServeOptions {
         var lenientKeys = false
         var ioBackend = IOBackend.defaultBackend
         var auth = AuthenticationOptions()
+        var filter = AddressFilter()
+        var maxPerAddress = 0
+        var securityLog = "stderr"
+        var canaries: [[UInt8]] = []
+        var verbosityEnabled = true
+        var commandTimeout = 10
+        var outputTimeout = 30
+        /// `-o allow=10.0.0.0/8,::1`: the comma that separates -o options also continues an address list.
+        var listBeingRead: String?
+        func block(_ text: String, _ list: String) throws -> AddressBlock {
+            guard let block = AddressBlock(text) else {
+                throw ConfigurationError(
+                    "-o \(list)=\(text): expected an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8 or 2001:db8::/32 (no host bits past the prefix)")
+            }
+            return block
+        }
         func count(_ name: String, _ value: String?, minimum: Int) throws -> Int {
             guard let value, let number = Int(value), number >= minimum else {
                 throw ConfigurationError("-o \(name): expected a whole number, at least \(minimum)")
@@ -56,10 +74,33 @@ extension ServeOptions {
             return number
         }
         for option in extended.flatMap({ $0.split(separator: ",").map(String.init) }) where !option.isEmpty {
+            if !option.contains("="), let list = listBeingRead, AddressBlock(option) != nil || option.contains(where: { $0 == ":" || $0 == "/" || $0.isNumber }) {
+                if list == "allow" { filter.allow.append(try block(option, list)) } else { filter.deny.append(try block(option, list)) }
+                continue
+            }
+            listBeingRead = nil
             let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
             let name = parts[0]
             let value = parts.count > 1 ? parts[1] : nil
             switch name {
+            case "allow", "deny":
+                guard let value, !value.isEmpty else { throw ConfigurationError("-o \(name): expected addresses, e.g. \(name)=10.0.0.0/8,::1") }
+                if name == "allow" { filter.allow.append(try block(value, name)) } else { filter.deny.append(try block(value, name)) }
+                listBeingRead = name
+            case "security_log":
+                guard let value, !value.isEmpty else { throw ConfigurationError("-o security_log: expected stderr, off or a file path") }
+                securityLog = value
+            case "canary":
+                // ';' separates keys (',' already separates -o options), so a canary key cannot contain one.
+                let keys = (value ?? "").split(separator: ";").map { Array($0.utf8) }
+                guard !keys.isEmpty, keys.allSatisfy({ !$0.isEmpty && $0.count <= 250 && !$0.contains(where: { $0 <= 0x20 || $0 == 0x7f }) }) else {
+                    throw ConfigurationError("-o canary: expected keys separated by ';' (1-250 bytes each, no spaces or control bytes)")
+                }
+                canaries += keys
+            case "disable_verbosity": verbosityEnabled = false
+            case "max_conns_per_ip": maxPerAddress = try count(name, value, minimum: 0)
+            case "command_timeout": commandTimeout = try count(name, value, minimum: 0)
+            case "output_timeout": outputTimeout = try count(name, value, minimum: 0)
             case "idle_timeout":
                 guard let value, let seconds = Int(value), seconds >= 0 else {
                     throw ConfigurationError("-o idle_timeout: expected a number of seconds")
@@ -142,12 +183,20 @@ extension ServeOptions {
                 "-S: authentication needs users: --credentials FILE (create it with `moat user add NAME --credentials FILE`) "
                     + "or memcached's plaintext -Y FILE")
         }
+        configuration.addressFilter = filter
+        configuration.securityLog = securityLog
+        configuration.canaryKeys = canaries
+        configuration.verbosityEnabled = verbosityEnabled
+        configuration.maxConnectionsPerAddress = maxPerAddress
+        configuration.commandTimeout = commandTimeout
+        configuration.outputTimeout = outputTimeout
         let exposed = configuration.publicListeners
-        if !exposed.isEmpty, !insecurePublicBind, configuration.authentication == nil {
+        if !exposed.isEmpty, !insecurePublicBind, configuration.authentication == nil, filter.allow.isEmpty || !filter.isRestrictive {
             throw ConfigurationError(
                 "refusing to listen on \(exposed.map(\.description).joined(separator: ", ")): the address is reachable "
-                    + "from other machines and no authentication is configured. Listen on loopback (the default), require "
-                    + "authentication (-S --credentials FILE), or add -o insecure_public_bind to expose the cache deliberately.")
+                    + "from other machines and neither authentication nor an allow list is configured. Listen on loopback "
+                    + "(the default), require authentication (-S --credentials FILE), name the clients (-o allow=10.0.0.0/8,...), "
+                    + "or add -o insecure_public_bind to expose the cache deliberately.")
         }
         return configuration
     }

@@ -55,9 +55,12 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Flag(name: [.customShort("X"), .customLong("disable-dumping")], help: "Refuse key dumping (already Moat's default).")
     public var disableDumping = false
 
+    @Flag(name: [.customShort("W"), .customLong("disable-watch")], help: "Refuse `watch` (already Moat's default).")
+    public var disableWatch = false
+
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
-        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, and memcached's tuning options (accepted, ignored).")
+        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, security_log=stderr|off|FILE, canary=KEY;KEY, disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, and memcached's tuning options (accepted, ignored).")
     public var extended: [String] = []
 
     @Flag(name: [.customShort("S"), .customLong("enable-sasl")], help: "Require authentication on every protocol (users from --credentials or -Y).")

@@ -1,3 +1,5 @@
+import MoatAccess
+
 /// Where a TCP listener binds.
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var host: String
@@ -81,6 +83,20 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var insecurePublicBind: Bool
     /// Accept control bytes in keys, as memcached does (`-o lenient_keys`).
     public var lenientKeys: Bool
+    /// Who may connect over TCP (`-o allow=`, `-o deny=`).
+    public var addressFilter = AddressFilter()
+    /// Connections one source address (an IPv6 /64) may hold at once; 0: no limit beyond `-c`.
+    public var maxConnectionsPerAddress = 0
+    /// Seconds a client may take to finish a request it has started sending; 0: no deadline.
+    public var commandTimeout = 10
+    /// Seconds a client may leave replies unread (Moat has stopped reading it) before it is closed; 0: never.
+    public var outputTimeout = 30
+    /// Where the security log's JSON lines go: "stderr", "off" or a file (`-o security_log=`).
+    public var securityLog = "stderr"
+    /// Keys no legitimate client reads (`-o canary=`): reading one raises a critical security event.
+    public var canaryKeys: [[UInt8]] = []
+    /// `verbosity` from clients: allowed (it changes no log level in Moat) unless `-o disable_verbosity`.
+    public var verbosityEnabled = true
     /// Present when clients must authenticate.
     public var authentication: AuthenticationOptions?
     /// How connections are served (`-o io=epoll|nio`).

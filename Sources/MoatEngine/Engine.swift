@@ -12,6 +12,9 @@ public final class ConnectionCounters: Sendable {
     public let current = Atomic<Int>(0)
     public let total = Atomic<UInt64>(0)
     public let rejected = Atomic<UInt64>(0)
+    /// Refused by the allow/deny lists, and by the per-address cap (`rejected` counts `-c`, as memcached).
+    public let refusedByFilter = Atomic<UInt64>(0)
+    public let refusedPerAddress = Atomic<UInt64>(0)
 
     public init() {}
 }
@@ -28,16 +31,19 @@ public final class Engine: Sendable {
     public let verbosity = Atomic<UInt32>(0)
     /// Present when authentication is on: every session must authenticate before using the cache.
     public let authenticator: Authenticator?
+    /// Where security events go (the server routes them to the JSON log).
+    public let securityLog: SecurityLog
     /// Command totals in several independently locked slots, so that sessions on different event
     /// loops do not contend on one lock when they publish; `stats` adds the slots up.
     private let totalSlots: [CounterSlot]
     private let nextSlot = Atomic<Int>(0)
     let startedAt: Int64
 
-    public init(cache: Cache, settings: EngineSettings, authenticator: Authenticator? = nil) {
+    public init(cache: Cache, settings: EngineSettings, authenticator: Authenticator? = nil, securityLog: SecurityLog = SecurityLog()) {
         self.cache = cache
         self.settings = settings
         self.authenticator = authenticator
+        self.securityLog = securityLog
         self.startedAt = cache.now()
         self.totalSlots = (0..<16).map { _ in CounterSlot() }
     }
@@ -128,9 +134,11 @@ public final class Engine: Sendable {
             ("reclaimed", "\(storage.reclaimed)"),
             ("crawler_reclaimed", "\(storage.crawlerReclaimed)"),
             ("protocol_errors", "\(c.protocolErrors)"),
+            ("rejected_allowlist", "\(connections.refusedByFilter.load(ordering: .relaxed))"),
+            ("rejected_per_address", "\(connections.refusedPerAddress.load(ordering: .relaxed))"),
             ("auth_refused", "\(auth.refused)"),
             ("auth_lockouts", "\(auth.lockouts)"),
-        ]
+        ] + securityLog.statLines()
     }
 
     /// Moat has no slab classes: one class, numbered 1, stands for the whole cache.

@@ -20,6 +20,10 @@ public struct EngineSettings: Sendable {
     public var dumpEnabled: Bool
     public var maxConnections: Int
     public var threads: Int
+    /// Keys no legitimate client reads: a read of one is a critical security event.
+    public var canaryKeys: [[UInt8]] = []
+    /// `verbosity` from clients (refused with `-o disable_verbosity`).
+    public var verbosityEnabled = true
     /// `stats settings` lines, rendered by whoever knows the configuration.
     public var settingsReport: [(String, String)]
 

@@ -1,15 +1,21 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Events an operator must be able to find later: who connected or was refused, who authenticated,
-/// who touched a dangerous command or a canary key. The engine and the server record them here; the
-/// server decides where they go (one JSON line each, to stderr or a file) and `stats` reports the counts.
+/// who touched a dangerous command or a canary key. The engine and the server record them here; each
+/// becomes one JSON line (`jsonLine`) for the sink the server chose, and `stats` reports the counts.
 public final class SecurityLog: Sendable {
     public enum Event: Sendable, Equatable {
         case connectionAccepted(peer: String)
         /// Refused before a byte was read or written: `reason` is "allowlist", "denylist",
         /// "per_address_limit" or "max_connections".
         case connectionRefused(peer: String, reason: String)
-        /// Closed by Moat for a limit: "slow_command", "output_stalled", "idle_timeout", "auth_timeout", ...
+        /// Closed by Moat for a limit: "slow_command", "output_stalled", "idle_timeout", "auth_timeout".
         case connectionClosed(peer: String, reason: String)
         case authentication(AuthEvent)
         /// A command the operator may switch off (`flush_all`, `shutdown`, `verbosity`, ...), allowed or refused.
@@ -20,7 +26,34 @@ public final class SecurityLog: Sendable {
         case keyDumpAttempt(peer: String, command: String)
     }
 
+    public enum Severity: String, Sendable, Comparable {
+        case info, notice, warning, critical
+
+        private var rank: Int {
+            switch self {
+            case .info: return 0
+            case .notice: return 1
+            case .warning: return 2
+            case .critical: return 3
+            }
+        }
+
+        public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
+    }
+
+    /// Counts per kind of event, for `stats`.
+    struct Counts {
+        var connectionsRefused: UInt64 = 0
+        var connectionsClosed: UInt64 = 0
+        var authFailures: UInt64 = 0
+        var lockouts: UInt64 = 0
+        var dangerousCommands: UInt64 = 0
+        var canaryReads: UInt64 = 0
+        var keyDumpAttempts: UInt64 = 0
+    }
+
     private let emit: @Sendable (Event) -> Void
+    private let counts = Mutex(Counts())
 
     /// `emit` is called for every event, on the thread that records it.
     public init(emit: @escaping @Sendable (Event) -> Void = { _ in }) {
@@ -28,6 +61,131 @@ public final class SecurityLog: Sendable {
     }
 
     public func record(_ event: Event) {
+        counts.withLock { counts in
+            switch event {
+            case .connectionAccepted: break
+            case .connectionRefused: counts.connectionsRefused &+= 1
+            case .connectionClosed: counts.connectionsClosed &+= 1
+            case .authentication(.failed): counts.authFailures &+= 1
+            case .authentication(.lockedOut): counts.lockouts &+= 1
+            case .authentication: break
+            case .dangerousCommand: counts.dangerousCommands &+= 1
+            case .canaryRead: counts.canaryReads &+= 1
+            case .keyDumpAttempt: counts.keyDumpAttempts &+= 1
+            }
+        }
         emit(event)
+    }
+
+    /// Moat's `stats` lines for the security log.
+    public func statLines() -> [(String, String)] {
+        let c = counts.withLock { $0 }
+        return [
+            ("security_connections_refused", "\(c.connectionsRefused)"),
+            ("security_connections_closed", "\(c.connectionsClosed)"),
+            ("security_auth_failures", "\(c.authFailures)"),
+            ("security_lockouts", "\(c.lockouts)"),
+            ("security_dangerous_commands", "\(c.dangerousCommands)"),
+            ("security_canary_reads", "\(c.canaryReads)"),
+            ("security_key_dump_attempts", "\(c.keyDumpAttempts)"),
+        ]
+    }
+
+    // MARK: JSON
+
+    /// The event's name, severity and fields, in a fixed order.
+    public static func describe(_ event: Event) -> (name: String, severity: Severity, fields: [(String, JSONValue)]) {
+        switch event {
+        case .connectionAccepted(let peer):
+            return ("connection_accepted", .info, [("peer", .string(peer))])
+        case .connectionRefused(let peer, let reason):
+            return ("connection_refused", .notice, [("peer", .string(peer)), ("reason", .string(reason))])
+        case .connectionClosed(let peer, let reason):
+            return ("connection_closed", .notice, [("peer", .string(peer)), ("reason", .string(reason))])
+        case .authentication(.succeeded(let user, let peer, let mechanism)):
+            return ("auth_success", .info, [("peer", .string(peer)), ("user", .string(user)), ("mechanism", .string(mechanism))])
+        case .authentication(.failed(let user, let peer, let mechanism)):
+            return ("auth_failure", .warning, [("peer", .string(peer)), ("user", user.map(JSONValue.string) ?? .null), ("mechanism", .string(mechanism))])
+        case .authentication(.refused(let peer, let mechanism, let admission)):
+            var fields: [(String, JSONValue)] = [("peer", .string(peer)), ("mechanism", .string(mechanism))]
+            switch admission {
+            case .allowed: break
+            case .throttled(let after): fields += [("reason", .string("throttled")), ("retry_after", .number((after * 10).rounded(.up) / 10))]
+            case .lockedOut(let after): fields += [("reason", .string("locked_out")), ("retry_after", .number(after.rounded(.up)))]
+            }
+            return ("auth_refused", .warning, fields)
+        case .authentication(.lockedOut(let peer, let seconds)):
+            return ("auth_lockout", .critical, [("peer", .string(peer)), ("seconds", .number(seconds))])
+        case .authentication(.disconnected(let peer, let failures)):
+            return ("auth_disconnect", .warning, [("peer", .string(peer)), ("failures", .number(Double(failures)))])
+        case .dangerousCommand(let peer, let command, let allowed):
+            return ("dangerous_command", allowed ? .notice : .warning, [("peer", .string(peer)), ("command", .string(command)), ("allowed", .bool(allowed))])
+        case .canaryRead(let peer, let key):
+            return ("canary_read", .critical, [("peer", .string(peer)), ("key", .string(key))])
+        case .keyDumpAttempt(let peer, let command):
+            return ("key_dump_attempt", .critical, [("peer", .string(peer)), ("command", .string(command))])
+        }
+    }
+
+    public enum JSONValue: Sendable {
+        case string(String)
+        case number(Double)
+        case bool(Bool)
+        case null
+    }
+
+    /// One JSON object on one line (no newline): `ts`, `event`, `severity`, then the event's fields.
+    /// Strings are escaped per RFC 8259 and cut at 512 bytes, so a line stays bounded.
+    public static func jsonLine(_ event: Event, timestamp: String) -> String {
+        let (name, severity, fields) = describe(event)
+        var line = "{\"ts\":" + quote(timestamp) + ",\"event\":" + quote(name) + ",\"severity\":" + quote(severity.rawValue)
+        for (key, value) in fields {
+            line += "," + quote(key) + ":"
+            switch value {
+            case .string(let text): line += quote(text)
+            case .number(let number):
+                line += number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+            case .bool(let flag): line += flag ? "true" : "false"
+            case .null: line += "null"
+            }
+        }
+        return line + "}"
+    }
+
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        var bytes = 0
+        for scalar in text.unicodeScalars {
+            bytes += String(scalar).utf8.count
+            if bytes > 512 {
+                out += "..."
+                break
+            }
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7f:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// RFC 3339 UTC with milliseconds, from the wall clock.
+    public static func timestamp() -> String {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        var seconds = time_t(spec.tv_sec)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let millis = Int(spec.tv_nsec) / 1_000_000
+        let ms = millis < 10 ? "00\(millis)" : (millis < 100 ? "0\(millis)" : "\(millis)")
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(ms)Z"
     }
 }

@@ -37,6 +37,7 @@ extension Session {
         switch command.operation {
         case .get(let key, let quiet, let includeKey):
             counters.cmdGet &+= 1
+            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             let hit = cache.read(key) { item in
                 BinaryEncoder.writeItem(
                     opcode: opcode, opaque: opaque, cas: item.cas, flags: item.flags, key: includeKey ? item.key : nil,
@@ -47,6 +48,7 @@ extension Session {
 
         case .getAndTouch(let key, let exptime, let quiet, let includeKey):
             counters.cmdGet &+= 1
+            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             counters.cmdTouch &+= 1
             let hit = cache.read(key, touchExptime: Int64(exptime)) { item in
                 BinaryEncoder.writeItem(
@@ -179,6 +181,7 @@ extension Session {
             return .close
 
         case .flush(let exptime, let quiet):
+            dangerous("flush_all", allowed: engine.settings.flushEnabled)
             guard engine.settings.flushEnabled else {
                 BinaryEncoder.writeError(opcode: opcode, status: .authenticationError, opaque: opaque, message: "flush_all not allowed", into: &out)
                 return nil
@@ -198,6 +201,11 @@ extension Session {
             let group = key.isEmpty ? nil : String(decoding: key, as: UTF8.self)
             switch group {
             case "cachedump", "detail", "conns":
+                if group == "cachedump" {
+                    engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "stats cachedump"))
+                } else {
+                    dangerous("stats \(group!)", allowed: false)
+                }
                 // Key dumping, other clients' key prefixes and addresses: not offered (as the text protocol).
                 BinaryEncoder.writeError(
                     opcode: opcode, status: .invalidArguments, opaque: opaque, message: "stats \(group!) not allowed", into: &out)
@@ -213,6 +221,11 @@ extension Session {
             BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, into: &out)
 
         case .verbosity(let level):
+            dangerous("verbosity", allowed: engine.settings.verbosityEnabled)
+            guard engine.settings.verbosityEnabled else {
+                BinaryEncoder.writeError(opcode: opcode, status: .authenticationError, opaque: opaque, message: "verbosity not allowed", into: &out)
+                return nil
+            }
             engine.verbosity.store(level, ordering: .relaxed)
             succeed(quiet: false, &out)
 

@@ -12,7 +12,10 @@ extension Session {
         case .debug:
             withKey(command) { key in metaDebug(command, key, into: &out) }
         case .get:
-            withKey(command) { key in metaGet(command, key, into: &out) }
+            withKey(command) { key in
+                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
+                metaGet(command, key, into: &out)
+            }
         case .set:
             withKey(command) { key in metaSet(command, key, into: &out) }
         case .delete:

@@ -79,6 +79,25 @@ public struct Session {
         return .outputFull
     }
 
+    /// Records a use of a command the operator may switch off, whether it ran or was refused.
+    func dangerous(_ command: String, allowed: Bool) {
+        engine.securityLog.record(.dangerousCommand(peer: peer, command: command, allowed: allowed))
+    }
+
+    /// Records a read of a canary key (called only when some are configured).
+    func checkCanary(_ key: UnsafeRawBufferPointer) {
+        for canary in engine.settings.canaryKeys where canary.count == key.count && canary.elementsEqual(key) {
+            engine.securityLog.record(.canaryRead(peer: peer, key: String(decoding: key, as: UTF8.self)))
+            return
+        }
+    }
+
+    /// True while a request has started arriving but is not complete: `input` still holds part of one,
+    /// or a refused value is being swallowed (the server's command deadline runs while this holds).
+    public func hasPartialRequest(pendingInput: Int) -> Bool {
+        pendingInput > 0 || decoder.isMidRequest || binaryDecoder.isMidRequest
+    }
+
     /// Bytes that arrived from the client (counted on arrival, as memcached's `bytes_read`).
     public mutating func countReceived(_ count: Int) {
         counters.bytesRead &+= UInt64(count)
@@ -115,6 +134,7 @@ public struct Session {
                     return .outputFull
                 }
                 counters.cmdGet &+= 1
+                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
                 let hit = cache.read(key, touchExptime: touchExptime) { item in
                     TextEncoder.writeValue(key: item.key, flags: item.flags, data: item.value, cas: withCAS ? item.cas : nil, into: &out)
                 } != nil
@@ -202,6 +222,7 @@ public struct Session {
             if !noreply { TextEncoder.write(outcome == .touched ? .touched : .notFound, into: &out) }
 
         case .flushAll(let delay, let noreply):
+            dangerous("flush_all", allowed: engine.settings.flushEnabled)
             guard engine.settings.flushEnabled else {
                 if !noreply { TextEncoder.writeLine("CLIENT_ERROR flush_all not allowed", into: &out) }
                 return nil
@@ -214,6 +235,11 @@ public struct Session {
             TextEncoder.writeLine("VERSION \(engine.settings.version)", into: &out)
 
         case .verbosity(let level, let noreply):
+            dangerous("verbosity", allowed: engine.settings.verbosityEnabled)
+            guard engine.settings.verbosityEnabled else {
+                TextEncoder.writeLine("CLIENT_ERROR verbosity not allowed", into: &out)
+                return nil
+            }
             engine.verbosity.store(level, ordering: .relaxed)
             if !noreply { TextEncoder.write(.ok, into: &out) }
 
@@ -221,6 +247,7 @@ public struct Session {
             return .close
 
         case .shutdown:
+            dangerous("shutdown", allowed: engine.settings.shutdownEnabled)
             guard engine.settings.shutdownEnabled else {
                 TextEncoder.writeLine("ERROR: shutdown not enabled", into: &out)
                 return nil
@@ -233,12 +260,19 @@ public struct Session {
         case .lruCrawler(let arguments):
             let first = arguments.strings.first
             if first == "metadump" || first == "mgdump" {
+                engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "lru_crawler \(first!)"))
                 TextEncoder.writeLine("ERROR key dumping not allowed", into: &out)
             } else {
                 TextEncoder.writeLine("ERROR lru_crawler is not supported", into: &out)
             }
 
+        case .watch:
+            // A live feed of other clients' keys: a dump by another name.
+            engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "watch"))
+            TextEncoder.writeLine("CLIENT_ERROR watch not allowed", into: &out)
+
         case .cacheMemlimit:
+            dangerous("cache_memlimit", allowed: false)
             // The memory limit is fixed at start (-m); changing it from the network is not offered.
             TextEncoder.writeLine("ERROR cache_memlimit not supported", into: &out)
 
@@ -300,14 +334,17 @@ public struct Session {
             TextEncoder.write(.reset, into: &out)
             return
         case "cachedump":
+            engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "stats cachedump"))
             TextEncoder.writeLine("CLIENT_ERROR stats cachedump not allowed", into: &out)
             return
         case "detail":
             // Key prefixes of other clients' traffic: not offered.
+            dangerous("stats detail", allowed: false)
             TextEncoder.writeLine("CLIENT_ERROR stats detail not allowed", into: &out)
             return
         case "conns":
             // Other clients' addresses: not offered.
+            dangerous("stats conns", allowed: false)
             TextEncoder.writeLine("CLIENT_ERROR stats conns not allowed", into: &out)
             return
         default:

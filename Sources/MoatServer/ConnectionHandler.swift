@@ -23,11 +23,28 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var readRequested = false
     private var closing = false
     private var counted = false
+    private let gate: ConnectionGate
+    private let commandTimeout: Int64
+    private let outputTimeout: Int64
+    /// The client's address without the port ("unix" for a unix socket).
+    private var host = "unix"
+    /// Holds one of the gate's per-address slots.
+    private var admitted = false
+    /// Uptime nanoseconds when the incomplete request in `input` started arriving, and when replies stopped draining (0: not).
+    private var partialSince: UInt64 = 0
+    private var suspendedSince: UInt64 = 0
+    private var watchdog: RepeatedTask?
 
     static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
 
-    init(engine: Engine, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
+    init(
+        engine: Engine, gate: ConnectionGate, commandTimeout: Int, outputTimeout: Int, logger: Logger,
+        onShutdown: @escaping @Sendable () -> Void
+    ) {
         self.engine = engine
+        self.gate = gate
+        self.commandTimeout = Int64(commandTimeout)
+        self.outputTimeout = Int64(outputTimeout)
         self.session = engine.makeSession()
         self.logger = logger
         self.onShutdown = onShutdown
@@ -35,16 +52,29 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         output = context.channel.allocator.buffer(capacity: 1024)
-        session = engine.makeSession(peer: context.channel.remoteAddress?.ipAddress ?? "unix")
+        host = context.channel.remoteAddress?.ipAddress ?? "unix"
+        session = engine.makeSession(peer: host)
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        // Before a byte is read or written: a refused client learns nothing but that the port is open.
+        if host != "unix" {
+            if let reason = gate.admit(host: host) {
+                closing = true
+                logger.info("connection refused", metadata: ["peer": "\(peerDescription(context))", "reason": "\(reason)"])
+                engine.securityLog.record(.connectionRefused(peer: host, reason: reason))
+                context.close(promise: nil)
+                return
+            }
+            admitted = true
+        }
         let connections = engine.connections
         let current = connections.current.wrappingAdd(1, ordering: .relaxed).newValue
         counted = true
         connections.total.wrappingAdd(1, ordering: .relaxed)
         if current > engine.settings.maxConnections {
             connections.rejected.wrappingAdd(1, ordering: .relaxed)
+            engine.securityLog.record(.connectionRefused(peer: host, reason: "max_connections"))
             logger.notice("connection refused: too many open connections", metadata: ["peer": "\(peerDescription(context))"])
             closing = true
             var reply = context.channel.allocator.buffer(capacity: 40)
@@ -54,14 +84,41 @@ final class ConnectionHandler: ChannelDuplexHandler {
             return
         }
         logger.info("connection opened", metadata: ["peer": "\(peerDescription(context))"])
+        engine.securityLog.record(.connectionAccepted(peer: host))
+        if commandTimeout > 0 || outputTimeout > 0 {
+            // Runs on this channel's event loop, as does everything else in this handler.
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            watchdog = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+                bound.value.0.checkDeadlines(context: bound.value.1)
+            }
+        }
         if let deadline = engine.authenticator?.settings.timeout, deadline > 0 {
             context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(deadline))) { [self] in
                 guard !session.isAuthenticated, !closing else { return }
                 logger.info("connection closed: not authenticated in time", metadata: ["peer": "\(peerDescription(context))"])
+                engine.securityLog.record(.connectionClosed(peer: host, reason: "auth_timeout"))
                 close(context: context)
             }
         }
         context.fireChannelActive()
+    }
+
+    /// Closes a client that has taken too long to finish a request, or has left replies unread too long.
+    private func checkDeadlines(context: ChannelHandlerContext) {
+        guard !closing else { return }
+        let now = NIODeadline.now().uptimeNanoseconds
+        let second: UInt64 = 1_000_000_000
+        var reason: String?
+        if commandTimeout > 0, partialSince != 0, now - partialSince >= UInt64(commandTimeout) * second {
+            reason = "slow_command"
+        } else if outputTimeout > 0, suspendedSince != 0, now - suspendedSince >= UInt64(outputTimeout) * second {
+            reason = "output_stalled"
+        }
+        guard let reason else { return }
+        logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))", "reason": "\(reason)"])
+        engine.securityLog.record(.connectionClosed(peer: host, reason: reason))
+        closing = true
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -70,6 +127,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
             counted = false
         }
         session.publishCounters()
+        watchdog?.cancel()
+        watchdog = nil
+        if admitted {
+            gate.release(host: host)
+            admitted = false
+        }
         logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))"])
         context.fireChannelInactive()
     }
@@ -84,6 +147,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
             input.writeBuffer(&incoming)
         }
         if !suspended { drive(context: context) }
+        notePartialRequest()
+    }
+
+    private func notePartialRequest() {
+        if session.hasPartialRequest(pendingInput: input.readableBytes) {
+            if partialSince == 0 { partialSince = NIODeadline.now().uptimeNanoseconds }
+        } else {
+            partialSince = 0
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -108,6 +180,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 flushOutput(context: context)
                 if !context.channel.isWritable {
                     suspended = true
+                    suspendedSince = NIODeadline.now().uptimeNanoseconds
                     return
                 }
             case .close:
@@ -152,8 +225,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if context.channel.isWritable {
             if suspended {
                 suspended = false
+                suspendedSince = 0
                 drive(context: context)
                 flushOutput(context: context)
+                notePartialRequest()
             }
             if readRequested, !suspended, !closing {
                 readRequested = false
@@ -166,6 +241,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             logger.info("connection closed: idle timeout", metadata: ["peer": "\(peerDescription(context))"])
+            engine.securityLog.record(.connectionClosed(peer: host, reason: "idle_timeout"))
             closing = true
             context.close(promise: nil)
             return

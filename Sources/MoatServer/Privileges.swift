@@ -1,3 +1,6 @@
+#if os(Linux)
+import CEpoll
+#endif
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -32,6 +35,13 @@ enum Privileges {
         guard getuid() == uid, geteuid() == uid, setuid(0) != 0 else {
             throw Failure(description: "dropping root privileges did not stick; refusing to serve")
         }
+        // Leaving root clears every capability (no keep-caps is set); no-new-privs also stops an exec
+        // from this thread, or the event-loop threads it starts next, from regaining any.
+        #if os(Linux)
+        guard moat_set_no_new_privs() == 0 else {
+            throw Failure(description: "prctl(PR_SET_NO_NEW_PRIVS) failed: \(String(cString: strerror(errno)))")
+        }
+        #endif
         return "\(target) (uid \(uid))"
     }
 

@@ -21,10 +21,14 @@ public final class Server: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let listeners = Mutex<[Channel]>([])
     private let epoll: EpollServer?
+    private let gate: ConnectionGate
 
     /// `authentication`: the users and limits when clients must authenticate (loaded by the caller,
     /// before root is dropped, so the credentials file may stay readable by root only).
-    public init(configuration: ServerConfiguration, logger: Logger, authentication: AuthenticationSettings? = nil) {
+    public init(
+        configuration: ServerConfiguration, logger: Logger, authentication: AuthenticationSettings? = nil,
+        securityLogSink: SecurityLogSink? = nil
+    ) {
         self.configuration = configuration
         self.logger = logger
         let cache = Cache(
@@ -34,21 +38,25 @@ public final class Server: Sendable {
                 shardCount: CacheConfiguration.shardCount(forThreads: configuration.threads, memoryLimit: configuration.memoryLimit)))
         var limits = ProtocolLimits(maxItemSize: configuration.maxItemSize)
         limits.allowControlBytesInKeys = configuration.lenientKeys
-        let settings = EngineSettings(
+        var settings = EngineSettings(
             protocolMode: EngineSettings.ProtocolMode(rawValue: configuration.protocolMode.rawValue) ?? .auto,
             limits: limits,
             flushEnabled: configuration.flushEnabled, shutdownEnabled: configuration.shutdownEnabled,
             dumpEnabled: configuration.dumpEnabled, maxConnections: configuration.maxConnections,
             threads: configuration.threads, settingsReport: configuration.settingsReport)
+        settings.canaryKeys = configuration.canaryKeys
+        settings.verbosityEnabled = configuration.verbosityEnabled
+        let securityLog = SecurityLog { event in securityLogSink?.write(event) }
         let authenticator = authentication.map { settings in
-            Authenticator(settings: settings, now: monotonicSeconds) { event in Self.log(event, to: logger) }
+            Authenticator(settings: settings, now: monotonicSeconds) { event in securityLog.record(.authentication(event)) }
         }
-        self.engine = Engine(cache: cache, settings: settings, authenticator: authenticator)
+        self.engine = Engine(cache: cache, settings: settings, authenticator: authenticator, securityLog: securityLog)
+        self.gate = ConnectionGate(configuration: configuration, counters: engine.connections)
         let useEpoll = configuration.ioBackend == .epoll
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: useEpoll ? 1 : configuration.threads)
         if useEpoll {
             let box = WeakServer()
-            self.epoll = EpollServer(configuration: configuration, engine: engine, logger: logger) { box.server?.stop() }
+            self.epoll = EpollServer(configuration: configuration, engine: engine, gate: gate, logger: logger) { box.server?.stop() }
             box.server = self
         } else {
             self.epoll = nil
@@ -123,6 +131,9 @@ public final class Server: Sendable {
         let engine = self.engine
         let logger = self.logger
         let idleTimeout = configuration.idleTimeout
+        let gate = self.gate
+        let commandTimeout = configuration.commandTimeout
+        let outputTimeout = configuration.outputTimeout
         let onShutdown: @Sendable () -> Void = { [weak self] in self?.stop() }
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
@@ -135,7 +146,9 @@ public final class Server: Sendable {
                     if idleTimeout > 0 {
                         try handlers.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(idleTimeout))))
                     }
-                    try handlers.addHandler(ConnectionHandler(engine: engine, logger: logger, onShutdown: onShutdown))
+                    try handlers.addHandler(ConnectionHandler(
+                            engine: engine, gate: gate, commandTimeout: commandTimeout, outputTimeout: outputTimeout, logger: logger,
+                            onShutdown: onShutdown))
                 }.flatMapErrorThrowing { error in
                     logger.error("cannot set up a connection: \(error)")
                     throw error
@@ -168,31 +181,6 @@ public final class Server: Sendable {
         }
         fputs(text, file)
         fclose(file)
-    }
-}
-
-extension Server {
-    /// Authentication outcomes: failures and lockouts are what an operator must see; successes at -v.
-    static func log(_ event: AuthEvent, to logger: Logger) {
-        switch event {
-        case .succeeded(let user, let peer, let mechanism):
-            logger.info("authenticated", metadata: ["peer": "\(peer)", "user": "\(user)", "mechanism": "\(mechanism)"])
-        case .failed(let user, let peer, let mechanism):
-            logger.warning(
-                "authentication failed", metadata: ["peer": "\(peer)", "user": "\(user ?? "-")", "mechanism": "\(mechanism)"])
-        case .refused(let peer, let mechanism, let admission):
-            let why: String
-            switch admission {
-            case .allowed: why = "allowed"
-            case .throttled(let after): why = "throttled, retry after \(Int(after.rounded(.up))) s"
-            case .lockedOut(let after): why = "locked out, \(Int(after.rounded(.up))) s left"
-            }
-            logger.warning("authentication refused unchecked", metadata: ["peer": "\(peer)", "mechanism": "\(mechanism)", "reason": "\(why)"])
-        case .lockedOut(let peer, let seconds):
-            logger.warning("address locked out after repeated authentication failures", metadata: ["peer": "\(peer)", "seconds": "\(Int(seconds))"])
-        case .disconnected(let peer, let failures):
-            logger.notice("connection closed after failed authentication", metadata: ["peer": "\(peer)", "failures": "\(failures)"])
-        }
     }
 }
 

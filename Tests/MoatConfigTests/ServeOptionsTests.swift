@@ -56,6 +56,31 @@ import Testing
         #expect(try resolve(["-l", "10.1.2.3", "-o", "insecure_public_bind"]).publicListeners.count == 1)
     }
 
+    @Test func accessControlOptions() throws {
+        let c = try resolve(["-o", "allow=10.0.0.0/8,::1,192.0.2.7", "-o", "deny=10.9.0.0/16,max_conns_per_ip=8,command_timeout=5,output_timeout=0"])
+        #expect(c.addressFilter.allow.map(\.description) == ["10.0.0.0/8", "::1", "192.0.2.7"])
+        #expect(c.addressFilter.deny.map(\.description) == ["10.9.0.0/16"])
+        #expect(c.maxConnectionsPerAddress == 8)
+        #expect(c.commandTimeout == 5)
+        #expect(c.outputTimeout == 0)
+        let defaults = try resolve([])
+        #expect(defaults.maxConnectionsPerAddress == 0 && defaults.commandTimeout == 10 && defaults.outputTimeout == 30)
+        #expect(defaults.securityLog == "stderr" && defaults.verbosityEnabled && defaults.canaryKeys.isEmpty)
+        // A typo in an address is an error, not a silently wider or narrower list.
+        #expect(throws: ConfigurationError.self) { try resolve(["-o", "allow=10.0.0.1/8"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-o", "allow=10.0.0.0/8,10.0.0.300"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-o", "allow="]) }
+        // An allow list opens a public address; a deny list or an allow-everyone list does not.
+        #expect(try resolve(["-l", "0.0.0.0", "-o", "allow=10.0.0.0/8"]).publicListeners.count == 1)
+        #expect(throws: ConfigurationError.self) { try resolve(["-l", "0.0.0.0", "-o", "deny=10.0.0.0/8"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-l", "0.0.0.0", "-o", "allow=0.0.0.0/0"]) }
+        let logged = try resolve(["-o", "security_log=/var/log/moat.json,canary=trap;admin:pw,disable_verbosity", "-W"])
+        #expect(logged.securityLog == "/var/log/moat.json")
+        #expect(logged.canaryKeys == [Array("trap".utf8), Array("admin:pw".utf8)])
+        #expect(!logged.verbosityEnabled)
+        #expect(throws: ConfigurationError.self) { try resolve(["-o", "canary=a b"]) }
+    }
+
     @Test func memcachedOptionsLineParses() throws {
         let c = try resolve(["-m", "128", "-p", "11311", "-u", "memcache", "-l", "127.0.0.1,::1", "-c", "2048", "-t", "2", "-I", "2m", "-M", "-vv", "-U", "0"])
         #expect(c.memoryLimit == 128 * 1024 * 1024)

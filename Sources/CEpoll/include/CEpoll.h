@@ -1,4 +1,5 @@
-// Exposes Linux's epoll API (and accept4) to Swift: Glibc's module map has neither.
+// Exposes Linux's epoll API (and accept4, and prctl's no-new-privs) to Swift: Glibc's module map has
+// neither, and variadic prctl cannot be called from Swift.
 #ifndef MOAT_CEPOLL_H
 #define MOAT_CEPOLL_H
 #ifdef __linux__
@@ -8,5 +9,8 @@
 
 /// accept4(2), which glibc declares only under _GNU_SOURCE.
 int moat_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1): no exec from this thread (or threads it starts) can gain privileges.
+int moat_set_no_new_privs(void);
 #endif
 #endif

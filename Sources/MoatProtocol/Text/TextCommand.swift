@@ -53,6 +53,8 @@ public enum TextCommand {
     case shutdown(arguments: TokenList)
     case stats(arguments: TokenList)
     case lruCrawler(arguments: TokenList)
+    /// memcached's live stream of other clients' commands and keys (refused by Moat).
+    case watch(arguments: TokenList)
     case cacheMemlimit(megabytes: UInt64, noreply: Bool)
     case error(ErrorReply, noreply: Bool)
     /// `mg ms md ma mn me`.
@@ -90,6 +92,8 @@ public enum TextCommand {
             return .stats(arguments: arguments.strings)
         case .lruCrawler(let arguments):
             return .lruCrawler(arguments: arguments.strings)
+        case .watch(let arguments):
+            return .watch(arguments: arguments.strings)
         case .cacheMemlimit(let megabytes, let noreply):
             return .cacheMemlimit(megabytes: megabytes, noreply: noreply)
         case .error(let reply, let noreply):

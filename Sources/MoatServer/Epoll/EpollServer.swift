@@ -25,10 +25,15 @@ final class EpollServer: @unchecked Sendable {
     private var loops: [EpollLoop] = []
     private let stopping = StopFlag()
     private let onShutdown: @Sendable () -> Void
+    private let gate: ConnectionGate
 
-    init(configuration: ServerConfiguration, engine: Engine, logger: Logger, onShutdown: @escaping @Sendable () -> Void) {
+    init(
+        configuration: ServerConfiguration, engine: Engine, gate: ConnectionGate, logger: Logger,
+        onShutdown: @escaping @Sendable () -> Void
+    ) {
         self.configuration = configuration
         self.engine = engine
+        self.gate = gate
         self.logger = logger
         self.onShutdown = onShutdown
     }
@@ -119,7 +124,8 @@ final class EpollServer: @unchecked Sendable {
         for index in 0..<configuration.threads {
             let loop = EpollLoop(
                 index: index, listenFDs: listenFDs, engine: engine, logger: logger, stopping: stopping,
-                idleTimeout: configuration.idleTimeout, onShutdown: onShutdown)
+                idleTimeout: configuration.idleTimeout, commandTimeout: configuration.commandTimeout,
+                outputTimeout: configuration.outputTimeout, gate: gate, onShutdown: onShutdown)
             try loop.register()
             loops.append(loop)
             var thread = pthread_t()
@@ -169,6 +175,12 @@ final class EpollLoop: @unchecked Sendable {
         var lastActive: Int64
         let openedAt: Int64
         let peer: String
+        /// The address without the port (what the gate counts).
+        let host: String
+        /// When the request still incomplete in `input` started arriving (0: none is).
+        var partialSince: Int64 = 0
+        /// When replies stopped draining (valid while `blocked`).
+        var blockedSince: Int64 = 0
 
         init(fd: Int32, session: Session, allocator: ByteBufferAllocator, now: Int64, peer: String) {
             self.fd = fd
@@ -178,10 +190,13 @@ final class EpollLoop: @unchecked Sendable {
             self.lastActive = now
             self.openedAt = now
             self.peer = peer
+            self.host = peerHost(peer)
         }
     }
 
     static let readChunk = 16 * 1024
+    /// Closes that Moat decides for a limit, which the security log records.
+    static let limitReasons: Set<String> = ["slow_command", "output_stalled", "idle_timeout", "auth_timeout"]
     static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
 
     let index: Int
@@ -190,6 +205,9 @@ final class EpollLoop: @unchecked Sendable {
     let logger: Logger
     let stopping: StopFlag
     let idleTimeout: Int
+    let commandTimeout: Int
+    let outputTimeout: Int
+    let gate: ConnectionGate
     let onShutdown: @Sendable () -> Void
     private var epfd: Int32 = -1
     /// Written by `wake()` so that a stop does not wait for epoll_wait's timeout.
@@ -201,8 +219,11 @@ final class EpollLoop: @unchecked Sendable {
 
     init(
         index: Int, listenFDs: [Int32], engine: Engine, logger: Logger, stopping: StopFlag, idleTimeout: Int,
-        onShutdown: @escaping @Sendable () -> Void
+        commandTimeout: Int, outputTimeout: Int, gate: ConnectionGate, onShutdown: @escaping @Sendable () -> Void
     ) {
+        self.commandTimeout = commandTimeout
+        self.outputTimeout = outputTimeout
+        self.gate = gate
         self.index = index
         self.listenFDs = listenFDs
         self.engine = engine
@@ -289,11 +310,21 @@ final class EpollLoop: @unchecked Sendable {
                 }
             }
             guard fd >= 0 else { return }  // EAGAIN: another thread took it, or none left
+            let peer = Self.describe(&storage)
+            let host = peerHost(peer)
+            // Before a byte is read or written: a refused client learns nothing but that the port is open.
+            if storage.ss_family != sa_family_t(AF_UNIX), let reason = gate.admit(host: host) {
+                close(fd)
+                logger.info("connection refused", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+                engine.securityLog.record(.connectionRefused(peer: host, reason: reason))
+                continue
+            }
             let counters = engine.connections
             let current = counters.current.wrappingAdd(1, ordering: .relaxed).newValue
             counters.total.wrappingAdd(1, ordering: .relaxed)
-            let peer = Self.describe(&storage)
             if current > engine.settings.maxConnections {
+                if storage.ss_family != sa_family_t(AF_UNIX) { gate.release(host: host) }
+                engine.securityLog.record(.connectionRefused(peer: host, reason: "max_connections"))
                 counters.rejected.wrappingAdd(1, ordering: .relaxed)
                 counters.current.wrappingSubtract(1, ordering: .relaxed)
                 logger.notice("connection refused: too many open connections", metadata: ["peer": "\(peer)"])
@@ -317,6 +348,7 @@ final class EpollLoop: @unchecked Sendable {
                 continue
             }
             logger.info("connection opened", metadata: ["peer": "\(peer)"])
+            engine.securityLog.record(.connectionAccepted(peer: host))
         }
     }
 
@@ -334,9 +366,18 @@ final class EpollLoop: @unchecked Sendable {
             return
         }
         guard received > 0 else { return }
-        connection.lastActive = Self.now()
+        let now = Self.now()
+        connection.lastActive = now
         connection.session.countReceived(received)
         drive(connection)
+        // The command deadline runs from the first byte of a request until it is complete.
+        if connections[Int(connection.fd)] === connection {
+            if connection.session.hasPartialRequest(pendingInput: connection.input.readableBytes) {
+                if connection.partialSince == 0 { connection.partialSince = now }
+            } else {
+                connection.partialSince = 0
+            }
+        }
     }
 
     /// Runs the session over buffered input, writing replies; pauses reading when they do not drain.
@@ -396,6 +437,7 @@ final class EpollLoop: @unchecked Sendable {
     private func pause(_ connection: Connection) {
         guard !connection.blocked else { return }
         connection.blocked = true
+        connection.blockedSince = Self.now()
         // Writability only: a half-closed peer (EPOLLRDHUP) would otherwise wake this loop forever.
         var event = epoll_event(events: EPOLLOUT.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
         epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
@@ -418,7 +460,9 @@ final class EpollLoop: @unchecked Sendable {
         close(connection.fd)
         connection.session.publishCounters()
         engine.connections.current.wrappingSubtract(1, ordering: .relaxed)
+        if connection.host != "unix" { gate.release(host: connection.host) }
         logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
+        if Self.limitReasons.contains(reason) { engine.securityLog.record(.connectionClosed(peer: connection.host, reason: reason)) }
     }
 
     /// Every quarter second: close connections idle past `-o idle_timeout` or not authenticated within
@@ -433,6 +477,18 @@ final class EpollLoop: @unchecked Sendable {
             let limit = Int64(deadline) * 1000
             for case let connection? in connections where !connection.session.isAuthenticated && now - connection.openedAt >= limit {
                 closeConnection(connection, reason: "auth_timeout")
+            }
+        }
+        if commandTimeout > 0 {
+            let limit = Int64(commandTimeout) * 1000
+            for case let connection? in connections where connection.partialSince != 0 && now - connection.partialSince >= limit {
+                closeConnection(connection, reason: "slow_command")
+            }
+        }
+        if outputTimeout > 0 {
+            let limit = Int64(outputTimeout) * 1000
+            for case let connection? in connections where connection.blocked && now - connection.blockedSince >= limit {
+                closeConnection(connection, reason: "output_stalled")
             }
         }
         guard idleTimeout > 0 else { return }
