@@ -358,6 +358,15 @@ class Conn:
         return data, False
 
 
+def connect_from(srv, source, family=socket.AF_INET, host=None):
+    """A Conn to srv from a chosen local address (127.0.0.2, 127.0.0.3, ... stand in for other hosts)."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(SOCK_TIMEOUT)
+    s.bind((source, 0))
+    s.connect((host or srv.host, srv.port))
+    return Conn(s)
+
+
 def wait_until(pred, timeout, interval=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,17 +8,10 @@ import time
 
 import pytest
 
-from moat_support import Conn, has_ipv6_loopback, moat_bin, wait_until
+from moat_support import connect_from, Conn, has_ipv6_loopback, moat_bin, wait_until
 
 pytestmark = pytest.mark.moat_only
 
-
-def connect_from(srv, source, family=socket.AF_INET, host=None):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.bind((source, 0))
-    s.connect((host or srv.host, srv.port))
-    return Conn(s)
 
 
 def refused(conn, timeout=3):

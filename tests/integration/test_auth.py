@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from moat_support import Conn, moat_bin, wait_until
+from moat_support import connect_from, Conn, moat_bin, wait_until
 
 pytestmark = pytest.mark.moat_only
 
@@ -322,13 +322,6 @@ def test_connection_closes_after_repeated_failures(server_factory, credentials):
         assert data == b"CLIENT_ERROR authentication failure\r\n" and closed
     assert '"event":"auth_failure"' in srv.stderr_text()
 
-
-def connect_from(srv, source):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.bind((source, 0))
-    s.connect(srv.addr)
-    return Conn(s)
 
 
 def test_delay_then_lockout_per_address(server_factory, credentials):

@@ -9,17 +9,10 @@ import subprocess
 
 import pytest
 
-from moat_support import Conn, moat_bin, wait_until
+from moat_support import connect_from, Conn, moat_bin, wait_until
 
 pytestmark = pytest.mark.moat_only
 
-
-def connect_from(srv, source):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.bind((source, 0))
-    s.connect(srv.addr)
-    return Conn(s)
 
 
 def events(path):
