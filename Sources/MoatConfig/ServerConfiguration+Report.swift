@@ -28,6 +28,13 @@ extension ServerConfiguration {
             ("lenient_keys", lenientKeys ? "yes" : "no"),
             ("io_backend", ioBackend.rawValue),
             ("ssl_enabled", "no"),
+            ("allow", addressFilter.allow.map(\.description).joined(separator: ",")),
+            ("deny", addressFilter.deny.map(\.description).joined(separator: ",")),
+            ("max_conns_per_ip", "\(maxConnectionsPerAddress)"),
+            ("command_timeout", "\(commandTimeout)"),
+            ("output_timeout", "\(outputTimeout)"),
+            ("security_log", securityLog),
+            ("canaries", "\(canaryKeys.count)"),
         ]
     }
 
@@ -47,7 +54,11 @@ extension ServerConfiguration {
             parts.append("auth none")
         }
         parts.append("tls off")
-        let publicNote = authentication == nil ? "YES (-o insecure_public_bind)" : "yes, authenticated"
+        if !addressFilter.allow.isEmpty || !addressFilter.deny.isEmpty {
+            parts.append("allow " + (addressFilter.allow.isEmpty ? "any" : addressFilter.allow.map(\.description).joined(separator: " "))
+                + (addressFilter.deny.isEmpty ? "" : ", deny " + addressFilter.deny.map(\.description).joined(separator: " ")))
+        }
+        let publicNote = authentication != nil ? "yes, authenticated" : (addressFilter.isRestrictive && !addressFilter.allow.isEmpty ? "yes, allow list" : "YES (-o insecure_public_bind)")
         parts.append("public " + (publicListeners.isEmpty ? "no" : publicNote))
         parts.append("io \(ioBackend.rawValue)")
         parts.append("serving as \(account)")
