@@ -78,7 +78,16 @@ struct Serve: ParsableCommand {
             FileHandleStandardError.write("moat: \(error)\n")
             throw ExitCode(64)
         }
-        let server = Server(configuration: configuration, logger: logger, authentication: authentication, securityLogSink: securityLogSink)
+        let certificates: TLSCertificates?
+        do {
+            certificates = try configuration.tls.map { try TLSCertificates(options: $0) }
+        } catch {
+            FileHandleStandardError.write("moat: \(error)\n")
+            throw ExitCode(64)
+        }
+        let server = Server(
+            configuration: configuration, logger: logger, authentication: authentication, securityLogSink: securityLogSink,
+            tlsCertificates: certificates)
         do {
             try server.start()
         } catch {
@@ -86,8 +95,13 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         let signals = installStopSignals { server.stop() }
+        // SIGHUP reloads the TLS certificates, as `refresh_certs` does.
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangup.setEventHandler { _ = server.reloadCertificates() }
+        hangup.resume()
         try server.waitUntilStopped()
-        withExtendedLifetime(signals) {}
+        withExtendedLifetime((signals, hangup)) {}
         logger.notice("moat stopped")
     }
 

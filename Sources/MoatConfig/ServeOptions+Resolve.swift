@@ -50,10 +50,18 @@ extension ServeOptions {
         var insecurePublicBind = false
         var lenientKeys = false
         var ioBackend = IOBackend.defaultBackend
+        var ioBackendGiven = false
         var auth = AuthenticationOptions()
         var filter = AddressFilter()
         var maxPerAddress = 0
         var securityLog = "stderr"
+        var sslChain: String?
+        var sslKey: String?
+        var sslCA: String?
+        var sslVerify = 0
+        var sslMinimum = "1.2"
+        var sslHandshakeTimeout = 10
+        var sslIgnored: [String] = []
         var canaries: [[UInt8]] = []
         var verbosityEnabled = true
         var commandTimeout = 10
@@ -87,6 +95,25 @@ extension ServeOptions {
                 guard let value, !value.isEmpty else { throw ConfigurationError("-o \(name): expected addresses, e.g. \(name)=10.0.0.0/8,::1") }
                 if name == "allow" { filter.allow.append(try block(value, name)) } else { filter.deny.append(try block(value, name)) }
                 listBeingRead = name
+            case "ssl_chain_cert": sslChain = value
+            case "ssl_key": sslKey = value
+            case "ssl_ca_cert": sslCA = value
+            case "ssl_verify_mode":
+                guard let value, let mode = Int(value), (0...3).contains(mode) else {
+                    throw ConfigurationError("-o ssl_verify_mode: expected 0 (none), 1 (request), 2 (require) or 3 (once)")
+                }
+                sslVerify = mode
+            case "ssl_min_version":
+                switch value {
+                case "tlsv1.2": sslMinimum = "1.2"
+                case "tlsv1.3": sslMinimum = "1.3"
+                case "tlsv1", "tlsv1.0", "tlsv1.1":
+                    throw ConfigurationError("-o ssl_min_version=\(value!): TLS before 1.2 is broken; Moat accepts tlsv1.2 or tlsv1.3")
+                default: throw ConfigurationError("-o ssl_min_version: expected tlsv1.2 or tlsv1.3")
+                }
+            case "ssl_handshake_timeout": sslHandshakeTimeout = try count(name, value, minimum: 1)
+            case "ssl_keyformat", "ssl_ciphers", "ssl_session_cache", "ssl_kernel_tls":
+                sslIgnored.append("-o \(option)")
             case "security_log":
                 guard let value, !value.isEmpty else { throw ConfigurationError("-o security_log: expected stderr, off or a file path") }
                 securityLog = value
@@ -118,6 +145,7 @@ extension ServeOptions {
                 if backend == .epoll { throw ConfigurationError("-o io=epoll: epoll exists only on Linux") }
                 #endif
                 ioBackend = backend
+                ioBackendGiven = true
             case "sasl_mechs":
                 let names = (value ?? "").split(separator: ":").map { $0.uppercased() }
                 guard !names.isEmpty, names.allSatisfy(AuthenticationOptions.knownMechanisms.contains) else {
@@ -183,6 +211,28 @@ extension ServeOptions {
                 "-S: authentication needs users: --credentials FILE (create it with `moat user add NAME --credentials FILE`) "
                     + "or memcached's plaintext -Y FILE")
         }
+        configuration.ignored += sslIgnored
+        if enableTLS {
+            guard let chain = sslChain else {
+                throw ConfigurationError("-Z: TLS needs a certificate: -o ssl_chain_cert=PEM (and ssl_key=PEM unless the key is in it)")
+            }
+            if sslVerify > 0, sslCA == nil {
+                throw ConfigurationError("-o ssl_verify_mode=\(sslVerify): client certificates are checked against -o ssl_ca_cert=PEM, which is missing")
+            }
+            if ioBackendGiven, ioBackend == .epoll {
+                throw ConfigurationError("-Z with -o io=epoll: TLS is served on the SwiftNIO backend (-o io=nio, chosen by -Z)")
+            }
+            var tls = TLSOptions(chainCertificate: chain)
+            tls.privateKey = sslKey
+            tls.caCertificate = sslCA
+            tls.verifyMode = sslVerify
+            tls.minimumVersion = sslMinimum
+            tls.handshakeTimeout = sslHandshakeTimeout
+            configuration.tls = tls
+            configuration.ioBackend = .nio
+        } else if sslChain != nil || sslKey != nil || sslCA != nil {
+            throw ConfigurationError("-o ssl_*: TLS options given without -Z (--enable-ssl)")
+        }
         configuration.addressFilter = filter
         configuration.securityLog = securityLog
         configuration.canaryKeys = canaries
@@ -220,6 +270,12 @@ extension ServeOptions {
 
     /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address.
     public static func parseListen(_ text: String, defaultPort: Int) throws -> ListenAddress {
+        // memcached's `notls:` prefix keeps one listener plain when -Z is on.
+        if text.hasPrefix("notls:") {
+            var address = try parseListen(String(text.dropFirst(6)), defaultPort: defaultPort)
+            address.tls = false
+            return address
+        }
         func port(_ s: Substring) throws -> Int {
             guard let p = Int(s), (1...65535).contains(p) else { throw ConfigurationError("-l \(text): bad port") }
             return p

@@ -60,7 +60,7 @@ public struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
-        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, security_log=stderr|off|FILE, canary=KEY;KEY, disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, and memcached's tuning options (accepted, ignored).")
+        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, security_log=stderr|off|FILE, ssl_chain_cert=PEM, ssl_key=PEM, ssl_ca_cert=PEM, ssl_verify_mode=0-3, ssl_min_version=tlsv1.2|tlsv1.3, ssl_handshake_timeout=SECONDS, canary=KEY;KEY, disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, and memcached's tuning options (accepted, ignored).")
     public var extended: [String] = []
 
     @Flag(name: [.customShort("S"), .customLong("enable-sasl")], help: "Require authentication on every protocol (users from --credentials or -Y).")
@@ -73,6 +73,9 @@ public struct ServeOptions: ParsableArguments, Sendable {
         name: [.customShort("Y", allowingJoined: true), .customLong("auth-file")],
         help: "memcached's plaintext user:password file; turns authentication on (prefer --credentials).")
     public var authFile: String?
+
+    @Flag(name: [.customShort("Z"), .customLong("enable-ssl")], help: "TLS on every TCP listener but `-l notls:ADDR` ones (-o ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=, ssl_min_version=).")
+    public var enableTLS = false
 
     @Option(name: [.customShort("P", allowingJoined: true), .customLong("pidfile")], help: "Write the process id to this file.")
     public var pidFile: String?

@@ -27,7 +27,12 @@ extension ServerConfiguration {
             ("idle_timeout", "\(idleTimeout)"),
             ("lenient_keys", lenientKeys ? "yes" : "no"),
             ("io_backend", ioBackend.rawValue),
-            ("ssl_enabled", "no"),
+            ("ssl_enabled", tls == nil ? "no" : "yes"),
+            ("ssl_chain_cert", tls?.chainCertificate ?? "(null)"),
+            ("ssl_key", tls?.privateKey ?? "(null)"),
+            ("ssl_verify_mode", "\(tls?.verifyMode ?? 0)"),
+            ("ssl_ca_cert", tls?.caCertificate ?? "(null)"),
+            ("ssl_min_version", "tlsv\(tls?.minimumVersion ?? "1.2")"),
             ("allow", addressFilter.allow.map(\.description).joined(separator: ",")),
             ("deny", addressFilter.deny.map(\.description).joined(separator: ",")),
             ("max_conns_per_ip", "\(maxConnectionsPerAddress)"),
@@ -53,7 +58,13 @@ extension ServerConfiguration {
         } else {
             parts.append("auth none")
         }
-        parts.append("tls off")
+        if let tls {
+            let plain = listeners.filter { !$0.tls }.map(\.description)
+            parts.append("tls on (min TLS \(tls.minimumVersion), client certificates " + ["off", "requested", "required", "required"][tls.verifyMode]
+                + (plain.isEmpty ? ")" : "; plain: \(plain.joined(separator: ", ")))"))
+        } else {
+            parts.append("tls off")
+        }
         if !addressFilter.allow.isEmpty || !addressFilter.deny.isEmpty {
             parts.append("allow " + (addressFilter.allow.isEmpty ? "any" : addressFilter.allow.map(\.description).joined(separator: " "))
                 + (addressFilter.deny.isEmpty ? "" : ", deny " + addressFilter.deny.map(\.description).joined(separator: " ")))

@@ -4,15 +4,18 @@ import MoatAccess
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    /// False for memcached's `notls:` prefix: this listener stays plain when `-Z` is on.
+    public var tls = true
 
-    public init(host: String, port: Int) {
+    public init(host: String, port: Int, tls: Bool = true) {
         self.host = host
         self.port = port
+        self.tls = tls
     }
 
     public var isIPv6: Bool { host.contains(":") }
 
-    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var description: String { (tls ? "" : "notls:") + (isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)") }
 
     /// 127.0.0.0/8, ::1 and `localhost` only reach this machine.
     public var isLoopback: Bool {
@@ -35,6 +38,25 @@ public enum IOBackend: String, Sendable, Equatable {
     #else
     public static let defaultBackend = IOBackend.nio
     #endif
+}
+
+/// TLS (`-Z` and memcached's `-o ssl_*` options).
+public struct TLSOptions: Sendable, Equatable {
+    public var chainCertificate: String
+    /// Nil when the key is in the chain file.
+    public var privateKey: String?
+    /// CA certificates that client certificates must chain to.
+    public var caCertificate: String?
+    /// memcached's `ssl_verify_mode`: 0 none, 1 request (verify if presented), 2 require, 3 once (as 2).
+    public var verifyMode = 0
+    /// "1.2" or "1.3".
+    public var minimumVersion = "1.2"
+    /// Seconds a client has to complete the handshake.
+    public var handshakeTimeout = 10
+
+    public init(chainCertificate: String) {
+        self.chainCertificate = chainCertificate
+    }
 }
 
 /// Authentication (`-S`, `--credentials`, `-Y`) and its guessing limits (`-o auth_*`, `-o sasl_mechs`).
@@ -97,6 +119,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var canaryKeys: [[UInt8]] = []
     /// `verbosity` from clients: allowed (it changes no log level in Moat) unless `-o disable_verbosity`.
     public var verbosityEnabled = true
+    /// Present with `-Z`: TCP listeners (but `notls:` ones) speak TLS.
+    public var tls: TLSOptions?
     /// Present when clients must authenticate.
     public var authentication: AuthenticationOptions?
     /// How connections are served (`-o io=epoll|nio`).

@@ -15,6 +15,8 @@ public final class ConnectionCounters: Sendable {
     /// Refused by the allow/deny lists, and by the per-address cap (`rejected` counts `-c`, as memcached).
     public let refusedByFilter = Atomic<UInt64>(0)
     public let refusedPerAddress = Atomic<UInt64>(0)
+    /// TLS handshakes that failed or timed out (memcached's `ssl_handshake_errors`).
+    public let tlsHandshakeErrors = Atomic<UInt64>(0)
 
     public init() {}
 }
@@ -33,13 +35,19 @@ public final class Engine: Sendable {
     public let authenticator: Authenticator?
     /// Where security events go (the server routes them to the JSON log).
     public let securityLog: SecurityLog
+    /// Reloads the TLS certificates (`refresh_certs`); nil without TLS. Returns nil on success, else why not.
+    public let certificateReloader: (@Sendable () -> String?)?
     /// Command totals in several independently locked slots, so that sessions on different event
     /// loops do not contend on one lock when they publish; `stats` adds the slots up.
     private let totalSlots: [CounterSlot]
     private let nextSlot = Atomic<Int>(0)
     let startedAt: Int64
 
-    public init(cache: Cache, settings: EngineSettings, authenticator: Authenticator? = nil, securityLog: SecurityLog = SecurityLog()) {
+    public init(
+        cache: Cache, settings: EngineSettings, authenticator: Authenticator? = nil, securityLog: SecurityLog = SecurityLog(),
+        certificateReloader: (@Sendable () -> String?)? = nil
+    ) {
+        self.certificateReloader = certificateReloader
         self.cache = cache
         self.settings = settings
         self.authenticator = authenticator
@@ -134,6 +142,7 @@ public final class Engine: Sendable {
             ("reclaimed", "\(storage.reclaimed)"),
             ("crawler_reclaimed", "\(storage.crawlerReclaimed)"),
             ("protocol_errors", "\(c.protocolErrors)"),
+            ("ssl_handshake_errors", "\(connections.tlsHandshakeErrors.load(ordering: .relaxed))"),
             ("rejected_allowlist", "\(connections.refusedByFilter.load(ordering: .relaxed))"),
             ("rejected_per_address", "\(connections.refusedPerAddress.load(ordering: .relaxed))"),
             ("auth_refused", "\(auth.refused)"),

@@ -266,6 +266,14 @@ public struct Session {
                 TextEncoder.writeLine("ERROR lru_crawler is not supported", into: &out)
             }
 
+        case .refreshCerts:
+            guard let reload = engine.certificateReloader else {
+                TextEncoder.writeLine("CLIENT_ERROR SSL not enabled", into: &out)
+                return nil
+            }
+            dangerous("refresh_certs", allowed: true)
+            TextEncoder.writeLine(reload() == nil ? "OK" : "ERROR: Failed to refresh SSL keys", into: &out)
+
         case .watch:
             // A live feed of other clients' keys: a dump by another name.
             engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "watch"))

@@ -1,6 +1,7 @@
 import Logging
 import MoatEngine
 import NIOCore
+import NIOSSL
 
 /// The channel end of one client connection: bytes go into its `Session`, replies come back out.
 ///
@@ -251,6 +252,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         logger.debug("connection error", metadata: ["peer": "\(peerDescription(context))", "error": "\(error)"])
+        // Plaintext on a TLS port, an unknown CA, an expired or missing client certificate: counted and logged.
+        if !closing, error is NIOSSLError || error is BoringSSLError {
+            engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed)
+            engine.securityLog.record(.connectionClosed(peer: host, reason: "tls_error"))
+        }
         closing = true
         context.close(promise: nil)
     }

@@ -5,6 +5,7 @@ import MoatProtocol
 import MoatStorage
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 #if canImport(Glibc)
@@ -22,13 +23,15 @@ public final class Server: Sendable {
     private let listeners = Mutex<[Channel]>([])
     private let epoll: EpollServer?
     private let gate: ConnectionGate
+    private let tlsCertificates: TLSCertificates?
 
     /// `authentication`: the users and limits when clients must authenticate (loaded by the caller,
     /// before root is dropped, so the credentials file may stay readable by root only).
     public init(
         configuration: ServerConfiguration, logger: Logger, authentication: AuthenticationSettings? = nil,
-        securityLogSink: SecurityLogSink? = nil
+        securityLogSink: SecurityLogSink? = nil, tlsCertificates: TLSCertificates? = nil
     ) {
+        self.tlsCertificates = tlsCertificates
         self.configuration = configuration
         self.logger = logger
         let cache = Cache(
@@ -50,7 +53,20 @@ public final class Server: Sendable {
         let authenticator = authentication.map { settings in
             Authenticator(settings: settings, now: monotonicSeconds) { event in securityLog.record(.authentication(event)) }
         }
-        self.engine = Engine(cache: cache, settings: settings, authenticator: authenticator, securityLog: securityLog)
+        let reloader: (@Sendable () -> String?)? = tlsCertificates.map { certificates in
+            { @Sendable in
+                do {
+                    try certificates.reload()
+                    logger.notice("TLS certificates reloaded")
+                    return nil
+                } catch {
+                    logger.error("TLS certificates not reloaded; the previous ones stay in use: \(error)")
+                    return "\(error)"
+                }
+            }
+        }
+        self.engine = Engine(
+            cache: cache, settings: settings, authenticator: authenticator, securityLog: securityLog, certificateReloader: reloader)
         self.gate = ConnectionGate(configuration: configuration, counters: engine.connections)
         let useEpoll = configuration.ioBackend == .epoll
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: useEpoll ? 1 : configuration.threads)
@@ -118,6 +134,11 @@ public final class Server: Sendable {
         if let pidFile = configuration.pidFile { unlink(pidFile) }
     }
 
+    /// Loads the TLS certificate files again (SIGHUP); nil on success, else why the old ones stay.
+    public func reloadCertificates() -> String? {
+        engine.certificateReloader?() ?? "TLS is not enabled (-Z)"
+    }
+
     /// Stops accepting connections; `waitUntilStopped` then closes the open ones. Safe from any thread.
     public func stop() {
         epoll?.stop()
@@ -127,7 +148,7 @@ public final class Server: Sendable {
 
     // MARK: listeners
 
-    private func bootstrap() -> ServerBootstrap {
+    private func bootstrap(tls: Bool = false) -> ServerBootstrap {
         let engine = self.engine
         let logger = self.logger
         let idleTimeout = configuration.idleTimeout
@@ -140,9 +161,18 @@ public final class Server: Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
+            .childChannelInitializer { [tlsCertificates] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handlers = channel.pipeline.syncOperations
+                    if tls, let certificates = tlsCertificates {
+                        try handlers.addHandler(NIOSSLServerHandler(context: certificates.context))
+                        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+                        try handlers.addHandler(
+                            TLSHandshakeDeadline(seconds: certificates.options.handshakeTimeout) { _ in
+                                engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed)
+                                engine.securityLog.record(.connectionClosed(peer: peer, reason: "tls_handshake_timeout"))
+                            })
+                    }
                     if idleTimeout > 0 {
                         try handlers.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(idleTimeout))))
                     }
@@ -158,10 +188,14 @@ public final class Server: Sendable {
 
     private func bindAll() throws {
         let bootstrap = bootstrap()
+        let secure = tlsCertificates == nil ? nil : self.bootstrap(tls: true)
         let mask = configuration.unixMask
         let channels = try openListeners(
             configuration, logger: logger,
-            tcp: { try bootstrap.bind(host: $0.host, port: $0.port).wait() },
+            tcp: { address in
+                let chosen = address.tls ? (secure ?? bootstrap) : bootstrap
+                return try chosen.bind(host: address.host, port: address.port).wait()
+            },
             unix: { path in
                 // Create the socket with the requested mode from the start (no window with looser permissions).
                 let previous = umask(mode_t(~mask & 0o777))

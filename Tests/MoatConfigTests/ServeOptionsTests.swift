@@ -81,6 +81,32 @@ import Testing
         #expect(throws: ConfigurationError.self) { try resolve(["-o", "canary=a b"]) }
     }
 
+    @Test func tlsOptions() throws {
+        let c = try resolve([
+            "-Z", "-o", "ssl_chain_cert=/etc/moat/chain.pem,ssl_key=/etc/moat/key.pem,ssl_ca_cert=/etc/moat/ca.pem,ssl_verify_mode=2",
+            "-o", "ssl_min_version=tlsv1.3,ssl_handshake_timeout=5,ssl_ciphers=HIGH", "-l", "127.0.0.1,notls:127.0.0.2:11311",
+        ])
+        #expect(c.tls?.chainCertificate == "/etc/moat/chain.pem")
+        #expect(c.tls?.privateKey == "/etc/moat/key.pem")
+        #expect(c.tls?.caCertificate == "/etc/moat/ca.pem")
+        #expect(c.tls?.verifyMode == 2)
+        #expect(c.tls?.minimumVersion == "1.3")
+        #expect(c.tls?.handshakeTimeout == 5)
+        #expect(c.ioBackend == .nio)  // TLS is served on SwiftNIO
+        #expect(c.listeners.map(\.tls) == [true, false])
+        #expect(c.listeners.map(\.description) == ["127.0.0.1:11211", "notls:127.0.0.2:11311"])
+        #expect(c.ignored.contains("-o ssl_ciphers=HIGH"))
+        #expect(try resolve(["-Z", "-o", "ssl_chain_cert=c.pem"]).tls?.minimumVersion == "1.2")
+        #expect(try resolve([]).tls == nil)
+        for bad in [
+            ["-Z"], ["-o", "ssl_chain_cert=c.pem"], ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=1"],
+            ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_min_version=tlsv1.1"], ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=4"],
+            ["-Z", "-o", "ssl_chain_cert=c.pem,io=epoll"],
+        ] {
+            #expect(throws: ConfigurationError.self) { try resolve(bad) }
+        }
+    }
+
     @Test func memcachedOptionsLineParses() throws {
         let c = try resolve(["-m", "128", "-p", "11311", "-u", "memcache", "-l", "127.0.0.1,::1", "-c", "2048", "-t", "2", "-I", "2m", "-M", "-vv", "-U", "0"])
         #expect(c.memoryLimit == 128 * 1024 * 1024)

@@ -55,6 +55,8 @@ public enum TextCommand {
     case lruCrawler(arguments: TokenList)
     /// memcached's live stream of other clients' commands and keys (refused by Moat).
     case watch(arguments: TokenList)
+    /// Reload the TLS certificate files (memcached's `refresh_certs`).
+    case refreshCerts
     case cacheMemlimit(megabytes: UInt64, noreply: Bool)
     case error(ErrorReply, noreply: Bool)
     /// `mg ms md ma mn me`.
@@ -94,6 +96,8 @@ public enum TextCommand {
             return .lruCrawler(arguments: arguments.strings)
         case .watch(let arguments):
             return .watch(arguments: arguments.strings)
+        case .refreshCerts:
+            return .refreshCerts
         case .cacheMemlimit(let megabytes, let noreply):
             return .cacheMemlimit(megabytes: megabytes, noreply: noreply)
         case .error(let reply, let noreply):

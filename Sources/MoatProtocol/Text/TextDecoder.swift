@@ -279,6 +279,8 @@ public struct TextDecoder: Sendable {
             return .stats(arguments: TokenList(rest))
         case 11 where equals(line, first, "lru_crawler"):
             return .lruCrawler(arguments: TokenList(rest))
+        case 13 where equals(line, first, "refresh_certs"):
+            return .refreshCerts
         case 5 where equals(line, first, "watch"):
             return .watch(arguments: TokenList(rest))
         case 14 where equals(line, first, "cache_memlimit"):

@@ -73,6 +73,7 @@ public enum TextRequest: Sendable, Equatable {
     case stats(arguments: [String])
     case lruCrawler(arguments: [String])
     case watch(arguments: [String])
+    case refreshCerts
     case cacheMemlimit(megabytes: UInt64, noreply: Bool)
     /// An error to answer (with `noreply`, memcached stays silent for errors of that command too).
     case error(ErrorReply, noreply: Bool)

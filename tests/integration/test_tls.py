@@ -1,0 +1,223 @@
+"""TLS (-Z): pymemcache with an ssl.SSLContext and openssl s_client, text/meta/binary over TLS,
+`notls:` listeners, client certificates (required, wrong CA, expired), plaintext on a TLS port, the
+handshake deadline, and certificate reload (SIGHUP and refresh_certs) under load without dropping a
+connection. Every certificate is made here by openssl, for these tests only."""
+
+import os
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from moat_support import Conn, free_port, wait_until
+
+pytestmark = pytest.mark.moat_only
+
+
+def openssl(*args, cwd):
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def make_ca(d, name):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key",
+            "-out", name + ".pem", "-days", "2", "-subj", "/CN=" + name, cwd=d)
+
+
+def make_cert(d, name, ca, days="2", san="DNS:localhost,IP:127.0.0.1"):
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key",
+            "-out", name + ".csr", "-subj", "/CN=" + name, cwd=d)
+    with open(os.path.join(d, name + ".ext"), "w") as f:
+        f.write("subjectAltName=%s\n" % san)
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key", "-CAcreateserial",
+            "-out", name + ".pem", "-days", days, "-extfile", name + ".ext", cwd=d)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("pki"))
+    os.chmod(d, 0o755)
+    make_ca(d, "ca")
+    make_ca(d, "otherca")
+    make_cert(d, "server", "ca")
+    make_cert(d, "server2", "ca")
+    make_cert(d, "client", "ca")
+    make_cert(d, "stranger", "otherca")
+    make_cert(d, "expired", "ca", days="-1")
+    for name in os.listdir(d):
+        os.chmod(os.path.join(d, name), 0o644)  # test-only keys; the server reads them again as nobody on reload
+    return lambda name: os.path.join(d, name)
+
+
+def tls_args(pki, *extra):
+    return ["-Z", "-o", "ssl_chain_cert=%s,ssl_key=%s" % (pki("server.pem"), pki("server.key")), *extra]
+
+
+def context(pki, cert=None):
+    ctx = ssl.create_default_context(cafile=pki("ca.pem"))
+    if cert:
+        ctx.load_cert_chain(pki(cert + ".pem"), pki(cert + ".key"))
+    return ctx
+
+
+def tls_conn(srv, pki, cert=None, port=None):
+    raw = socket.create_connection(("127.0.0.1", port or srv.port), timeout=5)
+    return Conn(context(pki, cert).wrap_socket(raw, server_hostname="localhost"))
+
+
+def test_pymemcache_text_meta_and_binary_over_tls(server_factory, pki):
+    from pymemcache.client.base import Client
+    srv = server_factory.start(args=tls_args(pki))
+    c = Client(("127.0.0.1", srv.port), tls_context=context(pki), timeout=5, connect_timeout=5)
+    assert c.set("k", b"v") is True
+    assert c.get("k") == b"v"
+    assert c.get_many(["k", "nope"]) == {"k": b"v"}
+    c.close()
+    with tls_conn(srv, pki) as t:
+        t.send(b"ms m 2\r\nhi\r\nmg m v\r\n")
+        assert t.readline() == b"HD"
+        assert t.readline() == b"VA 2"
+        assert t.readline() == b"hi"
+    with tls_conn(srv, pki) as t:  # a connection speaks one protocol, chosen by its first byte
+        t.send(struct.pack(">BBHBBHIIQ", 0x80, 0x00, 1, 0, 0, 0, 1, 9, 0) + b"k")  # binary get
+        header = t.readexact(24)
+        assert header[0] == 0x81 and struct.unpack(">H", header[6:8])[0] == 0
+        assert t.readexact(struct.unpack(">I", header[8:12])[0]) == b"\0\0\0\0v"
+        assert t.sock.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_openssl_s_client_and_minimum_version(server_factory, pki):
+    srv = server_factory.start(args=tls_args(pki))
+    ok = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port, "-CAfile", pki("ca.pem"), "-quiet",
+                         "-verify_return_error"], input=b"version\r\nquit\r\n", capture_output=True, timeout=20)
+    assert b"VERSION 1.6.21-moat-" in ok.stdout, ok.stderr[-500:]
+    old = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port, "-tls1_1", "-quiet"],
+                         input=b"version\r\n", capture_output=True, timeout=20)
+    assert b"VERSION" not in old.stdout
+    only13 = server_factory.start(args=tls_args(pki, "-o", "ssl_min_version=tlsv1.3"))
+    tls12 = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % only13.port, "-tls1_2", "-quiet"],
+                           input=b"version\r\n", capture_output=True, timeout=20)
+    assert b"VERSION" not in tls12.stdout
+
+
+def test_notls_listener_stays_plain(server_factory, pki):
+    plain_port = free_port()
+    srv = server_factory.start(args=tls_args(pki, "-l", "notls:127.0.0.1:%d" % plain_port))
+    with socket.create_connection(("127.0.0.1", plain_port), timeout=5) as s:
+        c = Conn(s)
+        assert c.cmd(b"version").startswith(b"VERSION")
+    with tls_conn(srv, pki) as t:
+        assert t.cmd(b"version").startswith(b"VERSION")
+
+
+def refused_tls(srv, pki, cert):
+    """True when the server refuses the client (during the handshake, or at once after it under TLS 1.3)."""
+    try:
+        with tls_conn(srv, pki, cert) as t:
+            t.send(b"version\r\n")
+            data, closed = t.read_until_closed(timeout=3)
+            return closed and b"VERSION" not in data
+    except (ssl.SSLError, OSError, EOFError):
+        return True
+
+
+def test_client_certificates(server_factory, pki):
+    srv = server_factory.start(args=tls_args(pki, "-o", "ssl_verify_mode=2,ssl_ca_cert=%s" % pki("ca.pem")))
+    with tls_conn(srv, pki, "client") as t:
+        assert t.cmd(b"version").startswith(b"VERSION")
+    assert refused_tls(srv, pki, None)
+    assert refused_tls(srv, pki, "stranger")
+    assert refused_tls(srv, pki, "expired")
+    with tls_conn(srv, pki, "client") as t:
+        assert int(t.stats_dict()["ssl_handshake_errors"]) >= 3
+    assert wait_until(lambda: srv.stderr_text().count('"reason":"tls_error"') >= 3, 5), srv.stderr_text()[-1500:]
+    # Requested, not required: no certificate is fine, a bad one is not.
+    optional = server_factory.start(args=tls_args(pki, "-o", "ssl_verify_mode=1,ssl_ca_cert=%s" % pki("ca.pem")))
+    with tls_conn(optional, pki) as t:
+        assert t.cmd(b"version").startswith(b"VERSION")
+    assert refused_tls(optional, pki, "stranger")
+
+
+def test_plaintext_and_silent_clients_on_a_tls_port(server_factory, pki):
+    srv = server_factory.start(args=tls_args(pki, "-o", "ssl_handshake_timeout=1"))
+    with Conn.to(srv) as c:
+        c.send(b"version\r\n")
+        data, closed = c.read_until_closed(timeout=3)
+        assert closed and b"VERSION" not in data
+    with Conn.to(srv) as silent:
+        start = time.monotonic()
+        data, closed = silent.read_until_closed(timeout=4)
+        assert closed and data == b"" and time.monotonic() - start < 3.5
+    with tls_conn(srv, pki) as t:
+        assert int(t.stats_dict()["ssl_handshake_errors"]) >= 2
+    assert wait_until(lambda: '"reason":"tls_handshake_timeout"' in srv.stderr_text(), 5)
+    assert srv.alive()
+
+
+def serial(srv, pki):
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    with context(pki).wrap_socket(raw, server_hostname="localhost") as s:
+        return s.getpeercert()["serialNumber"]
+
+
+def test_certificate_reload_under_load(server_factory, pki):
+    d = server_factory.tmpdir()
+    chain, key = os.path.join(d, "chain.pem"), os.path.join(d, "key.pem")
+    for src, dst in ((pki("server.pem"), chain), (pki("server.key"), key)):
+        open(dst, "wb").write(open(src, "rb").read())
+        os.chmod(dst, 0o644)
+    srv = server_factory.start(args=["-Z", "-o", "ssl_chain_cert=%s,ssl_key=%s" % (chain, key)])
+    first = serial(srv, pki)
+    errors, done = [], threading.Event()
+
+    def load(n):
+        try:
+            with tls_conn(srv, pki) as t:
+                i = 0
+                while not done.is_set():
+                    i += 1
+                    assert t.store(b"set", b"load%d" % n, b"%d" % i) == b"STORED"
+                    assert t.get(b"load%d" % n) == b"%d" % i
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    workers = [threading.Thread(target=load, args=(n,)) for n in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(0.3)
+        # Swap in the second certificate: SIGHUP, then refresh_certs; then a broken file is refused.
+        for src, dst in ((pki("server2.pem"), chain), (pki("server2.key"), key)):
+            open(dst, "wb").write(open(src, "rb").read())
+        os.kill(srv.pid, signal.SIGHUP)
+        assert wait_until(lambda: serial(srv, pki) != first, 5)
+        with tls_conn(srv, pki) as t:
+            assert t.cmd(b"refresh_certs") == b"OK"
+            open(chain, "w").write("not a certificate\n")
+            assert t.cmd(b"refresh_certs") == b"ERROR: Failed to refresh SSL keys"
+        second = serial(srv, pki)
+        assert second != first  # the broken file left the second certificate in use
+        time.sleep(0.3)
+    finally:
+        done.set()
+        for w in workers:
+            w.join(10)
+    assert errors == []
+    assert "TLS certificates not reloaded" in srv.stderr_text()
+    assert '"command":"refresh_certs"' in srv.stderr_text()
+
+
+def test_tls_configuration_errors(server_factory, pki):
+    rc, err = server_factory.start_expect_exit(args=["-Z"])
+    assert rc == 64 and "ssl_chain_cert" in err
+    rc, err = server_factory.start_expect_exit(args=tls_args(pki, "-o", "ssl_verify_mode=2"))
+    assert rc == 64 and "ssl_ca_cert" in err
+    rc, err = server_factory.start_expect_exit(args=tls_args(pki, "-o", "ssl_min_version=tlsv1.1"))
+    assert rc == 64
+    rc, err = server_factory.start_expect_exit(args=["-Z", "-o", "ssl_chain_cert=/nonexistent.pem"])
+    assert rc == 64 and "cannot load TLS certificates" in err
