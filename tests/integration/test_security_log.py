@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -107,3 +108,20 @@ def test_security_log_off(server_factory):
         assert c.cmd(b"stats cachedump 1 1") == b"CLIENT_ERROR stats cachedump not allowed"
         assert c.stats_dict()["security_key_dump_attempts"] == "1"
     assert '"event"' not in srv.stderr_text()
+
+
+def test_log_lines_are_rate_limited(server_factory):
+    log = os.path.join(server_factory.tmpdir(), "sec.log")
+    srv = server_factory.start(args=["-o", "security_log=" + log])
+    with Conn.to(srv) as c:
+        c.send(b"shutdown\r\n" * 3000)  # pipelined: answered within a second or two
+        for _ in range(3000):
+            assert c.readline() == b"ERROR: shutdown not enabled"
+        time.sleep(1.1)
+        assert c.cmd(b"shutdown") == b"ERROR: shutdown not enabled"
+        assert c.stats_dict()["security_dangerous_commands"] == "3001"
+    written = find(log, event="dangerous_command")
+    dropped = find(log, event="security_log_dropped")
+    # At most 1,000 lines a second (the connection's own event took one); every dropped line is reported.
+    assert len(written) < 3001 and dropped
+    assert len(written) + sum(e["lines"] for e in dropped) == 3001
