@@ -61,6 +61,7 @@ extension ServeOptions {
         var sslVerify = 0
         var sslMinimum = "1.2"
         var sslHandshakeTimeout = 10
+        var sslCertAuth = false
         var sslIgnored: [String] = []
         var canaries: [[UInt8]] = []
         var verbosityEnabled = true
@@ -112,6 +113,7 @@ extension ServeOptions {
                 default: throw ConfigurationError("-o ssl_min_version: expected tlsv1.2 or tlsv1.3")
                 }
             case "ssl_handshake_timeout": sslHandshakeTimeout = try count(name, value, minimum: 1)
+            case "ssl_cert_auth": sslCertAuth = true
             case "ssl_keyformat", "ssl_ciphers", "ssl_session_cache", "ssl_kernel_tls":
                 sslIgnored.append("-o \(option)")
             case "security_log":
@@ -228,9 +230,16 @@ extension ServeOptions {
             tls.verifyMode = sslVerify
             tls.minimumVersion = sslMinimum
             tls.handshakeTimeout = sslHandshakeTimeout
+            if sslCertAuth {
+                guard sslVerify > 0, credentials != nil || authFile != nil else {
+                    throw ConfigurationError(
+                        "-o ssl_cert_auth: client certificates log users in only with ssl_verify_mode=1..3, ssl_ca_cert and users (--credentials FILE)")
+                }
+                tls.certificateAuthentication = true
+            }
             configuration.tls = tls
             configuration.ioBackend = .nio
-        } else if sslChain != nil || sslKey != nil || sslCA != nil {
+        } else if sslChain != nil || sslKey != nil || sslCA != nil || sslCertAuth {
             throw ConfigurationError("-o ssl_*: TLS options given without -Z (--enable-ssl)")
         }
         configuration.addressFilter = filter

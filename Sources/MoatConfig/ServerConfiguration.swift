@@ -53,6 +53,9 @@ public struct TLSOptions: Sendable, Equatable {
     public var minimumVersion = "1.2"
     /// Seconds a client has to complete the handshake.
     public var handshakeTimeout = 10
+    /// `-o ssl_cert_auth`: a verified client certificate whose subject common name is a user in the
+    /// credentials authenticates the connection as that user (no SASL needed).
+    public var certificateAuthentication = false
 
     public init(chainCertificate: String) {
         self.chainCertificate = chainCertificate

@@ -144,6 +144,17 @@ extension Session {
         }
     }
 
+    // MARK: TLS client certificates
+
+    /// A client certificate, verified during the TLS handshake, names `user` (its subject common name):
+    /// when the credentials hold that user, the connection is authenticated as it. True when it was.
+    public mutating func authenticateWithCertificate(user: String) -> Bool {
+        guard let authenticator = engine.authenticator, authenticator.settings.store.credential(for: user) != nil else { return false }
+        authenticator.attempts.add(1, ordering: .relaxed)
+        attemptSucceeded(authenticator, user: user, mechanism: "tls-client-certificate")
+        return true
+    }
+
     // MARK: shared bookkeeping
 
     /// Counts an attempt and asks the throttle whether this address may try now.

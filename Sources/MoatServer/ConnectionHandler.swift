@@ -2,6 +2,8 @@ import Logging
 import MoatEngine
 import NIOCore
 import NIOSSL
+import NIOTLS
+import X509
 
 /// The channel end of one client connection: bytes go into its `Session`, replies come back out.
 ///
@@ -27,6 +29,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let gate: ConnectionGate
     private let commandTimeout: Int64
     private let outputTimeout: Int64
+    private let certificateAuthentication: Bool
     /// The client's address without the port ("unix" for a unix socket).
     private var host = "unix"
     /// Holds one of the gate's per-address slots.
@@ -39,9 +42,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
 
     init(
-        engine: Engine, gate: ConnectionGate, commandTimeout: Int, outputTimeout: Int, logger: Logger,
-        onShutdown: @escaping @Sendable () -> Void
+        engine: Engine, gate: ConnectionGate, commandTimeout: Int, outputTimeout: Int, certificateAuthentication: Bool = false,
+        logger: Logger, onShutdown: @escaping @Sendable () -> Void
     ) {
+        self.certificateAuthentication = certificateAuthentication
         self.engine = engine
         self.gate = gate
         self.commandTimeout = Int64(commandTimeout)
@@ -240,6 +244,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if certificateAuthentication, let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            authenticateWithClientCertificate(context: context)
+        }
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             logger.info("connection closed: idle timeout", metadata: ["peer": "\(peerDescription(context))"])
             engine.securityLog.record(.connectionClosed(peer: host, reason: "idle_timeout"))
@@ -259,6 +266,20 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         closing = true
         context.close(promise: nil)
+    }
+
+    /// `-o ssl_cert_auth`: the handshake verified the client's certificate; its subject common name logs in
+    /// the user of that name, if the credentials hold one (otherwise SASL or ASCII auth is still needed).
+    private func authenticateWithClientCertificate(context: ChannelHandlerContext) {
+        guard let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
+            let peer = tls.peerCertificate, let der = try? peer.toDERBytes(),
+            let certificate = try? Certificate(derEncoded: der)
+        else { return }
+        for rdn in certificate.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
+                if let name = String(attribute.value), session.authenticateWithCertificate(user: name) { return }
+            }
+        }
     }
 
     private func peerDescription(_ context: ChannelHandlerContext) -> String {

@@ -177,8 +177,9 @@ public final class Server: Sendable {
                         try handlers.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(idleTimeout))))
                     }
                     try handlers.addHandler(ConnectionHandler(
-                            engine: engine, gate: gate, commandTimeout: commandTimeout, outputTimeout: outputTimeout, logger: logger,
-                            onShutdown: onShutdown))
+                            engine: engine, gate: gate, commandTimeout: commandTimeout, outputTimeout: outputTimeout,
+                            certificateAuthentication: tls && (tlsCertificates?.options.certificateAuthentication ?? false),
+                            logger: logger, onShutdown: onShutdown))
                 }.flatMapErrorThrowing { error in
                     logger.error("cannot set up a connection: \(error)")
                     throw error

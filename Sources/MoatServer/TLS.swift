@@ -83,12 +83,13 @@ final class TLSHandshakeDeadline: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Pass the event on first: once removed, this handler's context forwards nothing.
+        context.fireUserInboundEventTriggered(event)
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
             deadline?.cancel()
             deadline = nil
             context.pipeline.syncOperations.removeHandler(self, promise: nil)
         }
-        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -98,6 +98,10 @@ import Testing
         #expect(c.ignored.contains("-o ssl_ciphers=HIGH"))
         #expect(try resolve(["-Z", "-o", "ssl_chain_cert=c.pem"]).tls?.minimumVersion == "1.2")
         #expect(try resolve([]).tls == nil)
+        let certAuth = try resolve(["-Z", "--credentials", "f", "-o", "ssl_chain_cert=c.pem,ssl_ca_cert=ca.pem,ssl_verify_mode=1,ssl_cert_auth"])
+        #expect(certAuth.tls?.certificateAuthentication == true)
+        #expect(throws: ConfigurationError.self) { try resolve(["-Z", "-o", "ssl_chain_cert=c.pem,ssl_ca_cert=ca.pem,ssl_verify_mode=1,ssl_cert_auth"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-Z", "--credentials", "f", "-o", "ssl_chain_cert=c.pem,ssl_cert_auth"]) }
         for bad in [
             ["-Z"], ["-o", "ssl_chain_cert=c.pem"], ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=1"],
             ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_min_version=tlsv1.1"], ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=4"],

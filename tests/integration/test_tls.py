@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from moat_support import Conn, free_port, wait_until
+from moat_support import Conn, free_port, moat_bin, wait_until
 
 pytestmark = pytest.mark.moat_only
 
@@ -221,3 +221,28 @@ def test_tls_configuration_errors(server_factory, pki):
     assert rc == 64
     rc, err = server_factory.start_expect_exit(args=["-Z", "-o", "ssl_chain_cert=/nonexistent.pem"])
     assert rc == 64 and "cannot load TLS certificates" in err
+
+
+def test_client_certificate_logs_in_its_user(server_factory, pki):
+    d = server_factory.tmpdir()
+    creds = os.path.join(d, "credentials")
+    r = subprocess.run([moat_bin(), "user", "add", "client",
+                        "--credentials", creds], input=b"unused-password\n", capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    srv = server_factory.start(args=tls_args(pki, "-S", "--credentials", creds, "-o",
+                                             "ssl_verify_mode=1,ssl_ca_cert=%s,ssl_cert_auth" % pki("ca.pem")))
+    # CN=client is a user: authenticated by the certificate alone.
+    with tls_conn(srv, pki, "client") as t:
+        assert t.store(b"set", b"k", b"v") == b"STORED"
+        assert t.get(b"k") == b"v"
+    # No certificate (allowed by mode 1) or a CN that is no user: SASL/ASCII auth is still required.
+    with tls_conn(srv, pki) as t:
+        assert t.cmd(b"get k") == b"CLIENT_ERROR unauthenticated"
+    make_cert(os.path.dirname(pki("ca.pem")), "not-a-user", "ca")
+    for name in ("not-a-user.pem", "not-a-user.key"):
+        os.chmod(pki(name), 0o644)
+    with tls_conn(srv, pki, "not-a-user") as t:
+        assert t.cmd(b"get k") == b"CLIENT_ERROR unauthenticated"
+    assert wait_until(lambda: '"mechanism":"tls-client-certificate"' in srv.stderr_text(), 5)
+    rc, err = server_factory.start_expect_exit(args=tls_args(pki, "-o", "ssl_cert_auth"))
+    assert rc == 64 and "ssl_cert_auth" in err
