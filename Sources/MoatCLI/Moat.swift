@@ -43,6 +43,8 @@ struct Serve: ParsableCommand {
             print("moat \(MoatVersion.moat) (memcached \(MoatVersion.memcachedCompatible) protocol)")
             return
         }
+        // First, while the process has one thread: no exec from any thread may gain privileges.
+        try Privileges.forbidNewPrivileges()
         let configuration: ServerConfiguration
         do {
             configuration = try options.resolve()
@@ -88,13 +90,14 @@ struct Serve: ParsableCommand {
         let server = Server(
             configuration: configuration, logger: logger, authentication: authentication, securityLogSink: securityLogSink,
             tlsCertificates: certificates)
+        // Before start: a SIGTERM that arrives once clients are served must stop the server, not be lost.
+        let signals = installStopSignals { server.stop() }
         do {
             try server.start()
         } catch {
             logger.critical("moat cannot start: \(error)")
             throw ExitCode(1)
         }
-        let signals = installStopSignals { server.stop() }
         // SIGHUP reloads the TLS certificates, as `refresh_certs` does.
         signal(SIGHUP, SIG_IGN)
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())

@@ -8,7 +8,17 @@ import Darwin
 #endif
 
 /// Moat never serves as root: started as root it binds its ports, then becomes an unprivileged account.
-enum Privileges {
+public enum Privileges {
+    /// prctl(PR_SET_NO_NEW_PRIVS) for the whole process: call it before any thread exists (threads
+    /// inherit it; a thread started earlier would not have it).
+    public static func forbidNewPrivileges() throws {
+        #if os(Linux)
+        guard moat_set_no_new_privs() == 0 else {
+            throw Failure(description: "prctl(PR_SET_NO_NEW_PRIVS) failed: \(String(cString: strerror(errno)))")
+        }
+        #endif
+    }
+
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }
@@ -35,13 +45,8 @@ enum Privileges {
         guard getuid() == uid, geteuid() == uid, setuid(0) != 0 else {
             throw Failure(description: "dropping root privileges did not stick; refusing to serve")
         }
-        // Leaving root clears every capability (no keep-caps is set); no-new-privs also stops an exec
-        // from this thread, or the event-loop threads it starts next, from regaining any.
-        #if os(Linux)
-        guard moat_set_no_new_privs() == 0 else {
-            throw Failure(description: "prctl(PR_SET_NO_NEW_PRIVS) failed: \(String(cString: strerror(errno)))")
-        }
-        #endif
+        // Leaving root clears every capability (no keep-caps is set); `forbidNewPrivileges`, called at
+        // start, keeps an exec from any thread from regaining one.
         return "\(target) (uid \(uid))"
     }
 

@@ -148,4 +148,4 @@ def test_serving_process_holds_no_capabilities(server):
         status = open("/proc/%d/task/%s/status" % (server.pid, task)).read()
         caps = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")}
         assert caps["CapEff"] == 0 and caps["CapPrm"] == 0, (task, caps)
-    assert "NoNewPrivs:\t1" in open("/proc/%d/status" % server.pid).read()
+        assert "NoNewPrivs:\t1" in status, task
