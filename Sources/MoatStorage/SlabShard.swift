@@ -256,14 +256,8 @@ struct SlabShard {
         let result = increment ? current &+ delta : (delta > current ? 0 : current - delta)
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
         return withUnsafeMutableBytes(of: &digits) { scratch -> ArithmeticOutcome in
-            var v = result
-            var index = scratch.count
-            repeat {
-                index -= 1
-                scratch[index] = UInt8(0x30 + v % 10)
-                v /= 10
-            } while v > 0
-            let text = UnsafeRawBufferPointer(rebasing: scratch[index...])
+            let count = Self.formatDecimal(result, into: scratch)
+            let text = UnsafeRawBufferPointer(rebasing: scratch[(scratch.count - count)...])
             if text.count == item.valueCount {
                 // Same length: rewrite in place (the common case for counters).
                 if let b = text.baseAddress { item.mutableValue.baseAddress?.copyMemory(from: b, byteCount: text.count) }
