@@ -1,3 +1,5 @@
+import MoatStorage
+
 /// Per-command counters with memcached's meanings. A session counts into its own copy and merges
 /// it into the shared totals once per batch of input, so the hot path takes no lock per command.
 public struct CommandCounters: Sendable, Equatable {
@@ -27,6 +29,16 @@ public struct CommandCounters: Sendable, Equatable {
     public init() {}
 
     public var isZero: Bool { self == CommandCounters() }
+
+    /// memcached's cas_hits / cas_badval / cas_misses for the outcome of a compare-and-swap (any protocol).
+    mutating func countCAS(_ outcome: StoreOutcome) {
+        switch outcome {
+        case .stored: casHits &+= 1
+        case .exists: casBadval &+= 1
+        case .notFound: casMisses &+= 1
+        default: break
+        }
+    }
 
     public mutating func add(_ other: CommandCounters) {
         cmdGet &+= other.cmdGet

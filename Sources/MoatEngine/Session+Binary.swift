@@ -89,14 +89,7 @@ extension Session {
             var cas: UInt64 = 0
             let outcome = cache.store(
                 mode, key: key, value: value, flags: flags, exptime: Int64(exptime), expectedCAS: isCAS ? 0 : expected, cas: &cas)
-            if isCAS {
-                switch outcome {
-                case .stored: counters.casHits &+= 1
-                case .exists: counters.casBadval &+= 1
-                case .notFound: counters.casMisses &+= 1
-                default: break
-                }
-            }
+            if isCAS { counters.countCAS(outcome) }
             switch outcome {
             case .stored: succeed(quiet: quiet, cas: cas, &out)
             case .exists: fail(.keyExists, &out)

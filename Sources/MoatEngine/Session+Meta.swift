@@ -122,14 +122,7 @@ extension Session {
         let (outcome, cas) = cache.metaStore(
             mode, key: key, value: command.value, flags: flags.clientFlags, exptime: flags.has("T") ? flags.ttl : 0,
             compareCAS: compareCAS, newCAS: flags.newCAS, invalidate: flags.has("I"))
-        if compareCAS != nil, mode == .set || mode == .replace {
-            switch outcome {
-            case .stored: counters.casHits &+= 1
-            case .exists: counters.casBadval &+= 1
-            case .notFound: counters.casMisses &+= 1
-            default: break
-            }
-        }
+        if compareCAS != nil, mode == .set || mode == .replace { counters.countCAS(outcome) }
         switch outcome {
         case .stored:
             if command.quiet { return }

@@ -159,14 +159,7 @@ public struct Session {
             case .cas: mode = .cas(casUnique)
             }
             let outcome = cache.store(mode, key: key, value: value, flags: flags, exptime: exptime)
-            if verb == .cas {
-                switch outcome {
-                case .stored: counters.casHits &+= 1
-                case .exists: counters.casBadval &+= 1
-                case .notFound: counters.casMisses &+= 1
-                default: break
-                }
-            }
+            if verb == .cas { counters.countCAS(outcome) }
             let reply: TextReply
             switch outcome {
             case .stored: reply = .stored
