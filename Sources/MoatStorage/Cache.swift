@@ -94,14 +94,18 @@ public final class Cache: Sendable {
     public let configuration: CacheConfiguration
     private let shards: [Shard]
     private let shardShift: Int
-    private let clock: any CacheClock
+    public let clock: any CacheClock
     /// Unix time that relative item times count from (items store 32-bit seconds, as memcached's).
     private let epoch: Int64
     /// A pending `flush_all <delay>` in relative seconds: items stored before it vanish once it arrives.
     let flushDeadline = Atomic<UInt32>(0)
 
+    /// The memory limit now (a bucket's quota can change on reload; `configuration` keeps the first).
+    private let currentLimit: Atomic<Int>
+
     public init(configuration: CacheConfiguration, clock: any CacheClock = SystemClock()) {
         self.configuration = configuration
+        self.currentLimit = Atomic(configuration.memoryLimit)
         self.clock = clock
         self.epoch = clock.now() - 1
         let count = configuration.effectiveShardCount
@@ -120,6 +124,20 @@ public final class Cache: Sendable {
     }
 
     public var shardCount: Int { shards.count }
+
+    public var memoryLimit: Int { currentLimit.load(ordering: .relaxed) }
+
+    /// Applies a new memory limit and eviction policy; a smaller limit evicts until every shard is
+    /// within its share. The shard count and page size stay those chosen at creation.
+    public func resize(memoryLimit: Int, evictionsEnabled: Bool) {
+        currentLimit.store(memoryLimit, ordering: .relaxed)
+        let budget = memoryLimit / shards.count
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        for shard in shards {
+            shard.withLock { $0.resize(budget: budget, evictionsEnabled: evictionsEnabled, now: now, flushDeadline: deadline) }
+        }
+    }
 
     public func now() -> Int64 { clock.now() }
 

@@ -30,8 +30,8 @@ struct SlabShard {
     }
 
     let classes: SizeClasses
-    let budget: Int
-    let evictionsEnabled: Bool
+    private(set) var budget: Int
+    private(set) var evictionsEnabled: Bool
     let maxItemSize: Int
     let shardIndex: UInt64
     let shardBits: UInt64
@@ -305,6 +305,29 @@ struct SlabShard {
             value = sum
         }
         return value
+    }
+
+    /// A new budget (a bucket's quota changed on reload). Shrinking frees pages, evicting what they
+    /// hold, until the shard is within it; growing only raises the ceiling.
+    mutating func resize(budget newBudget: Int, evictionsEnabled evict: Bool, now: UInt32, flushDeadline: UInt32) {
+        budget = newBudget
+        evictionsEnabled = evict
+        while committed > budget {
+            if let page = freePages.popLast() {
+                page.deallocate()
+                committed -= classes.pageSize
+                continue
+            }
+            if let oldest = large.oldest {
+                if !oldest.isExpired(now: now) && !Self.hiddenByFlush(oldest, now: now, flushDeadline: flushDeadline) {
+                    counters.evictions += 1
+                }
+                unlinkAndFree(oldest)
+                continue
+            }
+            if reclaimPage(for: nil, sparing: nil, now: now, flushDeadline: flushDeadline) { continue }
+            break
+        }
     }
 
     /// `flush_all` now: every item goes, pages stay allocated for reuse.

@@ -229,3 +229,27 @@ import Testing
         #expect(CacheConfiguration.shardCount(forThreads: 4, memoryLimit: 64 * 1024 * 1024) == 1)
     }
 }
+
+@Suite struct ResizeTests {
+    @Test func shrinkingEvictsDownToTheNewLimitAndGrowingKeepsItems() {
+        let cache = Cache(configuration: CacheConfiguration(memoryLimit: 8 << 20, maxItemSize: 1 << 20, shardCount: 1))
+        let value = [UInt8](repeating: 7, count: 1000)
+        for i in 0..<6000 { _ = cache.store(.set, key: Array("k\(i)".utf8), value: value, flags: 0, exptime: 0) }
+        let before = cache.counters()
+        #expect(before.currentItems == 6000)
+        cache.resize(memoryLimit: 2 << 20, evictionsEnabled: true)
+        let after = cache.counters()
+        #expect(after.mallocedBytes <= 2 << 20)
+        #expect(after.currentItems < 2100 && after.currentItems > 1000)
+        #expect(after.evictions == UInt64(6000 - after.currentItems))
+        #expect(cache.get(Array("k5999".utf8)) != nil)  // the newest stay
+        cache.resize(memoryLimit: 4 << 20, evictionsEnabled: false)
+        #expect(cache.memoryLimit == 4 << 20)
+        #expect(cache.counters().currentItems == after.currentItems)
+        // With evictions off, a full cache refuses instead of evicting.
+        var outcomes: [StoreOutcome] = []
+        for i in 0..<6000 { outcomes.append(cache.store(.set, key: Array("n\(i)".utf8), value: value, flags: 0, exptime: 0)) }
+        #expect(outcomes.contains(.noMemory))
+        #expect(cache.get(Array("k5999".utf8)) != nil)
+    }
+}
