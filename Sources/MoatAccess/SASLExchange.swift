@@ -38,6 +38,8 @@ public struct SASLExchange: Sendable {
     private let serverSecret: [UInt8]
     private let makeNonce: NonceGenerator
     private var state: State = .initial
+    /// The user the client claims to be, once a message named one (for per-user failure counts).
+    public private(set) var claimedUser: String?
 
     private enum State: Sendable {
         case initial
@@ -79,7 +81,10 @@ public struct SASLExchange: Sendable {
     public mutating func start(_ initialResponse: [UInt8]) -> SASLStep {
         guard case .initial = state else { return finish(.failure(.outOfSequence)) }
         switch mechanism {
-        case .plain: return finish(plain(initialResponse))
+        case .plain:
+            let (step, user) = plain(initialResponse)
+            claimedUser = user
+            return finish(step)
         case .scramSHA256: return scramClientFirst(initialResponse, .sha256)
         case .scramSHA1: return scramClientFirst(initialResponse, .sha1)
         }
@@ -106,21 +111,21 @@ public struct SASLExchange: Sendable {
     // MARK: PLAIN
 
     /// `[authzid] NUL authcid NUL passwd`; acting as another user (authzid) is not supported.
-    private func plain(_ message: [UInt8]) -> SASLStep {
+    private func plain(_ message: [UInt8]) -> (SASLStep, String?) {
         let limit = 2 * CredentialStore.maximumNameBytes + CredentialStore.maximumPasswordBytes + 2
-        guard message.count <= limit else { return .failure(.malformed) }
+        guard message.count <= limit else { return (.failure(.malformed), nil) }
         let parts = message.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[2].contains(0),
               let authzid = String(validating: parts[0], as: UTF8.self),
               let authcid = String(validating: parts[1], as: UTF8.self),
               !authcid.isEmpty, authcid.utf8.count <= CredentialStore.maximumNameBytes,
               !parts[2].isEmpty, parts[2].count <= CredentialStore.maximumPasswordBytes
-        else { return .failure(.malformed) }
-        guard authzid.isEmpty || authzid == authcid else { return .failure(.badCredentials) }
+        else { return (.failure(.malformed), nil) }
+        guard authzid.isEmpty || authzid == authcid else { return (.failure(.badCredentials), authcid) }
         guard store.verifyPassword(user: authcid, password: Array(parts[2])) else {
-            return .failure(.badCredentials)
+            return (.failure(.badCredentials), authcid)
         }
-        return .success(user: authcid, data: [])
+        return (.success(user: authcid, data: []), authcid)
     }
 
     // MARK: SCRAM
@@ -129,6 +134,7 @@ public struct SASLExchange: Sendable {
         guard message.count <= Self.maximumMessageBytes,
               let first = ClientFirst(message)
         else { return finish(.failure(.malformed)) }
+        claimedUser = first.user
         guard first.authzid.isEmpty || first.authzid == first.user else {
             return finish(.failure(.badCredentials))
         }
