@@ -49,6 +49,8 @@ public final class Authenticator: Sendable {
     let attempts = Atomic<UInt64>(0)
     let failures = Atomic<UInt64>(0)
     let refusals = Atomic<UInt64>(0)
+    /// The credentials checked now: those of `settings` until a reload replaces them.
+    private let currentStore: Mutex<CredentialStore>
 
     public init(
         settings: AuthenticationSettings, now: @escaping @Sendable () -> Double,
@@ -56,6 +58,7 @@ public final class Authenticator: Sendable {
     ) {
         self.settings = settings
         self.throttle = AuthThrottle(policy: settings.policy, now: now)
+        self.currentStore = Mutex(settings.store)
         var generator = SystemRandomNumberGenerator()
         self.serverSecret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
         self.mechanismList = Array(settings.mechanisms.map(\.rawValue).joined(separator: " ").utf8)
@@ -63,6 +66,12 @@ public final class Authenticator: Sendable {
     }
 
     func report(_ event: AuthEvent) { onEvent(event) }
+
+    /// The credentials sessions check (a copy: a reload does not change an exchange under way).
+    public var store: CredentialStore { currentStore.withLock { $0 } }
+
+    /// A reload's credentials, for the attempts that start from now on.
+    public func replaceStore(_ store: CredentialStore) { currentStore.withLock { $0 = store } }
 
     func enabledMechanism(named name: some Collection<UInt8>) -> SASLMechanism? {
         let text = String(decoding: name, as: UTF8.self)

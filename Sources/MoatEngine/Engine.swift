@@ -1,3 +1,4 @@
+import MoatAccess
 import MoatStorage
 import Synchronization
 
@@ -25,21 +26,25 @@ final class CounterSlot: Sendable {
     let counters = Mutex(CommandCounters())
 }
 
-/// Everything the connections share: the cache, the settings and the running totals.
+/// Everything the connections share: the buckets, the settings and the running totals.
 public final class Engine: Sendable {
+    /// The default bucket's cache (all of `-m` when no buckets are configured).
     public let cache: Cache
     public let settings: EngineSettings
     public let connections = ConnectionCounters()
     public let verbosity = Atomic<UInt32>(0)
     /// Present when authentication is on: every session must authenticate before using the cache.
     public let authenticator: Authenticator?
+    /// Buckets and the users allowed into them.
+    public let tenancy: Tenancy
     /// Where security events go (the server routes them to the JSON log).
     public let securityLog: SecurityLog
     /// Reloads the TLS certificates (`refresh_certs`); nil without TLS. Returns nil on success, else why not.
     public let certificateReloader: (@Sendable () -> String?)?
-    /// Command totals in several independently locked slots, so that sessions on different event
-    /// loops do not contend on one lock when they publish; `stats` adds the slots up.
-    private let totalSlots: [CounterSlot]
+    /// Commands refused for want of a permission (`acl_denied`).
+    let deniedCommands = Atomic<UInt64>(0)
+    /// Sessions publish their counters into one of several independently locked slots of their
+    /// bucket, so that sessions on different event loops rarely contend; `stats` adds them up.
     private let nextSlot = Atomic<Int>(0)
     let startedAt: Int64
 
@@ -53,37 +58,59 @@ public final class Engine: Sendable {
         self.authenticator = authenticator
         self.securityLog = securityLog
         self.startedAt = cache.now()
-        self.totalSlots = (0..<16).map { _ in CounterSlot() }
+        self.tenancy = Tenancy(cache: cache)
     }
 
     /// A session for a new connection from `peer` (its address without the port; "unix" for a unix socket).
     public func makeSession(peer: String = "local") -> Session {
-        let slot = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue & (totalSlots.count - 1)
+        let slot = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
         return Session(engine: self, counterSlot: slot, peer: peer)
     }
 
-    func merge(_ counters: CommandCounters, slot: Int) {
-        totalSlots[slot].counters.withLock { $0.add(counters) }
+    /// Applies buckets, users and credentials (at start and on reload). With a list of users, only they
+    /// can authenticate: the others are taken out of the credentials the sessions check. Validated
+    /// first; on error nothing changes.
+    public func reconfigure(tenants plan: TenantPlan, credentials: CredentialStore?) throws(TenantPlanError) {
+        if let authenticator, let credentials {
+            var admitted = credentials
+            if let users = plan.users {
+                let listed = Set(users.map(\.name))
+                for name in credentials.userNames where !listed.contains(name) { _ = admitted.remove(user: name) }
+            }
+            try tenancy.apply(plan)
+            authenticator.replaceStore(admitted)
+        } else {
+            try tenancy.apply(plan)
+        }
     }
 
+    /// Server-wide totals: every bucket's, and those of buckets since removed.
     public func commandTotals() -> CommandCounters {
-        var sum = CommandCounters()
-        for slot in totalSlots { sum.add(slot.counters.withLock { $0 }) }
+        var sum = tenancy.retiredTotals()
+        for bucket in tenancy.buckets { sum.add(bucket.commandTotals()) }
         return sum
     }
 
     func resetTotals() {
-        for slot in totalSlots { slot.counters.withLock { $0 = CommandCounters() } }
-        cache.resetCounters()
+        for bucket in tenancy.buckets { bucket.resetTotals() }
+        tenancy.resetRetired()
         connections.total.store(0, ordering: .relaxed)
         connections.rejected.store(0, ordering: .relaxed)
     }
 
-    /// `stats` with memcached's names and order; Moat's own additions come after them.
-    public func generalStats() -> [(String, String)] {
+    /// Expired items out of every bucket, a bounded walk per shard.
+    public func reclaimExpired(perShardLimit: Int) {
+        for bucket in tenancy.buckets { bucket.cache.reclaimExpired(perShardLimit: perShardLimit) }
+    }
+
+    /// `stats` with memcached's names and order; Moat's own additions come after them. The command,
+    /// item and memory figures are `bucket`'s (a tenant sees only its own); the lines about the whole
+    /// server (its connections, authentication and security counters) only when `serverWide`.
+    public func generalStats(for bucket: Bucket? = nil, serverWide: Bool = true) -> [(String, String)] {
+        let bucket = bucket ?? tenancy.defaultBucket
         let now = cache.now()
-        let c = commandTotals()
-        let storage = cache.counters()
+        let c = bucket.commandTotals()
+        let storage = bucket.cache.counters()
         let auth = authenticator?.statLines() ?? (cmds: 0, errors: 0, refused: 0, lockouts: 0)
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -92,7 +119,7 @@ public final class Engine: Sendable {
             let micros = String(t.tv_usec)
             return "\(t.tv_sec)." + String(repeating: "0", count: max(0, 6 - micros.count)) + micros
         }
-        return [
+        var lines: [(String, String)] = [
             ("pid", "\(getpid())"),
             ("uptime", "\(max(0, now - startedAt))"),
             ("time", "\(now)"),
@@ -130,7 +157,7 @@ public final class Engine: Sendable {
             ("auth_errors", "\(auth.errors)"),
             ("bytes_read", "\(c.bytesRead)"),
             ("bytes_written", "\(c.bytesWritten)"),
-            ("limit_maxbytes", "\(cache.configuration.memoryLimit)"),
+            ("limit_maxbytes", "\(bucket.cache.memoryLimit)"),
             ("accepting_conns", "1"),
             ("threads", "\(settings.threads)"),
             ("bytes", "\(storage.bytes)"),
@@ -147,12 +174,63 @@ public final class Engine: Sendable {
             ("rejected_per_address", "\(connections.refusedPerAddress.load(ordering: .relaxed))"),
             ("auth_refused", "\(auth.refused)"),
             ("auth_lockouts", "\(auth.lockouts)"),
+            ("acl_denied", "\(deniedCommands.load(ordering: .relaxed))"),
         ] + securityLog.statLines()
+        if !serverWide { lines.removeAll { Self.serverWideStats.contains($0.0) || $0.0.hasPrefix("security_") } }
+        if bucket !== tenancy.defaultBucket || tenancy.buckets.count > 1 { lines.append(("bucket", bucket.name)) }
+        return lines
     }
 
-    /// Moat has no slab classes: one class, numbered 1, stands for the whole cache.
-    public func itemStats() -> [(String, String)] {
-        let s = cache.counters()
+    /// What a tenant without the admin permission does not see in `stats`: other clients' activity.
+    static let serverWideStats: Set<String> = [
+        "rusage_user", "rusage_system", "curr_connections", "total_connections", "rejected_connections", "connection_structures",
+        "auth_cmds", "auth_errors", "ssl_handshake_errors", "rejected_allowlist", "rejected_per_address", "auth_refused",
+        "auth_lockouts", "acl_denied",
+    ]
+
+    /// `stats buckets`: each bucket's quota, items, bytes, hits, misses and evictions.
+    public func bucketStats() -> [(String, String)] {
+        var lines: [(String, String)] = []
+        for bucket in tenancy.buckets {
+            let c = bucket.commandTotals()
+            let s = bucket.cache.counters()
+            let prefix = "bucket:\(bucket.name):"
+            lines += [
+                (prefix + "limit_maxbytes", "\(bucket.cache.memoryLimit)"),
+                (prefix + "curr_items", "\(s.currentItems)"),
+                (prefix + "bytes", "\(s.bytes)"),
+                (prefix + "cmd_get", "\(c.cmdGet)"),
+                (prefix + "cmd_set", "\(c.cmdSet)"),
+                (prefix + "get_hits", "\(c.getHits)"),
+                (prefix + "get_misses", "\(c.getMisses)"),
+                (prefix + "evictions", "\(s.evictions)"),
+                (prefix + "store_no_memory", "\(c.storeNoMemory)"),
+            ]
+        }
+        return lines
+    }
+
+    /// `stats users`: per configured (or seen) user, authentication successes and failures, and denials.
+    public func userStats() -> [(String, String)] {
+        var lines: [(String, String)] = []
+        let counted = Dictionary(uniqueKeysWithValues: tenancy.userCounters())
+        var names = tenancy.userPlans().map(\.name)
+        for name in counted.keys where !names.contains(name) { names.append(name) }
+        for name in names.sorted() {
+            let c = counted[name] ?? UserCounters()
+            let prefix = "user:\(name):"
+            lines += [
+                (prefix + "auth_success", "\(c.authSuccesses)"),
+                (prefix + "auth_failures", "\(c.authFailures)"),
+                (prefix + "acl_denied", "\(c.denied)"),
+            ]
+        }
+        return lines
+    }
+
+    /// Moat has no slab classes: one class, numbered 1, stands for the whole bucket.
+    public func itemStats(for bucket: Bucket? = nil) -> [(String, String)] {
+        let s = (bucket ?? tenancy.defaultBucket).cache.counters()
         guard s.currentItems > 0 else { return [] }
         return [
             ("items:1:number", "\(s.currentItems)"),
@@ -166,8 +244,8 @@ public final class Engine: Sendable {
         ]
     }
 
-    public func slabStats() -> [(String, String)] {
-        let s = cache.counters()
+    public func slabStats(for bucket: Bucket? = nil) -> [(String, String)] {
+        let s = (bucket ?? tenancy.defaultBucket).cache.counters()
         var lines: [(String, String)] = []
         if s.currentItems > 0 {
             lines.append(("1:used_chunks", "\(s.currentItems)"))

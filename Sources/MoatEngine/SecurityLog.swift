@@ -24,6 +24,10 @@ public final class SecurityLog: Sendable {
         case canaryRead(peer: String, key: String)
         /// `stats cachedump`, `lru_crawler metadump`, `watch`, ...: refused, and worth an alarm.
         case keyDumpAttempt(peer: String, command: String)
+        /// A command the user's permissions do not cover (the key is never logged).
+        case permissionDenied(peer: String, user: String, bucket: String, command: String, category: String)
+        /// A reload of the configuration file, applied or rejected (`detail` says why).
+        case configReload(applied: Bool, detail: String)
     }
 
     public enum Severity: String, Sendable, Comparable {
@@ -50,6 +54,7 @@ public final class SecurityLog: Sendable {
         var dangerousCommands: UInt64 = 0
         var canaryReads: UInt64 = 0
         var keyDumpAttempts: UInt64 = 0
+        var permissionDenials: UInt64 = 0
     }
 
     private let emit: @Sendable (Event) -> Void
@@ -72,6 +77,8 @@ public final class SecurityLog: Sendable {
             case .dangerousCommand: counts.dangerousCommands &+= 1
             case .canaryRead: counts.canaryReads &+= 1
             case .keyDumpAttempt: counts.keyDumpAttempts &+= 1
+            case .permissionDenied: counts.permissionDenials &+= 1
+            case .configReload: break
             }
         }
         emit(event)
@@ -88,6 +95,7 @@ public final class SecurityLog: Sendable {
             ("security_dangerous_commands", "\(c.dangerousCommands)"),
             ("security_canary_reads", "\(c.canaryReads)"),
             ("security_key_dump_attempts", "\(c.keyDumpAttempts)"),
+            ("security_permission_denials", "\(c.permissionDenials)"),
         ]
     }
 
@@ -124,6 +132,14 @@ public final class SecurityLog: Sendable {
             return ("canary_read", .critical, [("peer", .string(peer)), ("key", .string(key))])
         case .keyDumpAttempt(let peer, let command):
             return ("key_dump_attempt", .critical, [("peer", .string(peer)), ("command", .string(command))])
+        case .permissionDenied(let peer, let user, let bucket, let command, let category):
+            return (
+                "permission_denied", .warning,
+                [("peer", .string(peer)), ("user", .string(user)), ("bucket", .string(bucket)), ("command", .string(command)),
+                 ("category", .string(category))]
+            )
+        case .configReload(let applied, let detail):
+            return ("config_reload", applied ? .notice : .warning, [("applied", .bool(applied)), ("detail", .string(detail))])
         }
     }
 

@@ -47,13 +47,16 @@ extension Session {
         if let space = data.firstIndex(of: 0x20), space > 0 {
             let name = String(decoding: UnsafeRawBufferPointer(rebasing: data[..<space]), as: UTF8.self)
             user = name
-            accepted = authenticator.settings.store.verifyPassword(user: name, password: Array(data[(space + 1)...]))
+            accepted = authenticator.store.verifyPassword(user: name, password: Array(data[(space + 1)...]))
         }
         guard accepted, let user else {
             TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
             return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: true) ? .close : nil
         }
-        attemptSucceeded(authenticator, user: user, mechanism: mechanism)
+        guard attemptSucceeded(authenticator, user: user, mechanism: mechanism) else {
+            TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
+            return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
+        }
         if !noreply { TextEncoder.writeLine(success, into: &out) }
         return nil
     }
@@ -113,7 +116,7 @@ extension Session {
                     return attemptFailed(authenticator, user: nil, mechanism: mechanism, checked: false) ? .close : nil
                 }
                 var exchange = SASLExchange(
-                    mechanism: chosen, store: authenticator.settings.store, serverSecret: authenticator.serverSecret)
+                    mechanism: chosen, store: authenticator.store, serverSecret: authenticator.serverSecret)
                 step = exchange.start(Array(data))
                 sasl = exchange
                 saslMechanism = chosen
@@ -126,17 +129,21 @@ extension Session {
                 return nil
             case .success(let user, _):
                 sasl = nil
-                attemptSucceeded(authenticator, user: user, mechanism: mechanism)
+                guard attemptSucceeded(authenticator, user: user, mechanism: mechanism) else {
+                    refuse(&out)
+                    return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
+                }
                 let text: StaticString = "Authenticated"
                 BinaryEncoder.writeHeader(opcode: opcode, status: .ok, bodyLength: text.utf8CodeUnitCount, opaque: opaque, into: &out)
                 out.writeStaticString(text)
                 return nil
             case .failure(let reason):
+                let claimed = sasl?.claimedUser
                 sasl = nil
                 refuse(&out)
                 // Wrong credentials and garbage both count against the address; a step out of order only here.
                 let checked = reason == .badCredentials || reason == .malformed
-                return attemptFailed(authenticator, user: nil, mechanism: mechanism, checked: checked) ? .close : nil
+                return attemptFailed(authenticator, user: claimed, mechanism: mechanism, checked: checked) ? .close : nil
             }
 
         default:
@@ -146,13 +153,17 @@ extension Session {
 
     // MARK: TLS client certificates
 
-    /// A client certificate, verified during the TLS handshake, names `user` (its subject common name):
-    /// when the credentials hold that user, the connection is authenticated as it. True when it was.
-    public mutating func authenticateWithCertificate(user: String) -> Bool {
-        guard let authenticator = engine.authenticator, authenticator.settings.store.credential(for: user) != nil else { return false }
+    /// A client certificate, verified during the TLS handshake, has `subject` as its common name: it
+    /// logs in as the configured user that lists that subject, else as the user of that name (one the
+    /// configuration lists, or, without a list, one the credentials hold). True when it did.
+    public mutating func authenticateWithCertificate(user subject: String) -> Bool {
+        guard let authenticator = engine.authenticator else { return false }
+        let tenancy = engine.tenancy
+        let name = tenancy.user(forCertificateSubject: subject) ?? subject
+        let known = tenancy.restrictsUsers ? tenancy.admits(user: name) : authenticator.store.credential(for: name) != nil
+        guard known else { return false }
         authenticator.attempts.add(1, ordering: .relaxed)
-        attemptSucceeded(authenticator, user: user, mechanism: "tls-client-certificate")
-        return true
+        return attemptSucceeded(authenticator, user: name, mechanism: "tls-client-certificate")
     }
 
     // MARK: shared bookkeeping
@@ -176,6 +187,10 @@ extension Session {
         if checked {
             authenticator.failures.add(1, ordering: .relaxed)
             authenticator.report(.failed(user: user, peer: peer, mechanism: mechanism))
+            // Per-user counts only for users the server knows: client-chosen names must not grow a table.
+            if let user, authenticator.store.credential(for: user) != nil {
+                engine.tenancy.count(user: user) { $0.authFailures &+= 1 }
+            }
             if case .lockedOut(let seconds) = authenticator.throttle.recordFailure(throttleKey) {
                 authenticator.report(.lockedOut(peer: throttleKey, seconds: seconds))
             }
@@ -185,10 +200,18 @@ extension Session {
         return true
     }
 
-    private mutating func attemptSucceeded(_ authenticator: Authenticator, user: String, mechanism: String) {
+    /// Logs the connection in as `user`, in the user's bucket; false when the configuration no longer
+    /// admits the user (a reload removed it mid-exchange).
+    private mutating func attemptSucceeded(_ authenticator: Authenticator, user: String, mechanism: String) -> Bool {
+        guard bind(user: user) else {
+            authenticator.report(.failed(user: user, peer: peer, mechanism: mechanism))
+            return false
+        }
         isAuthenticated = true
         authFailures = 0
         authenticator.throttle.recordSuccess(throttleKey)
         authenticator.report(.succeeded(user: user, peer: peer, mechanism: mechanism))
+        engine.tenancy.count(user: user) { $0.authSuccesses &+= 1 }
+        return true
     }
 }

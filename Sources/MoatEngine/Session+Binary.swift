@@ -18,7 +18,7 @@ extension Session {
     }
 
     private mutating func executeBinary(_ command: BinaryCommand, into out: inout ByteBuffer) -> SessionAction? {
-        let cache = engine.cache
+        let cache = bucket.cache
         let header = command.header
         let opcode = header.opcode
         let opaque = header.opaque
@@ -32,6 +32,11 @@ extension Session {
         guard isAuthenticated || Self.allowedBeforeAuthentication(command.operation) else {
             // memcached's answer to any other command before authentication; quiet ones included.
             fail(.authenticationError, &out)
+            return nil
+        }
+        if restricted, let (name, category) = binaryRefusal(command.operation) {
+            deny(name, category)
+            fail(.accessDenied, &out)  // quiet commands too: a refusal is an error
             return nil
         }
         switch command.operation {

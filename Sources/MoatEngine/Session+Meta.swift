@@ -6,6 +6,11 @@ import NIOCore
 /// and the nominal `HD` for ms, md and ma; every other code and every error is still sent.
 extension Session {
     mutating func executeMeta(_ command: MetaCommand, into out: inout ByteBuffer) -> SessionAction? {
+        if restricted, command.verb != .noop {
+            var allowed = true
+            withKey(command) { key in allowed = permitsMeta(command, key, into: &out) }
+            guard allowed else { return nil }
+        }
         switch command.verb {
         case .noop:
             out.writeStaticString("MN\r\n")
@@ -53,7 +58,7 @@ extension Session {
         if flags.has("R") { options.recacheExptime = flags.recacheTTL }
         options.newCAS = flags.newCAS
         let withValue = flags.has("v")
-        let hit = engine.cache.metaGet(key, options) { (item: MetaItemView) -> Void in
+        let hit = bucket.cache.metaGet(key, options) { (item: MetaItemView) -> Void in
             if withValue {
                 out.writeStaticString("VA ")
                 MetaEncoder.writeNumber(UInt64(item.value.count), into: &out)
@@ -101,7 +106,7 @@ extension Session {
 
     private mutating func metaSet(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
         let flags = command.flags
-        let cache = engine.cache
+        let cache = bucket.cache
         if command.valueTooLarge {
             counters.storeTooLarge &+= 1
             // As memcached: a failed store must not leave the previous value looking current.
@@ -156,7 +161,7 @@ extension Session {
     private mutating func metaDelete(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
         let flags = command.flags
         let invalidate = flags.has("I")
-        let outcome = engine.cache.metaDelete(
+        let outcome = bucket.cache.metaDelete(
             key, compareCAS: flags.has("C") ? flags.compareCAS : nil, invalidate: invalidate, removeValue: flags.has("x"),
             newExptime: invalidate && flags.has("T") ? flags.ttl : nil, newCAS: flags.newCAS)
         switch outcome {
@@ -180,7 +185,7 @@ extension Session {
     private mutating func metaArithmetic(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
         let flags = command.flags
         let increment = flags.mode != UInt8(ascii: "D") && flags.mode != UInt8(ascii: "-")
-        let result = engine.cache.metaArithmetic(
+        let result = bucket.cache.metaArithmetic(
             key, delta: flags.delta, increment: increment, compareCAS: flags.has("C") ? flags.compareCAS : nil,
             newCAS: flags.newCAS, vivifyExptime: flags.has("N") ? flags.vivifyTTL : nil, initial: flags.initial,
             touchExptime: flags.has("T") ? flags.ttl : nil)
@@ -240,7 +245,7 @@ extension Session {
     /// One named item's metadata: not a key dump (which Moat refuses), as the client must know the key.
     /// `exp` is the TTL left (memcached 1.6.18 printed its negation; later versions fixed that).
     private func metaDebug(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
-        guard let info = engine.cache.metaDebug(key) else {
+        guard let info = bucket.cache.metaDebug(key) else {
             out.writeStaticString("EN\r\n")
             return
         }

@@ -44,18 +44,31 @@ public struct Session {
     var sasl: SASLExchange?
     var saslMechanism = SASLMechanism.plain
 
+    /// The bucket this connection's commands use: the default one until a user of another logs in.
+    public internal(set) var bucket: Bucket
+    /// The authenticated user (nil before authentication, or when authentication is off).
+    public internal(set) var user: String?
+    /// What the user may do; `restricted` is false when no check can fail, so the hot path skips them.
+    var grant = AccessGrant.unrestricted
+    var restricted = false
+    /// The tenancy generation this session's bucket and grant come from.
+    var generationSeen: Int
+
     init(engine: Engine, counterSlot: Int, peer: String) {
         self.engine = engine
         self.counterSlot = counterSlot
         self.peer = peer
         self.throttleKey = AuthThrottle.addressKey(peer)
         self.isAuthenticated = engine.authenticator == nil
+        self.bucket = engine.tenancy.defaultBucket
+        self.generationSeen = engine.tenancy.generation.load(ordering: .acquiring)
         self.decoder = TextDecoder(limits: engine.settings.limits)
         self.binaryDecoder = BinaryDecoder(limits: engine.settings.limits)
     }
 
     /// Answers every complete request in `input` (consuming it) into `output`.
     public mutating func process(_ input: inout ByteBuffer, into output: inout ByteBuffer) -> SessionAction {
+        if engine.tenancy.generation.load(ordering: .relaxed) != generationSeen, !revalidate() { return .close }
         if !sniffed, let first = input.getInteger(at: input.readerIndex, as: UInt8.self) {
             sniffed = true
             switch engine.settings.protocolMode {
@@ -111,7 +124,7 @@ public struct Session {
     /// Merges this session's counters into the engine's totals (call once per read batch and at close).
     public mutating func publishCounters() {
         guard !counters.isZero else { return }
-        engine.merge(counters, slot: counterSlot)
+        bucket.merge(counters, slot: counterSlot)
         counters = CommandCounters()
     }
 
@@ -119,7 +132,8 @@ public struct Session {
 
     private mutating func execute(_ command: TextCommand, redeliver: inout Bool, into out: inout ByteBuffer) -> SessionAction? {
         guard isAuthenticated else { return executeUnauthenticated(command, into: &out) }
-        let cache = engine.cache
+        if restricted, !permits(command, into: &out) { return nil }
+        let cache = bucket.cache
         switch command {
         case .retrieve(let keys, let withCAS, let touchExptime):
             // One line may name a large value many times: stop at the output high-water mark and
@@ -305,10 +319,12 @@ public struct Session {
         switch group {
         case nil:
             publishCounters()
-            return engine.generalStats()
+            return engine.generalStats(for: bucket, serverWide: grant.permissions.contains(.admin))
         case "settings": return engine.settings.settingsReport
-        case "items": return engine.itemStats()
-        case "slabs": return engine.slabStats()
+        case "items": return engine.itemStats(for: bucket)
+        case "slabs": return engine.slabStats(for: bucket)
+        case "buckets": return engine.bucketStats()
+        case "users": return engine.userStats()
         case "reset":
             publishCounters()
             engine.resetTotals()
@@ -318,17 +334,7 @@ public struct Session {
     }
 
     private mutating func stats(_ arguments: [String], into out: inout ByteBuffer) {
-        let lines: [(String, String)]
         switch arguments.first {
-        case nil:
-            publishCounters()
-            lines = engine.generalStats()
-        case "settings":
-            lines = engine.settings.settingsReport
-        case "items":
-            lines = engine.itemStats()
-        case "slabs":
-            lines = engine.slabStats()
         case "reset":
             publishCounters()
             engine.resetTotals()
@@ -349,6 +355,9 @@ public struct Session {
             TextEncoder.writeLine("CLIENT_ERROR stats conns not allowed", into: &out)
             return
         default:
+            break
+        }
+        guard let lines = statLines(arguments.first) else {
             TextEncoder.writeError(.error, into: &out)
             return
         }

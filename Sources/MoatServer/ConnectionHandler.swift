@@ -90,7 +90,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         logger.info("connection opened", metadata: ["peer": "\(peerDescription(context))"])
         engine.securityLog.record(.connectionAccepted(peer: host))
-        if commandTimeout > 0 || outputTimeout > 0 {
+        if commandTimeout > 0 || outputTimeout > 0 || engine.authenticator != nil {
             // Runs on this channel's event loop, as does everything else in this handler.
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             watchdog = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
@@ -111,6 +111,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Closes a client that has taken too long to finish a request, or has left replies unread too long.
     private func checkDeadlines(context: ChannelHandlerContext) {
         guard !closing else { return }
+        // A reload removed this connection's user or moved it to another bucket.
+        if !session.revalidate() {
+            logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))", "reason": "access_revoked"])
+            close(context: context)
+            return
+        }
         let now = NIODeadline.now().uptimeNanoseconds
         let second: UInt64 = 1_000_000_000
         var reason: String?

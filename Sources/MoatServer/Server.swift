@@ -111,9 +111,9 @@ public final class Server: Sendable {
             for channel in listeners.withLock({ $0 }) {
                 try channel.setOption(ChannelOptions.autoRead, value: true).wait()
             }
-            let cache = engine.cache
+            let engine = self.engine
             group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-                cache.reclaimExpired(perShardLimit: 2000)
+                engine.reclaimExpired(perShardLimit: 2000)
             }
             logger.notice("moat ready: \(configuration.exposureSummary(servingAs: account))")
         } catch {

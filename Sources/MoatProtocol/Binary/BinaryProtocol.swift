@@ -33,6 +33,8 @@ public enum BinaryStatus: UInt16, Sendable {
     case authenticationError = 0x20
     /// SASL: the value is a challenge; answer it with a SASL step.
     case authenticationContinue = 0x21
+    /// Couchbase's "no access" (memcached's bucket-engine extension): authenticated, but not permitted.
+    case accessDenied = 0x24
     case unknownCommand = 0x81
     case outOfMemory = 0x82
 
@@ -48,6 +50,7 @@ public enum BinaryStatus: UInt16, Sendable {
         case .nonNumeric: return "Non-numeric server-side value for incr or decr"
         case .authenticationError: return "Auth failure."
         case .authenticationContinue: return ""
+        case .accessDenied: return "Permission denied"
         case .unknownCommand: return "Unknown command"
         case .outOfMemory: return "Out of memory"
         }

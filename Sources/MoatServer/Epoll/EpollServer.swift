@@ -197,6 +197,8 @@ final class EpollLoop: @unchecked Sendable {
     static let readChunk = 16 * 1024
     /// Closes that Moat decides for a limit, which the security log records.
     static let limitReasons: Set<String> = ["slow_command", "output_stalled", "idle_timeout", "auth_timeout"]
+    /// The tenancy generation the last sweep checked the connections against.
+    private var tenancyGeneration = 0
     static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
 
     let index: Int
@@ -471,8 +473,16 @@ final class EpollLoop: @unchecked Sendable {
     private func sweep() {
         let now = Self.now()
         guard now - lastSweep >= 250 else { return }
-        if index == 0, now / 1000 != lastSweep / 1000 { engine.cache.reclaimExpired(perShardLimit: 2000) }
+        if index == 0, now / 1000 != lastSweep / 1000 { engine.reclaimExpired(perShardLimit: 2000) }
         lastSweep = now
+        // A reload removed users or moved them to another bucket: their connections go, idle or not.
+        let generation = engine.tenancy.generation.load(ordering: .acquiring)
+        if generation != tenancyGeneration {
+            tenancyGeneration = generation
+            for case let connection? in connections where !connection.session.revalidate() {
+                closeConnection(connection, reason: "access_revoked")
+            }
+        }
         if let deadline = engine.authenticator?.settings.timeout, deadline > 0 {
             let limit = Int64(deadline) * 1000
             for case let connection? in connections where !connection.session.isAuthenticated && now - connection.openedAt >= limit {

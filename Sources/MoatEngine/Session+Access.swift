@@ -1,0 +1,150 @@
+import MoatAccess
+import MoatProtocol
+import NIOCore
+
+/// Tenants: which bucket a user's connection sees and which commands and keys it may use. A session
+/// looks its user up when it authenticates and again after a reload, never per request.
+extension Session {
+    /// Binds the session to `user`'s bucket and grant; false when the configuration does not (now)
+    /// admit the user.
+    mutating func bind(user name: String) -> Bool {
+        guard let (bucket, grant) = engine.tenancy.resolve(user: name) else { return false }
+        if bucket !== self.bucket {
+            // Counters so far belong to the old bucket.
+            publishCounters()
+            self.bucket = bucket
+        }
+        user = name
+        self.grant = grant
+        restricted = grant.isRestricted
+        return true
+    }
+
+    /// After a reload: keeps the session's bucket and picks up a changed grant; false when its user
+    /// was removed or moved to another bucket, and the connection must close.
+    public mutating func revalidate() -> Bool {
+        let generation = engine.tenancy.generation.load(ordering: .acquiring)
+        guard generation != generationSeen else { return true }
+        generationSeen = generation
+        guard let name = user else { return true }
+        guard let (bucket, grant) = engine.tenancy.resolve(user: name), bucket === self.bucket else {
+            engine.securityLog.record(.connectionClosed(peer: peer, reason: "access_revoked"))
+            isAuthenticated = false
+            return false
+        }
+        self.grant = grant
+        restricted = grant.isRestricted
+        return true
+    }
+
+    /// Records a refused command: counted for `stats` and the user, and logged (never with the key).
+    mutating func deny(_ command: String, _ category: Permissions) {
+        engine.deniedCommands.add(1, ordering: .relaxed)
+        if let user { engine.tenancy.count(user: user) { $0.denied &+= 1 } }
+        engine.securityLog.record(
+            .permissionDenied(peer: peer, user: user ?? "", bucket: bucket.name, command: command, category: category.description))
+    }
+
+    // MARK: text
+
+    /// Checks a text command against the grant; on refusal writes the error and returns false.
+    mutating func permits(_ command: TextCommand, into out: inout ByteBuffer) -> Bool {
+        let refused: (String, Permissions, Bool)?
+        switch command {
+        case .retrieve(let keys, _, let touch):
+            refused = keys.allSatisfy { grant.mayRead($0) } ? nil : (touch == nil ? "get" : "gat", .read, false)
+        case .store(let verb, let key, _, _, _, _, let noreply), .storeTooLarge(let verb, let key, let noreply):
+            refused = grant.mayWrite(key) ? nil : ("\(verb)", .write, noreply)
+        case .delete(let key, let noreply):
+            refused = grant.mayWrite(key) ? nil : ("delete", .write, noreply)
+        case .arithmetic(let key, _, let increment, let noreply):
+            refused = grant.mayWrite(key) ? nil : (increment ? "incr" : "decr", .write, noreply)
+        case .touch(let key, _, let noreply):
+            refused = grant.mayWrite(key) ? nil : ("touch", .write, noreply)
+        case .flushAll(_, let noreply):
+            refused = grant.permissions.contains(.admin) ? nil : ("flush_all", .admin, noreply)
+        case .verbosity(_, let noreply):
+            refused = grant.permissions.contains(.admin) ? nil : ("verbosity", .admin, noreply)
+        case .shutdown:
+            refused = grant.permissions.contains(.admin) ? nil : ("shutdown", .admin, false)
+        case .refreshCerts:
+            refused = grant.permissions.contains(.admin) ? nil : ("refresh_certs", .admin, false)
+        case .cacheMemlimit(_, let noreply):
+            refused = grant.permissions.contains(.admin) ? nil : ("cache_memlimit", .admin, noreply)
+        case .stats(let arguments):
+            let group = arguments.strings.first
+            let needed = Self.permissionForStats(group)
+            refused = needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(group ?? "")", needed, false)
+        case .lruCrawler:
+            refused = grant.permissions.contains(.dump) ? nil : ("lru_crawler", .dump, false)
+        case .watch:
+            refused = grant.permissions.contains(.dump) ? nil : ("watch", .dump, false)
+        case .meta, .version, .quit, .error:
+            refused = nil  // meta commands are checked once their key is decoded
+        }
+        guard let (name, category, noreply) = refused else { return true }
+        deny(name, category)
+        if !noreply { TextEncoder.writeLine("CLIENT_ERROR permission denied", into: &out) }
+        return false
+    }
+
+    /// The permission a `stats` group needs (empty: any authenticated user, scoped to its bucket).
+    static func permissionForStats(_ group: String?) -> Permissions {
+        switch group {
+        case nil, "items", "slabs": return []
+        case "cachedump", "detail", "conns": return .dump
+        default: return .admin  // settings, reset, buckets, users, and anything new
+        }
+    }
+
+    /// Checks a meta command once its key is known; on refusal writes the error and returns false.
+    mutating func permitsMeta(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) -> Bool {
+        let allowed: Bool
+        let category: Permissions
+        switch command.verb {
+        case .noop: return true
+        case .get, .debug:
+            // mg with N creates the item on a miss: that is a write as well.
+            allowed = grant.mayRead(key) && (!command.flags.has("N") || grant.mayWrite(key))
+            category = .read
+        case .set, .delete, .arithmetic:
+            allowed = grant.mayWrite(key)
+            category = .write
+        }
+        guard !allowed else { return true }
+        let names: [MetaVerb: String] = [.get: "mg", .debug: "me", .set: "ms", .delete: "md", .arithmetic: "ma"]
+        deny(names[command.verb] ?? "meta", category)
+        TextEncoder.writeLine("CLIENT_ERROR permission denied", into: &out)
+        return false
+    }
+
+    // MARK: binary
+
+    /// The category a binary operation needs when the grant refuses it; nil when allowed.
+    func binaryRefusal(_ operation: BinaryOperation<UnsafeRawBufferPointer>) -> (String, Permissions)? {
+        switch operation {
+        case .get(let key, _, _):
+            return grant.mayRead(key) ? nil : ("get", .read)
+        case .getAndTouch(let key, _, _, _):
+            return grant.mayRead(key) ? nil : ("gat", .read)
+        case .touch(let key, _):
+            return grant.mayWrite(key) ? nil : ("touch", .write)
+        case .store(let verb, let key, _, _, _, _), .storeTooLarge(let verb, let key, _):
+            return grant.mayWrite(key) ? nil : ("\(verb)", .write)
+        case .delete(let key, _):
+            return grant.mayWrite(key) ? nil : ("delete", .write)
+        case .arithmetic(let key, let increment, _, _, _, _):
+            return grant.mayWrite(key) ? nil : (increment ? "incr" : "decr", .write)
+        case .flush:
+            return grant.permissions.contains(.admin) ? nil : ("flush_all", .admin)
+        case .verbosity:
+            return grant.permissions.contains(.admin) ? nil : ("verbosity", .admin)
+        case .stat(let key):
+            let group = key.isEmpty ? nil : String(decoding: key, as: UTF8.self)
+            let needed = Self.permissionForStats(group)
+            return needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(group ?? "")", needed)
+        case .quit, .noop, .version, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments, .badMagic:
+            return nil
+        }
+    }
+}
