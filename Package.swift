@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(name: "MoatStorage", swiftSettings: fast),
@@ -57,7 +58,10 @@ let package = Package(
         ),
         .target(
             name: "MoatConfig",
-            dependencies: ["MoatAccess", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "MoatAccess", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
         .target(
             name: "MoatServer",

@@ -12,6 +12,19 @@ import Darwin
 
 /// Turns `-S --credentials FILE` / `-Y FILE` and the `-o auth_*` limits into the engine's settings.
 func loadAuthentication(_ options: AuthenticationOptions, logger: Logger) throws -> AuthenticationSettings {
+    let store = try loadCredentials(options, logger: logger)
+    var policy = AuthPolicy()
+    policy.failureDelay = options.failureDelay
+    policy.maxFailureDelay = max(options.failureDelay, policy.maxFailureDelay)
+    policy.lockoutThreshold = options.lockoutFailures
+    policy.lockoutDuration = Double(options.lockoutSeconds)
+    return AuthenticationSettings(
+        store: store, mechanisms: options.mechanisms.compactMap(SASLMechanism.init(rawValue:)), policy: policy,
+        maxFailuresPerConnection: options.maxFailuresPerConnection, timeout: options.timeout)
+}
+
+/// The users of `--credentials FILE` or `-Y FILE` (at start, and again on SIGHUP).
+func loadCredentials(_ options: AuthenticationOptions, logger: Logger) throws -> CredentialStore {
     let store: CredentialStore
     if let path = options.credentialsPath {
         store = try CredentialStore.load(path: path)
@@ -31,14 +44,7 @@ func loadAuthentication(_ options: AuthenticationOptions, logger: Logger) throws
         throw CLIError(
             "\(options.credentialsPath ?? options.plaintextPath ?? ""): no users; add one with `moat user add NAME --credentials FILE`")
     }
-    var policy = AuthPolicy()
-    policy.failureDelay = options.failureDelay
-    policy.maxFailureDelay = max(options.failureDelay, policy.maxFailureDelay)
-    policy.lockoutThreshold = options.lockoutFailures
-    policy.lockoutDuration = Double(options.lockoutSeconds)
-    return AuthenticationSettings(
-        store: store, mechanisms: options.mechanisms.compactMap(SASLMechanism.init(rawValue:)), policy: policy,
-        maxFailuresPerConnection: options.maxFailuresPerConnection, timeout: options.timeout)
+    return store
 }
 
 /// A whole small file as text (credentials files are bounded by the store's own checks; this reads at most 16 MiB).

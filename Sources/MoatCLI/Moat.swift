@@ -46,8 +46,15 @@ struct Serve: ParsableCommand {
         // First, while the process has one thread: no exec from any thread may gain privileges.
         try Privileges.forbidNewPrivileges()
         let configuration: ServerConfiguration
+        let configFile: ConfigFile?
         do {
+            let options: ServeOptions
+            (options, configFile) = try Self.withConfigFile(self.options)
             configuration = try options.resolve()
+            if let configFile, !configFile.tenants.buckets.isEmpty || configFile.tenants.users != nil, configuration.authentication == nil {
+                throw ConfigurationError(
+                    "\(self.options.configFile ?? ""): buckets and users need authentication: give --credentials FILE (or `credentials:` under server)")
+            }
         } catch let error as ConfigurationError {
             FileHandleStandardError.write("moat: \(error.description)\n")
             throw ExitCode(64)
@@ -90,6 +97,15 @@ struct Serve: ParsableCommand {
         let server = Server(
             configuration: configuration, logger: logger, authentication: authentication, securityLogSink: securityLogSink,
             tlsCertificates: certificates)
+        do {
+            try server.engine.reconfigure(tenants: configFile?.tenants ?? TenantPlan(), credentials: authentication?.store)
+        } catch {
+            FileHandleStandardError.write("moat: \(self.options.configFile ?? ""): \(error)\n")
+            throw ExitCode(64)
+        }
+        let reloader = Reloader(
+            path: self.options.configFile, started: configFile, authentication: configuration.authentication, engine: server.engine,
+            logger: logger)
         // Before start: a SIGTERM that arrives once clients are served must stop the server, not be lost.
         let signals = installStopSignals { server.stop() }
         do {
@@ -98,14 +114,50 @@ struct Serve: ParsableCommand {
             logger.critical("moat cannot start: \(error)")
             throw ExitCode(1)
         }
-        // SIGHUP reloads the TLS certificates, as `refresh_certs` does.
+        // SIGHUP reloads the TLS certificates (as `refresh_certs` does), the credentials, and the
+        // configuration file's buckets and users.
         signal(SIGHUP, SIG_IGN)
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        hangup.setEventHandler { _ = server.reloadCertificates() }
+        hangup.setEventHandler {
+            if configuration.tls != nil { _ = server.reloadCertificates() }
+            reloader.reload()
+        }
         hangup.resume()
         try server.waitUntilStopped()
         withExtendedLifetime((signals, hangup)) {}
         logger.notice("moat stopped")
+    }
+
+    /// The options with a configuration file's server settings underneath the command line's: the file's
+    /// settings are parsed first and the command line after them, so a flag given on both wins (and a
+    /// command-line `-l` replaces the file's listen list).
+    static func withConfigFile(_ options: ServeOptions) throws -> (ServeOptions, ConfigFile?) {
+        guard let path = options.configFile else { return (options, nil) }
+        let text: String
+        do {
+            text = try readTextFile(path)
+        } catch {
+            throw ConfigurationError("--config: \(error)")
+        }
+        let file = try ConfigFile.parse(text, path: path)
+        var fromFile = file.serverArguments
+        if !options.listen.isEmpty {
+            var kept: [String] = []
+            var index = 0
+            while index < fromFile.count {
+                if fromFile[index] == "--listen" { index += 2; continue }
+                kept.append(fromFile[index])
+                index += 1
+            }
+            fromFile = kept
+        }
+        var commandLine = Array(CommandLine.arguments.dropFirst())
+        if commandLine.first == "serve" { commandLine.removeFirst() }
+        do {
+            return (try ServeOptions.parse(fromFile + commandLine), file)
+        } catch {
+            throw ConfigurationError("\(path): server: \(ServeOptions.message(for: error))")
+        }
     }
 
     /// SIGTERM and SIGINT stop accepting and close the connections; the process then exits 0.
@@ -116,6 +168,45 @@ struct Serve: ParsableCommand {
             source.setEventHandler(handler: stop)
             source.resume()
             return source
+        }
+    }
+}
+
+/// SIGHUP: reads the credentials and the configuration file again and applies buckets, users and
+/// permissions. A file with an error changes nothing (the log names its line); server settings need a restart.
+final class Reloader: Sendable {
+    let path: String?
+    let started: ConfigFile?
+    let authentication: AuthenticationOptions?
+    let engine: Engine
+    let logger: Logger
+
+    init(path: String?, started: ConfigFile?, authentication: AuthenticationOptions?, engine: Engine, logger: Logger) {
+        self.path = path
+        self.started = started
+        self.authentication = authentication
+        self.engine = engine
+        self.logger = logger
+    }
+
+    func reload() {
+        do {
+            var plan = TenantPlan()
+            if let path {
+                let file = try ConfigFile.parse(try readTextFile(path), path: path)
+                if file.serverArguments != started?.serverArguments {
+                    logger.warning("\(path): the server section changed; those settings apply at the next restart")
+                }
+                plan = file.tenants
+            }
+            let credentials = try authentication.map { try loadCredentials($0, logger: logger) }
+            try engine.reconfigure(tenants: plan, credentials: credentials)
+            let detail = "\(plan.buckets.count) buckets, " + (plan.users.map { "\($0.count) users" } ?? "every user of the credentials")
+            logger.notice("configuration reloaded: \(detail)")
+            engine.securityLog.record(.configReload(applied: true, detail: detail))
+        } catch {
+            logger.error("configuration not reloaded; the previous one stays in use: \(error)")
+            engine.securityLog.record(.configReload(applied: false, detail: "\(error)"))
         }
     }
 }

@@ -107,6 +107,9 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Flag(name: [.customShort("L"), .customLong("enable-largepages")], help: "Accepted for compatibility, ignored.")
     public var largePages = false
 
+    @Option(name: .customLong("config"), help: "YAML configuration file: server settings, buckets and users (docs/tenants.md). Flags on the command line win over its server settings.")
+    public var configFile: String?
+
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
     public var showVersion = false
 }

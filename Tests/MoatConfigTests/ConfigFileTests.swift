@@ -1,0 +1,101 @@
+import MoatAccess
+import MoatConfig
+import Testing
+
+@Suite struct ConfigFileTests {
+    let example = """
+        # three applications on one server
+        server:
+          memory-limit: 256
+          listen: [127.0.0.1, "::1"]
+          enable-sasl: true
+          disable-evictions: false
+          verbose: 2
+          extended: [idle_timeout=600]
+        buckets:
+          shop: { memory: 64m }
+          blog:
+            memory: 32
+            when_full: refuse
+        users:
+          shop-web:
+            bucket: shop
+            permissions: [read, write]
+            keys: ["cart:*"]
+            read_keys: [catalog]
+          blog: { bucket: blog, permissions: all, certificate_subjects: [blog.internal] }
+          ops: { permissions: [admin, dump] }
+        """
+
+    @Test func readsServerSettingsBucketsAndUsers() throws {
+        let file = try ConfigFile.parse(example, path: "moat.yaml")
+        #expect(file.serverArguments == [
+            "--memory-limit", "256", "--listen", "127.0.0.1", "--listen", "::1", "--enable-sasl", "--verbose", "--verbose",
+            "--extended", "idle_timeout=600",
+        ])
+        #expect(file.setsListen)
+        #expect(file.tenants.buckets == [
+            BucketPlan(name: "shop", memoryLimit: 64 << 20), BucketPlan(name: "blog", memoryLimit: 32 << 20, evictionsEnabled: false),
+        ])
+        let users = try #require(file.tenants.users)
+        #expect(users.map(\.name) == ["shop-web", "blog", "ops"])
+        #expect(users[0].grant.permissions == [.read, .write])
+        #expect(Array("catalog".utf8).withUnsafeBytes { users[0].grant.mayRead($0) && !users[0].grant.mayWrite($0) })
+        #expect(Array("cart:9".utf8).withUnsafeBytes { users[0].grant.mayWrite($0) })
+        #expect(users[1].grant == .unrestricted && users[1].certificateSubjects == ["blog.internal"])
+        #expect(users[2].bucket == "default" && users[2].grant.permissions == [.admin, .dump])
+        // The server section parses as the flags it stands for.
+        let options = try ServeOptions.parse(file.serverArguments + ["--credentials", "c"])
+        #expect(options.memoryLimit == "256" && options.verbose == 2 && options.enableSASL)
+    }
+
+    @Test func laterFlagsWinOverEarlierOnes() throws {
+        // What `--config` relies on: the file's settings are parsed first, the command line's after.
+        let options = try ServeOptions.parse(["--conn-limit", "77", "--threads", "3", "-c", "99"])
+        #expect(options.connLimit == 99 && options.threads == 3)
+    }
+
+    @Test func emptyFileSetsNothing() throws {
+        let file = try ConfigFile.parse("# nothing yet\n", path: "f")
+        #expect(file.serverArguments.isEmpty && file.tenants == TenantPlan())
+    }
+
+    @Test(arguments: [
+        ("users:\n  a: { bucket: nowhere }\n", "f:2:"),
+        ("users:\n  a:\n    permissions: [read, fly]\n", "f:3:"),
+        ("buckets:\n  b: { memory: 16m\n", "line 3"),
+        ("buckets:\n  b: { memory: 16m }\n  b: { memory: 8m }\n", "line 2"),
+        ("tenants: {}\n", "f:1:"),
+        ("users:\n  a: { keys: ['a*b'] }\n", "f:2:"),
+        ("server:\n  no-such-flag: 1\n", "f:2:"),
+        ("server:\n  enable-sasl: maybe\n", "f:2:"),
+        ("server:\n  verbose: 9\n", "f:2:"),
+        ("buckets:\n  b: { memory: 16k }\n", "f:2:"),
+        ("buckets:\n  'bad name': { memory: 16m }\n", "f:2:"),
+        ("buckets:\n  b: { when_full: evict }\n", "f:2:"),
+        ("users:\n  'a b': {}\n", "f:2:"),
+        ("users:\n  a: { certificate_subjects: [x] }\n  b: { certificate_subjects: [x] }\n", "f:3:"),
+        ("- a list\n", "f:1:"),
+        ("users:\n  a: { permissions: { read: 1 } }\n", "f:2:"),
+    ])
+    func errorsNameTheLine(text: String, location: String) throws {
+        do {
+            _ = try ConfigFile.parse(text, path: "f")
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.description.contains(location), "\(error.description)")
+        }
+    }
+
+    @Test func aliasesCannotMakeASmallFileHuge() throws {
+        // 400 users that all point at one 1,000-entry list: 400,000 values from a 6 KB file.
+        var text = "users:\n  u0: &u { permissions: [" + Array(repeating: "read", count: 1000).joined(separator: ", ") + "] }\n"
+        for index in 1..<400 { text += "  u\(index): *u\n" }
+        do {
+            _ = try ConfigFile.parse(text, path: "f")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.contains("too large"))
+        }
+    }
+}
