@@ -246,3 +246,36 @@ def test_client_certificate_logs_in_its_user(server_factory, pki):
     assert wait_until(lambda: '"mechanism":"tls-client-certificate"' in srv.stderr_text(), 5)
     rc, err = server_factory.start_expect_exit(args=tls_args(pki, "-o", "ssl_cert_auth"))
     assert rc == 64 and "ssl_cert_auth" in err
+
+
+def test_certificate_subjects_map_to_tenant_users(server_factory, pki):
+    """--config: a certificate whose CN a user lists in certificate_subjects logs in as that user, in its
+    bucket and with its permissions; a CN that is only a credentials user (not in the file) does not."""
+    d = server_factory.tmpdir()
+    creds = os.path.join(d, "credentials")
+    for name in ("client", "writer"):
+        r = subprocess.run([moat_bin(), "user", "add", name, "--credentials", creds, "--iterations", "4096"],
+                           input=b"pw-pw-pw\n", capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    config = os.path.join(d, "moat.yaml")
+    with open(config, "w") as f:
+        f.write("buckets:\n  reports: { memory: 8m }\n"
+                "users:\n"
+                "  reporter: { bucket: reports, permissions: [read], certificate_subjects: [reporting-job] }\n"
+                "  writer: { bucket: reports }\n")
+    os.chmod(config, 0o644)
+    make_cert(os.path.dirname(pki("ca.pem")), "reporting-job", "ca")
+    for name in ("reporting-job.pem", "reporting-job.key"):
+        os.chmod(pki(name), 0o644)
+    srv = server_factory.start(args=tls_args(pki, "--config", config, "--credentials", creds, "-o",
+                                             "ssl_verify_mode=1,ssl_ca_cert=%s,ssl_cert_auth" % pki("ca.pem")))
+    with tls_conn(srv, pki) as t:   # no certificate: ASCII auth as writer, in the reports bucket
+        assert t.store(b"set", b"auth", b"writer pw-pw-pw") == b"STORED"
+        assert t.store(b"set", b"daily", b"42") == b"STORED"
+    with tls_conn(srv, pki, "reporting-job") as t:
+        assert t.get(b"daily") == b"42"                                   # same bucket as writer
+        assert t.store(b"set", b"daily", b"0") == b"CLIENT_ERROR permission denied"   # read only
+    # CN=client holds credentials but the configuration does not list it: not logged in.
+    with tls_conn(srv, pki, "client") as t:
+        assert t.cmd(b"get daily") == b"CLIENT_ERROR unauthenticated"
+    assert wait_until(lambda: '"user":"reporter"' in srv.stderr_text(), 5)
