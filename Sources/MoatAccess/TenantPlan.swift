@@ -64,8 +64,14 @@ public struct TenantPlan: Sendable, Equatable {
         if !names.contains(Self.defaultBucket) {
             result.insert(BucketPlan(name: Self.defaultBucket, memoryLimit: total - sum, evictionsEnabled: defaultEvicts), at: 0)
         }
-        for user in users ?? [] where !names.contains(user.bucket) && user.bucket != Self.defaultBucket {
-            return .failure(.init("user \(user.name) names bucket \(user.bucket), which is not declared"))
+        for user in users ?? [] {
+            if !names.contains(user.bucket) && user.bucket != Self.defaultBucket {
+                return .failure(.init("user \(user.name) names bucket \(user.bucket), which is not declared"))
+            }
+            if user.bucket == Self.defaultBucket, let quota = result.first(where: { $0.name == Self.defaultBucket }), quota.memoryLimit < 1_048_576 {
+                return .failure(
+                    .init("user \(user.name) is in bucket default, which the other quotas leave without memory (declare it, or lower them)"))
+            }
         }
         return .success(result)
     }

@@ -57,6 +57,10 @@ import Testing
         var missing = plan
         missing.users = [UserPlan(name: "u", bucket: "nowhere", grant: .unrestricted)]
         #expect(throws: TenantPlanError.self) { try missing.quotas(total: 64 * mb).get() }
+        var starved = plan
+        starved.buckets[0].memoryLimit = 56 * mb
+        starved.users = [UserPlan(name: "u", bucket: "default", grant: .unrestricted)]
+        #expect(throws: TenantPlanError.self) { try starved.quotas(total: 64 * mb).get() }
         var twice = plan
         twice.buckets.append(BucketPlan(name: "a", memoryLimit: mb))
         #expect(throws: TenantPlanError.self) { try twice.quotas(total: 64 * mb).get() }
