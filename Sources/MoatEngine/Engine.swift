@@ -32,6 +32,8 @@ public final class Engine: Sendable {
     public let cache: Cache
     public let settings: EngineSettings
     public let connections = ConnectionCounters()
+    /// What the UDP port received and answered (`-U`).
+    public let udp = UDPCounters()
     public let verbosity = Atomic<UInt32>(0)
     /// Present when authentication is on: every session must authenticate before using the cache.
     public let authenticator: Authenticator?
@@ -176,7 +178,10 @@ public final class Engine: Sendable {
             ("auth_lockouts", "\(auth.lockouts)"),
             ("acl_denied", "\(deniedCommands.load(ordering: .relaxed))"),
         ] + securityLog.statLines()
-        if !serverWide { lines.removeAll { Self.serverWideStats.contains($0.0) || $0.0.hasPrefix("security_") } }
+        if settings.udpEnabled { lines += udp.statLines() }
+        if !serverWide {
+            lines.removeAll { Self.serverWideStats.contains($0.0) || $0.0.hasPrefix("security_") || $0.0.hasPrefix("udp_") }
+        }
         if bucket !== tenancy.defaultBucket || tenancy.buckets.count > 1 { lines.append(("bucket", bucket.name)) }
         return lines
     }

@@ -24,6 +24,8 @@ public struct EngineSettings: Sendable {
     public var canaryKeys: [[UInt8]] = []
     /// `verbosity` from clients (refused with `-o disable_verbosity`).
     public var verbosityEnabled = true
+    /// `-U`: `stats` reports the UDP counters.
+    public var udpEnabled = false
     /// `stats settings` lines, rendered by whoever knows the configuration.
     public var settingsReport: [(String, String)]
 

@@ -26,6 +26,9 @@ public final class SecurityLog: Sendable {
         case keyDumpAttempt(peer: String, command: String)
         /// A command the user's permissions do not cover (the key is never logged).
         case permissionDenied(peer: String, user: String, bucket: String, command: String, category: String)
+        /// A UDP datagram not answered in full: `reason` is "refused_source", "rate_limited", "malformed",
+        /// "refused_command" or "oversized".
+        case udpRefused(peer: String, reason: String)
         /// A reload of the configuration file, applied or rejected (`detail` says why).
         case configReload(applied: Bool, detail: String)
     }
@@ -55,6 +58,7 @@ public final class SecurityLog: Sendable {
         var canaryReads: UInt64 = 0
         var keyDumpAttempts: UInt64 = 0
         var permissionDenials: UInt64 = 0
+        var udpRefusals: UInt64 = 0
     }
 
     private let emit: @Sendable (Event) -> Void
@@ -79,6 +83,7 @@ public final class SecurityLog: Sendable {
             case .keyDumpAttempt: counts.keyDumpAttempts &+= 1
             case .permissionDenied: counts.permissionDenials &+= 1
             case .configReload: break
+            case .udpRefused: counts.udpRefusals &+= 1
             }
         }
         emit(event)
@@ -96,6 +101,7 @@ public final class SecurityLog: Sendable {
             ("security_canary_reads", "\(c.canaryReads)"),
             ("security_key_dump_attempts", "\(c.keyDumpAttempts)"),
             ("security_permission_denials", "\(c.permissionDenials)"),
+            ("security_udp_refusals", "\(c.udpRefusals)"),
         ]
     }
 
@@ -138,6 +144,8 @@ public final class SecurityLog: Sendable {
                 [("peer", .string(peer)), ("user", .string(user)), ("bucket", .string(bucket)), ("command", .string(command)),
                  ("category", .string(category))]
             )
+        case .udpRefused(let peer, let reason):
+            return ("udp_refused", .notice, [("peer", .string(peer)), ("reason", .string(reason))])
         case .configReload(let applied, let detail):
             return ("config_reload", applied ? .notice : .warning, [("applied", .bool(applied)), ("detail", .string(detail))])
         }

@@ -1,0 +1,171 @@
+import MoatAccess
+import MoatProtocol
+import NIOCore
+import Synchronization
+
+/// Counts of what the UDP port received and did, for `stats`.
+public final class UDPCounters: Sendable {
+    public let datagrams = Atomic<UInt64>(0)
+    public let requestBytes = Atomic<UInt64>(0)
+    public let replies = Atomic<UInt64>(0)
+    public let replyBytes = Atomic<UInt64>(0)
+    public let refusedSource = Atomic<UInt64>(0)
+    public let rateLimited = Atomic<UInt64>(0)
+    public let malformed = Atomic<UInt64>(0)
+    public let refusedCommand = Atomic<UInt64>(0)
+    public let oversized = Atomic<UInt64>(0)
+
+    public init() {}
+
+    func statLines() -> [(String, String)] {
+        [
+            ("udp_datagrams", "\(datagrams.load(ordering: .relaxed))"),
+            ("udp_request_bytes", "\(requestBytes.load(ordering: .relaxed))"),
+            ("udp_replies", "\(replies.load(ordering: .relaxed))"),
+            ("udp_reply_bytes", "\(replyBytes.load(ordering: .relaxed))"),
+            ("udp_refused_source", "\(refusedSource.load(ordering: .relaxed))"),
+            ("udp_rate_limited", "\(rateLimited.load(ordering: .relaxed))"),
+            ("udp_malformed", "\(malformed.load(ordering: .relaxed))"),
+            ("udp_refused_command", "\(refusedCommand.load(ordering: .relaxed))"),
+            ("udp_oversized", "\(oversized.load(ordering: .relaxed))"),
+        ]
+    }
+}
+
+/// memcached's UDP protocol, made useless as a reflector: only allowed sources are answered, each
+/// within a per-source rate, one command per datagram, and a reply never exceeds `amplification`
+/// times the request's bytes (headers included) nor one datagram. Pure: bytes and a source address in,
+/// the reply datagram (or nothing) out; the server does the sockets.
+public final class UDPResponder: Sendable {
+    public struct Policy: Sendable, Equatable {
+        /// Reply bytes may be at most this multiple of the request's (QUIC's 3 before an address is validated).
+        public var amplification: Int
+        /// memcached's UDP payload limit: replies never span datagrams.
+        public var maximumDatagram: Int
+
+        public init(amplification: Int = 3, maximumDatagram: Int = 1400) {
+            self.amplification = amplification
+            self.maximumDatagram = maximumDatagram
+        }
+    }
+
+    /// Why a datagram got no reply (or only an error), for counters and the log.
+    public enum Refusal: String, Sendable, Equatable {
+        case refusedSource = "refused_source"
+        case rateLimited = "rate_limited"
+        case malformed
+        case refusedCommand = "refused_command"
+        case oversized
+    }
+
+    public let engine: Engine
+    public let policy: Policy
+    public let filter: AddressFilter
+    public let limiter: SourceRateLimiter
+
+    static let refusedReply = Array("CLIENT_ERROR not allowed over UDP\r\n".utf8)
+    static let oversizedReply = Array("SERVER_ERROR reply too large for UDP\r\n".utf8)
+
+    public init(engine: Engine, policy: Policy, filter: AddressFilter, limiter: SourceRateLimiter) {
+        self.engine = engine
+        self.policy = policy
+        self.filter = filter
+        self.limiter = limiter
+    }
+
+    /// The datagram to send back to `source` (its address without the port), or nil for none.
+    public func respond(to datagram: UnsafeRawBufferPointer, from source: String) -> [UInt8]? {
+        let counters = engine.udp
+        counters.datagrams.add(1, ordering: .relaxed)
+        counters.requestBytes.add(UInt64(datagram.count), ordering: .relaxed)
+        // Spoofable, so checked first and answered with nothing at all.
+        guard filter.decision(for: source) == .allowed else { return refuse(.refusedSource, source) }
+        guard limiter.admit(AuthThrottle.addressKey(source), bytes: datagram.count) else {
+            return refuse(.rateLimited, source)
+        }
+        guard let header = UDPFrameHeader(datagram), header.isSingleDatagramRequest else {
+            return refuse(.malformed, source)
+        }
+        let payload = UnsafeRawBufferPointer(rebasing: datagram[UDPFrameHeader.size...])
+        let limit = min(policy.amplification * datagram.count, policy.maximumDatagram)
+        let reply = UDPFrameHeader(requestID: header.requestID)
+        switch Self.check(payload) {
+        case .malformed:
+            return refuse(.malformed, source)
+        case .refused:
+            _ = refuse(.refusedCommand, source)
+            return bounded(reply, Self.refusedReply, limit: limit)
+        case .serve:
+            break
+        }
+        var session = engine.makeSession(peer: source)
+        var input = ByteBuffer(bytes: payload)
+        var output = ByteBuffer()
+        _ = session.process(&input, into: &output)
+        session.publishCounters()
+        guard output.readableBytes > 0 else { return nil }  // noreply
+        if UDPFrameHeader.size + output.readableBytes > limit {
+            _ = refuse(.oversized, source)
+            return bounded(reply, Self.oversizedReply, limit: limit)
+        }
+        return bounded(reply, output.readableBytesView, limit: limit)
+    }
+
+    private func refuse(_ reason: Refusal, _ source: String) -> [UInt8]? {
+        let counters = engine.udp
+        switch reason {
+        case .refusedSource: counters.refusedSource.add(1, ordering: .relaxed)
+        case .rateLimited: counters.rateLimited.add(1, ordering: .relaxed)
+        case .malformed: counters.malformed.add(1, ordering: .relaxed)
+        case .refusedCommand: counters.refusedCommand.add(1, ordering: .relaxed)
+        case .oversized: counters.oversized.add(1, ordering: .relaxed)
+        }
+        engine.securityLog.record(.udpRefused(peer: source, reason: reason.rawValue))
+        return nil
+    }
+
+    /// The reply, or nothing when even it would exceed the bound.
+    private func bounded(_ header: UDPFrameHeader, _ body: some Collection<UInt8>, limit: Int) -> [UInt8]? {
+        guard UDPFrameHeader.size + body.count <= limit else { return nil }
+        engine.udp.replies.add(1, ordering: .relaxed)
+        engine.udp.replyBytes.add(UInt64(UDPFrameHeader.size + body.count), ordering: .relaxed)
+        return header.bytes + body
+    }
+
+    enum Check: Equatable { case serve, refused, malformed }
+
+    /// memcached commands not served over UDP, answered with a short refusal (when it fits the bound).
+    static let refusedCommands: Set<String> = [
+        "stats", "flush_all", "verbosity", "shutdown", "quit", "lru_crawler", "watch", "cache_memlimit", "refresh_certs",
+        "slabs", "lru", "me", "misbehave", "debugtime", "extstore",
+    ]
+
+    /// One whole command and nothing after it; single-key retrievals, stores, deletes, arithmetic,
+    /// touch, version and the meta commands. Everything else (stats, multi-key gets, flush_all, ...)
+    /// is refused: large replies and destructive commands from a spoofable source.
+    static func check(_ payload: UnsafeRawBufferPointer) -> Check {
+        guard let newline = payload.firstIndex(of: UInt8(ascii: "\n")), newline < 2048 else { return .malformed }
+        var lineEnd = newline
+        if lineEnd > 0, payload[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
+        let tokens = payload[..<lineEnd].split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+        guard let first = tokens.first, payload[0] != 0x80 else { return .malformed }
+        let command = String(decoding: first, as: UTF8.self)
+        let afterLine = newline + 1
+        func lineOnly() -> Check { afterLine == payload.count ? .serve : .refused }
+        func withData(_ lengthToken: Int) -> Check {
+            guard tokens.count > lengthToken, let length = Int(String(decoding: tokens[tokens.index(tokens.startIndex, offsetBy: lengthToken)], as: UTF8.self)),
+                  length >= 0, length <= payload.count
+            else { return .malformed }
+            return afterLine + length + 2 == payload.count ? .serve : .refused
+        }
+        switch command {
+        case "get", "gets": return tokens.count == 2 ? lineOnly() : .refused
+        case "gat", "gats": return tokens.count == 3 ? lineOnly() : .refused
+        case "set", "add", "replace", "append", "prepend", "cas": return withData(4)
+        case "ms": return withData(2)
+        case "delete", "incr", "decr", "touch", "version", "mg", "md", "ma", "mn": return lineOnly()
+        case _ where refusedCommands.contains(command): return .refused
+        default: return .malformed  // not a memcached command: garbage gets no answer at all
+        }
+    }
+}
