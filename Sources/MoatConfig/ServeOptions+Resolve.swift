@@ -18,10 +18,7 @@ extension ServeOptions {
     public func resolve() throws -> ServerConfiguration {
         var ignored: [String] = []
         guard (0...65535).contains(port) else { throw ConfigurationError("-p: port \(port) is out of range 0-65535") }
-        guard udpPort == 0 else {
-            throw ConfigurationError(
-                "-U \(udpPort): UDP is not served yet; memcached's UDP protocol is a reflection-attack vector, so Moat keeps it off (-U 0)")
-        }
+        guard (0...65535).contains(udpPort) else { throw ConfigurationError("-U: port \(udpPort) is out of range 0-65535") }
         guard let megabytes = Int(memoryLimit), megabytes > 0, megabytes <= 1 << 30 else {
             throw ConfigurationError("-m \(memoryLimit): expected a number of megabytes, at least 1")
         }
@@ -67,6 +64,8 @@ extension ServeOptions {
         var verbosityEnabled = true
         var commandTimeout = 10
         var outputTimeout = 30
+        var udp = UDPOptions()
+        var insecureUDP = false
         /// `-o allow=10.0.0.0/8,::1`: the comma that separates -o options also continues an address list.
         var listBeingRead: String?
         func block(_ text: String, _ list: String) throws -> AddressBlock {
@@ -137,6 +136,11 @@ extension ServeOptions {
                 idleTimeout = seconds
             case "insecure_public_bind":
                 insecurePublicBind = true
+            case "insecure_udp":
+                insecureUDP = true
+            case "udp_amplification": udp.amplification = try count(name, value, minimum: 1)
+            case "udp_rate": udp.datagramsPerSecond = try count(name, value, minimum: 1)
+            case "udp_bytes_rate": udp.bytesPerSecond = try count(name, value, minimum: 64)
             case "lenient_keys":
                 lenientKeys = true
             case "io":
@@ -249,6 +253,23 @@ extension ServeOptions {
         configuration.maxConnectionsPerAddress = maxPerAddress
         configuration.commandTimeout = commandTimeout
         configuration.outputTimeout = outputTimeout
+        if udpPort != 0 {
+            guard udp.amplification <= 10 else { throw ConfigurationError("-o udp_amplification: at most 10 (the default, 3, is QUIC's limit)") }
+            // Source addresses of UDP are forged at will: only a list of allowed clients makes answering safe.
+            guard insecureUDP || (!filter.allow.isEmpty && filter.isRestrictive) else {
+                throw ConfigurationError(
+                    "-U \(udpPort): UDP answers whatever address a datagram claims to come from, so an open UDP port reflects "
+                        + "attacks at third parties. Name the clients that may use it (-o allow=10.0.0.0/8,...), or add "
+                        + "-o insecure_udp to answer every source (replies stay within -o udp_amplification times the request).")
+            }
+            guard configuration.authentication == nil else {
+                throw ConfigurationError("-U with authentication: UDP cannot authenticate (memcached serves no SASL over UDP); drop -U or the credentials")
+            }
+            udp.port = udpPort
+            configuration.udp = udp
+        } else if insecureUDP || udp != UDPOptions() {
+            throw ConfigurationError("-o udp_* or insecure_udp given without -U PORT")
+        }
         let exposed = configuration.publicListeners
         if !exposed.isEmpty, !insecurePublicBind, configuration.authentication == nil, filter.allow.isEmpty || !filter.isRestrictive {
             throw ConfigurationError(

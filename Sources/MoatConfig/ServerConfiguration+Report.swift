@@ -5,7 +5,7 @@ extension ServerConfiguration {
             ("maxbytes", "\(memoryLimit)"),
             ("maxconns", "\(maxConnections)"),
             ("tcpport", "\(listeners.first?.port ?? 0)"),
-            ("udpport", "0"),
+            ("udpport", "\(udp?.port ?? 0)"),
             ("inter", listeners.map(\.description).joined(separator: ",")),
             ("verbosity", "\(verbosity)"),
             ("evictions", evictionsEnabled ? "on" : "off"),
@@ -49,7 +49,13 @@ extension ServerConfiguration {
         let tcp = listeners.map(\.description)
         parts.append("tcp " + (tcp.isEmpty ? "off" : tcp.joined(separator: ", ")))
         parts.append("unix " + (unixSocket.map { "\($0) (mode \(String(unixMask, radix: 8)))" } ?? "off"))
-        parts.append("udp off")
+        if let udp {
+            let hosts = Set(listeners.map(\.host)).sorted()
+            parts.append("udp " + hosts.map { ListenAddress(host: $0, port: udp.port).description }.joined(separator: ", ")
+                + " (replies at most \(udp.amplification)x the request, \(udp.datagramsPerSecond)/s per source)")
+        } else {
+            parts.append("udp off")
+        }
         parts.append("protocol " + (protocolMode == .auto ? "ascii+binary (auto)" : protocolMode.rawValue))
         if let authentication {
             let source = authentication.credentialsPath.map { "credentials \($0)" }

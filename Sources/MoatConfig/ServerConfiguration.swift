@@ -116,6 +116,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var commandTimeout = 10
     /// Seconds a client may leave replies unread (Moat has stopped reading it) before it is closed; 0: never.
     public var outputTimeout = 30
+    /// memcached's UDP protocol on `-U`; nil when off (the default).
+    public var udp: UDPOptions?
     /// Where the security log's JSON lines go: "stderr", "off" or a file (`-o security_log=`).
     public var securityLog = "stderr"
     /// Keys no legitimate client reads (`-o canary=`): reading one raises a critical security event.
@@ -138,6 +140,18 @@ public struct ServerConfiguration: Sendable, Equatable {
 
     /// Addresses that are not loopback: what a firewall mistake would expose.
     public var publicListeners: [ListenAddress] { listeners.filter { !$0.isLoopback } }
+}
+
+/// `-U PORT` and its `-o udp_*` limits.
+public struct UDPOptions: Sendable, Equatable {
+    public var port = 0
+    /// A reply may carry at most this many times the request's bytes.
+    public var amplification = 3
+    /// Per source address: datagrams and bytes a second (bursts of one second's worth).
+    public var datagramsPerSecond = 1000
+    public var bytesPerSecond = 262_144
+
+    public init() {}
 }
 
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {

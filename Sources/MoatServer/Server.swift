@@ -1,4 +1,5 @@
 import Logging
+import MoatAccess
 import MoatConfig
 import MoatEngine
 import MoatProtocol
@@ -24,6 +25,8 @@ public final class Server: Sendable {
     private let epoll: EpollServer?
     private let gate: ConnectionGate
     private let tlsCertificates: TLSCertificates?
+    /// `-U`: the UDP sockets and their threads, and what answers them.
+    private let udp: (listener: UDPListener, responder: UDPResponder)?
 
     /// `authentication`: the users and limits when clients must authenticate (loaded by the caller,
     /// before root is dropped, so the credentials file may stay readable by root only).
@@ -49,6 +52,7 @@ public final class Server: Sendable {
             threads: configuration.threads, settingsReport: configuration.settingsReport)
         settings.canaryKeys = configuration.canaryKeys
         settings.verbosityEnabled = configuration.verbosityEnabled
+        settings.udpEnabled = configuration.udp != nil
         let securityLog = SecurityLog { event in securityLogSink?.write(event) }
         let authenticator = authentication.map { settings in
             Authenticator(settings: settings, now: monotonicSeconds) { event in securityLog.record(.authentication(event)) }
@@ -68,6 +72,15 @@ public final class Server: Sendable {
         self.engine = Engine(
             cache: cache, settings: settings, authenticator: authenticator, securityLog: securityLog, certificateReloader: reloader)
         self.gate = ConnectionGate(configuration: configuration, counters: engine.connections)
+        let engine = self.engine
+        self.udp = configuration.udp.map { options in
+            let limiter = SourceRateLimiter(
+                limits: .init(datagramsPerSecond: Double(options.datagramsPerSecond), bytesPerSecond: Double(options.bytesPerSecond)),
+                now: monotonicSeconds)
+            let responder = UDPResponder(
+                engine: engine, policy: .init(amplification: options.amplification), filter: configuration.addressFilter, limiter: limiter)
+            return (UDPListener(logger: logger), responder)
+        }
         let useEpoll = configuration.ioBackend == .epoll
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: useEpoll ? 1 : configuration.threads)
         if useEpoll {
@@ -88,14 +101,18 @@ public final class Server: Sendable {
         if let epoll {
             do {
                 try epoll.bindAll()
+                try bindUDP()
                 if let pidFile = configuration.pidFile { try writePidFile(pidFile) }
                 let account = try Privileges.dropIfRoot(to: configuration.user)
                 // Threads (and so accepting) start only once root is gone.
                 try epoll.startThreads()
+                if let udp { try udp.listener.start(responder: udp.responder) }
                 logger.notice("moat ready: \(configuration.exposureSummary(servingAs: account))")
             } catch {
                 epoll.stop()
                 epoll.wait()
+                udp?.listener.stop()
+                udp?.listener.wait()
                 try? group.syncShutdownGracefully()
                 throw error
             }
@@ -103,10 +120,12 @@ public final class Server: Sendable {
         }
         do {
             try bindAll()
+            try bindUDP()
             if let pidFile = configuration.pidFile {
                 try writePidFile(pidFile)
             }
             let account = try Privileges.dropIfRoot(to: configuration.user)
+            if let udp { try udp.listener.start(responder: udp.responder) }
             // Listeners were bound with accepting paused: no client is served until root is gone.
             for channel in listeners.withLock({ $0 }) {
                 try channel.setOption(ChannelOptions.autoRead, value: true).wait()
@@ -123,6 +142,14 @@ public final class Server: Sendable {
         }
     }
 
+    /// `-U`: the UDP port on every TCP listen host, bound while still root.
+    private func bindUDP() throws {
+        guard let udp, let options = configuration.udp else { return }
+        var hosts: [String] = []
+        for listener in configuration.listeners where !hosts.contains(listener.host) { hosts.append(listener.host) }
+        try udp.listener.bind(hosts: hosts, port: options.port)
+    }
+
     /// Blocks until every listener has closed (after `stop()` or a `shutdown` command), then releases the threads.
     public func waitUntilStopped() throws {
         epoll?.wait()
@@ -130,6 +157,7 @@ public final class Server: Sendable {
         for channel in channels {
             try? channel.closeFuture.wait()
         }
+        udp?.listener.wait()
         try group.syncShutdownGracefully()
         if let pidFile = configuration.pidFile { unlink(pidFile) }
     }
@@ -142,6 +170,7 @@ public final class Server: Sendable {
     /// Stops accepting connections; `waitUntilStopped` then closes the open ones. Safe from any thread.
     public func stop() {
         epoll?.stop()
+        udp?.listener.stop()
         let channels = listeners.withLock { $0 }
         for channel in channels { channel.close(promise: nil) }
     }

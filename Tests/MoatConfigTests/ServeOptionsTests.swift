@@ -153,7 +153,7 @@ import Testing
     }
 
     @Test func unsafeOrUnsupportedChoicesRefuseToStart() {
-        #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211"]) }  // UDP without an allow list
         #expect(throws: ConfigurationError.self) { try resolve(["-I", "40m", "-m", "64"]) }
         #expect(throws: ConfigurationError.self) { try resolve(["-m", "0"]) }
         #expect(throws: ConfigurationError.self) { try resolve(["-a", "999"]) }
@@ -181,5 +181,18 @@ import Testing
         #expect(try ServeOptions.parseListen("[fe80::1]:7", defaultPort: 5) == ListenAddress(host: "fe80::1", port: 7))
         #expect(try ServeOptions.parseListen("localhost", defaultPort: 5).isLoopback)
         #expect(throws: ConfigurationError.self) { try ServeOptions.parseListen("host:notaport", defaultPort: 5) }
+    }
+
+    @Test func udpNeedsAnAllowListAndNoAuthentication() throws {
+        let udp = try resolve(["-U", "11211", "-o", "allow=10.0.0.0/8"])
+        #expect(udp.udp?.port == 11211 && udp.udp?.amplification == 3 && udp.udp?.datagramsPerSecond == 1000)
+        #expect(try resolve(["-U", "11211", "-o", "insecure_udp"]).udp != nil)
+        let tuned = try resolve(["-U", "1", "-o", "allow=127.0.0.1,udp_amplification=1,udp_rate=50,udp_bytes_rate=4096"]).udp
+        #expect(tuned?.amplification == 1 && tuned?.datagramsPerSecond == 50 && tuned?.bytesPerSecond == 4096)
+        #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211", "-o", "allow=0.0.0.0/0"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211", "-o", "allow=10.0.0.0/8,udp_amplification=20"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211", "-o", "insecure_udp", "--credentials", "f"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(["-o", "udp_rate=5"]) }
+        #expect(try resolve(["-U", "0"]).udp == nil)
     }
 }
