@@ -141,7 +141,7 @@ def test_sigterm_exits(server_factory):
 
 
 @pytest.mark.moat_only  # memcached supports UDP
-def test_udp_port_refused(server_factory):
+def test_udp_port_refused_without_an_allow_list(server_factory):
     rc, err = server_factory.start_expect_exit(["-U", "11311"])
     assert rc is not None, "server started with -U 11311"
     assert rc != 0
