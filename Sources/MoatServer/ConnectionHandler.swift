@@ -38,6 +38,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var partialSince: UInt64 = 0
     private var suspendedSince: UInt64 = 0
     private var watchdog: RepeatedTask?
+    /// The server is stopping: buffered requests are answered, new input is dropped, and once the
+    /// replies are out the output is half-closed (see `beginDrain`).
+    private var draining = false
+
+    /// Sent through the pipeline by `Server.stop()`.
+    struct Drain: Sendable {}
 
     static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
 
@@ -110,7 +116,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Closes a client that has taken too long to finish a request, or has left replies unread too long.
     private func checkDeadlines(context: ChannelHandlerContext) {
-        guard !closing else { return }
+        guard !closing, !draining else { return }
         // A reload removed this connection's user or moved it to another bucket.
         if !session.revalidate() {
             logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))", "reason": "access_revoked"])
@@ -149,7 +155,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
+        guard !closing, !draining else { return }
         var incoming = unwrapInboundIn(data)
         session.countReceived(incoming.readableBytes)
         if input.readableBytes == 0 {
@@ -225,7 +231,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     // MARK: back-pressure
 
     func read(context: ChannelHandlerContext) {
-        if suspended || !context.channel.isWritable {
+        // Draining reads only to drop what the client still sends, until it closes its end.
+        if draining {
+            context.read()
+        } else if suspended || !context.channel.isWritable {
             readRequested = true
         } else {
             context.read()
@@ -241,6 +250,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 flushOutput(context: context)
                 notePartialRequest()
             }
+            if draining, !suspended, !closing { finishDrain(context: context) }
             if readRequested, !suspended, !closing {
                 readRequested = false
                 context.read()
@@ -249,7 +259,34 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    /// Stop serving without cutting a reply short: replies still waiting on a full socket are written
+    /// first; then the output is half-closed (FIN after the last reply) and the connection closes when
+    /// the client closes its end (or the server's drain deadline passes). Closing with unread input
+    /// would send a reset, and the client's kernel would discard replies not yet read.
+    private func beginDrain(context: ChannelHandlerContext) {
+        guard !closing, !draining else { return }
+        draining = true
+        partialSince = 0
+        if !suspended { finishDrain(context: context) }
+        context.read()
+    }
+
+    private var halfClosed = false
+
+    private func finishDrain(context: ChannelHandlerContext) {
+        guard !halfClosed else { return }
+        halfClosed = true
+        flushOutput(context: context)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenFailure { _ in context.close(promise: nil) }  // no half-close (TLS): close
+        context.close(mode: .output, promise: promise)
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is Drain {
+            beginDrain(context: context)
+            return
+        }
         if certificateAuthentication, let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
             authenticateWithClientCertificate(context: context)
         }

@@ -19,6 +19,27 @@ public enum Privileges {
         #endif
     }
 
+    /// Raises the open-file limit so that `-c` connections fit (as memcached does), while still root
+    /// when started as root (which may raise the hard limit too). Returns the soft limit now in effect.
+    static func raiseDescriptorLimit(toServe connections: Int) -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        // Listeners, the epoll and wake-up descriptors, log files, a few for the runtime.
+        let needed = rlim_t(connections + 64)
+        if limit.rlim_cur < needed {
+            var wanted = limit
+            wanted.rlim_cur = needed
+            if wanted.rlim_max < needed { wanted.rlim_max = needed }
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &wanted) != 0 {
+                wanted.rlim_cur = limit.rlim_max  // not root: as far as the hard limit allows
+                wanted.rlim_max = limit.rlim_max
+                _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &wanted)
+            }
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        return Int(limit.rlim_cur)
+    }
+
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }

@@ -22,6 +22,8 @@ public final class Server: Sendable {
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
     private let listeners = Mutex<[Channel]>([])
+    /// Open client connections of the SwiftNIO backend, so a stop can drain them.
+    private let connections = ConnectionRegistry()
     private let epoll: EpollServer?
     private let gate: ConnectionGate
     private let tlsCertificates: TLSCertificates?
@@ -98,6 +100,11 @@ public final class Server: Sendable {
         for notice in configuration.ignored {
             logger.warning("ignored for compatibility: \(notice)")
         }
+        let descriptors = Privileges.raiseDescriptorLimit(toServe: configuration.maxConnections)
+        if descriptors < configuration.maxConnections + 64 {
+            logger.warning(
+                "-c \(configuration.maxConnections): the open-file limit is \(descriptors); connections beyond about \(max(0, descriptors - 64)) will be refused (raise LimitNOFILE or ulimit -n)")
+        }
         if let epoll {
             do {
                 try epoll.bindAll()
@@ -158,6 +165,9 @@ public final class Server: Sendable {
             try? channel.closeFuture.wait()
         }
         udp?.listener.wait()
+        // SwiftNIO backend: the connections drain (see ConnectionHandler.beginDrain) for up to 10 s.
+        let deadline = NIODeadline.now() + .seconds(10)
+        while !connections.isEmpty, NIODeadline.now() < deadline { usleep(20_000) }
         try group.syncShutdownGracefully()
         if let pidFile = configuration.pidFile { unlink(pidFile) }
     }
@@ -173,6 +183,9 @@ public final class Server: Sendable {
         udp?.listener.stop()
         let channels = listeners.withLock { $0 }
         for channel in channels { channel.close(promise: nil) }
+        for channel in connections.all {
+            channel.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain())
+        }
     }
 
     // MARK: listeners
@@ -190,8 +203,9 @@ public final class Server: Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { [tlsCertificates] channel in
-                channel.eventLoop.makeCompletedFuture {
+            .childChannelInitializer { [tlsCertificates, connections] channel in
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     let handlers = channel.pipeline.syncOperations
                     if tls, let certificates = tlsCertificates {
                         try handlers.addHandler(NIOSSLServerHandler(context: certificates.context))
@@ -262,6 +276,20 @@ func peerHost(_ description: String) -> String {
     }
     if let colon = description.lastIndex(of: ":") { return String(description[..<colon]) }
     return description
+}
+
+/// The SwiftNIO backend's open connections (each leaves when its channel closes).
+final class ConnectionRegistry: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: Channel]>([:])
+
+    func add(_ channel: Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.removeValue(forKey: id) } }
+    }
+
+    var all: [Channel] { channels.withLock { Array($0.values) } }
+    var isEmpty: Bool { channels.withLock { $0.isEmpty } }
 }
 
 /// Lets the epoll loops ask the server to stop without a reference cycle.

@@ -265,6 +265,7 @@ final class EpollLoop: @unchecked Sendable {
         let capacity = 256
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer {
+            drain(events: events, capacity: capacity)
             events.deallocate()
             for case let connection? in connections { closeConnection(connection, reason: "shutdown") }
             close(epfd)
@@ -297,6 +298,53 @@ final class EpollLoop: @unchecked Sendable {
                 }
             }
             sweep()
+        }
+    }
+
+    /// On stop: nothing new is served, but replies already computed (and requests already buffered) are
+    /// written out, for up to `drainMilliseconds`, so that no client is cut off mid-reply. A connection
+    /// whose output is out is half-closed (FIN after the last reply) and what the client still sends is
+    /// read and dropped until it closes too: closing a socket with unread input would send a reset,
+    /// which makes the client's kernel discard replies it has received but not yet read.
+    static let drainMilliseconds: Int64 = 10_000
+
+    private func drain(events: UnsafeMutablePointer<epoll_event>, capacity: Int) {
+        // Level-triggered listeners and the wake-up would otherwise wake every wait at once.
+        epoll_ctl(epfd, EPOLL_CTL_DEL, wakeFD, nil)
+        for fd in listenFDs { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
+        var halfClosed = Set<Int32>()
+        func halfCloseIfDone(_ connection: Connection) {
+            guard !connection.blocked, connections[Int(connection.fd)] === connection, halfClosed.insert(connection.fd).inserted else { return }
+            shutdown(connection.fd, Int32(SHUT_WR))
+        }
+        for case let connection? in connections { halfCloseIfDone(connection) }
+        var scratch = [UInt8](repeating: 0, count: 65_536)
+        let deadline = Self.now() + Self.drainMilliseconds
+        while connections.contains(where: { $0 != nil }), Self.now() < deadline {
+            let count = epoll_wait(epfd, events, Int32(capacity), 50)
+            if count < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            for i in 0..<Int(count) {
+                let data = events[i].data.u64
+                guard data >> 32 == 0 else { continue }
+                let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+                guard Int(fd) < connections.count, let connection = connections[Int(fd)] else { continue }
+                if connection.blocked {
+                    if events[i].events & EPOLLOUT.rawValue != 0 { resume(connection) }
+                    if connections[Int(fd)] === connection { halfCloseIfDone(connection) }
+                } else if halfClosed.contains(fd) {
+                    // Drop what the client still sends; its close (0) or an error ends the connection.
+                    while true {
+                        let read = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                        if read > 0 { continue }
+                        if read < 0, errno == EAGAIN || errno == EINTR { break }
+                        closeConnection(connection, reason: "shutdown")
+                        break
+                    }
+                }
+            }
         }
     }
 
