@@ -22,6 +22,8 @@ let package = Package(
         .executable(name: "moat", targets: ["MoatCLI"]),
         // The pure request path, for the separate Benchmarks/ package (ordo-one/benchmark).
         .library(name: "MoatCore", targets: ["MoatStorage", "MoatProtocol", "MoatAccess", "MoatEngine"]),
+        // For the fuzzers in Fuzz/ (libFuzzer; their own package, built with sanitizers).
+        .library(name: "MoatFuzzChecks", targets: ["MoatFuzzChecks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -76,6 +78,11 @@ let package = Package(
             ],
             swiftSettings: fast
         ),
+        // The invariants the fuzzers (Fuzz/, its own package) check and `swift test` replays.
+        .target(
+            name: "MoatFuzzChecks",
+            dependencies: ["MoatProtocol", "MoatEngine", "MoatAccess", "MoatConfig", "MoatStorage", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .executableTarget(
             name: "MoatCLI",
             dependencies: [
@@ -95,5 +102,6 @@ let package = Package(
         ),
         .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess"]),
+        .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
     ]
 )

@@ -92,6 +92,15 @@ if ! MOAT_BIN="$MOAT_BIN" MOAT_EXTRA_ARGS="-o io=nio" timeout --kill-after=15 90
   failed+=("integration tests (nio)")
 fi
 
+# libFuzzer targets (Fuzz/, address sanitizer), a fixed budget each; `swift test` above already replayed
+# their seeds and every saved reproducer. FUZZ_SECONDS=0 skips this (the long runs are in docs/reliability.md).
+section "fuzzing: scripts/fuzz.sh ${FUZZ_SECONDS:-60} (each target)"
+if [ "${FUZZ_SECONDS:-60}" = "0" ]; then
+  echo "skipped (FUZZ_SECONDS=0)"
+elif ! timeout --kill-after=15 2400 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"; then
+  failed+=("fuzzing")
+fi
+
 section "summary"
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "FAILED: ${failed[*]}"

@@ -1,0 +1,346 @@
+import MoatAccess
+import MoatConfig
+import MoatEngine
+import MoatProtocol
+import MoatStorage
+import NIOCore
+
+/// The invariants the fuzzers check (Fuzz/, libFuzzer) and `swift test` replays on the seed corpora and
+/// on every input that once broke one (Tests/MoatFuzzChecksTests). Each check takes any bytes and
+/// returns the invariants they violated (none: fine); the fuzzers turn a violation into a crash.
+public enum FuzzChecks {
+    public static let targets: [String: @Sendable ([UInt8]) -> [String]] = [
+        "text": text, "meta": meta, "binary": binary, "sasl": sasl, "config": config, "engine": engine,
+    ]
+
+    // MARK: text and meta
+
+    /// Decodes `data` whole and again split at a point chosen by the data: both give the same requests;
+    /// every key is 1-250 bytes without spaces or control bytes; a stored value has exactly the length its
+    /// command line declared; a request encoded again decodes to itself.
+    public static func text(_ data: [UInt8]) -> [String] {
+        var problems: [String] = []
+        let whole = decodeText(chunks: [data], problems: &problems, checkRegions: true)
+        let split = data.isEmpty ? 0 : Int(data[0]) * 7919 % data.count
+        let pieces = decodeText(chunks: [Array(data[..<split]), Array(data[split...])], problems: &problems, checkRegions: false)
+        if whole != pieces { problems.append("whole and split input decode differently: \(whole.count) vs \(pieces.count) requests") }
+        for request in whole {
+            for key in keys(of: request) where !validKey(key) {
+                problems.append("decoded key of \(key.count) bytes breaks the key rules: \(key.prefix(40))")
+            }
+            guard let wire = encode(request) else { continue }
+            var ignored: [String] = []
+            let again = decodeText(chunks: [wire], problems: &ignored, checkRegions: false)
+            if again.map(normalized) != [normalized(request)] { problems.append("re-encoded \(String(decoding: wire.prefix(80), as: UTF8.self)) decodes to \(again)") }
+        }
+        return problems
+    }
+
+    /// The text checks on input that starts as a meta command (the first byte picks the verb), so the
+    /// fuzzer spends its time in the meta decoder.
+    public static func meta(_ data: [UInt8]) -> [String] {
+        guard let first = data.first else { return [] }
+        let verbs = ["mg ", "ms ", "md ", "ma ", "mn", "me ", "mg b ", "ms b "]
+        let prefix = Array(verbs[Int(first) % verbs.count].utf8)
+        return text(prefix + data.dropFirst())
+    }
+
+    static func decodeText(chunks: [[UInt8]], problems: inout [String], checkRegions: Bool) -> [TextRequest] {
+        var decoder = TextDecoder()
+        var buffer = ByteBuffer()
+        var requests: [TextRequest] = []
+        for chunk in chunks {
+            buffer.writeBytes(chunk)
+            while true {
+                let start = buffer.readerIndex
+                let all = buffer.getBytes(at: start, length: buffer.readableBytes) ?? []
+                guard let request = decoder.next(&buffer) else { break }
+                if checkRegions { checkDeclaredLength(request, region: Array(all.prefix(buffer.readerIndex - start)), &problems) }
+                requests.append(request)
+                if requests.count > 100_000 { return requests }
+            }
+        }
+        return requests
+    }
+
+    /// A stored value's length is the number on its command line, and the bytes the decode consumed end
+    /// with that line, the value and its CRLF (a refused value swallowed just before may precede them).
+    static func checkDeclaredLength(_ request: TextRequest, region: [UInt8], _ problems: inout [String]) {
+        let value: [UInt8]
+        let lengthToken: Int
+        switch request {
+        case .store(let store): value = store.value; lengthToken = 4
+        case .meta(let meta) where meta.verb == .set && !meta.valueTooLarge: value = meta.value; lengthToken = 2
+        default: return
+        }
+        guard region.count >= value.count + 3, Array(region.suffix(value.count + 2)) == value + [13, 10],
+              region[region.count - value.count - 3] == UInt8(ascii: "\n")
+        else {
+            problems.append("a \(value.count)-byte value was not the end of the bytes its store consumed")
+            return
+        }
+        let beforeValue = region[..<(region.count - value.count - 3)]
+        let lineStart = (beforeValue.lastIndex(of: UInt8(ascii: "\n")) ?? beforeValue.startIndex - 1) + 1
+        let line = beforeValue[lineStart...].split(separator: UInt8(ascii: " "))
+        guard line.count > lengthToken,
+              let declared = Int(String(decoding: line[line.startIndex + lengthToken].filter { $0 != 13 }, as: UTF8.self))
+        else {
+            problems.append("a store was decoded from a line without a length: \(String(decoding: beforeValue[lineStart...].prefix(60), as: UTF8.self))")
+            return
+        }
+        if declared != value.count { problems.append("declared \(declared) bytes, decoded \(value.count)") }
+    }
+
+    /// Meta requests keep their flag tokens as sent; spacing between tokens carries no meaning.
+    static func normalized(_ request: TextRequest) -> TextRequest {
+        guard case .meta(var meta) = request else { return request }
+        meta.tokens = meta.tokens.split(separator: " ").joined(separator: " ")
+        return .meta(meta)
+    }
+
+    static func keys(of request: TextRequest) -> [[UInt8]] {
+        switch request {
+        case .retrieve(let keys, _, _): return keys
+        case .store(let store): return [store.key]
+        case .storeTooLarge(_, let key, _), .delete(let key, _), .arithmetic(let key, _, _, _), .touch(let key, _, _): return [key]
+        case .meta(let meta) where meta.verb != .noop && !meta.flags.has("b"): return [meta.key]
+        default: return []
+        }
+    }
+
+    /// The key rule the text check applies to every decoded key (public for its own test).
+    public static func keyRuleHolds(_ key: [UInt8]) -> Bool { validKey(key) }
+
+    static func validKey(_ key: [UInt8]) -> Bool {
+        (1...250).contains(key.count) && !key.contains { $0 <= 0x20 || $0 == 0x7F }
+    }
+
+    /// The request as a client would send it (keys as raw bytes); nil for the kinds not re-encoded.
+    static func encode(_ request: TextRequest) -> [UInt8]? {
+        func line(_ parts: [[UInt8]]) -> [UInt8] { Array(parts.joined(separator: [0x20])) + [13, 10] }
+        func t(_ s: String) -> [UInt8] { Array(s.utf8) }
+        func nr(_ flag: Bool) -> [[UInt8]] { flag ? [t("noreply")] : [] }
+        switch request {
+        case .retrieve(let keys, let withCAS, let touch):
+            if let touch { return line([t(withCAS ? "gats" : "gat"), t("\(touch)")] + keys) }
+            return line([t(withCAS ? "gets" : "get")] + keys)
+        case .store(let s):
+            let cas = s.verb == .cas ? [t("\(s.casUnique)")] : []
+            return line([t("\(s.verb)"), s.key, t("\(s.flags)"), t("\(s.exptime)"), t("\(s.value.count)")] + cas + nr(s.noreply))
+                + s.value + [13, 10]
+        case .delete(let key, let noreply): return line([t("delete"), key] + nr(noreply))
+        case .arithmetic(let key, let delta, let increment, let noreply):
+            return line([t(increment ? "incr" : "decr"), key, t("\(delta)")] + nr(noreply))
+        case .touch(let key, let exptime, let noreply): return line([t("touch"), key, t("\(exptime)")] + nr(noreply))
+        case .version: return line([t("version")])
+        case .quit: return line([t("quit")])
+        case .meta(let meta) where !meta.valueTooLarge:
+            // The owned form keeps flag tokens as text: bytes that are not UTF-8 cannot be re-encoded.
+            if meta.tokens.unicodeScalars.contains("\u{FFFD}") { return nil }
+            if meta.verb == .noop { return line([t("mn")]) }
+            let verb = ["mg", "ms", "md", "ma", "mn", "me"][Int(meta.verb.rawValue)]
+            let flags = meta.tokens.split(separator: " ").map { Array($0.utf8) }
+            if meta.verb == .set { return line([t("ms"), meta.key, t("\(meta.value.count)")] + flags) + meta.value + [13, 10] }
+            return line([t(verb), meta.key] + flags)
+        default: return nil
+        }
+    }
+
+    // MARK: binary
+
+    /// Decodes `data` whole and split: the same requests; keys at most 250 bytes; a value has the length
+    /// the header gives it (body less key and extras).
+    public static func binary(_ data: [UInt8]) -> [String] {
+        var problems: [String] = []
+        func decodeAll(_ chunks: [[UInt8]]) -> [BinaryRequest] {
+            var decoder = BinaryDecoder()
+            var buffer = ByteBuffer()
+            var out: [BinaryRequest] = []
+            for chunk in chunks {
+                buffer.writeBytes(chunk)
+                while let request = decoder.decode(&buffer, { $0.owned() }) {
+                    out.append(request)
+                    if case .badMagic = request.operation { return out }
+                    if case .invalidArguments = request.operation { return out }
+                    if out.count > 100_000 { return out }
+                }
+            }
+            return out
+        }
+        /// A bad magic byte is reported from whatever of the header had arrived: compare the verdict only.
+        func comparable(_ requests: [BinaryRequest]) -> [BinaryRequest] {
+            requests.map { request in
+                guard case .badMagic = request.operation else { return request }
+                return BinaryRequest(header: BinaryHeader(magic: request.header.magic, opcode: 0), operation: .badMagic)
+            }
+        }
+        let whole = decodeAll([data])
+        let split = data.isEmpty ? 0 : Int(data[0]) * 7919 % data.count
+        if comparable(whole) != comparable(decodeAll([Array(data[..<split]), Array(data[split...])])) {
+            problems.append("whole and split binary input decode differently")
+        }
+        for request in whole {
+            let h = request.header
+            switch request.operation {
+            case .get(let key, _, _), .getAndTouch(let key, _, _, _), .touch(let key, _), .delete(let key, _),
+                 .arithmetic(let key, _, _, _, _, _), .storeTooLarge(_, let key, _):
+                if key.count > 250 || key.count != Int(h.keyLength) { problems.append("binary key of \(key.count) bytes, header says \(h.keyLength)") }
+            case .store(_, let key, let value, _, _, _):
+                if key.count > 250 || key.count != Int(h.keyLength) { problems.append("binary key of \(key.count) bytes, header says \(h.keyLength)") }
+                let expected = Int(h.bodyLength) - Int(h.keyLength) - Int(h.extrasLength)
+                if value.count != expected { problems.append("binary value of \(value.count) bytes, header implies \(expected)") }
+            default: break
+            }
+        }
+        return problems
+    }
+
+    // MARK: SASL
+
+    static let saslStore: CredentialStore = {
+        var store = CredentialStore()
+        try? store.add(user: "fuzz", password: Array("pencil".utf8), iterations: 4096)
+        return store
+    }()
+
+    /// A SASL exchange driven by arbitrary messages (the first byte picks the mechanism; 0xFF separates
+    /// messages): it never succeeds for anyone but the store's user, PLAIN only with the right password,
+    /// SCRAM never (random bytes cannot produce the proof), and challenges stay under the message limit.
+    public static func sasl(_ data: [UInt8]) -> [String] {
+        guard let first = data.first else { return [] }
+        let mechanisms: [SASLMechanism] = [.plain, .scramSHA256, .scramSHA1]
+        let mechanism = mechanisms[Int(first) % mechanisms.count]
+        var exchange = SASLExchange(mechanism: mechanism, store: saslStore, serverSecret: Array(repeating: 7, count: 32))
+        let messages = data.dropFirst().split(separator: 0xFF, omittingEmptySubsequences: false).prefix(4).map(Array.init)
+        var problems: [String] = []
+        for (index, message) in messages.enumerated() {
+            let step = index == 0 ? exchange.start(message) : exchange.step(message)
+            switch step {
+            case .challenge(let challenge):
+                if challenge.count > SASLExchange.maximumMessageBytes { problems.append("a challenge of \(challenge.count) bytes") }
+            case .success(let user, _):
+                let plainOK = mechanism == .plain && user == "fuzz" && message.count >= 6 && Array(message.suffix(6)) == Array("pencil".utf8)
+                if !plainOK { problems.append("\(mechanism) succeeded as \(user) on fuzzed input") }
+                return problems
+            case .failure:
+                return problems
+            }
+        }
+        return problems
+    }
+
+    // MARK: configuration file
+
+    /// Any text either parses or is refused with a message that names the file; a file that parses has
+    /// only users in declared buckets, quotas of at least 1 MiB, and server settings the flag parser takes.
+    public static func config(_ data: [UInt8]) -> [String] {
+        let text = String(decoding: data, as: UTF8.self)
+        do {
+            let file = try ConfigFile.parse(text, path: "fuzz.yaml")
+            var problems: [String] = []
+            let declared = Set(file.tenants.buckets.map(\.name)).union(["default"])
+            for user in file.tenants.users ?? [] where !declared.contains(user.bucket) {
+                problems.append("user \(user.name) in undeclared bucket \(user.bucket)")
+            }
+            for bucket in file.tenants.buckets where bucket.memoryLimit < 1_048_576 { problems.append("bucket \(bucket.name) below 1 MiB") }
+            // The server section becomes flags the flag parser accepts or refuses, never anything else.
+            _ = try? ServeOptions.parse(file.serverArguments)
+            return problems
+        } catch {
+            return error.description.hasPrefix("fuzz.yaml") ? [] : ["error without the file name: \(error.description.prefix(80))"]
+        }
+    }
+
+    // MARK: the whole engine
+
+    /// Runs a program decoded from the bytes (set, get, delete, append, incr, touch, flush on 16 keys with
+    /// values up to 64 KiB) against one session on a 1 MiB cache, after each step checking that item
+    /// memory stays within the limit and that every hit returns the last value stored for its key.
+    public static func engine(_ data: [UInt8]) -> [String] {
+        let limit = 1 << 20
+        let cache = Cache(configuration: CacheConfiguration(memoryLimit: limit, maxItemSize: 256 * 1024, shardCount: 1, pageSize: 16 * 1024))
+        let engine = Engine(cache: cache, settings: EngineSettings())
+        var session = engine.makeSession()
+        /// What a get of each key may return: exactly one value, nothing, or (after a refused store
+        /// or an eviction the model cannot see) either.
+        enum Expect { case exactly([UInt8]), absent, unknown }
+        var model = [Expect](repeating: .absent, count: 16)
+        var problems: [String] = []
+        var index = 0
+        func byte() -> Int {
+            defer { index += 1 }
+            return index < data.count ? Int(data[index]) : 0
+        }
+        func run(_ command: [UInt8]) -> [UInt8] {
+            var input = ByteBuffer(bytes: command)
+            var output = ByteBuffer()
+            while input.readableBytes > 0 {
+                let action = session.process(&input, into: &output)
+                if action != .outputFull { break }
+            }
+            return Array(output.readableBytesView)
+        }
+        let stored = Array("STORED\r\n".utf8)
+        var steps = 0
+        while index < data.count, steps < 2000 {
+            steps += 1
+            let op = byte() % 8
+            let key = byte() % 16
+            let name = "key\(key)"
+            switch op {
+            case 0, 1:  // set, size from two bytes, content from the key and step
+                let size = (byte() << 8 | byte()) % (64 * 1024)
+                let value = [UInt8](repeating: UInt8(65 + (key + steps) % 26), count: size)
+                let reply = run(Array("set \(name) 0 0 \(size)\r\n".utf8) + value + [13, 10])
+                model[key] = reply == stored ? .exactly(value) : .unknown
+            case 2:  // get: a miss is always possible (eviction); a hit must be the model's value
+                let reply = run(Array("get \(name)\r\n".utf8))
+                guard reply != Array("END\r\n".utf8) else {
+                    model[key] = .absent
+                    break
+                }
+                switch model[key] {
+                case .absent: problems.append("hit on \(name), which holds nothing")
+                case .exactly(let expected):
+                    let header = Array("VALUE \(name) 0 \(expected.count)\r\n".utf8)
+                    if reply != header + expected + Array("\r\nEND\r\n".utf8) { problems.append("\(name) returned another value") }
+                case .unknown:
+                    let header = Array("VALUE \(name) 0 ".utf8)
+                    if !reply.starts(with: header) { problems.append("\(name) returned another key") }
+                }
+            case 3:
+                _ = run(Array("delete \(name)\r\n".utf8))
+                model[key] = .absent
+            case 4:  // append a few bytes
+                let extra = [UInt8](repeating: UInt8(97 + byte() % 26), count: byte() % 64)
+                let reply = run(Array("append \(name) 0 0 \(extra.count)\r\n".utf8) + extra + [13, 10])
+                if reply == stored, case .exactly(let old) = model[key] {
+                    model[key] = .exactly(old + extra)
+                } else if reply == Array("NOT_STORED\r\n".utf8) {
+                    model[key] = .absent
+                } else {
+                    model[key] = .unknown
+                }
+            case 5:  // incr: a number now, or unchanged (not numeric), or absent
+                let reply = run(Array("incr \(name) \(byte())\r\n".utf8))
+                let text = String(decoding: reply, as: UTF8.self)
+                if let number = UInt64(text.dropLast(2)) {
+                    model[key] = .exactly(Array(String(number).utf8))
+                } else if text == "NOT_FOUND\r\n" {
+                    model[key] = .absent
+                }
+            case 6:
+                _ = run(Array("touch \(name) 0\r\n".utf8))
+            default:
+                if byte() % 8 == 0 {
+                    _ = run(Array("flush_all\r\n".utf8))
+                    model = [Expect](repeating: .absent, count: 16)
+                }
+            }
+            let used = cache.counters().mallocedBytes
+            if used > limit { problems.append("item memory \(used) above the limit \(limit)") }
+            if !problems.isEmpty { return problems }
+        }
+        return problems
+    }
+}
