@@ -278,7 +278,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         halfClosed = true
         flushOutput(context: context)
         let promise = context.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenFailure { _ in context.close(promise: nil) }  // no half-close (TLS): close
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        promise.futureResult.whenFailure { _ in bound.value.close(promise: nil) }  // no half-close (TLS): close
         context.close(mode: .output, promise: promise)
     }
 

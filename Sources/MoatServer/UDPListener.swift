@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CEpoll
 import Glibc
 import Logging
 import MoatConfig
