@@ -12,3 +12,8 @@ int moat_set_no_new_privs(void) {
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 #endif
+
+#ifdef __linux__
+#include <malloc.h>
+int moat_malloc_trim(void) { return malloc_trim(0); }
+#endif

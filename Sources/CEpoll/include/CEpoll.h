@@ -12,5 +12,8 @@ int moat_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags)
 
 /// prctl(PR_SET_NO_NEW_PRIVS, 1): no exec from this thread (or threads it starts) can gain privileges.
 int moat_set_no_new_privs(void);
+
+/// malloc_trim(0): gives freed heap memory back to the system (glibc; <malloc.h> is not in Swift's Glibc).
+int moat_malloc_trim(void);
 #endif
 #endif

@@ -185,8 +185,9 @@ final class EpollLoop: @unchecked Sendable {
         init(fd: Int32, session: Session, allocator: ByteBufferAllocator, now: Int64, peer: String) {
             self.fd = fd
             self.session = session
-            self.input = allocator.buffer(capacity: 2048)
-            self.output = allocator.buffer(capacity: 2048)
+            // Idle connections own no buffer memory: they borrow the loop's while they are served.
+            self.input = EpollLoop.noBuffer
+            self.output = EpollLoop.noBuffer
             self.lastActive = now
             self.openedAt = now
             self.peer = peer
@@ -195,6 +196,11 @@ final class EpollLoop: @unchecked Sendable {
     }
 
     static let readChunk = 16 * 1024
+    /// What an idle connection holds instead of buffers (shared; the first write to it allocates).
+    static let noBuffer = ByteBuffer()
+    /// A connection quiet this long gives its (empty) buffers back, so that thousands of idle
+    /// connections hold no buffer memory; busy ones keep theirs and pay nothing per request.
+    static let bufferReleaseMilliseconds: Int64 = 1000
     /// Closes that Moat decides for a limit, which the security log records.
     static let limitReasons: Set<String> = ["slow_command", "output_stalled", "idle_timeout", "auth_timeout"]
     /// The tenancy generation the last sweep checked the connections against.
@@ -531,6 +537,17 @@ final class EpollLoop: @unchecked Sendable {
                 closeConnection(connection, reason: "access_revoked")
             }
         }
+        var released = 0
+        for case let connection? in connections
+        where now - connection.lastActive >= Self.bufferReleaseMilliseconds && !connection.blocked
+            && connection.input.readableBytes == 0 && connection.output.readableBytes == 0
+            && connection.input.capacity + connection.output.capacity > 0 {
+            connection.input = Self.noBuffer
+            connection.output = Self.noBuffer
+            released += 1
+        }
+        // Freed buffers sit in malloc's heap; hand a large batch back to the system.
+        if released >= 256 { moat_malloc_trim() }
         if let deadline = engine.authenticator?.settings.timeout, deadline > 0 {
             let limit = Int64(deadline) * 1000
             for case let connection? in connections where !connection.session.isAuthenticated && now - connection.openedAt >= limit {
