@@ -47,13 +47,14 @@ struct Serve: ParsableCommand {
         try Privileges.forbidNewPrivileges()
         let configuration: ServerConfiguration
         let configFile: ConfigFile?
+        let configPath: String?
         do {
             let options: ServeOptions
-            (options, configFile) = try Self.withConfigFile(self.options)
+            (options, configFile, configPath) = try Self.withConfigFile(self.options)
             configuration = try options.resolve()
             if let configFile, !configFile.tenants.buckets.isEmpty || configFile.tenants.users != nil, configuration.authentication == nil {
                 throw ConfigurationError(
-                    "\(self.options.configFile ?? ""): buckets and users need authentication: give --credentials FILE (or `credentials:` under server)")
+                    "\(configPath ?? ""): buckets and users need authentication: give --credentials FILE (or `credentials:` under server)")
             }
         } catch let error as ConfigurationError {
             FileHandleStandardError.write("moat: \(error.description)\n")
@@ -100,11 +101,11 @@ struct Serve: ParsableCommand {
         do {
             try server.engine.reconfigure(tenants: configFile?.tenants ?? TenantPlan(), credentials: authentication?.store)
         } catch {
-            FileHandleStandardError.write("moat: \(self.options.configFile ?? ""): \(error)\n")
+            FileHandleStandardError.write("moat: \(configPath ?? ""): \(error)\n")
             throw ExitCode(64)
         }
         let reloader = Reloader(
-            path: self.options.configFile, started: configFile, authentication: configuration.authentication, engine: server.engine,
+            path: configPath, started: configFile, authentication: configuration.authentication, engine: server.engine,
             logger: logger)
         // Before start: a SIGTERM that arrives once clients are served must stop the server, not be lost.
         let signals = installStopSignals { server.stop() }
@@ -131,8 +132,15 @@ struct Serve: ParsableCommand {
     /// The options with a configuration file's server settings underneath the command line's: the file's
     /// settings are parsed first and the command line after them, so a flag given on both wins (and a
     /// command-line `-l` replaces the file's listen list).
-    static func withConfigFile(_ options: ServeOptions) throws -> (ServeOptions, ConfigFile?) {
-        guard let path = options.configFile else { return (options, nil) }
+    static func withConfigFile(_ options: ServeOptions) throws -> (ServeOptions, ConfigFile?, String?) {
+        let path: String
+        if let given = options.configFile, !options.noConfig {
+            path = given
+        } else if !options.noConfig, access(ConfigFile.defaultPath, F_OK) == 0 {
+            path = ConfigFile.defaultPath
+        } else {
+            return (options, nil, nil)
+        }
         let text: String
         do {
             text = try readTextFile(path)
@@ -154,7 +162,7 @@ struct Serve: ParsableCommand {
         var commandLine = Array(CommandLine.arguments.dropFirst())
         if commandLine.first == "serve" { commandLine.removeFirst() }
         do {
-            return (try ServeOptions.parse(fromFile + commandLine), file)
+            return (try ServeOptions.parse(fromFile + commandLine), file, path)
         } catch {
             throw ConfigurationError("\(path): server: \(ServeOptions.message(for: error))")
         }

@@ -32,6 +32,9 @@ public struct ConfigFile: Sendable, Equatable {
         "listen-backlog": .value,
     ]
 
+    /// Read by `moat serve` when it exists and neither --config nor --no-config is given.
+    public static let defaultPath = "/etc/moat/moat.conf"
+
     /// Largest file read (a configuration of thousands of users fits easily).
     public static let maximumBytes = 4 * 1024 * 1024
     /// Most nodes walked: aliases can make a small file describe an exponentially large tree.

@@ -107,8 +107,11 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Flag(name: [.customShort("L"), .customLong("enable-largepages")], help: "Accepted for compatibility, ignored.")
     public var largePages = false
 
-    @Option(name: .customLong("config"), help: "YAML configuration file: server settings, buckets and users (docs/tenants.md). Flags on the command line win over its server settings.")
+    @Option(name: .customLong("config"), help: "YAML configuration file: server settings, buckets and users (docs/tenants.md). Flags on the command line win over its server settings. Default: /etc/moat/moat.conf when it exists.")
     public var configFile: String?
+
+    @Flag(name: .customLong("no-config"), help: "Do not read /etc/moat/moat.conf.")
+    public var noConfig = false
 
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
     public var showVersion = false
