@@ -121,7 +121,7 @@ def phase_idle(args):
 def phase_slowloris(args):
     srv = Server(args.server)
     try:
-        idle = latency_sample(srv.port)
+        idle = latency_sample(srv.port, 5000)
         senders = []
         for i in range(1000):
             s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
@@ -141,7 +141,7 @@ def phase_slowloris(args):
                         pass
                 position += 1
                 next_drip = time.monotonic() + 1
-            loaded += latency_sample(srv.port, 200)
+            loaded += latency_sample(srv.port, 500)
         loaded.sort()
         time.sleep(3.5)  # past the 10 s command deadline from the first byte
         closed = 0

@@ -19,6 +19,7 @@ install_deps() {
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
   command -v cc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
+  command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
   local missing=()
   local p
   for p in "${pkgs[@]}"; do
