@@ -57,6 +57,8 @@ public enum FuzzChecks {
                 guard let request = decoder.next(&buffer) else { break }
                 if checkRegions { checkDeclaredLength(request, region: Array(all.prefix(buffer.readerIndex - start)), &problems) }
                 requests.append(request)
+                // The connection closes here: whatever follows is never read (and may decode differently).
+                if case .error(let reply, _) = request, reply.disposition != .reply { return requests }
                 if requests.count > 100_000 { return requests }
             }
         }
@@ -67,10 +69,12 @@ public enum FuzzChecks {
     /// with that line, the value and its CRLF (a refused value swallowed just before may precede them).
     static func checkDeclaredLength(_ request: TextRequest, region: [UInt8], _ problems: inout [String]) {
         let value: [UInt8]
+        let command: [UInt8]
         let lengthToken: Int
         switch request {
-        case .store(let store): value = store.value; lengthToken = 4
-        case .meta(let meta) where meta.verb == .set && !meta.valueTooLarge: value = meta.value; lengthToken = 2
+        case .store(let store): value = store.value; command = Array("\(store.verb) ".utf8) + store.key; lengthToken = 4
+        case .meta(let meta) where meta.verb == .set && !meta.valueTooLarge:
+            value = meta.value; command = Array("ms ".utf8) + meta.key; lengthToken = 2
         default: return
         }
         guard region.count >= value.count + 3, Array(region.suffix(value.count + 2)) == value + [13, 10],
@@ -79,8 +83,11 @@ public enum FuzzChecks {
             problems.append("a \(value.count)-byte value was not the end of the bytes its store consumed")
             return
         }
-        let beforeValue = region[..<(region.count - value.count - 3)]
-        let lineStart = (beforeValue.lastIndex(of: UInt8(ascii: "\n")) ?? beforeValue.startIndex - 1) + 1
+        let beforeValue = Array(region[..<(region.count - value.count - 3)])
+        // The command starts at its verb and key; bytes of a value swallowed just before may precede it
+        // on the same line (a refused store swallows exactly its declared length plus two).
+        var lineStart = (beforeValue.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+        if let at = lastTokenStart(of: command + [0x20], in: beforeValue, from: lineStart) { lineStart = at }
         let line = beforeValue[lineStart...].split(separator: UInt8(ascii: " "))
         guard line.count > lengthToken,
               let declared = Int(String(decoding: line[line.startIndex + lengthToken].filter { $0 != 13 }, as: UTF8.self))
@@ -89,6 +96,17 @@ public enum FuzzChecks {
             return
         }
         if declared != value.count { problems.append("declared \(declared) bytes, decoded \(value.count)") }
+    }
+
+    /// Where `needle` last begins a token (at `from` or after a space) in `haystack`.
+    static func lastTokenStart(of needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
+        guard haystack.count - from >= needle.count else { return nil }
+        var index = haystack.count - needle.count
+        while index >= from {
+            if (index == from || haystack[index - 1] == 0x20), haystack[index..<(index + needle.count)].elementsEqual(needle) { return index }
+            index -= 1
+        }
+        return nil
     }
 
     /// Meta requests keep their flag tokens as sent; spacing between tokens carries no meaning.
