@@ -85,10 +85,13 @@ public enum FuzzChecks {
         }
         let beforeValue = Array(region[..<(region.count - value.count - 3)])
         // The command starts at its verb and key; bytes of a value swallowed just before may precede it
-        // on the same line (a refused store swallows exactly its declared length plus two).
-        var lineStart = (beforeValue.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
-        if let at = lastTokenStart(of: command + [0x20], in: beforeValue, from: lineStart) { lineStart = at }
-        let line = beforeValue[lineStart...].split(separator: UInt8(ascii: " "))
+        // on the same line, even inside a token (a refused store swallows exactly its declared length
+        // plus two), so the last place the verb and key appear is the command's start.
+        let lineStart = (beforeValue.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+        // Not found: the key arrived base64-encoded (meta `b`) or split by a swallow; the re-encoding check
+        // still covers the value's length.
+        guard let commandStart = lastOccurrence(of: command + [0x20], in: beforeValue, from: lineStart) else { return }
+        let line = beforeValue[commandStart...].split(separator: UInt8(ascii: " "))
         guard line.count > lengthToken,
               let declared = Int(String(decoding: line[line.startIndex + lengthToken].filter { $0 != 13 }, as: UTF8.self))
         else {
@@ -98,12 +101,12 @@ public enum FuzzChecks {
         if declared != value.count { problems.append("declared \(declared) bytes, decoded \(value.count)") }
     }
 
-    /// Where `needle` last begins a token (at `from` or after a space) in `haystack`.
-    static func lastTokenStart(of needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
+    /// Where `needle` last occurs in `haystack` at or after `from`.
+    static func lastOccurrence(of needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
         guard haystack.count - from >= needle.count else { return nil }
         var index = haystack.count - needle.count
         while index >= from {
-            if (index == from || haystack[index - 1] == 0x20), haystack[index..<(index + needle.count)].elementsEqual(needle) { return index }
+            if haystack[index..<(index + needle.count)].elementsEqual(needle) { return index }
             index -= 1
         }
         return nil
