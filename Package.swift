@@ -8,6 +8,9 @@ import PackageDescription
 //   MoatAccess    who may use the cache: credential store, SASL (PLAIN, SCRAM), guessing throttle (no networking)
 //   MoatConfig    memcached-compatible flags -> one validated configuration with safe defaults
 //   MoatServer    SwiftNIO listeners, connections, limits, privilege drop
+//   MoatAudit     `moat audit` (scan for exposed memcached-protocol services) and `moat check` (static):
+//                 findings with severities, reported as a table, JSON or SARIF
+//   MoatFirewall  `moat firewall`: nftables, iptables and firewalld rules from a configuration (pure)
 //   MoatCLI       the `moat` executable
 // Release builds of Moat's own modules: optimise across module boundaries (the codec, engine and
 // storage calls on the request path are generic or small) and skip dynamic exclusivity checks, whose
@@ -78,6 +81,16 @@ let package = Package(
             ],
             swiftSettings: fast
         ),
+        .target(
+            name: "MoatAudit",
+            dependencies: [
+                "MoatConfig", "MoatAccess", "MoatProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .target(name: "MoatFirewall", dependencies: ["MoatConfig", "MoatAccess"]),
         // The invariants the fuzzers (Fuzz/, its own package) check and `swift test` replays.
         .target(
             name: "MoatFuzzChecks",
@@ -86,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "MoatCLI",
             dependencies: [
-                "MoatServer", "MoatConfig", "MoatAccess",
+                "MoatServer", "MoatConfig", "MoatAccess", "MoatAudit", "MoatFirewall",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -102,6 +115,8 @@ let package = Package(
         ),
         .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess"]),
+        .testTarget(name: "MoatAuditTests", dependencies: ["MoatAudit", "MoatConfig", "MoatAccess"]),
+        .testTarget(name: "MoatFirewallTests", dependencies: ["MoatFirewall", "MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
     ]
 )

@@ -28,7 +28,7 @@ struct Moat: ParsableCommand {
         commandName: "moat",
         abstract: "A memcached-compatible cache server that is secure by default.",
         discussion: "Run `moat serve --help` for memcached's flags. `moat [flags]` is the same as `moat serve [flags]`.",
-        subcommands: [Serve.self, UserCommand.self],
+        subcommands: [Serve.self, UserCommand.self, AuditCommand.self, CheckCommand.self, FirewallCommand.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -129,43 +129,13 @@ struct Serve: ParsableCommand {
         logger.notice("moat stopped")
     }
 
-    /// The options with a configuration file's server settings underneath the command line's: the file's
-    /// settings are parsed first and the command line after them, so a flag given on both wins (and a
-    /// command-line `-l` replaces the file's listen list).
+    /// The options with a configuration file's server settings underneath the command line's (see
+    /// `ServeArguments.load`).
     static func withConfigFile(_ options: ServeOptions) throws -> (ServeOptions, ConfigFile?, String?) {
-        let path: String
-        if let given = options.configFile, !options.noConfig {
-            path = given
-        } else if !options.noConfig, access(ConfigFile.defaultPath, F_OK) == 0 {
-            path = ConfigFile.defaultPath
-        } else {
-            return (options, nil, nil)
-        }
-        let text: String
-        do {
-            text = try readTextFile(path)
-        } catch {
-            throw ConfigurationError("--config: \(error)")
-        }
-        let file = try ConfigFile.parse(text, path: path)
-        var fromFile = file.serverArguments
-        if !options.listen.isEmpty {
-            var kept: [String] = []
-            var index = 0
-            while index < fromFile.count {
-                if fromFile[index] == "--listen" { index += 2; continue }
-                kept.append(fromFile[index])
-                index += 1
-            }
-            fromFile = kept
-        }
         var commandLine = Array(CommandLine.arguments.dropFirst())
         if commandLine.first == "serve" { commandLine.removeFirst() }
-        do {
-            return (try ServeOptions.parse(fromFile + commandLine), file, path)
-        } catch {
-            throw ConfigurationError("\(path): server: \(ServeOptions.message(for: error))")
-        }
+        let loaded = try ServeArguments.load(commandLine, parsed: options)
+        return (loaded.options, loaded.file, loaded.path)
     }
 
     /// SIGTERM and SIGINT stop accepting and close the connections; the process then exits 0.

@@ -1,0 +1,1 @@
+// Placeholder: the firewall generator lands here (see the task for `moat firewall`).
