@@ -64,11 +64,12 @@ struct EndpointProber {
         return reply.bytes.isEmpty ? nil : reply.bytes
     }
 
+    /// `version` names the server; whether commands need authentication shows only on a real command
+    /// (Moat and others answer `version` before authentication, as a health check).
     func probeText(_ connection: ProbeSocket, into observation: inout ServiceObservation) {
         guard let reply = request(connection, "version\r\n", multiLine: false, limit: Self.lineLimit) else { return }
         let line = Self.firstLine(reply)
         if line.hasPrefix("VERSION ") {
-            observation.text = .open
             observation.version = String(line.dropFirst(8))
         } else if Self.isError(line) && line.lowercased().contains("auth") {
             observation.text = .authenticationRequired
@@ -76,10 +77,25 @@ struct EndpointProber {
         } else {
             return
         }
-        if let stats = request(connection, "stats\r\n", multiLine: true, limit: Self.statsLimit),
-            Self.firstLine(stats).hasPrefix("STAT ")
-        {
+        guard let stats = request(connection, "stats\r\n", multiLine: true, limit: Self.statsLimit) else { return }
+        let statsLine = Self.firstLine(stats)
+        if statsLine.hasPrefix("STAT ") {
             observation.statsReadable = true
+            observation.text = .open
+        } else if Self.isError(statsLine) && statsLine.lowercased().contains("auth") {
+            observation.text = .authenticationRequired
+            return
+        } else if let get = request(connection, "get \(probeKey)\r\n", multiLine: true, limit: Self.lineLimit) {
+            // stats refused for another reason: a read tells whether data is open.
+            let getLine = Self.firstLine(get)
+            if getLine == "END" || getLine.hasPrefix("VALUE ") {
+                observation.text = .open
+            } else {
+                observation.text = getLine.lowercased().contains("auth") ? .authenticationRequired : .notServed
+                return
+            }
+        } else {
+            return
         }
         // go-derper's path: stats items names the slab classes, cachedump lists a class's keys.
         var slab = "1"
@@ -129,18 +145,22 @@ struct EndpointProber {
 
     // MARK: binary protocol
 
-    static func binaryRequest(opcode: UInt8) -> [UInt8] {
+    static func binaryRequest(opcode: UInt8, key: String = "") -> [UInt8] {
+        let keyBytes = Array(key.utf8)
         var header = [UInt8](repeating: 0, count: 24)
         header[0] = 0x80
         header[1] = opcode
+        header[2] = UInt8(keyBytes.count >> 8)
+        header[3] = UInt8(keyBytes.count & 0xff)
+        header[11] = UInt8(keyBytes.count)  // total body: the key alone (keys are at most 250 bytes)
         header[12] = 0x4d  // opaque, echoed back
-        return header
+        return header + keyBytes
     }
 
     /// (status, body) of one binary reply, or nil when the reply is not memcached's binary protocol.
-    func binaryExchange(_ connection: ProbeSocket, opcode: UInt8) -> (UInt16, [UInt8])? {
+    func binaryExchange(_ connection: ProbeSocket, opcode: UInt8, key: String = "") -> (UInt16, [UInt8])? {
         do {
-            try connection.send(Self.binaryRequest(opcode: opcode))
+            try connection.send(Self.binaryRequest(opcode: opcode, key: key))
         } catch {
             return nil
         }
@@ -160,8 +180,14 @@ struct EndpointProber {
         guard let (status, body) = binaryExchange(connection, opcode: 0x0b) else { return }
         switch status {
         case 0:
-            observation.binary = .open
             if observation.version == nil { observation.version = String(decoding: body.prefix(64), as: UTF8.self) }
+            // As with text, a read (get of the probe key: hit or miss) shows whether data is open.
+            guard let (getStatus, _) = binaryExchange(connection, opcode: 0x00, key: probeKey) else { return }
+            switch getStatus {
+            case 0, 1: observation.binary = .open
+            case 0x20: observation.binary = .authenticationRequired
+            default: return
+            }
         case 0x20:
             observation.binary = .authenticationRequired
         default:
