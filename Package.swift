@@ -10,6 +10,7 @@ import PackageDescription
 //   MoatServer    SwiftNIO listeners, connections, limits, privilege drop
 //   MoatAudit     `moat audit` (scan for exposed memcached-protocol services) and `moat check` (static):
 //                 findings with severities, reported as a table, JSON or SARIF
+//   MoatMetrics   `stats` as Prometheus metrics (swift-metrics with swift-prometheus; no networking)
 //   MoatFirewall  `moat firewall`: nftables, iptables and firewalld rules from a configuration (pure)
 //   MoatCLI       the `moat` executable
 // Release builds of Moat's own modules: optimise across module boundaries (the codec, engine and
@@ -36,6 +37,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .target(name: "MoatStorage", swiftSettings: fast),
@@ -71,9 +75,10 @@ let package = Package(
         .target(
             name: "MoatServer",
             dependencies: [
-                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol", "CEpoll",
+                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol", "MoatMetrics", "CEpoll",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -91,6 +96,13 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "MoatMetrics",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .target(name: "MoatFirewall", dependencies: ["MoatConfig", "MoatAccess"]),
         // The invariants the fuzzers (Fuzz/, its own package) check and `swift test` replays.
         .target(
@@ -102,6 +114,7 @@ let package = Package(
             dependencies: [
                 "MoatServer", "MoatConfig", "MoatAccess", "MoatAudit", "MoatFirewall",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -117,6 +130,7 @@ let package = Package(
         .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess"]),
         .testTarget(name: "MoatAuditTests", dependencies: ["MoatAudit", "MoatConfig", "MoatAccess"]),
+        .testTarget(name: "MoatMetricsTests", dependencies: ["MoatMetrics"]),
         .testTarget(name: "MoatFirewallTests", dependencies: ["MoatFirewall", "MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
     ]

@@ -1,10 +1,13 @@
 import ArgumentParser
 import Dispatch
+import Foundation
 import Logging
 import MoatAccess
 import MoatConfig
 import MoatEngine
 import MoatServer
+import ServiceLifecycle
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -48,9 +51,11 @@ struct Serve: ParsableCommand {
         let configuration: ServerConfiguration
         let configFile: ConfigFile?
         let configPath: String?
+        let logFormatName: String
         do {
             let options: ServeOptions
             (options, configFile, configPath) = try Self.withConfigFile(self.options)
+            logFormatName = options.logFormat
             configuration = try options.resolve()
             if let configFile, !configFile.tenants.buckets.isEmpty || configFile.tenants.users != nil, configuration.authentication == nil {
                 throw ConfigurationError(
@@ -67,11 +72,11 @@ struct Serve: ParsableCommand {
         case 2: level = .debug
         default: level = .trace
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        guard let logFormat = LogFormat(rawValue: logFormatName) else {
+            FileHandleStandardError.write("moat: --log-format: expected auto, human or json\n")
+            throw ExitCode(64)
         }
+        LogFormat.bootstrap(logFormat, level: level)
         let logger = Logger(label: "moat")
         // Read now, while still root if started as root: the file may then stay readable by root alone.
         let authentication: AuthenticationSettings?
@@ -107,14 +112,6 @@ struct Serve: ParsableCommand {
         let reloader = Reloader(
             path: configPath, started: configFile, authentication: configuration.authentication, engine: server.engine,
             logger: logger)
-        // Before start: a SIGTERM that arrives once clients are served must stop the server, not be lost.
-        let signals = installStopSignals { server.stop() }
-        do {
-            try server.start()
-        } catch {
-            logger.critical("moat cannot start: \(error)")
-            throw ExitCode(1)
-        }
         // SIGHUP reloads the TLS certificates (as `refresh_certs` does), the credentials, and the
         // configuration file's buckets and users.
         signal(SIGHUP, SIG_IGN)
@@ -124,8 +121,33 @@ struct Serve: ParsableCommand {
             reloader.reload()
         }
         hangup.resume()
-        try server.waitUntilStopped()
-        withExtendedLifetime((signals, hangup)) {}
+        // swift-service-lifecycle owns SIGTERM and SIGINT: a graceful shutdown stops accepting, lets
+        // buffered requests finish and drains replies (Server.stop / waitUntilStopped), then exits 0.
+        // The server is started inside the group, once its signal handlers are in place.
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(
+                        service: MoatService(server: server), successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup)
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let outcome = Mutex<Error?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        Task.detached {
+            do {
+                try await group.run()
+            } catch {
+                outcome.withLock { $0 = error }
+            }
+            finished.signal()
+        }
+        finished.wait()
+        withExtendedLifetime(hangup) {}
+        if let error = outcome.withLock({ $0 }) {
+            logger.critical("moat cannot start: \(error)")
+            throw ExitCode(1)
+        }
         logger.notice("moat stopped")
     }
 
@@ -136,17 +158,6 @@ struct Serve: ParsableCommand {
         if commandLine.first == "serve" { commandLine.removeFirst() }
         let loaded = try ServeArguments.load(commandLine, parsed: options)
         return (loaded.options, loaded.file, loaded.path)
-    }
-
-    /// SIGTERM and SIGINT stop accepting and close the connections; the process then exits 0.
-    private func installStopSignals(_ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
-        [SIGTERM, SIGINT].map { signalNumber in
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler(handler: stop)
-            source.resume()
-            return source
-        }
     }
 }
 
@@ -193,5 +204,34 @@ enum FileHandleStandardError {
     static func write(_ text: String) {
         var bytes = Array(text.utf8)
         _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+/// The server as a swift-service-lifecycle service: started when the group runs, stopped on its
+/// graceful shutdown (SIGTERM, SIGINT), and finished once every connection has drained. A `shutdown`
+/// command (-A) ends it too, which shuts the group down.
+struct MoatService: Service, CustomStringConvertible {
+    let server: Server
+    var description: String { "moat" }
+
+    func run() async throws {
+        try server.start()
+        try await withGracefulShutdownHandler {
+            // waitUntilStopped blocks (NIO closeFuture waits, the epoll threads' joins): on a thread of
+            // its own, not the cooperative pool.
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+                let waiter = Thread {
+                    do {
+                        try server.waitUntilStopped()
+                        continuation.resume()
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }
+                waiter.start()
+            }
+        } onGracefulShutdown: {
+            server.stop()
+        }
     }
 }

@@ -29,7 +29,7 @@ public struct ConfigFile: Sendable, Equatable {
         "max-item-size": .value, "verbose": .count, "user": .value, "protocol": .value, "enable-shutdown": .flag,
         "disable-flush-all": .flag, "disable-dumping": .flag, "disable-watch": .flag, "extended": .list,
         "enable-sasl": .flag, "credentials": .value, "auth-file": .value, "enable-ssl": .flag, "pidfile": .value,
-        "listen-backlog": .value,
+        "listen-backlog": .value, "log-format": .value,
     ]
 
     /// Read by `moat serve` when it exists and neither --config nor --no-config is given.

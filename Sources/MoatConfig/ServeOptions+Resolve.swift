@@ -66,6 +66,8 @@ extension ServeOptions {
         var outputTimeout = 30
         var udp = UDPOptions()
         var insecureUDP = false
+        var metricsPort: Int?
+        var metricsHost = "127.0.0.1"
         /// `-o allow=10.0.0.0/8,::1`: the comma that separates -o options also continues an address list.
         var listBeingRead: String?
         func block(_ text: String, _ list: String) throws -> AddressBlock {
@@ -95,6 +97,15 @@ extension ServeOptions {
                 guard let value, !value.isEmpty else { throw ConfigurationError("-o \(name): expected addresses, e.g. \(name)=10.0.0.0/8,::1") }
                 if name == "allow" { filter.allow.append(try block(value, name)) } else { filter.deny.append(try block(value, name)) }
                 listBeingRead = name
+            case "metrics_port":
+                let number = try count(name, value, minimum: 1)
+                guard number <= 65535 else { throw ConfigurationError("-o metrics_port: 1-65535") }
+                metricsPort = number
+            case "metrics_listen":
+                guard let value, !value.isEmpty, !value.contains(" ") else {
+                    throw ConfigurationError("-o metrics_listen: expected an address, e.g. metrics_listen=127.0.0.1")
+                }
+                metricsHost = value.hasPrefix("[") && value.hasSuffix("]") ? String(value.dropFirst().dropLast()) : value
             case "ssl_chain_cert": sslChain = value
             case "ssl_key": sslKey = value
             case "ssl_ca_cert": sslCA = value
@@ -269,6 +280,19 @@ extension ServeOptions {
             configuration.udp = udp
         } else if insecureUDP || udp != UDPOptions() {
             throw ConfigurationError("-o udp_* or insecure_udp given without -U PORT")
+        }
+        if let metricsPort {
+            let address = ListenAddress(host: metricsHost, port: metricsPort, tls: false)
+            // The metrics name no key but show traffic, connections and security counters: the same
+            // rule as the cache's own listeners keeps them off other machines unless the clients are named.
+            if !address.isLoopback, !insecurePublicBind, filter.allow.isEmpty || !filter.isRestrictive {
+                throw ConfigurationError(
+                    "-o metrics_listen=\(metricsHost): the metrics endpoint would be reachable from other machines; name who may "
+                        + "scrape it (-o allow=...), keep it on loopback (the default), or add -o insecure_public_bind")
+            }
+            configuration.metrics = address
+        } else if metricsHost != "127.0.0.1" {
+            throw ConfigurationError("-o metrics_listen needs -o metrics_port=PORT")
         }
         let exposed = configuration.publicListeners
         if !exposed.isEmpty, !insecurePublicBind, configuration.authentication == nil, filter.allow.isEmpty || !filter.isRestrictive {

@@ -60,7 +60,7 @@ public struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
-        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, security_log=stderr|off|FILE, ssl_chain_cert=PEM, ssl_key=PEM, ssl_ca_cert=PEM, ssl_verify_mode=0-3, ssl_min_version=tlsv1.2|tlsv1.3, ssl_handshake_timeout=SECONDS, canary=KEY;KEY, disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, insecure_udp, udp_amplification=N, udp_rate=N, udp_bytes_rate=N, and memcached's tuning options (accepted, ignored).")
+        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, io=epoll|nio, allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, security_log=stderr|off|FILE, ssl_chain_cert=PEM, ssl_key=PEM, ssl_ca_cert=PEM, ssl_verify_mode=0-3, ssl_min_version=tlsv1.2|tlsv1.3, ssl_handshake_timeout=SECONDS, canary=KEY;KEY, disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, insecure_udp, udp_amplification=N, udp_rate=N, udp_bytes_rate=N, metrics_port=PORT, metrics_listen=ADDR, and memcached's tuning options (accepted, ignored).")
     public var extended: [String] = []
 
     @Flag(name: [.customShort("S"), .customLong("enable-sasl")], help: "Require authentication on every protocol (users from --credentials or -Y).")
@@ -112,6 +112,9 @@ public struct ServeOptions: ParsableArguments, Sendable {
 
     @Flag(name: .customLong("no-config"), help: "Do not read /etc/moat/moat.conf.")
     public var noConfig = false
+
+    @Option(name: .customLong("log-format"), help: "auto (human lines on a terminal, JSON lines otherwise), human or json.")
+    public var logFormat: String = "auto"
 
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
     public var showVersion = false

@@ -77,6 +77,7 @@ extension ServerConfiguration {
         }
         let publicNote = authentication != nil ? "yes, authenticated" : (addressFilter.isRestrictive && !addressFilter.allow.isEmpty ? "yes, allow list" : "YES (-o insecure_public_bind)")
         parts.append("public " + (publicListeners.isEmpty ? "no" : publicNote))
+        parts.append("metrics " + (metrics.map { "http://\($0.isIPv6 ? "[\($0.host)]" : $0.host):\($0.port)/metrics" } ?? "off"))
         parts.append("io \(ioBackend.rawValue)")
         parts.append("serving as \(account)")
         return parts.joined(separator: "; ")

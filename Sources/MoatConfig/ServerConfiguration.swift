@@ -124,6 +124,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var canaryKeys: [[UInt8]] = []
     /// `verbosity` from clients: allowed (it changes no log level in Moat) unless `-o disable_verbosity`.
     public var verbosityEnabled = true
+    /// The Prometheus endpoint (`-o metrics_port=N`, `metrics_listen=ADDR`); nil when off (the default).
+    public var metrics: ListenAddress?
     /// Present with `-Z`: TCP listeners (but `notls:` ones) speak TLS.
     public var tls: TLSOptions?
     /// Present when clients must authenticate.

@@ -108,11 +108,14 @@ public final class Engine: Sendable {
     /// `stats` with memcached's names and order; Moat's own additions come after them. The command,
     /// item and memory figures are `bucket`'s (a tenant sees only its own); the lines about the whole
     /// server (its connections, authentication and security counters) only when `serverWide`.
-    public func generalStats(for bucket: Bucket? = nil, serverWide: Bool = true) -> [(String, String)] {
+    /// `summed`: command, item and memory figures summed over every bucket (the metrics endpoint).
+    public func generalStats(for bucket: Bucket? = nil, serverWide: Bool = true, summed: Bool = false) -> [(String, String)] {
         let bucket = bucket ?? tenancy.defaultBucket
         let now = cache.now()
-        let c = bucket.commandTotals()
-        let storage = bucket.cache.counters()
+        let buckets = summed ? tenancy.buckets : [bucket]
+        let c = summed ? commandTotals() : bucket.commandTotals()
+        let storage = buckets.reduce(ShardCounters()) { $0 + $1.cache.counters() }
+        let memoryLimit = buckets.reduce(0) { $0 + $1.cache.memoryLimit }
         let auth = authenticator?.statLines() ?? (cmds: 0, errors: 0, refused: 0, lockouts: 0)
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -159,7 +162,7 @@ public final class Engine: Sendable {
             ("auth_errors", "\(auth.errors)"),
             ("bytes_read", "\(c.bytesRead)"),
             ("bytes_written", "\(c.bytesWritten)"),
-            ("limit_maxbytes", "\(bucket.cache.memoryLimit)"),
+            ("limit_maxbytes", "\(memoryLimit)"),
             ("accepting_conns", "1"),
             ("threads", "\(settings.threads)"),
             ("bytes", "\(storage.bytes)"),

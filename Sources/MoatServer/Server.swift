@@ -29,6 +29,8 @@ public final class Server: Sendable {
     private let tlsCertificates: TLSCertificates?
     /// `-U`: the UDP sockets and their threads, and what answers them.
     private let udp: (listener: UDPListener, responder: UDPResponder)?
+    /// `-o metrics_port`: the Prometheus endpoint.
+    private let metrics: MetricsEndpoint?
 
     /// `authentication`: the users and limits when clients must authenticate (loaded by the caller,
     /// before root is dropped, so the credentials file may stay readable by root only).
@@ -83,6 +85,9 @@ public final class Server: Sendable {
                 engine: engine, policy: .init(amplification: options.amplification), filter: configuration.addressFilter, limiter: limiter)
             return (UDPListener(logger: logger), responder)
         }
+        self.metrics = configuration.metrics.map {
+            MetricsEndpoint(address: $0, engine: engine, filter: configuration.addressFilter, logger: logger)
+        }
         let useEpoll = configuration.ioBackend == .epoll
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: useEpoll ? 1 : configuration.threads)
         if useEpoll {
@@ -109,15 +114,18 @@ public final class Server: Sendable {
             do {
                 try epoll.bindAll()
                 try bindUDP()
+                try metrics?.bind(on: group)
                 if let pidFile = configuration.pidFile { try writePidFile(pidFile) }
                 let account = try Privileges.dropIfRoot(to: configuration.user)
                 // Threads (and so accepting) start only once root is gone.
                 try epoll.startThreads()
                 if let udp { try udp.listener.start(responder: udp.responder) }
+                try metrics?.resume()
                 logger.notice("moat ready: \(configuration.exposureSummary(servingAs: account))")
             } catch {
                 epoll.stop()
                 epoll.wait()
+                metrics?.stop()
                 udp?.listener.stop()
                 udp?.listener.wait()
                 try? group.syncShutdownGracefully()
@@ -128,11 +136,13 @@ public final class Server: Sendable {
         do {
             try bindAll()
             try bindUDP()
+            try metrics?.bind(on: group)
             if let pidFile = configuration.pidFile {
                 try writePidFile(pidFile)
             }
             let account = try Privileges.dropIfRoot(to: configuration.user)
             if let udp { try udp.listener.start(responder: udp.responder) }
+            try metrics?.resume()
             // Listeners were bound with accepting paused: no client is served until root is gone.
             for channel in listeners.withLock({ $0 }) {
                 try channel.setOption(ChannelOptions.autoRead, value: true).wait()
@@ -165,6 +175,7 @@ public final class Server: Sendable {
             try? channel.closeFuture.wait()
         }
         udp?.listener.wait()
+        metrics?.wait()
         // SwiftNIO backend: the connections drain (see ConnectionHandler.beginDrain) for up to 10 s.
         let deadline = NIODeadline.now() + .seconds(10)
         while !connections.isEmpty, NIODeadline.now() < deadline { usleep(20_000) }
@@ -181,6 +192,7 @@ public final class Server: Sendable {
     public func stop() {
         epoll?.stop()
         udp?.listener.stop()
+        metrics?.stop()
         let channels = listeners.withLock { $0 }
         for channel in channels { channel.close(promise: nil) }
         for channel in connections.all {

@@ -1,0 +1,87 @@
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `--log-format`: people read a terminal, machines (journald, a log shipper) read everything else.
+enum LogFormat: String, CaseIterable {
+    case auto, human, json
+
+    /// `auto`: human lines when standard error is a terminal, JSON lines otherwise.
+    var resolved: LogFormat {
+        guard self == .auto else { return self }
+        return isatty(2) == 1 ? .human : .json
+    }
+
+    static func bootstrap(_ format: LogFormat, level: Logger.Level) {
+        let chosen = format.resolved
+        LoggingSystem.bootstrap { label in
+            switch chosen {
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            default:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+    }
+}
+
+/// One JSON object per line on standard error: `ts`, `level`, `label`, `message`, then the metadata.
+/// The security log's events share the stream and the `ts` field, so one parser reads both.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .notice
+    var metadata: Logger.Metadata = [:]
+
+    init(label: String) {
+        self.label = label
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var fields: [(String, String)] = [
+            ("ts", Self.timestamp()), ("level", event.level.rawValue), ("label", label), ("source", event.source),
+            ("message", event.message.description),
+        ]
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) where !["ts", "level", "label", "source", "message"].contains(key) {
+            fields.append((key, value.description))
+        }
+        let line = "{" + fields.map { "\(Self.quote($0.0)):\(Self.quote($0.1))" }.joined(separator: ",") + "}\n"
+        var bytes = Array(line.utf8)
+        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+
+    static func timestamp() -> String {
+        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+
+    /// A JSON string: quotes, backslashes and control characters escaped.
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20 || c.value == 0x7f: out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
