@@ -45,6 +45,7 @@ install_deps() {
   python3 -c 'import pytest' 2>/dev/null || pypi+=(pytest)
   python3 -c 'import bmemcached' 2>/dev/null || pypi+=(python-binary-memcached)
   python3 -c 'import jsonschema' 2>/dev/null || pypi+=(jsonschema)  # moat audit's JSON and SARIF reports
+  python3 -c 'import prometheus_client' 2>/dev/null || pypi+=(prometheus_client)  # parses the metrics endpoint
   if [ "${#pypi[@]}" -gt 0 ]; then
     echo "installing PyPI packages: ${pypi[*]}"
     pip_install "${pypi[@]}"
@@ -59,7 +60,7 @@ install_deps() {
     echo "building pylibmc 1.6.3 from source"
     pip_install --no-binary pylibmc pylibmc==1.6.3
   fi
-  echo "PyPI packages: pymemcache pytest python-binary-memcached jsonschema pylibmc present"
+  echo "PyPI packages: pymemcache pytest python-binary-memcached jsonschema prometheus_client pylibmc present"
 }
 
 section "dependencies"
