@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MoatEngine
 
 #if canImport(Glibc)
 import Glibc
@@ -64,24 +65,10 @@ struct JSONLogHandler: LogHandler {
         _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 
+    /// The security log's escaping; a log message may be long (a configuration error), so the cut is generous.
+    static func quote(_ text: String) -> String { SecurityLog.quote(text, limit: 16_384) }
+
     static func timestamp() -> String {
         Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-    }
-
-    /// A JSON string: quotes, backslashes and control characters escaped.
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20 || c.value == 0x7f: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

@@ -176,12 +176,13 @@ public final class SecurityLog: Sendable {
         return line + "}"
     }
 
-    static func quote(_ text: String) -> String {
+    /// A JSON string literal: quotes, backslashes and control characters escaped, cut at `limit` bytes.
+    public static func quote(_ text: String, limit: Int = 512) -> String {
         var out = "\""
         var bytes = 0
         for scalar in text.unicodeScalars {
             bytes += String(scalar).utf8.count
-            if bytes > 512 {
+            if bytes > limit {
                 out += "..."
                 break
             }
