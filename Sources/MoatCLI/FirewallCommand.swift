@@ -1,17 +1,41 @@
 import ArgumentParser
+import Foundation
 import MoatConfig
 import MoatFirewall
+
+extension FirewallFormat: ExpressibleByArgument {}
 
 /// `moat firewall`: kernel firewall rules that mirror the configured listeners and allow list.
 struct FirewallCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "firewall",
-        abstract: "Print nftables, iptables or firewalld rules that mirror the listeners and allow list.")
+        abstract: "Print nftables, iptables or firewalld rules that mirror the listeners and allow list.",
+        discussion: """
+            Reads moat serve's flags and --config FILE as moat serve does, and prints rules that drop, per \
+            listener (TCP, UDP and the metrics port), what Moat would refuse: sources on the deny list, sources \
+            off the allow list, and traffic to a loopback listener from outside lo. docs/firewall.md.
+            """)
 
-    @Argument(parsing: .allUnrecognized, help: "memcached-style flags and --config FILE, as for `moat serve`.")
+    @Option(name: .customLong("format"), help: "nftables, iptables (IPv4), ip6tables (IPv6) or firewalld.")
+    var format: FirewallFormat = .nftables
+
+    @Argument(parsing: .allUnrecognized, help: "moat serve's flags and --config FILE.")
     var serveArguments: [String] = []
 
     func run() throws {
-        throw ValidationError("not yet built")
+        do {
+            let loaded = try ServeArguments.load(serveArguments)
+            let configuration = try loaded.options.resolve()
+            let source = ([loaded.path.map { "--config \($0)" }].compactMap { $0 } + serveArguments.filter { $0 != "--config" && $0 != loaded.path })
+            let text = try FirewallRules.render(
+                configuration, format: format, source: source.isEmpty ? "the default configuration" : source.joined(separator: " "))
+            FileHandle.standardOutput.write(Data(text.utf8))
+        } catch let error as ConfigurationError {
+            FileHandleStandardError.write("moat firewall: \(error.description)\n")
+            throw ExitCode(64)
+        } catch let error as FirewallError {
+            FileHandleStandardError.write("moat firewall: \(error.description)\n")
+            throw ExitCode(64)
+        }
     }
 }

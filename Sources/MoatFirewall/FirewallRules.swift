@@ -1,1 +1,236 @@
-// Placeholder: the firewall generator lands here (see the task for `moat firewall`).
+import MoatAccess
+import MoatConfig
+
+/// The kernel firewall formats `moat firewall` writes.
+public enum FirewallFormat: String, Sendable, CaseIterable {
+    case nftables, iptables, ip6tables, firewalld
+}
+
+public struct FirewallError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What the kernel should drop so that it refuses what Moat would refuse: per listener (address,
+/// port, TCP or UDP), sources on the deny list, sources off a non-empty allow list, and, for a
+/// loopback listener, packets that did not arrive on `lo`. Pure: a configuration in, rules out.
+public struct FirewallPlan: Sendable, Equatable {
+    public enum Family: String, Sendable { case ipv4, ipv6 }
+    public enum Transport: String, Sendable { case tcp, udp }
+
+    /// One port on one destination. `address` nil: every destination of the family (a wildcard bind).
+    public struct Port: Sendable, Equatable {
+        public var family: Family
+        public var address: String?
+        public var loopback: Bool
+        public var port: Int
+        public var transport: Transport
+        public var label: String
+    }
+
+    public var ports: [Port]
+    /// Address blocks by family, as CIDR text.
+    public var allowed: [Family: [String]]
+    public var denied: [Family: [String]]
+    /// True when an allow list exists: a source of a family with no allowed block is refused too.
+    public var hasAllowList: Bool
+    public var unixSocket: String?
+
+    public init(configuration: ServerConfiguration) throws {
+        var ports: [Port] = []
+        func add(_ host: String, _ port: Int, _ transport: Transport, label: String) throws {
+            for (family, address) in try Self.destinations(host, label: label) {
+                let entry = Port(
+                    family: family, address: address, loopback: address.map(Self.isLoopback) ?? false, port: port,
+                    transport: transport, label: label)
+                if !ports.contains(entry) { ports.append(entry) }
+            }
+        }
+        for listener in configuration.listeners {
+            try add(listener.host, listener.port, .tcp, label: "\(listener.description)/tcp")
+        }
+        if let udp = configuration.udp {
+            var hosts: [String] = []
+            for listener in configuration.listeners where !hosts.contains(listener.host) { hosts.append(listener.host) }
+            for host in hosts {
+                try add(host, udp.port, .udp, label: "\(ListenAddress(host: host, port: udp.port).description)/udp")
+            }
+        }
+        if let metrics = configuration.metrics {
+            try add(metrics.host, metrics.port, .tcp, label: "\(ListenAddress(host: metrics.host, port: metrics.port).description)/tcp (metrics)")
+        }
+        self.ports = ports
+        let filter = configuration.addressFilter
+        allowed = Self.split(filter.allow.map(\.description))
+        denied = Self.split(filter.deny.map(\.description))
+        hasAllowList = !filter.allow.isEmpty
+        unixSocket = configuration.unixSocket
+    }
+
+    /// The (family, address) pairs a listen host stands for; address nil is a wildcard.
+    static func destinations(_ host: String, label: String) throws -> [(Family, String?)] {
+        switch host {
+        case "0.0.0.0": return [(.ipv4, nil)]
+        // Linux's `::` sockets take IPv4 too (bindv6only is 0 by default).
+        case "::", "[::]": return [(.ipv4, nil), (.ipv6, nil)]
+        case "localhost": return [(.ipv4, "127.0.0.1"), (.ipv6, "::1")]
+        default:
+            guard AddressBlock(host) != nil else {
+                throw FirewallError("\(label): \(host) is a name; give the listener an address (-l 10.0.0.5) so the rules can name it")
+            }
+            return [(host.contains(":") ? .ipv6 : .ipv4, host)]
+        }
+    }
+
+    static func isLoopback(_ address: String) -> Bool {
+        address == "::1" || address.hasPrefix("127.")
+    }
+
+    /// IPv4 blocks apart from IPv6 ones; `::ffff:a.b.c.d/n` (IPv4-mapped) is the IPv4 block it maps.
+    static func split(_ blocks: [String]) -> [Family: [String]] {
+        var result: [Family: [String]] = [.ipv4: [], .ipv6: []]
+        for block in blocks {
+            let lower = block.lowercased()
+            if lower.hasPrefix("::ffff:"), lower.contains(".") {
+                let parts = lower.dropFirst(7).split(separator: "/")
+                let prefix = parts.count == 2 ? (Int(parts[1]) ?? 128) - 96 : 32
+                result[.ipv4]!.append("\(parts[0])/\(max(0, prefix))")
+            } else if block.contains(":") {
+                result[.ipv6]!.append(block)
+            } else {
+                result[.ipv4]!.append(block)
+            }
+        }
+        return result
+    }
+}
+
+extension FirewallPlan.Family {
+    var nftMatch: String { self == .ipv4 ? "ip" : "ip6" }
+    var nftType: String { self == .ipv4 ? "ipv4_addr" : "ipv6_addr" }
+    var setSuffix: String { self == .ipv4 ? "v4" : "v6" }
+}
+
+/// Renders a plan in each format.
+public enum FirewallRules {
+    public static func render(_ configuration: ServerConfiguration, format: FirewallFormat, source: String) throws -> String {
+        let plan = try FirewallPlan(configuration: configuration)
+        switch format {
+        case .nftables: return nftables(plan, source: source)
+        case .iptables: return iptables(plan, family: .ipv4, source: source)
+        case .ip6tables: return iptables(plan, family: .ipv6, source: source)
+        case .firewalld: return firewalld(plan, source: source)
+        }
+    }
+
+    static func header(_ source: String, _ lines: [String]) -> String {
+        (["Generated by `moat firewall` from: \(source)",
+          "Mirrors Moat's listeners and address lists, so the kernel drops what Moat would refuse anyway."] + lines)
+            .map { "# " + $0 }.joined(separator: "\n") + "\n"
+    }
+
+    static func nothingToFilter(_ plan: FirewallPlan) -> String? {
+        guard plan.ports.isEmpty else { return nil }
+        return "# nothing to filter: no TCP or UDP listener" + (plan.unixSocket.map { " (unix socket \($0) only)" } ?? "") + "\n"
+    }
+
+    // MARK: nftables
+
+    public static func nftables(_ plan: FirewallPlan, source: String) -> String {
+        var out = "#!/usr/sbin/nft -f\n" + header(source, [
+            "Apply: nft -f FILE (applying it again replaces the table). Remove: nft delete table inet moat",
+            "Its own table: it drops, never accepts for other tables, so it cannot open what another table closes.",
+        ])
+        if let nothing = nothingToFilter(plan) { return out + nothing }
+        out += "table inet moat\ndelete table inet moat\ntable inet moat {\n"
+        for (kind, blocks) in [("allowed", plan.allowed), ("denied", plan.denied)] {
+            for family in [FirewallPlan.Family.ipv4, .ipv6] where !(blocks[family] ?? []).isEmpty {
+                out += "\tset \(kind)_\(family.setSuffix) {\n\t\ttype \(family.nftType)\n\t\tflags interval\n\t\tauto-merge\n"
+                out += "\t\telements = { \(blocks[family]!.joined(separator: ", ")) }\n\t}\n"
+            }
+        }
+        out += "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n"
+        for port in plan.ports {
+            out += "\t\t# \(port.label)\n"
+            let match = (port.address.map { "\(port.family.nftMatch) daddr \($0) " } ?? "meta nfproto \(port.family.rawValue) ")
+                + "\(port.transport.rawValue) dport \(port.port)"
+            if port.loopback { out += "\t\t\(match) iifname != \"lo\" drop\n" }
+            if !(plan.denied[port.family] ?? []).isEmpty {
+                out += "\t\t\(match) \(port.family.nftMatch) saddr @denied_\(port.family.setSuffix) drop\n"
+            }
+            if plan.hasAllowList {
+                if (plan.allowed[port.family] ?? []).isEmpty {
+                    out += "\t\t\(match) drop\n"  // an allow list with no block of this family refuses the family
+                } else {
+                    out += "\t\t\(match) \(port.family.nftMatch) saddr != @allowed_\(port.family.setSuffix) drop\n"
+                }
+            } else if !port.loopback && (plan.denied[port.family] ?? []).isEmpty {
+                out += "\t\t# open to every source: authentication decides (no allow list)\n"
+            }
+        }
+        out += "\t}\n}\n"
+        return out
+    }
+
+    // MARK: iptables
+
+    public static func iptables(_ plan: FirewallPlan, family: FirewallPlan.Family, source: String) -> String {
+        let command = family == .ipv4 ? "iptables" : "ip6tables"
+        var out = header(source, [
+            "Apply: \(command)-restore --noflush < FILE  (never without --noflush: it would flush the whole filter table)",
+            "Remove: \(command) -D INPUT -j MOAT-INPUT; \(command) -F MOAT-INPUT; \(command) -X MOAT-INPUT (also before applying again)",
+            "Allowed sources RETURN to INPUT (this chain accepts nothing itself); the rest of each port is dropped.",
+        ])
+        let ports = plan.ports.filter { $0.family == family }
+        if let nothing = nothingToFilter(plan) { return out + nothing }
+        if ports.isEmpty { return out + "# nothing to filter: no \(family == .ipv4 ? "IPv4" : "IPv6") listener\n" }
+        let hostPrefix = family == .ipv4 ? 32 : 128
+        out += "*filter\n:MOAT-INPUT - [0:0]\n-A INPUT -j MOAT-INPUT\n"
+        for port in ports {
+            out += "# \(port.label)\n"
+            let match = (port.address.map { "-d \($0)/\(hostPrefix) " } ?? "") + "-p \(port.transport.rawValue) -m \(port.transport.rawValue) --dport \(port.port)"
+            if port.loopback { out += "-A MOAT-INPUT \(match) ! -i lo -j DROP\n" }
+            for block in plan.denied[family] ?? [] { out += "-A MOAT-INPUT \(match) -s \(block) -j DROP\n" }
+            if plan.hasAllowList {
+                for block in plan.allowed[family] ?? [] { out += "-A MOAT-INPUT \(match) -s \(block) -j RETURN\n" }
+                out += "-A MOAT-INPUT \(match) -j DROP\n"
+            }
+        }
+        out += "COMMIT\n"
+        return out
+    }
+
+    // MARK: firewalld
+
+    public static func firewalld(_ plan: FirewallPlan, source: String) -> String {
+        var out = "#!/bin/sh\n" + header(source, [
+            "Rich rules for firewalld's default zone (add --zone=NAME to each command for another zone).",
+            "firewalld's zones refuse what no rule accepts, so allowed sources are accepted and denied ones dropped",
+            "first (priority -10); loopback listeners need nothing: firewalld leaves lo alone, and other",
+            "interfaces cannot reach a loopback address. Remove: the same commands with --remove-rich-rule.",
+        ])
+        if let nothing = nothingToFilter(plan) { return out + nothing }
+        out += "set -e\n"
+        for port in plan.ports where !port.loopback {
+            out += "# \(port.label)\n"
+            let destination = port.address.map { " destination address=\"\($0)\"" } ?? ""
+            let portPart = " port port=\"\(port.port)\" protocol=\"\(port.transport.rawValue)\""
+            for block in plan.denied[port.family] ?? [] {
+                out += rich("rule priority=\"-10\" family=\"\(port.family.rawValue)\" source address=\"\(block)\"\(destination)\(portPart) drop")
+            }
+            if plan.hasAllowList {
+                for block in plan.allowed[port.family] ?? [] {
+                    out += rich("rule family=\"\(port.family.rawValue)\" source address=\"\(block)\"\(destination)\(portPart) accept")
+                }
+            } else {
+                out += rich("rule family=\"\(port.family.rawValue)\"\(destination)\(portPart) accept")
+            }
+        }
+        out += "firewall-cmd --reload\n"
+        return out
+    }
+
+    static func rich(_ rule: String) -> String {
+        "firewall-cmd --permanent --add-rich-rule='\(rule)'\n"
+    }
+}
