@@ -154,15 +154,16 @@ public enum FirewallRules {
             out += "\t\t# \(port.label)\n"
             let match = (port.address.map { "\(port.family.nftMatch) daddr \($0) " } ?? "meta nfproto \(port.family.rawValue) ")
                 + "\(port.transport.rawValue) dport \(port.port)"
-            if port.loopback { out += "\t\t\(match) iifname != \"lo\" drop\n" }
+            // `counter`: `nft list table inet moat` then shows what the kernel dropped.
+            if port.loopback { out += "\t\t\(match) iifname != \"lo\" counter drop\n" }
             if !(plan.denied[port.family] ?? []).isEmpty {
-                out += "\t\t\(match) \(port.family.nftMatch) saddr @denied_\(port.family.setSuffix) drop\n"
+                out += "\t\t\(match) \(port.family.nftMatch) saddr @denied_\(port.family.setSuffix) counter drop\n"
             }
             if plan.hasAllowList {
                 if (plan.allowed[port.family] ?? []).isEmpty {
-                    out += "\t\t\(match) drop\n"  // an allow list with no block of this family refuses the family
+                    out += "\t\t\(match) counter drop\n"  // an allow list with no block of this family refuses the family
                 } else {
-                    out += "\t\t\(match) \(port.family.nftMatch) saddr != @allowed_\(port.family.setSuffix) drop\n"
+                    out += "\t\t\(match) \(port.family.nftMatch) saddr != @allowed_\(port.family.setSuffix) counter drop\n"
                 }
             } else if !port.loopback && (plan.denied[port.family] ?? []).isEmpty {
                 out += "\t\t# open to every source: authentication decides (no allow list)\n"
