@@ -27,6 +27,11 @@ extension Session {
         guard generation != generationSeen else { return true }
         generationSeen = generation
         guard let name = user else { return true }
+        // What this session counted so far belongs to the bucket it used, even if the reload removed it.
+        if !counters.isZero {
+            engine.tenancy.publish(counters, from: bucket, slot: counterSlot)
+            counters = CommandCounters()
+        }
         guard let (bucket, grant) = engine.tenancy.resolve(user: name), bucket === self.bucket else {
             engine.securityLog.record(.connectionClosed(peer: peer, reason: "access_revoked"))
             isAuthenticated = false

@@ -30,7 +30,7 @@ public struct Session {
     /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
     public var outputHighWater = 256 * 1024
 
-    private let counterSlot: Int
+    let counterSlot: Int
 
     /// The client's address (no port), for the log.
     public let peer: String

@@ -150,6 +150,17 @@ public final class Tenancy: Sendable {
 
     func resetRetired() { state.withLock { $0.retired = CommandCounters() } }
 
+    /// Counters of a session whose bucket a reload removed: added to the server-wide totals if the
+    /// bucket is gone (its own totals were folded in at removal), else merged into the bucket.
+    func publish(_ counters: CommandCounters, from bucket: Bucket, slot: Int) {
+        let retired = state.withLock { state in
+            guard state.buckets[bucket.name] !== bucket else { return false }
+            state.retired.add(counters)
+            return true
+        }
+        if !retired { bucket.merge(counters, slot: slot) }
+    }
+
     func count(user: String, _ update: (inout UserCounters) -> Void) {
         state.withLock { state in
             // Only users the server knows: names sent by clients must not grow the table.

@@ -106,6 +106,21 @@ struct TenantFixture {
         #expect(AuthFixture.text(&scoped, "delete other\r\n").0 == "CLIENT_ERROR permission denied\r\n")
     }
 
+    @Test func aRemovedBucketsLastCommandsStayInTheTotals() throws {
+        let f = try TenantFixture()
+        var blog = f.login("blog")
+        #expect(AuthFixture.text(&blog, "get missing\r\n").0 == "END\r\n")  // counted, not yet published
+        var plan = try TenantFixture.plan(withBlog: false)
+        plan.buckets.removeAll { $0.name == "blog" }
+        try f.engine.reconfigure(tenants: plan, credentials: nil)
+        let stillValid = blog.revalidate()
+        #expect(!stillValid)
+        blog.publishCounters()  // what a closing connection does: nothing left to lose
+        let totals = f.engine.commandTotals()
+        #expect(totals.getMisses == 1)
+        #expect(totals.cmdGet == 1)
+    }
+
     @Test func reloadChangesGrantsAndClosesRemovedUsers() throws {
         let f = try TenantFixture()
         var reader = f.login("reader")
