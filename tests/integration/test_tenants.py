@@ -236,11 +236,15 @@ def test_permission_denials_text_binary_meta_and_log(server_factory, setup):
     denial = events(log, event="permission_denied", user="reader")[0]
     assert denial["bucket"] == "shop" and denial["command"] == "set" and denial["category"] == "write"
     assert "greeting" not in json.dumps(events(log, event="permission_denied"))  # keys are never logged
+    # One failed ASCII login for reader: counted against that user.
+    with Conn.to(srv) as c:
+        assert c.store(b"set", b"auth", b"reader wrong-password") == b"CLIENT_ERROR authentication failure"
     with text_login(srv, "shopadmin") as c:
         users = c.stats_dict(b"users")
         general = c.stats_dict()
     assert int(users["user:reader:acl_denied"]) >= 10
     assert int(users["user:reader:auth_success"]) >= 3
+    assert int(users["user:reader:auth_failures"]) == 1
     assert int(general["acl_denied"]) >= 10
 
 
