@@ -146,6 +146,8 @@ def test_two_tenants_writing_the_same_keys_never_see_each_other(server_factory, 
     pm.set("auth", "blog %s" % PASSWORD)
     assert pm.get("user:3") == b"blog-3"
     pm.set("user:3", "from-pymemcache")
+    # noreply: nothing says the set was applied until a later reply on the same connection does.
+    assert pm.get("user:3") == b"from-pymemcache"
     assert blog.get("user:3") == "from-pymemcache"
     assert shop.get("user:3") == "shop-3"
     pm.close()
