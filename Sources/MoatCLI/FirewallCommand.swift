@@ -26,9 +26,12 @@ struct FirewallCommand: ParsableCommand {
         do {
             let loaded = try ServeArguments.load(serveArguments)
             let configuration = try loaded.options.resolve()
-            let source = ([loaded.path.map { "--config \($0)" }].compactMap { $0 } + serveArguments.filter { $0 != "--config" && $0 != loaded.path })
-            let text = try FirewallRules.render(
-                configuration, format: format, source: source.isEmpty ? "the default configuration" : source.joined(separator: " "))
+            var source = serveArguments.isEmpty ? "the default configuration" : serveArguments.joined(separator: " ")
+            // The file read without being named (/etc/moat/moat.conf) is part of what the rules mirror.
+            if let path = loaded.path, !serveArguments.contains(where: { $0.hasSuffix(path) }) {
+                source += " (with \(path))"
+            }
+            let text = try FirewallRules.render(configuration, format: format, source: source)
             FileHandle.standardOutput.write(Data(text.utf8))
         } catch let error as ConfigurationError {
             FileHandleStandardError.write("moat firewall: \(error.description)\n")

@@ -41,7 +41,8 @@ public struct FirewallPlan: Sendable, Equatable {
         func add(_ host: String, _ port: Int, _ transport: Transport, label: String) throws {
             for (family, address) in try Self.destinations(host, label: label) {
                 let entry = Port(
-                    family: family, address: address, loopback: address.map(Self.isLoopback) ?? false, port: port,
+                    family: family, address: address,
+                    loopback: address.map { ListenAddress(host: $0, port: port).isLoopback } ?? false, port: port,
                     transport: transport, label: label)
                 if !ports.contains(entry) { ports.append(entry) }
             }
@@ -71,19 +72,19 @@ public struct FirewallPlan: Sendable, Equatable {
     static func destinations(_ host: String, label: String) throws -> [(Family, String?)] {
         switch host {
         case "0.0.0.0": return [(.ipv4, nil)]
-        // Linux's `::` sockets take IPv4 too (bindv6only is 0 by default).
+        // Both: Moat's epoll and UDP sockets on `::` are IPv6-only, but the metrics endpoint's (SwiftNIO)
+        // and `-o io=nio` ones take IPv4 too; rules for a family nothing serves drop nothing Moat would take.
         case "::", "[::]": return [(.ipv4, nil), (.ipv6, nil)]
         case "localhost": return [(.ipv4, "127.0.0.1"), (.ipv6, "::1")]
         default:
             guard AddressBlock(host) != nil else {
                 throw FirewallError("\(label): \(host) is a name; give the listener an address (-l 10.0.0.5) so the rules can name it")
             }
+            // An IPv4-mapped bind receives IPv4 packets, which only an IPv4 rule sees.
+            let lower = host.lowercased()
+            if lower.hasPrefix("::ffff:"), lower.contains(".") { return [(.ipv4, String(lower.dropFirst(7)))] }
             return [(host.contains(":") ? .ipv6 : .ipv4, host)]
         }
-    }
-
-    static func isLoopback(_ address: String) -> Bool {
-        address == "::1" || address.hasPrefix("127.")
     }
 
     /// IPv4 blocks apart from IPv6 ones; `::ffff:a.b.c.d/n` (IPv4-mapped) is the IPv4 block it maps.
@@ -177,16 +178,25 @@ public enum FirewallRules {
 
     public static func iptables(_ plan: FirewallPlan, family: FirewallPlan.Family, source: String) -> String {
         let command = family == .ipv4 ? "iptables" : "ip6tables"
+        let ports = plan.ports.filter { $0.family == family }
+        // Only Moat's ports enter the chain, and ahead of INPUT's own rules: an earlier ACCEPT for the
+        // port (or for established traffic) must not skip the drops.
+        var jumps: [String] = []
+        for port in ports {
+            let jump = "INPUT -p \(port.transport.rawValue) -m \(port.transport.rawValue) --dport \(port.port) -j MOAT-INPUT"
+            if !jumps.contains(jump) { jumps.append(jump) }
+        }
+        let removal = jumps.map { "\(command) -D \($0)" } + ["\(command) -F MOAT-INPUT", "\(command) -X MOAT-INPUT"]
+        if let nothing = nothingToFilter(plan) { return header(source, []) + nothing }
+        if ports.isEmpty { return header(source, []) + "# nothing to filter: no \(family == .ipv4 ? "IPv4" : "IPv6") listener\n" }
         var out = header(source, [
             "Apply: \(command)-restore --noflush < FILE  (never without --noflush: it would flush the whole filter table)",
-            "Remove: \(command) -D INPUT -j MOAT-INPUT; \(command) -F MOAT-INPUT; \(command) -X MOAT-INPUT (also before applying again)",
+            "Remove (also before applying a new version; restoring twice adds the jumps twice):",
+        ] + removal.map { "  " + $0 } + [
             "Allowed sources RETURN to INPUT (this chain accepts nothing itself); the rest of each port is dropped.",
         ])
-        let ports = plan.ports.filter { $0.family == family }
-        if let nothing = nothingToFilter(plan) { return out + nothing }
-        if ports.isEmpty { return out + "# nothing to filter: no \(family == .ipv4 ? "IPv4" : "IPv6") listener\n" }
         let hostPrefix = family == .ipv4 ? 32 : 128
-        out += "*filter\n:MOAT-INPUT - [0:0]\n-A INPUT -j MOAT-INPUT\n"
+        out += "*filter\n:MOAT-INPUT - [0:0]\n" + jumps.map { "-I \($0)\n" }.joined()
         for port in ports {
             out += "# \(port.label)\n"
             let match = (port.address.map { "-d \($0)/\(hostPrefix) " } ?? "") + "-p \(port.transport.rawValue) -m \(port.transport.rawValue) --dport \(port.port)"
@@ -195,6 +205,8 @@ public enum FirewallRules {
             if plan.hasAllowList {
                 for block in plan.allowed[family] ?? [] { out += "-A MOAT-INPUT \(match) -s \(block) -j RETURN\n" }
                 out += "-A MOAT-INPUT \(match) -j DROP\n"
+            } else if !port.loopback && (plan.denied[family] ?? []).isEmpty {
+                out += "# open to every source: authentication decides (no allow list)\n"
             }
         }
         out += "COMMIT\n"
@@ -211,8 +223,10 @@ public enum FirewallRules {
             "interfaces cannot reach a loopback address. Remove: the same commands with --remove-rich-rule.",
         ])
         if let nothing = nothingToFilter(plan) { return out + nothing }
+        let reachable = plan.ports.filter { !$0.loopback }
+        if reachable.isEmpty { return out + "# nothing to add: every listener is on loopback\n" }
         out += "set -e\n"
-        for port in plan.ports where !port.loopback {
+        for port in reachable {
             out += "# \(port.label)\n"
             let destination = port.address.map { " destination address=\"\($0)\"" } ?? ""
             let portPart = " port port=\"\(port.port)\" protocol=\"\(port.transport.rawValue)\""

@@ -47,13 +47,14 @@ import Testing
     @Test func iptablesReturnsAllowedSourcesAndDropsTheRest() throws {
         let text = try render(["-l", "198.18.0.1", "-o", "allow=198.18.0.2,deny=198.18.0.9"], .iptables)
         #expect(rules(text) == [
-            "*filter", ":MOAT-INPUT - [0:0]", "-A INPUT -j MOAT-INPUT",
+            "*filter", ":MOAT-INPUT - [0:0]", "-I INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT",
             "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -s 198.18.0.9 -j DROP",
             "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -s 198.18.0.2 -j RETURN",
             "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -j DROP",
             "COMMIT",
         ])
         #expect(text.contains("--noflush"))
+        #expect(text.contains("#   iptables -D INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT\n#   iptables -F MOAT-INPUT\n#   iptables -X MOAT-INPUT\n"))
         let six = try render(["-l", "198.18.0.1", "-o", "allow=198.18.0.2"], .ip6tables)
         #expect(six.contains("nothing to filter: no IPv6 listener"))
         #expect(!six.contains("*filter"))
@@ -73,11 +74,50 @@ import Testing
     }
 
     @Test func namesAndEmptyConfigurations() throws {
-        #expect(throws: FirewallError.self) { try render(["-l", "cache.example", "-o", "allow=10.0.0.0/8"], .nftables) }
+        let error = #expect(throws: FirewallError.self) { try render(["-l", "cache.example", "-o", "allow=10.0.0.0/8"], .nftables) }
+        #expect(error?.description.hasPrefix("cache.example:11211/tcp: cache.example is a name; give the listener an address") == true)
         let localhost = try render(["-l", "localhost"], .nftables)
         #expect(localhost.contains("ip daddr 127.0.0.1 tcp dport 11211") && localhost.contains("ip6 daddr ::1 tcp dport 11211"))
         let unixOnly = try render(["-p", "0", "-s", "/tmp/moat.sock"], .iptables)
         #expect(unixOnly.contains("nothing to filter: no TCP or UDP listener (unix socket /tmp/moat.sock only)"))
+    }
+
+    @Test func udpSharesTheTCPHostsAndGetsOneJumpPerPort() throws {
+        let text = try render(["-l", "198.18.0.1", "-l", "198.18.0.4", "-o", "deny=198.18.0.9", "-U", "11300", "-o", "insecure_public_bind,insecure_udp"], .iptables)
+        let jumps = rules(text).filter { $0.hasPrefix("-I INPUT") }
+        #expect(jumps == [
+            "-I INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT", "-I INPUT -p udp -m udp --dport 11300 -j MOAT-INPUT",
+        ])
+        #expect(text.contains("-A MOAT-INPUT -d 198.18.0.4/32 -p udp -m udp --dport 11300 -s 198.18.0.9 -j DROP"))
+        // A deny list alone: only the denied source is dropped, nothing else of the port.
+        #expect(!rules(text).contains { $0.hasSuffix("--dport 11300 -j DROP") })
+    }
+
+    @Test func wildcardsMatchEveryDestinationOfTheirFamilies() throws {
+        let text = try render(["-l", "0.0.0.0", "-l", "::", "-o", "allow=10.0.0.0/8,fd00::/8"], .nftables)
+        #expect(text.contains("meta nfproto ipv4 tcp dport 11211 ip saddr != @allowed_v4 counter drop"))
+        #expect(text.contains("meta nfproto ipv6 tcp dport 11211 ip6 saddr != @allowed_v6 counter drop"))
+        #expect(!text.contains("daddr"))
+        #expect(!text.contains("iifname"))
+    }
+
+    @Test func theTableReplacesItselfWhenAppliedAgain() throws {
+        let text = try render(["-l", "198.18.0.1", "-o", "allow=198.18.0.2"], .nftables)
+        #expect(text.contains("table inet moat\ndelete table inet moat\ntable inet moat {\n"))
+        #expect(text.contains("type filter hook input priority filter; policy accept;"))
+        #expect(!rules(text).contains { $0.contains("accept") && !$0.hasPrefix("type filter") })
+    }
+
+    @Test func anIPv4MappedListenerIsFilteredAsIPv4() throws {
+        let text = try render(["-l", "::ffff:127.0.0.1"], .nftables)
+        #expect(text.contains(#"ip daddr 127.0.0.1 tcp dport 11211 iifname != "lo" counter drop"#))
+        #expect(!text.contains("ip6 daddr"))
+    }
+
+    @Test func aLoopbackOnlyConfigurationOpensNothingInFirewalld() throws {
+        let text = try render([], .firewalld)
+        #expect(text.contains("nothing to add: every listener is on loopback"))
+        #expect(!text.contains("firewall-cmd --"))
     }
 
     @Test func mappedIPv4BlocksAreIPv4() {
