@@ -275,3 +275,32 @@ def test_check_reads_a_configuration_file(tmp_path):
     SARIF.validate(log)
     for result in log["runs"][0]["results"]:
         assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == str(config)
+
+
+def test_another_udp_service_is_not_taken_for_memcached():
+    """A UDP service that answers anything (here: 1,000 bytes of its own, whatever the request) is not
+    memcached: its replies do not echo the request id of memcached's frame, so no service, no factor."""
+    import threading
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    port = sock.getsockname()[1]
+    stop = threading.Event()
+
+    def answer():
+        while not stop.is_set():
+            try:
+                _, peer = sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            sock.sendto(b"\xff\xfe" + b"x" * 998, peer)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        rc, data = audit_json("127.0.0.1:%d" % port, "--udp", "--timeout", "1")
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+    assert rc == 0 and data["services"] == [] and data["findings"] == [], data

@@ -137,8 +137,11 @@ final class ProbeSocket {
     }
 
     /// UDP: every datagram that arrives until `quiet` seconds pass without one (or the deadline, or
-    /// the caps). Returns the datagrams' sizes, or `.refused` when ICMP said nothing listens.
-    func receiveDatagrams(quiet: Double, maximumCount: Int, maximumBytes: Int) -> Result<[Int], ProbeFailure> {
+    /// the caps) and that `belongs` (memcached's frame echoes the request id: another UDP service's
+    /// replies are not memcached's). Returns the sizes, or `.refused` when ICMP said nothing listens.
+    func receiveDatagrams(
+        quiet: Double, maximumCount: Int, maximumBytes: Int, belongs: (ArraySlice<UInt8>) -> Bool
+    ) -> Result<[Int], ProbeFailure> {
         var sizes: [Int] = []
         var total = 0
         var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -152,8 +155,8 @@ final class ProbeSocket {
                 if errno == ECONNREFUSED { return sizes.isEmpty ? .failure(.refused) : .success(sizes) }
                 break
             }
-            sizes.append(count)
             total += count
+            if belongs(buffer[0..<count]) { sizes.append(count) }
         }
         return .success(sizes)
     }

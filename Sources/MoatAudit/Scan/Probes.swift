@@ -213,11 +213,14 @@ struct EndpointProber {
         for (index, command) in ["stats\r\n", "get \(probeKey)\r\n"].enumerated() {
             guard let socket = try? ProbeSocket(endpoint, datagram: true, timeout: timeout) else { return }
             defer { socket.close() }
-            let request = Self.udpFrame(id: UInt16(0x4d00 + index), command)
+            let id = UInt16(0x4d00 + index)
+            let request = Self.udpFrame(id: id, command)
             guard (try? socket.send(request)) != nil else { return }
             // A reply spread over many datagrams arrives within milliseconds on any network worth
             // scanning; the caps bound what a hostile peer can make the scanner hold.
-            guard case .success(let sizes) = socket.receiveDatagrams(quiet: 0.3, maximumCount: 4_096, maximumBytes: 8 << 20),
+            guard case .success(let sizes) = socket.receiveDatagrams(
+                quiet: 0.3, maximumCount: 4_096, maximumBytes: 8 << 20,
+                belongs: { $0.count >= 8 && $0[$0.startIndex] == UInt8(id >> 8) && $0[$0.startIndex + 1] == UInt8(id & 0xff) }),
                 !sizes.isEmpty
             else { continue }
             let name = command.split(separator: " ").first.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? command
