@@ -7,16 +7,21 @@ public struct Permissions: OptionSet, Sendable, Hashable {
     public static let read = Permissions(rawValue: 1 << 0)
     /// set, add, replace, append, prepend, cas, delete, incr, decr, touch, ms, md, ma.
     public static let write = Permissions(rawValue: 1 << 1)
-    /// flush_all (of the user's bucket), verbosity, shutdown, refresh_certs, `stats settings`, and the
-    /// server-wide lines of `stats` (connections, authentication, security).
+    /// Server administration: verbosity, shutdown, refresh_certs, cache_memlimit, `stats settings`,
+    /// `stats buckets`, `stats users`, `stats reset` of every bucket, and the server-wide lines of
+    /// `stats` (connections, authentication, security). It sees every tenant: not for tenants.
     public static let admin = Permissions(rawValue: 1 << 2)
     /// Key dumping and detailed stats (cachedump, metadump, `stats detail`, `stats conns`).
     public static let dump = Permissions(rawValue: 1 << 3)
+    /// The user's own bucket only: flush_all of it and `stats reset` of its counters. `admin` implies it.
+    public static let manage = Permissions(rawValue: 1 << 4)
 
-    public static let all: Permissions = [.read, .write, .admin, .dump]
+    public static let all: Permissions = [.read, .write, .manage, .admin, .dump]
 
     /// The names the configuration file uses, in the order they are listed.
-    public static let names: [(String, Permissions)] = [("read", .read), ("write", .write), ("admin", .admin), ("dump", .dump)]
+    public static let names: [(String, Permissions)] = [
+        ("read", .read), ("write", .write), ("manage", .manage), ("admin", .admin), ("dump", .dump),
+    ]
 
     public init?(name: String) {
         if name == "all" {
@@ -24,7 +29,8 @@ public struct Permissions: OptionSet, Sendable, Hashable {
             return
         }
         guard let found = Self.names.first(where: { $0.0 == name }) else { return nil }
-        self = found.1
+        // Administering the server includes administering one's bucket.
+        self = found.1 == .admin ? [.admin, .manage] : found.1
     }
 
     /// The category names held, for logs and `stats users`.

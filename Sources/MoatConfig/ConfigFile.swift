@@ -240,7 +240,7 @@ private struct Walker {
                     permissions = []
                     for word in try strings(setting, "permissions") {
                         guard let category = Permissions(name: word) else {
-                            throw fail(setting, "user \(name): unknown permission \"\(word)\" (expected read, write, admin, dump or all)")
+                            throw fail(setting, "user \(name): unknown permission \"\(word)\" (expected read, write, manage, admin, dump or all)")
                         }
                         permissions.formUnion(category)
                     }

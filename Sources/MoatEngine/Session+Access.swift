@@ -57,7 +57,14 @@ extension Session {
         let refused: (String, Permissions, Bool)?
         switch command {
         case .retrieve(let keys, _, let touch):
-            refused = keys.allSatisfy { grant.mayRead($0) } ? nil : (touch == nil ? "get" : "gat", .read, false)
+            if !keys.allSatisfy({ grant.mayRead($0) }) {
+                refused = (touch == nil ? "get" : "gat", .read, false)
+            } else if touch != nil, !keys.allSatisfy({ grant.mayWrite($0) }) {
+                // gat/gats set a TTL (gat -1 deletes in effect): a write.
+                refused = ("gat", .write, false)
+            } else {
+                refused = nil
+            }
         case .store(let verb, let key, _, _, _, _, let noreply), .storeTooLarge(let verb, let key, let noreply):
             refused = grant.mayWrite(key) ? nil : ("\(verb)", .write, noreply)
         case .delete(let key, let noreply):
@@ -67,7 +74,7 @@ extension Session {
         case .touch(let key, _, let noreply):
             refused = grant.mayWrite(key) ? nil : ("touch", .write, noreply)
         case .flushAll(_, let noreply):
-            refused = grant.permissions.contains(.admin) ? nil : ("flush_all", .admin, noreply)
+            refused = grant.permissions.contains(.manage) ? nil : ("flush_all", .manage, noreply)
         case .verbosity(_, let noreply):
             refused = grant.permissions.contains(.admin) ? nil : ("verbosity", .admin, noreply)
         case .shutdown:
@@ -98,6 +105,7 @@ extension Session {
         switch group {
         case nil, "items", "slabs": return []
         case "cachedump", "detail", "conns": return .dump
+        case "reset": return .manage  // an admin resets every bucket, a manager its own
         default: return .admin  // settings, reset, buckets, users, and anything new
         }
     }
@@ -109,9 +117,15 @@ extension Session {
         switch command.verb {
         case .noop: return true
         case .get, .debug:
-            // mg with N creates the item on a miss: that is a write as well.
-            allowed = grant.mayRead(key) && (!command.flags.has("N") || grant.mayWrite(key))
-            category = .read
+            // mg with N creates the item on a miss, and with T sets its TTL: those are writes as well.
+            let writes = command.verb == .get && (command.flags.has("N") || command.flags.has("T"))
+            if !grant.mayRead(key) {
+                allowed = false
+                category = .read
+            } else {
+                allowed = !writes || grant.mayWrite(key)
+                category = .write
+            }
         case .set, .delete, .arithmetic:
             allowed = grant.mayWrite(key)
             category = .write
@@ -131,7 +145,9 @@ extension Session {
         case .get(let key, _, _):
             return grant.mayRead(key) ? nil : ("get", .read)
         case .getAndTouch(let key, _, _, _):
-            return grant.mayRead(key) ? nil : ("gat", .read)
+            // Setting the TTL is a write.
+            if !grant.mayRead(key) { return ("gat", .read) }
+            return grant.mayWrite(key) ? nil : ("gat", .write)
         case .touch(let key, _):
             return grant.mayWrite(key) ? nil : ("touch", .write)
         case .store(let verb, let key, _, _, _, _), .storeTooLarge(let verb, let key, _):
@@ -141,7 +157,7 @@ extension Session {
         case .arithmetic(let key, let increment, _, _, _, _):
             return grant.mayWrite(key) ? nil : (increment ? "incr" : "decr", .write)
         case .flush:
-            return grant.permissions.contains(.admin) ? nil : ("flush_all", .admin)
+            return grant.permissions.contains(.manage) ? nil : ("flush_all", .manage)
         case .verbosity:
             return grant.permissions.contains(.admin) ? nil : ("verbosity", .admin)
         case .stat(let key):

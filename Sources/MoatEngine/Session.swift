@@ -326,18 +326,26 @@ public struct Session {
         case "buckets": return engine.bucketStats()
         case "users": return engine.userStats()
         case "reset":
-            publishCounters()
-            engine.resetTotals()
+            resetStats()
             return []
         default: return nil
+        }
+    }
+
+    /// `stats reset`: every bucket's counters for an administrator, only the caller's bucket's otherwise.
+    private mutating func resetStats() {
+        publishCounters()
+        if grant.permissions.contains(.admin) {
+            engine.resetTotals()
+        } else {
+            bucket.resetTotals()
         }
     }
 
     private mutating func stats(_ arguments: [String], into out: inout ByteBuffer) {
         switch arguments.first {
         case "reset":
-            publishCounters()
-            engine.resetTotals()
+            resetStats()
             TextEncoder.write(.reset, into: &out)
             return
         case "cachedump":

@@ -43,7 +43,7 @@ import Testing
         #expect(Array("catalog".utf8).withUnsafeBytes { users[0].grant.mayRead($0) && !users[0].grant.mayWrite($0) })
         #expect(Array("cart:9".utf8).withUnsafeBytes { users[0].grant.mayWrite($0) })
         #expect(users[1].grant == .unrestricted && users[1].certificateSubjects == ["blog.internal"])
-        #expect(users[2].bucket == "default" && users[2].grant.permissions == [.admin, .dump])
+        #expect(users[2].bucket == "default" && users[2].grant.permissions == [.admin, .manage, .dump])
         // The server section parses as the flags it stands for.
         let options = try ServeOptions.parse(file.serverArguments + ["--credentials", "c"])
         #expect(options.memoryLimit == "256" && options.verbose == 2 && options.enableSASL)

