@@ -152,6 +152,7 @@ extension ServeOptions {
             case "udp_amplification": udp.amplification = try count(name, value, minimum: 1)
             case "udp_rate": udp.datagramsPerSecond = try count(name, value, minimum: 1)
             case "udp_bytes_rate": udp.bytesPerSecond = try count(name, value, minimum: 64)
+            case "udp_writes": udp.writes = true
             case "lenient_keys":
                 lenientKeys = true
             case "io":

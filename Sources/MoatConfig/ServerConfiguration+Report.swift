@@ -52,7 +52,7 @@ extension ServerConfiguration {
         if let udp {
             let hosts = Set(listeners.map(\.host)).sorted()
             parts.append("udp " + hosts.map { ListenAddress(host: $0, port: udp.port).description }.joined(separator: ", ")
-                + " (replies at most \(udp.amplification)x the request, \(udp.datagramsPerSecond)/s per source)")
+                + " (\(udp.writes ? "reads and writes" : "read-only"), replies at most \(udp.amplification)x the request, \(udp.datagramsPerSecond)/s per source)")
         } else {
             parts.append("udp off")
         }

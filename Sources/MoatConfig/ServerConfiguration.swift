@@ -152,6 +152,9 @@ public struct UDPOptions: Sendable, Equatable {
     /// Per source address: datagrams and bytes a second (bursts of one second's worth).
     public var datagramsPerSecond = 1000
     public var bytesPerSecond = 262_144
+    /// Stores, deletes, arithmetic and TTL changes over UDP. Off: a UDP source address can be forged, so
+    /// anyone who can spoof an allowed client could otherwise poison the cache.
+    public var writes = false
 
     public init() {}
 }

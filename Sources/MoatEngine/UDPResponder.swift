@@ -42,10 +42,14 @@ public final class UDPResponder: Sendable {
         public var amplification: Int
         /// memcached's UDP payload limit: replies never span datagrams.
         public var maximumDatagram: Int
+        /// Whether commands that change the cache are served (`-o udp_writes`); refused by default, since
+        /// a forged source address would let anyone write as an allowed client.
+        public var allowsWrites: Bool
 
-        public init(amplification: Int = 3, maximumDatagram: Int = 1400) {
+        public init(amplification: Int = 3, maximumDatagram: Int = 1400, allowsWrites: Bool = false) {
             self.amplification = amplification
             self.maximumDatagram = maximumDatagram
+            self.allowsWrites = allowsWrites
         }
     }
 
@@ -89,7 +93,7 @@ public final class UDPResponder: Sendable {
         let payload = UnsafeRawBufferPointer(rebasing: datagram[UDPFrameHeader.size...])
         let limit = min(policy.amplification * datagram.count, policy.maximumDatagram)
         let reply = UDPFrameHeader(requestID: header.requestID)
-        switch Self.check(payload) {
+        switch Self.check(payload, allowsWrites: policy.allowsWrites) {
         case .malformed:
             return refuse(.malformed, source)
         case .refused:
@@ -143,7 +147,7 @@ public final class UDPResponder: Sendable {
     /// One whole command and nothing after it; single-key retrievals, stores, deletes, arithmetic,
     /// touch, version and the meta commands. Everything else (stats, multi-key gets, flush_all, ...)
     /// is refused: large replies and destructive commands from a spoofable source.
-    static func check(_ payload: UnsafeRawBufferPointer) -> Check {
+    static func check(_ payload: UnsafeRawBufferPointer, allowsWrites: Bool = false) -> Check {
         guard let newline = payload.firstIndex(of: UInt8(ascii: "\n")), newline < 2048 else { return .malformed }
         var lineEnd = newline
         if lineEnd > 0, payload[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
@@ -152,6 +156,7 @@ public final class UDPResponder: Sendable {
         let command = String(decoding: first, as: UTF8.self)
         let afterLine = newline + 1
         func lineOnly() -> Check { afterLine == payload.count ? .serve : .refused }
+        func write(_ check: Check) -> Check { check == .serve && !allowsWrites ? .refused : check }
         func withData(_ lengthToken: Int) -> Check {
             guard tokens.count > lengthToken, let length = Int(String(decoding: tokens[tokens.index(tokens.startIndex, offsetBy: lengthToken)], as: UTF8.self)),
                   length >= 0, length <= payload.count
@@ -160,10 +165,15 @@ public final class UDPResponder: Sendable {
         }
         switch command {
         case "get", "gets": return tokens.count == 2 ? lineOnly() : .refused
-        case "gat", "gats": return tokens.count == 3 ? lineOnly() : .refused
-        case "set", "add", "replace", "append", "prepend", "cas": return withData(4)
-        case "ms": return withData(2)
-        case "delete", "incr", "decr", "touch", "version", "mg", "md", "ma", "mn": return lineOnly()
+        case "gat", "gats": return tokens.count == 3 ? write(lineOnly()) : .refused
+        case "set", "add", "replace", "append", "prepend", "cas": return write(withData(4))
+        case "ms": return write(withData(2))
+        case "delete", "incr", "decr", "touch", "md", "ma": return write(lineOnly())
+        case "mg":
+            // N creates the item on a miss and T sets its TTL: writes.
+            let writes = tokens.dropFirst(2).contains { $0.first == UInt8(ascii: "N") || $0.first == UInt8(ascii: "T") }
+            return writes ? write(lineOnly()) : lineOnly()
+        case "version", "mn": return lineOnly()
         case _ where refusedCommands.contains(command): return .refused
         default: return .malformed  // not a memcached command: garbage gets no answer at all
         }

@@ -82,7 +82,7 @@ public final class Server: Sendable {
                 limits: .init(datagramsPerSecond: Double(options.datagramsPerSecond), bytesPerSecond: Double(options.bytesPerSecond)),
                 now: monotonicSeconds)
             let responder = UDPResponder(
-                engine: engine, policy: .init(amplification: options.amplification), filter: configuration.addressFilter, limiter: limiter)
+                engine: engine, policy: .init(amplification: options.amplification, allowsWrites: options.writes), filter: configuration.addressFilter, limiter: limiter)
             return (UDPListener(logger: logger), responder)
         }
         self.metrics = configuration.metrics.map {

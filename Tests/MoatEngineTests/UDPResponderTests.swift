@@ -9,13 +9,13 @@ struct UDPFixture {
     let responder: UDPResponder
     let clock = ManualSeconds()
 
-    init(amplification: Int = 3, datagramsPerSecond: Double = 1000) {
+    init(amplification: Int = 3, datagramsPerSecond: Double = 1000, allowsWrites: Bool = true) {
         let cache = Cache(configuration: CacheConfiguration(memoryLimit: 16 << 20, maxItemSize: 1 << 20))
         engine = Engine(cache: cache, settings: EngineSettings())
         let clock = self.clock
         let limiter = SourceRateLimiter(limits: .init(datagramsPerSecond: datagramsPerSecond, bytesPerSecond: 1e9), now: { clock.now() })
         responder = UDPResponder(
-            engine: engine, policy: .init(amplification: amplification), filter: AddressFilter(allow: [AddressBlock("127.0.0.1")!]),
+            engine: engine, policy: .init(amplification: amplification, allowsWrites: allowsWrites), filter: AddressFilter(allow: [AddressBlock("127.0.0.1")!]),
             limiter: limiter)
     }
 
@@ -34,6 +34,22 @@ struct UDPFixture {
 }
 
 @Suite struct UDPResponderTests {
+    @Test func writesAreRefusedUnlessAllowed() {
+        // A forged source address must not be able to change the cache (-o udp_writes turns writes on).
+        let f = UDPFixture(allowsWrites: false)
+        let refused = "CLIENT_ERROR not allowed over UDP\r\n"
+        for request in [
+            "set k 0 0 1\r\nx\r\n", "add k 0 0 1\r\nx\r\n", "cas k 0 0 1 1\r\nx\r\n", "ms k 1\r\nx\r\n",
+            "delete k\r\n", "incr k 1\r\n", "decr k 1\r\n", "touch k 10\r\n", "gat 10 k\r\n", "md some-key\r\n",
+            "ma some-key\r\n", "mg k v T10\r\n", "mg k N30 v\r\n",
+        ] {
+            #expect(UDPFixture.text(f.send(request)) == refused, "\(request)")
+        }
+        #expect(UDPFixture.text(f.send("get k\r\n")) == "END\r\n")
+        #expect(UDPFixture.text(f.send("mg k v t\r\n")) == "EN\r\n")
+        #expect(f.engine.cache.counters().currentItems == 0)
+    }
+
     @Test func smallRequestsAreServedWithTheRequestID() {
         let f = UDPFixture()
         let stored = f.send("set k 0 0 5\r\nhello\r\n", id: 0x1234)

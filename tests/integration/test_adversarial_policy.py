@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from moat_support import Conn
+from test_udp import exchange, frame, start_udp
 from test_tenants import PASSWORD, setup, start, text_login, write  # noqa: F401  (setup is a fixture)
 
 pytestmark = pytest.mark.moat_only
@@ -116,3 +117,42 @@ def test_a_tenant_manager_flushes_and_resets_only_its_own_bucket(server_factory,
         assert admin.cmd(b"stats reset") == b"RESET"
     with text_login(srv, "blog") as blog:
         assert blog.stats_dict()["get_hits"] == "0"
+
+
+# ---------------------------------------------------------------- finding 11: UDP is read-only by default
+
+UDP_WRITES = [
+    b"set k 0 0 6\r\nforged\r\n", b"add new 0 0 6\r\nforged\r\n", b"append k 0 0 1\r\nX\r\n",
+    b"ms k 6\r\nforged\r\n", b"delete k\r\n", b"md k\r\n", b"incr n 5\r\n", b"decr n 1\r\n",
+    b"ma n\r\n", b"touch k 1\r\n", b"gat 1 k\r\n", b"mg k T1 v\r\n", b"mg fresh N30 v\r\n",
+]
+
+
+def test_udp_writes_from_a_spoofable_source_are_refused(server_factory):
+    """Anyone who can forge an allowed client's source address could set, delete, incr or touch over UDP."""
+    srv, port = start_udp(server_factory)
+    with Conn.to(srv) as c:
+        assert c.store(b"set", b"k", b"origin") == b"STORED"
+        assert c.store(b"set", b"n", b"10") == b"STORED"
+    for request in UDP_WRITES:
+        replies = [r[8:] for r in exchange(port, frame(request))]
+        # The refusal, or nothing where even it would exceed 3x the request (`md k`).
+        assert replies in ([b"CLIENT_ERROR not allowed over UDP\r\n"], []), (request, replies)
+    assert [r[8:] for r in exchange(port, frame(b"get k\r\n"))] == [b"VALUE k 0 6\r\norigin\r\nEND\r\n"]
+    with Conn.to(srv) as c:
+        # Nothing changed: value, counter and TTL as the TCP client left them, no item created.
+        assert c.get(b"k") == b"origin"
+        assert c.get(b"n") == b"10"
+        assert c.get(b"new") is None and c.get(b"fresh") is None
+        assert c.cmd(b"mg k t") == b"HD t-1"
+
+
+def test_udp_writes_need_the_explicit_option(server_factory):
+    """With -o udp_writes the operator accepts the risk: UDP stores work as memcached's do."""
+    srv, port = start_udp(server_factory, "-o", "udp_writes")
+    assert [r[8:] for r in exchange(port, frame(b"set k 0 0 3\r\nudp\r\n"))] == [b"STORED\r\n"]
+    assert [r[8:] for r in exchange(port, frame(b"set n 0 0 2\r\n10\r\n"))] == [b"STORED\r\n"]
+    assert [r[8:] for r in exchange(port, frame(b"incr n 5\r\n"))] == [b"15\r\n"]
+    with Conn.to(srv) as c:
+        assert c.get(b"k") == b"udp"
+        assert c.get(b"n") == b"15"

@@ -176,7 +176,7 @@ def test_udp_needs_an_allow_list_or_an_explicit_flag(server_factory):
 def test_memcaslap_udp_mode(server_factory):
     if not shutil.which("memcaslap"):
         pytest.fail("memcaslap (libmemcached-tools) is not installed")
-    srv, port = start_udp(server_factory, "-o", "lenient_keys,udp_rate=100000,udp_bytes_rate=100000000")
+    srv, port = start_udp(server_factory, "-o", "lenient_keys,udp_writes,udp_rate=100000,udp_bytes_rate=100000000")
     d = server_factory.tmpdir()
     cfg = os.path.join(d, "udp.cnf")
     with open(cfg, "w") as f:
