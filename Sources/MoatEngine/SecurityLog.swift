@@ -107,6 +107,22 @@ public final class SecurityLog: Sendable {
 
     // MARK: JSON
 
+    /// The event's name and severity without formatting its fields (the log's budget is decided on it).
+    public static func kind(_ event: Event) -> (name: String, severity: Severity) {
+        switch event {
+        case .connectionAccepted: return ("connection_accepted", .info)
+        case .connectionRefused: return ("connection_refused", .notice)
+        case .connectionClosed: return ("connection_closed", .notice)
+        case .udpRefused: return ("udp_refused", .notice)
+        case .canaryRead: return ("canary_read", .critical)
+        case .keyDumpAttempt: return ("key_dump_attempt", .critical)
+        case .permissionDenied: return ("permission_denied", .warning)
+        default:
+            let (name, severity, _) = describe(event)
+            return (name, severity)
+        }
+    }
+
     /// The event's name, severity and fields, in a fixed order.
     public static func describe(_ event: Event) -> (name: String, severity: Severity, fields: [(String, JSONValue)]) {
         switch event {

@@ -9,18 +9,27 @@ import Darwin
 
 /// Where the security log's JSON lines go: standard error (the default), a file opened before root is
 /// dropped (append, created 0600), or nowhere. One write per event under a lock, so lines never interleave.
-/// At most `linesPerSecond` lines are written each second, so a client looping refused commands cannot
-/// fill the disk; the lines dropped are reported by one `security_log_dropped` line (`stats` counts all).
+/// Lines are rationed per second so that a client looping refused commands cannot fill the disk, and so
+/// that a flood of routine events cannot hide the ones that matter: info and notice events (refused
+/// connections and datagrams, which any reachable source can cause) share 1,000 lines and are then
+/// sampled (one in 100); each warning or critical event kind (`canary_read`, `auth_failure`,
+/// `key_dump_attempt`, ...) has 250 lines of its own. The budget is checked before a line is formatted.
+/// Lines dropped are reported by one `security_log_dropped` line (`stats` counts every event).
 public final class SecurityLogSink: Sendable {
     private struct Budget {
         var second: Int = 0
-        var written = 0
+        var routine = 0
+        /// Lines written this second per warning/critical event name.
+        var important: [String: Int] = [:]
         var dropped = 0
+        var droppedImportant = 0
     }
 
     private let fd: Int32
     private let lock = Mutex(Budget())
-    static let linesPerSecond = 1000
+    static let routineLinesPerSecond = 1000
+    static let routineSampling = 100
+    static let importantLinesPerKind = 250
 
     /// `destination`: "stderr", "off", or a file path.
     public init(destination: String) throws {
@@ -28,7 +37,7 @@ public final class SecurityLogSink: Sendable {
         case "stderr": fd = 2
         case "off": fd = -1
         default:
-            let opened = open(destination, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            let opened = open(destination, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard opened >= 0 else {
                 throw ListenError(description: "-o security_log=\(destination): cannot open: \(String(cString: strerror(errno)))")
             }
@@ -36,26 +45,48 @@ public final class SecurityLogSink: Sendable {
         }
     }
 
-    public func write(_ event: SecurityLog.Event) {
-        guard fd >= 0 else { return }
-        let timestamp = SecurityLog.timestamp()
-        var line = SecurityLog.jsonLine(event, timestamp: timestamp) + "\n"
-        lock.withLock { budget in
+    /// Whether this event's line is written, and the `security_log_dropped` line owed for the last second.
+    private func admit(_ event: SecurityLog.Event) -> (Bool, dropped: Int, droppedImportant: Int) {
+        let (name, severity) = SecurityLog.kind(event)
+        return lock.withLock { budget in
             var now = timespec()
             clock_gettime(CLOCK_MONOTONIC, &now)
             let second = Int(now.tv_sec)
+            var owed = (0, 0)
             if second != budget.second {
-                if budget.dropped > 0 {
-                    line = "{\"ts\":\"\(timestamp)\",\"event\":\"security_log_dropped\",\"severity\":\"warning\",\"lines\":\(budget.dropped)}\n" + line
-                }
+                owed = (budget.dropped, budget.droppedImportant)
                 budget = Budget(second: second)
             }
-            guard budget.written < Self.linesPerSecond else {
-                budget.dropped += 1
-                return
+            if severity >= .warning {
+                let used = budget.important[name, default: 0]
+                guard used < Self.importantLinesPerKind else {
+                    budget.dropped += 1
+                    budget.droppedImportant += 1
+                    return (false, owed.0, owed.1)
+                }
+                budget.important[name] = used + 1
+                return (true, owed.0, owed.1)
             }
-            budget.written += 1
-            var bytes = Array(line.utf8)
+            budget.routine += 1
+            let admitted = budget.routine <= Self.routineLinesPerSecond
+                || (budget.routine - Self.routineLinesPerSecond) % Self.routineSampling == 0
+            if !admitted { budget.dropped += 1 }
+            return (admitted, owed.0, owed.1)
+        }
+    }
+
+    public func write(_ event: SecurityLog.Event) {
+        guard fd >= 0 else { return }
+        let (admitted, dropped, droppedImportant) = admit(event)
+        guard admitted || dropped > 0 else { return }
+        let timestamp = SecurityLog.timestamp()
+        var line = ""
+        if dropped > 0 {
+            line = "{\"ts\":\"\(timestamp)\",\"event\":\"security_log_dropped\",\"severity\":\"warning\",\"lines\":\(dropped),\"important\":\(droppedImportant)}\n"
+        }
+        if admitted { line += SecurityLog.jsonLine(event, timestamp: timestamp) + "\n" }
+        var bytes = Array(line.utf8)
+        lock.withLock { _ in
             var offset = 0
             bytes.withUnsafeMutableBytes { buffer in
                 while offset < buffer.count {

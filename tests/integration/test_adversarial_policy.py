@@ -156,3 +156,65 @@ def test_udp_writes_need_the_explicit_option(server_factory):
     with Conn.to(srv) as c:
         assert c.get(b"k") == b"udp"
         assert c.get(b"n") == b"15"
+
+
+# ---------------------------------------------------------------- finding 10: the security log cannot be drowned
+
+
+def _canary_lines(log):
+    import json
+    import os
+    if not os.path.exists(log):
+        return []
+    with open(log) as f:
+        return [json.loads(l) for l in f if '"canary_read"' in l]
+
+
+def test_a_flood_of_refused_datagrams_cannot_hide_a_canary_read(server_factory):
+    """Refused UDP datagrams (which any source can cause) used to use up the log's one budget, dropping canary_read."""
+    import os
+    import threading
+    import time
+    log = os.path.join(server_factory.tmpdir(), "security.log")
+    srv, port = start_udp(server_factory, "-o", "canary=honey,security_log=" + log)
+    stop = threading.Event()
+
+    def flood():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.2", 0))  # not in the allow list: every datagram is a refusal event
+        deadline = time.monotonic() + 6
+        datagram = frame(b"get x\r\n")
+        while not stop.is_set() and time.monotonic() < deadline:
+            for _ in range(200):
+                s.sendto(datagram, ("127.0.0.1", port))
+        s.close()
+
+    t = threading.Thread(target=flood)
+    t.start()
+    try:
+        time.sleep(1.2)
+        with Conn.to(srv) as c:
+            for _ in range(5):
+                assert c.get(b"honey") is None
+                time.sleep(0.3)
+    finally:
+        stop.set()
+        t.join(10)
+    with Conn.to(srv) as c:
+        stats = c.stats_dict()
+    assert int(stats["security_udp_refusals"]) > 3000, stats["security_udp_refusals"]  # the flood was a flood
+    assert int(stats["security_canary_reads"]) == 5
+    assert len(_canary_lines(log)) == 5
+
+
+def test_a_flood_of_key_dump_attempts_cannot_hide_a_canary_read(server_factory):
+    """One kind of critical event looped by a client must not use up the budget of another."""
+    import os
+    log = os.path.join(server_factory.tmpdir(), "security.log")
+    srv = server_factory.start(args=["-o", "canary=honey,security_log=" + log])
+    with Conn.to(srv) as c:
+        c.send(b"stats cachedump 1 1\r\n" * 3000 + b"get honey\r\n")
+        for _ in range(3000):
+            assert c.readline() == b"CLIENT_ERROR stats cachedump not allowed"
+        assert c.readline() == b"END"
+    assert len(_canary_lines(log)) == 1
