@@ -36,13 +36,13 @@ final class MetricsEndpoint: Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelInitializer { [self] channel in
-                let host = channel.remoteAddress?.ipAddress ?? ""
+                let peer = peerAddress(of: channel)
                 let admitted = open.withLock { count in
                     guard count < Self.maximumConnections else { return false }
                     count += 1
                     return true
                 }
-                guard admitted, filter.decision(for: host) == .allowed else {
+                guard admitted, filter.decision(for: peer) == .allowed else {
                     if admitted { open.withLock { $0 -= 1 } }
                     return channel.close()
                 }
