@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from moat_support import EXTRA_ARGS, moat_bin, wait_until
+from moat_support import EXTRA_ARGS, connect_from, moat_bin, wait_until
 
 pytestmark = pytest.mark.moat_only
 
@@ -150,3 +150,55 @@ def test_link_local_ipv6_client_named_by_the_allow_list_is_admitted(link_local, 
         result = link_local_probe(client, target, dev)
         assert "STORED\r\n" in result["tcp"] and "VALUE k 0 1\r\nX\r\n" in result["tcp"], (result, log.read_text())
         assert result["udp"] is not None and result["udp"].startswith("VERSION"), (result, log.read_text())
+
+
+# ---------------------------------------------------------------- unix clients throttled per uid (finding 12a)
+
+PASSWORD = "correct horse"
+
+UNIX_LOGIN = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(sys.argv[1])
+    value = sys.argv[2].encode()
+    s.sendall(b"set a 0 0 %d\\r\\n%s\\r\\n" % (len(value), value))
+    reply = b""
+    while not reply.endswith(b"\\r\\n") and len(reply) < 200:
+        chunk = s.recv(200)
+        if not chunk:
+            break
+        reply += chunk
+    print(reply.decode().strip())
+    """)
+
+
+def unix_login(path, value, uid):
+    r = subprocess.run(["python3", "-c", UNIX_LOGIN, path, value], capture_output=True, timeout=30, user=uid)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode().strip()
+
+
+def test_unix_clients_are_throttled_per_uid(server_factory):
+    """Guessing failures by one local account over the unix socket do not delay another account's login."""
+    if os.geteuid() != 0:
+        pytest.skip("running a client as another uid needs root (CI runs as root)")
+    d = server_factory.tmpdir()
+    credentials = os.path.join(d, "credentials")
+    r = subprocess.run([moat_bin(), "user", "add", "alice", "--credentials", credentials],
+                       input=(PASSWORD + "\n").encode(), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    path = os.path.join(d, "moat.sock")
+    # A long delay after one failure: whoever shares the failing client's key is refused unchecked.
+    srv = server_factory.start(["-S", "--credentials", credentials, "-s", path, "-a", "0777",
+                                "-o", "auth_delay=30,auth_max_failures=50"], unix_path=path)
+    good = "alice " + PASSWORD
+    assert unix_login(path, "alice wrong", 0) == "CLIENT_ERROR authentication failure"
+    # The same account is held back (the throttle is on) ...
+    assert unix_login(path, good, 0) == "CLIENT_ERROR authentication failure"
+    # ... another account is a different source and logs in at once.
+    assert unix_login(path, good, 65534) == "STORED"
+    with connect_from(srv, "127.0.0.1") as c:
+        assert c.store(b"set", b"a", good.encode()) == b"STORED"
+        stats = c.stats_dict()
+    assert int(stats["auth_refused"]) == 1 and int(stats["auth_errors"]) == 1, stats
