@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from moat_support import EXTRA_ARGS, connect_from, moat_bin, wait_until
+from moat_support import EXTRA_ARGS, connect_from, free_port, moat_bin, wait_until
 
 pytestmark = pytest.mark.moat_only
 
@@ -202,3 +202,58 @@ def test_unix_clients_are_throttled_per_uid(server_factory):
         assert c.store(b"set", b"a", good.encode()) == b"STORED"
         stats = c.stats_dict()
     assert int(stats["auth_refused"]) == 1 and int(stats["auth_errors"]) == 1, stats
+
+
+# ---------------------------------------------------------------- metrics slots per address (finding 12b)
+
+SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: moat\r\n\r\n"
+
+
+def scrape_on(sock):
+    """Sends one keep-alive scrape on sock; True when a 200 response comes back whole."""
+    try:
+        sock.sendall(SCRAPE)
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int([line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")][0])
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return False
+            body += chunk
+        return head.startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def test_one_host_cannot_hold_every_metrics_slot(server_factory):
+    """A host holding many idle metrics connections gets only its share (4), so another host still scrapes."""
+    port = free_port()
+    server_factory.start(args=["-o", "metrics_port=%d" % port])
+    held = []
+    try:
+        for _ in range(16):
+            s = socket.socket()
+            s.settimeout(3)
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", port))
+            held.append(s)
+        # Each scrape proves its connection was accepted and kept (keep-alive) or refused.
+        served = sum(scrape_on(s) for s in held)
+        assert served == 4, served
+        other = socket.socket()
+        other.settimeout(3)
+        other.bind(("127.0.0.3", 0))
+        try:
+            other.connect(("127.0.0.1", port))
+            assert scrape_on(other)
+        finally:
+            other.close()
+    finally:
+        for s in held:
+            s.close()
