@@ -88,14 +88,21 @@ public struct AddressFilter: Sendable, Equatable {
     /// True when some rule restricts who may connect.
     public var isRestrictive: Bool { !deny.isEmpty || (!allow.isEmpty && !allow.contains(where: \.coversEveryone)) }
 
-    /// The decision for a peer's address text (as getnameinfo or NIO prints it). An address that does not
-    /// parse (a unix socket peer, say) is judged by the lists only if they are empty.
-    public func decision(for host: String) -> Decision {
+    /// The decision for a peer. With no list, everyone may connect. With any list, a peer whose address
+    /// is unknown (nil) is refused, so a transport that cannot say who is calling fails closed; unix-socket
+    /// clients are not judged by IP lists (the socket file's mode decides who reaches them).
+    public func decision(for peer: PeerAddress?) -> Decision {
         guard !allow.isEmpty || !deny.isEmpty else { return .allowed }
-        guard let bytes = AddressBlock.parse(host) else { return .allowed }
-        let address = AddressBlock.words(bytes)
+        guard let peer else { return .notAllowed }
+        guard let address = peer.words else { return .allowed }
         if deny.contains(where: { $0.contains(address) }) { return .denied }
         if !allow.isEmpty, !allow.contains(where: { $0.contains(address) }) { return .notAllowed }
         return .allowed
+    }
+
+    /// The decision for numeric address text (tools and tests); text that does not parse is refused
+    /// when any list exists.
+    public func decision(for host: String) -> Decision {
+        decision(for: PeerAddress(host))
     }
 }

@@ -63,15 +63,7 @@ public final class AuthThrottle: Sendable {
     /// IPv4-mapped), an IPv6 address by its /64 prefix, since one host usually holds a whole /64 and
     /// could otherwise rotate through addresses to escape the delay and the lockout.
     public static func addressKey(_ address: String) -> String {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        guard inet_pton(AF_INET6, address, &bytes) == 1 else { return address }
-        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
-            return "\(bytes[12]).\(bytes[13]).\(bytes[14]).\(bytes[15])"
-        }
-        for index in 8..<16 { bytes[index] = 0 }
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        guard inet_ntop(AF_INET6, bytes, &text, socklen_t(text.count)) != nil else { return address }
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/64"
+        PeerAddress(address)?.throttleKey ?? address
     }
 
     /// Lockouts started so far, for stats.

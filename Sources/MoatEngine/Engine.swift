@@ -69,6 +69,13 @@ public final class Engine: Sendable {
         return Session(engine: self, counterSlot: slot, peer: peer)
     }
 
+    /// A session for a client whose socket address the server read (nil: unknown): logged as its
+    /// numeric address, throttled by `PeerAddress.throttleKey`.
+    public func makeSession(address: PeerAddress?) -> Session {
+        let slot = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
+        return Session(engine: self, counterSlot: slot, peer: address?.description ?? "unknown", throttleKey: address?.throttleKey)
+    }
+
     /// Applies buckets, users and credentials (at start and on reload). With a list of users, only they
     /// can authenticate: the others are taken out of the credentials the sessions check. Validated
     /// first; on error nothing changes.

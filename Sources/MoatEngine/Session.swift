@@ -54,11 +54,11 @@ public struct Session {
     /// The tenancy generation this session's bucket and grant come from.
     var generationSeen: Int
 
-    init(engine: Engine, counterSlot: Int, peer: String) {
+    init(engine: Engine, counterSlot: Int, peer: String, throttleKey: String? = nil) {
         self.engine = engine
         self.counterSlot = counterSlot
         self.peer = peer
-        self.throttleKey = AuthThrottle.addressKey(peer)
+        self.throttleKey = throttleKey ?? AuthThrottle.addressKey(peer)
         self.isAuthenticated = engine.authenticator == nil
         self.bucket = engine.tenancy.defaultBucket
         self.generationSeen = engine.tenancy.generation.load(ordering: .acquiring)

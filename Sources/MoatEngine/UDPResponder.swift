@@ -77,14 +77,21 @@ public final class UDPResponder: Sendable {
         self.limiter = limiter
     }
 
-    /// The datagram to send back to `source` (its address without the port), or nil for none.
+    /// The datagram to send back to `source` (numeric address text), or nil for none.
     public func respond(to datagram: UnsafeRawBufferPointer, from source: String) -> [UInt8]? {
+        respond(to: datagram, from: PeerAddress(source))
+    }
+
+    /// The datagram to send back to `peer` (read from the datagram's source address; nil when unknown,
+    /// refused whenever an address list exists), or nil for none.
+    public func respond(to datagram: UnsafeRawBufferPointer, from peer: PeerAddress?) -> [UInt8]? {
+        let source = peer?.description ?? "unknown"
         let counters = engine.udp
         counters.datagrams.add(1, ordering: .relaxed)
         counters.requestBytes.add(UInt64(datagram.count), ordering: .relaxed)
         // Spoofable, so checked first and answered with nothing at all.
-        guard filter.decision(for: source) == .allowed else { return refuse(.refusedSource, source) }
-        guard limiter.admit(AuthThrottle.addressKey(source), bytes: datagram.count) else {
+        guard filter.decision(for: peer) == .allowed else { return refuse(.refusedSource, source) }
+        guard limiter.admit(peer?.throttleKey ?? source, bytes: datagram.count) else {
             return refuse(.rateLimited, source)
         }
         guard let header = UDPFrameHeader(datagram), header.isSingleDatagramRequest else {

@@ -1,6 +1,7 @@
 import MoatAccess
 import MoatConfig
 import MoatEngine
+import NIOCore
 import Synchronization
 
 /// Decides, right after accept and before a byte is read or written, whether a TCP client may stay:
@@ -17,9 +18,11 @@ final class ConnectionGate: Sendable {
         self.counters = counters
     }
 
-    /// Nil when `host` may connect (and then holds one of its slots until `release`), else the reason.
-    func admit(host: String) -> String? {
-        switch filter.decision(for: host) {
+    /// Nil when `peer` may connect (and then holds one of its slots until `release`), else the reason.
+    /// An unknown peer (nil) is refused whenever a list exists; unix clients pass the lists and the cap
+    /// (the socket file's mode decides who reaches them).
+    func admit(peer: PeerAddress?) -> String? {
+        switch filter.decision(for: peer) {
         case .allowed: break
         case .notAllowed:
             counters.refusedByFilter.add(1, ordering: .relaxed)
@@ -28,8 +31,7 @@ final class ConnectionGate: Sendable {
             counters.refusedByFilter.add(1, ordering: .relaxed)
             return "denylist"
         }
-        guard maxPerAddress > 0 else { return nil }
-        let key = AuthThrottle.addressKey(host)
+        guard let key = capKey(peer) else { return nil }
         let admitted = open.withLock { counts -> Bool in
             let current = counts[key, default: 0]
             guard current < maxPerAddress else { return false }
@@ -42,12 +44,67 @@ final class ConnectionGate: Sendable {
     }
 
     /// Gives back the slot `admit` took.
-    func release(host: String) {
-        guard maxPerAddress > 0 else { return }
-        let key = AuthThrottle.addressKey(host)
+    func release(peer: PeerAddress?) {
+        guard let key = capKey(peer) else { return }
         open.withLock { counts in
             let remaining = counts[key, default: 1] - 1
             counts[key] = remaining > 0 ? remaining : nil
         }
     }
+
+    /// What the per-address cap counts `peer` under (an IPv6 /64, scope ignored); nil when uncapped.
+    private func capKey(_ peer: PeerAddress?) -> String? {
+        guard maxPerAddress > 0 else { return nil }
+        if case .unix = peer { return nil }
+        return peer?.throttleKey ?? "unknown"
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+
+/// Linux's `struct ucred`, which Glibc's module hides behind _GNU_SOURCE: three 32-bit fields.
+struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
+/// The uid the kernel recorded for a unix-socket client (SO_PEERCRED), nil when it cannot be read.
+func unixPeerUID(_ fd: Int32) -> UInt32? {
+    var credentials = PeerCredentials()
+    var length = socklen_t(MemoryLayout<PeerCredentials>.size)
+    guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0,
+        Int(length) >= MemoryLayout<PeerCredentials>.size
+    else { return nil }
+    return credentials.uid
+}
+#endif
+
+/// Who is on the other end of a SwiftNIO channel, from its socket address (no text round trip); nil
+/// when the channel cannot say, which the gate refuses whenever an address list exists.
+func peerAddress(of channel: Channel) -> PeerAddress? {
+    switch channel.remoteAddress {
+    case .v4(let address): return PeerAddress(address.address)
+    case .v6(let address): return PeerAddress(address.address)
+    case .unixDomainSocket: return .unix(uid: unixPeerUID(channel))
+    case nil:
+        if case .unixDomainSocket = channel.localAddress { return .unix(uid: unixPeerUID(channel)) }
+        return nil
+    }
+}
+
+/// SO_PEERCRED's uid for a unix channel; read synchronously, as on the channel's own event loop the
+/// option future is already complete.
+private func unixPeerUID(_ channel: Channel) -> UInt32? {
+    #if canImport(Glibc)
+    guard let provider = channel as? SocketOptionProvider, channel.eventLoop.inEventLoop else { return nil }
+    var uid: UInt32?
+    let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+        level: NIOBSDSocket.OptionLevel(rawValue: SOL_SOCKET), name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
+    future.assumeIsolated().whenSuccess { uid = $0.uid }
+    return uid
+    #else
+    return nil
+    #endif
 }

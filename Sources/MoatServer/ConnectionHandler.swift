@@ -1,4 +1,5 @@
 import Logging
+import MoatAccess
 import MoatEngine
 import NIOCore
 import NIOSSL
@@ -30,7 +31,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let commandTimeout: Int64
     private let outputTimeout: Int64
     private let certificateAuthentication: Bool
-    /// The client's address without the port ("unix" for a unix socket).
+    /// Who the client is, from its socket address (nil: unknown, refused when an address list exists).
+    private var address: PeerAddress?
+    /// The client's address without the port, for the security log ("unix" for a unix socket).
     private var host = "unix"
     /// Holds one of the gate's per-address slots.
     private var admitted = false
@@ -63,22 +66,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         output = context.channel.allocator.buffer(capacity: 1024)
-        host = context.channel.remoteAddress?.ipAddress ?? "unix"
-        session = engine.makeSession(peer: host)
+        address = peerAddress(of: context.channel)
+        host = address?.description ?? "unknown"
+        session = engine.makeSession(address: address)
     }
 
     func channelActive(context: ChannelHandlerContext) {
         // Before a byte is read or written: a refused client learns nothing but that the port is open.
-        if host != "unix" {
-            if let reason = gate.admit(host: host) {
-                closing = true
-                logger.info("connection refused", metadata: ["peer": "\(peerDescription(context))", "reason": "\(reason)"])
-                engine.securityLog.record(.connectionRefused(peer: host, reason: reason))
-                context.close(promise: nil)
-                return
-            }
-            admitted = true
+        if let reason = gate.admit(peer: address) {
+            closing = true
+            logger.info("connection refused", metadata: ["peer": "\(peerDescription(context))", "reason": "\(reason)"])
+            engine.securityLog.record(.connectionRefused(peer: host, reason: reason))
+            context.close(promise: nil)
+            return
         }
+        admitted = true
         let connections = engine.connections
         let current = connections.current.wrappingAdd(1, ordering: .relaxed).newValue
         counted = true
@@ -147,7 +149,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         watchdog?.cancel()
         watchdog = nil
         if admitted {
-            gate.release(host: host)
+            gate.release(peer: address)
             admitted = false
         }
         logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))"])

@@ -10,9 +10,11 @@ import Synchronization
 
 /// `-o metrics_port=N`: `GET /metrics` in Prometheus's text format on its own listener (loopback by
 /// default). Scrapes are rare and small, so one event loop serves them; every connection is bounded:
-/// at most 16 at once, 10 s idle, the request head capped by NIOHTTP1's parser limit, bodies ignored.
+/// at most 16 at once (4 per client address, so one host cannot take them all), 10 s idle, the
+/// request head capped by NIOHTTP1's parser limit, bodies ignored.
 final class MetricsEndpoint: Sendable {
     static let maximumConnections = 16
+    static let maximumPerAddress = 4
 
     let address: ListenAddress
     let exporter = StatsExporter()
@@ -20,7 +22,8 @@ final class MetricsEndpoint: Sendable {
     let filter: AddressFilter
     let logger: Logger
     private let channel = Mutex<Channel?>(nil)
-    private let open = Mutex(0)
+    /// Open connections: all of them, and per client (`PeerAddress.throttleKey`: an IPv6 /64).
+    private let open = Mutex((total: 0, perAddress: [String: Int]()))
 
     init(address: ListenAddress, engine: Engine, filter: AddressFilter, logger: Logger) {
         self.address = address
@@ -36,17 +39,10 @@ final class MetricsEndpoint: Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelInitializer { [self] channel in
-                let host = channel.remoteAddress?.ipAddress ?? ""
-                let admitted = open.withLock { count in
-                    guard count < Self.maximumConnections else { return false }
-                    count += 1
-                    return true
-                }
-                guard admitted, filter.decision(for: host) == .allowed else {
-                    if admitted { open.withLock { $0 -= 1 } }
-                    return channel.close()
-                }
-                channel.closeFuture.whenComplete { [self] _ in open.withLock { $0 -= 1 } }
+                let peer = peerAddress(of: channel)
+                let key = peer?.throttleKey ?? "unknown"
+                guard filter.decision(for: peer) == .allowed, admit(key) else { return channel.close() }
+                channel.closeFuture.whenComplete { [self] _ in release(key) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandlers(
@@ -55,6 +51,24 @@ final class MetricsEndpoint: Sendable {
             }
             .bind(host: address.host, port: address.port).wait()
         channel.withLock { $0 = bound }
+    }
+
+    /// Takes a slot for `key` if one is free overall and `key` holds fewer than its share.
+    private func admit(_ key: String) -> Bool {
+        open.withLock { open in
+            guard open.total < Self.maximumConnections, open.perAddress[key, default: 0] < Self.maximumPerAddress else { return false }
+            open.total += 1
+            open.perAddress[key, default: 0] += 1
+            return true
+        }
+    }
+
+    private func release(_ key: String) {
+        open.withLock { open in
+            open.total -= 1
+            let remaining = open.perAddress[key, default: 1] - 1
+            open.perAddress[key] = remaining > 0 ? remaining : nil
+        }
     }
 
     func resume() throws {

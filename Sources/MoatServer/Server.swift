@@ -281,15 +281,6 @@ public final class Server: Sendable {
     return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
 }
 
-/// The address part of "host:port" or "[v6]:port", which the throttle counts by.
-func peerHost(_ description: String) -> String {
-    if description.hasPrefix("["), let close = description.firstIndex(of: "]") {
-        return String(description[description.index(after: description.startIndex)..<close])
-    }
-    if let colon = description.lastIndex(of: ":") { return String(description[..<colon]) }
-    return description
-}
-
 /// The SwiftNIO backend's open connections (each leaves when its channel closes).
 final class ConnectionRegistry: Sendable {
     private let channels = Mutex<[ObjectIdentifier: Channel]>([:])

@@ -2,6 +2,7 @@
 import CEpoll
 import Glibc
 import Logging
+import MoatAccess
 import MoatConfig
 import MoatEngine
 import Synchronization
@@ -110,8 +111,11 @@ final class UDPListener: @unchecked Sendable {
                     }
                 }
                 guard count >= 0 else { continue }  // timeout (EAGAIN) or EINTR: check the stop flag
-                let host = Self.host(&source)
-                let reply = buffer.withUnsafeBytes { responder.respond(to: UnsafeRawBufferPointer(rebasing: $0[..<count]), from: host) }
+                // From the socket address itself: printed text would carry "%iface" for link-local sources.
+                let peer = withUnsafePointer(to: &source) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { PeerAddress($0, length: length) }
+                }
+                let reply = buffer.withUnsafeBytes { responder.respond(to: UnsafeRawBufferPointer(rebasing: $0[..<count]), from: peer) }
                 guard let reply else { continue }
                 _ = reply.withUnsafeBytes { bytes in
                     withUnsafePointer(to: &source) {
@@ -119,20 +123,6 @@ final class UDPListener: @unchecked Sendable {
                     }
                 }
             }
-        }
-
-        /// The numeric address without the port.
-        static func host(_ storage: inout sockaddr_storage) -> String {
-            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-            let family = Int32(storage.ss_family)
-            let length = socklen_t(family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
-            let status = withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    getnameinfo($0, length, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST)
-                }
-            }
-            guard status == 0 else { return "unknown" }
-            return String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
     }
 }

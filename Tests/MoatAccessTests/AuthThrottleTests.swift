@@ -144,5 +144,8 @@ extension AuthThrottleTests {
         #expect(AuthThrottle.addressKey("2001:db8:1:3::1") != AuthThrottle.addressKey("2001:db8:1:2::1"))
         #expect(AuthThrottle.addressKey("::1") == "::/64")
         #expect(AuthThrottle.addressKey("unix") == "unix")
+        // A link-local address as getnameinfo prints it: the /64, whatever the interface.
+        #expect(AuthThrottle.addressKey("fe80::1%eth0") == "fe80::/64")
+        #expect(AuthThrottle.addressKey("fe80::2%3") == AuthThrottle.addressKey("fe80::1%eth0"))
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import MoatAccess
 import MoatConfig
 import MoatEngine
 import NIOCore
@@ -175,14 +176,16 @@ final class EpollLoop: @unchecked Sendable {
         var lastActive: Int64
         let openedAt: Int64
         let peer: String
-        /// The address without the port (what the gate counts).
+        /// Who the client is, read from the socket address (what the gate counts).
+        let address: PeerAddress?
+        /// The address without the port, for the security log.
         let host: String
         /// When the request still incomplete in `input` started arriving (0: none is).
         var partialSince: Int64 = 0
         /// When replies stopped draining (valid while `blocked`).
         var blockedSince: Int64 = 0
 
-        init(fd: Int32, session: Session, allocator: ByteBufferAllocator, now: Int64, peer: String) {
+        init(fd: Int32, session: Session, allocator: ByteBufferAllocator, now: Int64, peer: String, address: PeerAddress?) {
             self.fd = fd
             self.session = session
             // Idle connections own no buffer memory: they borrow the loop's while they are served.
@@ -191,7 +194,8 @@ final class EpollLoop: @unchecked Sendable {
             self.lastActive = now
             self.openedAt = now
             self.peer = peer
-            self.host = peerHost(peer)
+            self.address = address
+            self.host = address?.description ?? "unknown"
         }
     }
 
@@ -367,9 +371,13 @@ final class EpollLoop: @unchecked Sendable {
             }
             guard fd >= 0 else { return }  // EAGAIN: another thread took it, or none left
             let peer = Self.describe(&storage)
-            let host = peerHost(peer)
+            var address = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { PeerAddress($0, length: length) }
+            }
+            if case .unix = address { address = .unix(uid: unixPeerUID(fd)) }
+            let host = address?.description ?? "unknown"
             // Before a byte is read or written: a refused client learns nothing but that the port is open.
-            if storage.ss_family != sa_family_t(AF_UNIX), let reason = gate.admit(host: host) {
+            if let reason = gate.admit(peer: address) {
                 close(fd)
                 logger.info("connection refused", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
                 engine.securityLog.record(.connectionRefused(peer: host, reason: reason))
@@ -379,7 +387,7 @@ final class EpollLoop: @unchecked Sendable {
             let current = counters.current.wrappingAdd(1, ordering: .relaxed).newValue
             counters.total.wrappingAdd(1, ordering: .relaxed)
             if current > engine.settings.maxConnections {
-                if storage.ss_family != sa_family_t(AF_UNIX) { gate.release(host: host) }
+                gate.release(peer: address)
                 engine.securityLog.record(.connectionRefused(peer: host, reason: "max_connections"))
                 counters.rejected.wrappingAdd(1, ordering: .relaxed)
                 counters.current.wrappingSubtract(1, ordering: .relaxed)
@@ -392,7 +400,7 @@ final class EpollLoop: @unchecked Sendable {
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             }
-            let connection = Connection(fd: fd, session: engine.makeSession(peer: peerHost(peer)), allocator: allocator, now: Self.now(), peer: peer)
+            let connection = Connection(fd: fd, session: engine.makeSession(address: address), allocator: allocator, now: Self.now(), peer: peer, address: address)
             if Int(fd) >= connections.count {
                 connections.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - connections.count + 64))
             }
@@ -516,7 +524,7 @@ final class EpollLoop: @unchecked Sendable {
         close(connection.fd)
         connection.session.publishCounters()
         engine.connections.current.wrappingSubtract(1, ordering: .relaxed)
-        if connection.host != "unix" { gate.release(host: connection.host) }
+        gate.release(peer: connection.address)
         logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
         if Self.limitReasons.contains(reason) { engine.securityLog.record(.connectionClosed(peer: connection.host, reason: reason)) }
     }
