@@ -40,9 +40,11 @@ func loadCredentials(_ options: AuthenticationOptions, logger: Logger) throws ->
     } else {
         throw CLIError("no credentials given")
     }
-    guard !store.isEmpty else {
-        throw CLIError(
-            "\(options.credentialsPath ?? options.plaintextPath ?? ""): no users; add one with `moat user add NAME --credentials FILE`")
+    // No users is a valid state (nobody can log in): deleting the last user and reloading must take
+    // effect, not leave the old users in place.
+    if store.isEmpty {
+        logger.warning(
+            "\(options.credentialsPath ?? options.plaintextPath ?? ""): no users, so nobody can log in; add one with `moat user add NAME --credentials FILE`")
     }
     return store
 }
