@@ -102,6 +102,13 @@ extension Session {
                     return attemptFailed(authenticator, user: nil, mechanism: "step", checked: false) ? .close : nil
                 }
                 mechanism = saslMechanism.rawValue
+                // Admitted again at each step: exchanges started together before a failure must not each
+                // get a guess past the delay or the lockout.
+                guard admitAttempt(authenticator, mechanism: mechanism) else {
+                    sasl = nil
+                    refuse(&out)
+                    return attemptFailed(authenticator, user: exchange.claimedUser, mechanism: mechanism, checked: false) ? .close : nil
+                }
                 step = exchange.step(Array(data))
                 sasl = exchange
             } else {
@@ -209,6 +216,13 @@ extension Session {
     private mutating func attemptSucceeded(
         _ authenticator: Authenticator, user: String, mechanism: String, credential: UserCredential?
     ) -> Bool {
+        // Never during a lockout, whatever was admitted before it began.
+        let admission = authenticator.throttle.admit(throttleKey)
+        if case .lockedOut = admission {
+            authenticator.refusals.add(1, ordering: .relaxed)
+            authenticator.report(.refused(peer: peer, mechanism: mechanism, admission: admission))
+            return false
+        }
         guard bind(user: user) else {
             authenticator.report(.failed(user: user, peer: peer, mechanism: mechanism))
             return false

@@ -180,3 +180,62 @@ def test_scram_exchange_begun_before_reload_fails(server_factory, change):
         assert status == 0x20
         c.send(frame(0x01, key=b"k", extras=b"\0" * 8, value=b"v"))
         assert read_frame(c)[0] == 0x20
+
+
+# -------------------------------------------------------------------------- finding 4: parallel SCRAM
+
+def start_exchanges(srv, source, user, password, count):
+    """`count` SCRAM exchanges from `source`, each past its server-first: [(conn, client, server_first)]."""
+    started = []
+    for _ in range(count):
+        c = connect_from(srv, source)
+        client = ScramClient(user, password)
+        status, first = sasl(c, "SCRAM-SHA-256", client.first())
+        assert status == 0x21
+        started.append((c, client, first))
+    return started
+
+
+def stats_from_elsewhere(srv):
+    c, reply = ascii_login(srv, "bob", PASSWORD, source="127.0.0.9")
+    assert reply == b"STORED"
+    stats = c.stats_dict()
+    c.close()
+    return stats
+
+
+def test_parallel_scram_exchanges_respect_the_lockout(server_factory):
+    """K SCRAM exchanges begun together get no guesses past the lockout, and a right proof fails during it."""
+    creds = make_credentials(server_factory, "alice", "bob")
+    srv = server_factory.start(args=["-S", "--credentials", creds, "-o",
+                                     "auth_delay=0,auth_lockout_failures=3,auth_lockout_seconds=60,auth_max_failures=50"])
+    wrong = start_exchanges(srv, "127.0.0.7", "alice", "wrong password", 8)
+    right = start_exchanges(srv, "127.0.0.7", "alice", PASSWORD, 1)
+    for c, client, first in wrong:
+        assert sasl(c, "SCRAM-SHA-256", client.final(first), step=True)[0] == 0x20
+    c, client, first = right[0]
+    status, _ = sasl(c, "SCRAM-SHA-256", client.final(first), step=True)
+    if status == 0x21:
+        status, _ = sasl(c, "SCRAM-SHA-256", b"", step=True)
+    assert status == 0x20
+    stats = stats_from_elsewhere(srv)
+    assert stats["auth_lockouts"] == "1"
+    assert int(stats["auth_errors"]) == 3   # only the failures up to the lockout were checked
+    assert int(stats["auth_refused"]) >= 6  # the other five wrong proofs and the right one
+    for c, _, _ in wrong + right:
+        c.close()
+
+
+def test_parallel_scram_exchanges_respect_the_delay(server_factory):
+    """K SCRAM exchanges begun together get one checked guess per failure delay, not K."""
+    creds = make_credentials(server_factory, "alice", "bob")
+    srv = server_factory.start(args=["-S", "--credentials", creds, "-o",
+                                     "auth_delay=30,auth_lockout_failures=100,auth_max_failures=50"])
+    wrong = start_exchanges(srv, "127.0.0.8", "alice", "wrong password", 5)
+    for c, client, first in wrong:
+        assert sasl(c, "SCRAM-SHA-256", client.final(first), step=True)[0] == 0x20
+    stats = stats_from_elsewhere(srv)
+    assert int(stats["auth_errors"]) == 1
+    assert int(stats["auth_refused"]) == 4
+    for c, _, _ in wrong:
+        c.close()
