@@ -24,13 +24,14 @@ func loadAuthentication(_ options: AuthenticationOptions, logger: Logger) throws
 }
 
 /// The users of `--credentials FILE` or `-Y FILE` (at start, and again on SIGHUP).
-func loadCredentials(_ options: AuthenticationOptions, logger: Logger) throws -> CredentialStore {
+/// `previous`: the credentials in use, on reload (see `fromMemcachedPlaintext`).
+func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous: CredentialStore? = nil) throws -> CredentialStore {
     let store: CredentialStore
     if let path = options.credentialsPath {
         store = try CredentialStore.load(path: path)
     } else if let path = options.plaintextPath {
         let text = try readTextFile(path)
-        store = try CredentialStore.fromMemcachedPlaintext(text)
+        store = try CredentialStore.fromMemcachedPlaintext(text, reusing: previous)
         logger.warning(
             "-Y \(path) holds passwords in plaintext (memcached's format); move its users to a credentials file with `moat user add NAME --credentials FILE` and serve with --credentials")
         var status = stat()

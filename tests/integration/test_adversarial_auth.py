@@ -239,3 +239,26 @@ def test_parallel_scram_exchanges_respect_the_delay(server_factory):
     assert int(stats["auth_refused"]) == 4
     for c, _, _ in wrong:
         c.close()
+
+
+def test_plaintext_users_keep_their_sessions_over_an_unchanged_reload(server_factory):
+    """A reload that leaves a -Y user's password alone keeps its session (random salts made it look changed); a change closes it."""
+    path = os.path.join(server_factory.tmpdir(), "auth")
+    with open(path, "w") as f:
+        f.write("alice:pw1\nbob:pw2\n")
+    os.chmod(path, 0o600)
+    srv = server_factory.start(args=["-Y", path])
+    alice = Conn.to(srv)
+    assert alice.store(b"set", b"a", b"alice pw1") == b"STORED"
+    bob = Conn.to(srv)
+    assert bob.store(b"set", b"a", b"bob pw2") == b"STORED"
+    reload(srv, path)
+    time.sleep(1.0)  # revalidation runs every quarter second
+    assert alice.store(b"set", b"k", b"v") == b"STORED"
+    with open(path, "w") as f:
+        f.write("alice:pw1\nbob:changed\n")
+    reload(srv, path)
+    assert closed_soon(bob)
+    assert alice.get(b"k") == b"v"
+    alice.close()
+    bob.close()
