@@ -91,13 +91,15 @@ struct UserCommand: ParsableCommand {
                 FileHandleStandardError.write(
                     "moat: warning: Cyrus SASL clients (pylibmc, memcstat) refuse SCRAM with more than \(CredentialStore.cyrusClientMaximumIterations) iterations; they can still use PLAIN\n")
             }
-            var store = try loadOrCreate(credentials)
             let password = try readPassword()
-            do {
-                try store.add(user: name, password: password, iterations: iterations)
-                try store.save(path: credentials)
-            } catch let error as CredentialError {
-                throw ValidationError(error.description)
+            try withCredentialsLock(credentials) {
+                var store = try loadOrCreate(credentials)
+                do {
+                    try store.add(user: name, password: password, iterations: iterations)
+                    try store.save(path: credentials)
+                } catch let error as CredentialError {
+                    throw ValidationError(error.description)
+                }
             }
             print("saved \(name) in \(credentials)")
         }
@@ -110,9 +112,11 @@ struct UserCommand: ParsableCommand {
         @Option(help: "Credentials file.") var credentials: String
 
         func run() throws {
-            var store = try loadExisting(credentials)
-            guard store.remove(user: name) else { throw ValidationError("\(credentials): no user \(name)") }
-            try wrap { try store.save(path: credentials) }
+            try withCredentialsLock(credentials) {
+                var store = try loadExisting(credentials)
+                guard store.remove(user: name) else { throw ValidationError("\(credentials): no user \(name)") }
+                try wrap { try store.save(path: credentials) }
+            }
             print("removed \(name) from \(credentials)")
         }
     }
@@ -131,6 +135,26 @@ struct UserCommand: ParsableCommand {
 
 private func wrap<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as CredentialError { throw ValidationError(error.description) }
+}
+
+/// Runs a read-modify-write of the credentials file holding an exclusive lock on `path.lock`: two
+/// `moat user` runs at once would otherwise each save their own copy and undo the other's change
+/// (a deleted user back). A side file, since `save` renames a new file over `path`. Waits at most 30 s.
+private func withCredentialsLock(_ path: String, _ body: () throws -> Void) throws {
+    let lockPath = path + ".lock"
+    let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+    guard fd >= 0 else { throw CLIError("\(lockPath): cannot open the lock file: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var waited = 0
+    while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        guard errno == EWOULDBLOCK || errno == EINTR, waited < 3000 else {
+            throw CLIError("\(lockPath): cannot lock (another `moat user` still running?): \(String(cString: strerror(errno)))")
+        }
+        usleep(10_000)
+        waited += 1
+    }
+    defer { _ = flock(fd, LOCK_UN) }
+    try body()
 }
 
 private func loadExisting(_ path: String) throws -> CredentialStore {

@@ -262,3 +262,20 @@ def test_plaintext_users_keep_their_sessions_over_an_unchanged_reload(server_fac
     assert alice.get(b"k") == b"v"
     alice.close()
     bob.close()
+
+
+def test_concurrent_user_edits_lose_nothing(server_factory):
+    """Concurrent `moat user add`/`del` of distinct users all take effect (an unlocked read-modify-write resurrected deleted users)."""
+    path = make_credentials(server_factory, *["old%d" % i for i in range(6)])
+    procs = []
+    for i in range(6):
+        procs.append(subprocess.Popen([moat_bin(), "user", "del", "old%d" % i, "--credentials", path],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        procs.append(subprocess.Popen([moat_bin(), "user", "add", "new%d" % i, "--credentials", path, "--iterations", "4096"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        procs[-1].stdin.write(b"pw\n")
+        procs[-1].stdin.close()
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    listed = moat_user("list", "--credentials", path)
+    assert listed.stdout.decode().split() == ["new%d" % i for i in range(6)]
