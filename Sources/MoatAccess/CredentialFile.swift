@@ -104,7 +104,9 @@ extension CredentialStore {
     /// to the end of the line, so it may contain ':'), blank lines skipped. Unlike memcached, which
     /// silently keeps only the first 8 entries, every user is imported. Keys use SCRAM's minimum
     /// iterations: the password is on disk in clear anyway, and a big import should not take minutes.
-    public static func fromMemcachedPlaintext(_ text: String) throws -> CredentialStore {
+    /// `previous`: the credentials in use (on reload); a user whose password is unchanged keeps its keys, so
+    /// the reload does not look like a password change and close that user's sessions.
+    public static func fromMemcachedPlaintext(_ text: String, reusing previous: CredentialStore? = nil) throws -> CredentialStore {
         var store = CredentialStore()
         var definedOn: [String: Int] = [:]
         for (index, line) in lines(of: text).enumerated() {
@@ -120,7 +122,12 @@ extension CredentialStore {
                 throw CredentialError("line \(number): user '\(escaped(name))' is already defined on line \(previous); remove one of them")
             }
             do {
-                try store.add(user: name, password: password, iterations: minimumIterations)
+                if let old = previous?.credential(for: name), old.sha256.iterations == minimumIterations,
+                   old.sha256.matches(password: password, .sha256), old.sha1.matches(password: password, .sha1) {
+                    try store.add(old)
+                } else {
+                    try store.add(user: name, password: password, iterations: minimumIterations)
+                }
             } catch let error as CredentialError {
                 throw CredentialError("line \(number): \(error.description)")
             }

@@ -34,7 +34,8 @@ public struct SASLExchange: Sendable {
     public static let maximumMessageBytes = 4096
 
     private let mechanism: SASLMechanism
-    private let store: CredentialStore
+    /// The credentials this exchange checks (a copy taken when it started).
+    public let store: CredentialStore
     private let serverSecret: [UInt8]
     private let makeNonce: NonceGenerator
     private var state: State = .initial

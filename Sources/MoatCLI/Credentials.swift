@@ -24,13 +24,14 @@ func loadAuthentication(_ options: AuthenticationOptions, logger: Logger) throws
 }
 
 /// The users of `--credentials FILE` or `-Y FILE` (at start, and again on SIGHUP).
-func loadCredentials(_ options: AuthenticationOptions, logger: Logger) throws -> CredentialStore {
+/// `previous`: the credentials in use, on reload (see `fromMemcachedPlaintext`).
+func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous: CredentialStore? = nil) throws -> CredentialStore {
     let store: CredentialStore
     if let path = options.credentialsPath {
         store = try CredentialStore.load(path: path)
     } else if let path = options.plaintextPath {
         let text = try readTextFile(path)
-        store = try CredentialStore.fromMemcachedPlaintext(text)
+        store = try CredentialStore.fromMemcachedPlaintext(text, reusing: previous)
         logger.warning(
             "-Y \(path) holds passwords in plaintext (memcached's format); move its users to a credentials file with `moat user add NAME --credentials FILE` and serve with --credentials")
         var status = stat()
@@ -40,9 +41,11 @@ func loadCredentials(_ options: AuthenticationOptions, logger: Logger) throws ->
     } else {
         throw CLIError("no credentials given")
     }
-    guard !store.isEmpty else {
-        throw CLIError(
-            "\(options.credentialsPath ?? options.plaintextPath ?? ""): no users; add one with `moat user add NAME --credentials FILE`")
+    // No users is a valid state (nobody can log in): deleting the last user and reloading must take
+    // effect, not leave the old users in place.
+    if store.isEmpty {
+        logger.warning(
+            "\(options.credentialsPath ?? options.plaintextPath ?? ""): no users, so nobody can log in; add one with `moat user add NAME --credentials FILE`")
     }
     return store
 }
@@ -88,13 +91,15 @@ struct UserCommand: ParsableCommand {
                 FileHandleStandardError.write(
                     "moat: warning: Cyrus SASL clients (pylibmc, memcstat) refuse SCRAM with more than \(CredentialStore.cyrusClientMaximumIterations) iterations; they can still use PLAIN\n")
             }
-            var store = try loadOrCreate(credentials)
             let password = try readPassword()
-            do {
-                try store.add(user: name, password: password, iterations: iterations)
-                try store.save(path: credentials)
-            } catch let error as CredentialError {
-                throw ValidationError(error.description)
+            try withCredentialsLock(credentials) {
+                var store = try loadOrCreate(credentials)
+                do {
+                    try store.add(user: name, password: password, iterations: iterations)
+                    try store.save(path: credentials)
+                } catch let error as CredentialError {
+                    throw ValidationError(error.description)
+                }
             }
             print("saved \(name) in \(credentials)")
         }
@@ -107,9 +112,11 @@ struct UserCommand: ParsableCommand {
         @Option(help: "Credentials file.") var credentials: String
 
         func run() throws {
-            var store = try loadExisting(credentials)
-            guard store.remove(user: name) else { throw ValidationError("\(credentials): no user \(name)") }
-            try wrap { try store.save(path: credentials) }
+            try withCredentialsLock(credentials) {
+                var store = try loadExisting(credentials)
+                guard store.remove(user: name) else { throw ValidationError("\(credentials): no user \(name)") }
+                try wrap { try store.save(path: credentials) }
+            }
             print("removed \(name) from \(credentials)")
         }
     }
@@ -128,6 +135,26 @@ struct UserCommand: ParsableCommand {
 
 private func wrap<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as CredentialError { throw ValidationError(error.description) }
+}
+
+/// Runs a read-modify-write of the credentials file holding an exclusive lock on `path.lock`: two
+/// `moat user` runs at once would otherwise each save their own copy and undo the other's change
+/// (a deleted user back). A side file, since `save` renames a new file over `path`. Waits at most 30 s.
+private func withCredentialsLock(_ path: String, _ body: () throws -> Void) throws {
+    let lockPath = path + ".lock"
+    let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+    guard fd >= 0 else { throw CLIError("\(lockPath): cannot open the lock file: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var waited = 0
+    while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        guard errno == EWOULDBLOCK || errno == EINTR, waited < 3000 else {
+            throw CLIError("\(lockPath): cannot lock (another `moat user` still running?): \(String(cString: strerror(errno)))")
+        }
+        usleep(10_000)
+        waited += 1
+    }
+    defer { _ = flock(fd, LOCK_UN) }
+    try body()
 }
 
 private func loadExisting(_ path: String) throws -> CredentialStore {

@@ -188,7 +188,7 @@ final class Reloader: Sendable {
                 }
                 plan = file.tenants
             }
-            let credentials = try authentication.map { try loadCredentials($0, logger: logger) }
+            let credentials = try authentication.map { try loadCredentials($0, logger: logger, previous: engine.authenticator?.store) }
             try engine.reconfigure(tenants: plan, credentials: credentials)
             let detail = "\(plan.buckets.count) buckets, " + (plan.users.map { "\($0.count) users" } ?? "every user of the credentials")
             logger.notice("configuration reloaded: \(detail)")

@@ -88,6 +88,9 @@ public final class Engine: Sendable {
             }
             try tenancy.apply(plan)
             authenticator.replaceStore(admitted)
+            // Again, now that the new credentials are in place: a session that revalidated between the
+            // two steps checked the old ones, and every session must check its user against the new.
+            tenancy.generation.add(1, ordering: .releasing)
         } else {
             try tenancy.apply(plan)
         }

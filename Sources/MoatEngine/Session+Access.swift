@@ -26,6 +26,8 @@ extension Session {
         let generation = engine.tenancy.generation.load(ordering: .acquiring)
         guard generation != generationSeen else { return true }
         generationSeen = generation
+        // An exchange begun under the old credentials must not finish under them: its next step fails.
+        sasl = nil
         guard let name = user else { return true }
         // What this session counted so far belongs to the bucket it used, even if the reload removed it.
         if !counters.isZero {
@@ -36,6 +38,17 @@ extension Session {
             engine.securityLog.record(.connectionClosed(peer: peer, reason: "access_revoked"))
             isAuthenticated = false
             return false
+        }
+        if let authenticator = engine.authenticator {
+            let current = authenticator.store.credential(for: name)
+            // A password login holds while its credential is unchanged (same salts and keys); a certificate
+            // login while the user is still known (listed, or in the credentials without a list).
+            let holds = loggedInByCertificate ? (engine.tenancy.restrictsUsers || current != nil) : (current != nil && current == loginCredential)
+            guard holds else {
+                engine.securityLog.record(.connectionClosed(peer: peer, reason: "access_revoked"))
+                isAuthenticated = false
+                return false
+            }
         }
         self.grant = grant
         restricted = grant.isRestricted

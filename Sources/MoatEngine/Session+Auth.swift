@@ -44,16 +44,18 @@ extension Session {
         }
         var user: String?
         var accepted = false
+        // One copy: the credential recorded for the session is the one the password was checked against.
+        let store = authenticator.store
         if let space = data.firstIndex(of: 0x20), space > 0 {
             let name = String(decoding: UnsafeRawBufferPointer(rebasing: data[..<space]), as: UTF8.self)
             user = name
-            accepted = authenticator.store.verifyPassword(user: name, password: Array(data[(space + 1)...]))
+            accepted = store.verifyPassword(user: name, password: Array(data[(space + 1)...]))
         }
         guard accepted, let user else {
             TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
             return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: true) ? .close : nil
         }
-        guard attemptSucceeded(authenticator, user: user, mechanism: mechanism) else {
+        guard attemptSucceeded(authenticator, user: user, mechanism: mechanism, credential: store.credential(for: user)) else {
             TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
             return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
         }
@@ -100,6 +102,13 @@ extension Session {
                     return attemptFailed(authenticator, user: nil, mechanism: "step", checked: false) ? .close : nil
                 }
                 mechanism = saslMechanism.rawValue
+                // Admitted again at each step: exchanges started together before a failure must not each
+                // get a guess past the delay or the lockout.
+                guard admitAttempt(authenticator, mechanism: mechanism) else {
+                    sasl = nil
+                    refuse(&out)
+                    return attemptFailed(authenticator, user: exchange.claimedUser, mechanism: mechanism, checked: false) ? .close : nil
+                }
                 step = exchange.step(Array(data))
                 sasl = exchange
             } else {
@@ -128,8 +137,9 @@ extension Session {
                 }
                 return nil
             case .success(let user, _):
+                let credential = sasl?.store.credential(for: user)
                 sasl = nil
-                guard attemptSucceeded(authenticator, user: user, mechanism: mechanism) else {
+                guard attemptSucceeded(authenticator, user: user, mechanism: mechanism, credential: credential) else {
                     refuse(&out)
                     return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
                 }
@@ -163,7 +173,7 @@ extension Session {
         let known = tenancy.restrictsUsers ? tenancy.admits(user: name) : authenticator.store.credential(for: name) != nil
         guard known else { return false }
         authenticator.attempts.add(1, ordering: .relaxed)
-        return attemptSucceeded(authenticator, user: name, mechanism: "tls-client-certificate")
+        return attemptSucceeded(authenticator, user: name, mechanism: "tls-client-certificate", credential: nil)
     }
 
     // MARK: shared bookkeeping
@@ -202,12 +212,24 @@ extension Session {
 
     /// Logs the connection in as `user`, in the user's bucket; false when the configuration no longer
     /// admits the user (a reload removed it mid-exchange).
-    private mutating func attemptSucceeded(_ authenticator: Authenticator, user: String, mechanism: String) -> Bool {
+    /// `credential`: what the password was checked against (nil for a certificate), for `revalidate`.
+    private mutating func attemptSucceeded(
+        _ authenticator: Authenticator, user: String, mechanism: String, credential: UserCredential?
+    ) -> Bool {
+        // Never during a lockout, whatever was admitted before it began.
+        let admission = authenticator.throttle.admit(throttleKey)
+        if case .lockedOut = admission {
+            authenticator.refusals.add(1, ordering: .relaxed)
+            authenticator.report(.refused(peer: peer, mechanism: mechanism, admission: admission))
+            return false
+        }
         guard bind(user: user) else {
             authenticator.report(.failed(user: user, peer: peer, mechanism: mechanism))
             return false
         }
         isAuthenticated = true
+        loginCredential = credential
+        loggedInByCertificate = credential == nil
         authFailures = 0
         authenticator.throttle.recordSuccess(throttleKey)
         authenticator.report(.succeeded(user: user, peer: peer, mechanism: mechanism))

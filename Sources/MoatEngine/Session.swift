@@ -43,6 +43,10 @@ public struct Session {
     /// A SASL exchange waiting for the client's next step.
     var sasl: SASLExchange?
     var saslMechanism = SASLMechanism.plain
+    /// The credential the user logged in with (nil for a client certificate): a reload that removes
+    /// or changes it closes the connection.
+    var loginCredential: UserCredential?
+    var loggedInByCertificate = false
 
     /// The bucket this connection's commands use: the default one until a user of another logs in.
     public internal(set) var bucket: Bucket

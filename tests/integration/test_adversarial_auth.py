@@ -1,0 +1,281 @@
+"""Adversarial tests for authentication (issue 17): each proves one attack closed, on the real binary.
+
+Reloads revalidate open sessions and SASL exchanges against the new credentials (finding 3); parallel
+SCRAM exchanges cannot get guesses past the delay or the lockout (finding 4); unknown users look like
+known ones (finding 9); certificate logins and concurrent `moat user` edits (finding 12)."""
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from moat_support import Conn, connect_from, moat_bin, wait_until
+from test_auth import PASSWORD, ScramClient, frame, read_frame, sasl
+
+pytestmark = pytest.mark.moat_only
+
+NEW_PASSWORD = "battery staple"
+
+
+def moat_user(*args, stdin=None):
+    return subprocess.run([moat_bin(), "user", *args], input=stdin, capture_output=True, timeout=120)
+
+
+def add_user(path, name, password=PASSWORD, iterations=4096):
+    r = moat_user("add", name, "--credentials", path, "--iterations", str(iterations), stdin=(password + "\n").encode())
+    assert r.returncode == 0, r.stderr
+
+
+def make_credentials(server_factory, *names):
+    path = os.path.join(server_factory.tmpdir(), "credentials")
+    for name in names:
+        add_user(path, name)
+    return path
+
+
+def readable_by_server(path):
+    """The server reads the credentials again on SIGHUP after dropping root to nobody (`moat user` replaces the file)."""
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+
+
+def reload(srv, creds):
+    """SIGHUP, then wait (bounded) until the server has logged one more reload."""
+    readable_by_server(creds)
+    before = srv.stderr_text().count("configuration reloaded")
+    os.kill(srv.pid, signal.SIGHUP)
+    assert wait_until(lambda: srv.stderr_text().count("configuration reloaded") > before, 10), srv.stderr_text()[-2000:]
+
+
+def ascii_login(srv, user, password, source="127.0.0.1"):
+    c = connect_from(srv, source)
+    reply = c.store(b"set", b"auth", ("%s %s" % (user, password)).encode())
+    return c, reply
+
+
+def plain_login(srv, user, password):
+    c = Conn.to(srv)
+    status, _ = sasl(c, "PLAIN", b"\0" + user.encode() + b"\0" + password.encode())
+    return c, status
+
+
+def closed_soon(c, timeout=5.0):
+    """True when the server closes `c` within `timeout` without being sent anything more."""
+    _, closed = c.read_until_closed(timeout=timeout)
+    return closed
+
+
+# -------------------------------------------------------------------------- finding 3: reloads revoke
+
+def test_deleted_user_sessions_close_on_reload(server_factory):
+    """Deleting a user and reloading closes its open ASCII and binary PLAIN sessions (they kept writing)."""
+    bmemcached = pytest.importorskip("bmemcached")
+    creds = make_credentials(server_factory, "alice", "bob")
+    srv = server_factory.start(args=["-S", "--credentials", creds, "-o", "auth_delay=0"])
+    text, reply = ascii_login(srv, "alice", PASSWORD)
+    assert reply == b"STORED"
+    binary, status = plain_login(srv, "alice", PASSWORD)
+    assert status == 0
+    client = bmemcached.Client(("127.0.0.1:%d" % srv.port,), "alice", PASSWORD)
+    assert client.set("k", "v")
+    bob, reply = ascii_login(srv, "bob", PASSWORD)
+    assert reply == b"STORED"
+    assert moat_user("del", "alice", "--credentials", creds).returncode == 0
+    reload(srv, creds)
+    assert closed_soon(text) and closed_soon(binary)
+    # bmemcached's connection was closed too; it reconnects, and alice no longer logs in.
+    try:
+        stored = client.set("k", "w")
+    except Exception:
+        stored = False
+    assert not stored
+    client.disconnect_all()
+    assert ascii_login(srv, "alice", PASSWORD)[1] == b"CLIENT_ERROR authentication failure"
+    # bob is untouched.
+    assert bob.store(b"set", b"k2", b"v") == b"STORED"
+    assert bob.get(b"k") == b"v"
+    assert '"reason":"access_revoked"' in srv.stderr_text()
+    for c in (text, binary, bob):
+        c.close()
+
+
+def test_password_change_closes_old_sessions_on_reload(server_factory):
+    """A password change and reload closes sessions opened with the old password; only the new one logs in."""
+    pymemcache = pytest.importorskip("pymemcache.client.base")
+    creds = make_credentials(server_factory, "alice")
+    srv = server_factory.start(args=["-S", "--credentials", creds, "-o", "auth_delay=0,auth_max_failures=50"])
+    text, reply = ascii_login(srv, "alice", PASSWORD)
+    assert reply == b"STORED"
+    client = pymemcache.Client(("127.0.0.1", srv.port), timeout=5, connect_timeout=5)
+    assert client.set("auth", "alice " + PASSWORD) is True
+    assert client.set("k", b"v") is True
+    add_user(creds, "alice", NEW_PASSWORD)
+    reload(srv, creds)
+    assert closed_soon(text)
+    # pymemcache's socket was closed under it: its next command fails.
+    with pytest.raises(Exception):
+        client.get("k")
+    client.close()
+    old, reply = ascii_login(srv, "alice", PASSWORD)
+    assert reply == b"CLIENT_ERROR authentication failure"
+    old.close()
+    new, reply = ascii_login(srv, "alice", NEW_PASSWORD)
+    assert reply == b"STORED"
+    assert new.get(b"k") == b"v"
+    new.close()
+    text.close()
+
+
+def test_last_user_deleted_means_nobody_logs_in(server_factory):
+    """Deleting the last user and reloading applies (it failed with "no users"): nobody logs in, even after a restart."""
+    creds = make_credentials(server_factory, "alice")
+    srv = server_factory.start(args=["-S", "--credentials", creds, "-o", "auth_delay=0"])
+    text, reply = ascii_login(srv, "alice", PASSWORD)
+    assert reply == b"STORED"
+    assert moat_user("del", "alice", "--credentials", creds).returncode == 0
+    reload(srv, creds)
+    assert closed_soon(text)
+    assert srv.alive()
+    c, reply = ascii_login(srv, "alice", PASSWORD)
+    assert reply == b"CLIENT_ERROR authentication failure"
+    c.close()
+    c, status = plain_login(srv, "alice", PASSWORD)
+    assert status == 0x20
+    c.close()
+    srv.stop()
+    # An empty credentials file is a valid state to start in, and to reload into.
+    again = server_factory.start(args=["-S", "--credentials", creds, "-o", "auth_delay=0"])
+    c, reply = ascii_login(again, "alice", PASSWORD)
+    assert reply == b"CLIENT_ERROR authentication failure"
+    c.close()
+    add_user(creds, "alice")
+    reload(again, creds)
+    c, reply = ascii_login(again, "alice", PASSWORD)
+    assert reply == b"STORED"
+    c.close()
+
+
+@pytest.mark.parametrize("change", ["delete", "password"])
+def test_scram_exchange_begun_before_reload_fails(server_factory, change):
+    """A SCRAM exchange started before a reload that removed the user or changed its password cannot finish."""
+    creds = make_credentials(server_factory, "alice", "bob")
+    srv = server_factory.start(args=["-S", "--credentials", creds, "-o", "auth_delay=0"])
+    with Conn.to(srv) as c:
+        client = ScramClient("alice", PASSWORD)
+        status, first = sasl(c, "SCRAM-SHA-256", client.first())
+        assert status == 0x21
+        if change == "delete":
+            assert moat_user("del", "alice", "--credentials", creds).returncode == 0
+        else:
+            add_user(creds, "alice", NEW_PASSWORD)
+        reload(srv, creds)
+        status, _ = sasl(c, "SCRAM-SHA-256", client.final(first), step=True)
+        if status == 0x21:  # the proof was accepted: the acknowledgement must not log in either
+            status, _ = sasl(c, "SCRAM-SHA-256", b"", step=True)
+        assert status == 0x20
+        c.send(frame(0x01, key=b"k", extras=b"\0" * 8, value=b"v"))
+        assert read_frame(c)[0] == 0x20
+
+
+# -------------------------------------------------------------------------- finding 4: parallel SCRAM
+
+def start_exchanges(srv, source, user, password, count):
+    """`count` SCRAM exchanges from `source`, each past its server-first: [(conn, client, server_first)]."""
+    started = []
+    for _ in range(count):
+        c = connect_from(srv, source)
+        client = ScramClient(user, password)
+        status, first = sasl(c, "SCRAM-SHA-256", client.first())
+        assert status == 0x21
+        started.append((c, client, first))
+    return started
+
+
+def stats_from_elsewhere(srv):
+    c, reply = ascii_login(srv, "bob", PASSWORD, source="127.0.0.9")
+    assert reply == b"STORED"
+    stats = c.stats_dict()
+    c.close()
+    return stats
+
+
+def test_parallel_scram_exchanges_respect_the_lockout(server_factory):
+    """K SCRAM exchanges begun together get no guesses past the lockout, and a right proof fails during it."""
+    creds = make_credentials(server_factory, "alice", "bob")
+    srv = server_factory.start(args=["-S", "--credentials", creds, "-o",
+                                     "auth_delay=0,auth_lockout_failures=3,auth_lockout_seconds=60,auth_max_failures=50"])
+    wrong = start_exchanges(srv, "127.0.0.7", "alice", "wrong password", 8)
+    right = start_exchanges(srv, "127.0.0.7", "alice", PASSWORD, 1)
+    for c, client, first in wrong:
+        assert sasl(c, "SCRAM-SHA-256", client.final(first), step=True)[0] == 0x20
+    c, client, first = right[0]
+    status, _ = sasl(c, "SCRAM-SHA-256", client.final(first), step=True)
+    if status == 0x21:
+        status, _ = sasl(c, "SCRAM-SHA-256", b"", step=True)
+    assert status == 0x20
+    stats = stats_from_elsewhere(srv)
+    assert stats["auth_lockouts"] == "1"
+    assert int(stats["auth_errors"]) == 3   # only the failures up to the lockout were checked
+    assert int(stats["auth_refused"]) >= 6  # the other five wrong proofs and the right one
+    for c, _, _ in wrong + right:
+        c.close()
+
+
+def test_parallel_scram_exchanges_respect_the_delay(server_factory):
+    """K SCRAM exchanges begun together get one checked guess per failure delay, not K."""
+    creds = make_credentials(server_factory, "alice", "bob")
+    srv = server_factory.start(args=["-S", "--credentials", creds, "-o",
+                                     "auth_delay=30,auth_lockout_failures=100,auth_max_failures=50"])
+    wrong = start_exchanges(srv, "127.0.0.8", "alice", "wrong password", 5)
+    for c, client, first in wrong:
+        assert sasl(c, "SCRAM-SHA-256", client.final(first), step=True)[0] == 0x20
+    stats = stats_from_elsewhere(srv)
+    assert int(stats["auth_errors"]) == 1
+    assert int(stats["auth_refused"]) == 4
+    for c, _, _ in wrong:
+        c.close()
+
+
+def test_plaintext_users_keep_their_sessions_over_an_unchanged_reload(server_factory):
+    """A reload that leaves a -Y user's password alone keeps its session (random salts made it look changed); a change closes it."""
+    path = os.path.join(server_factory.tmpdir(), "auth")
+    with open(path, "w") as f:
+        f.write("alice:pw1\nbob:pw2\n")
+    os.chmod(path, 0o600)
+    srv = server_factory.start(args=["-Y", path])
+    alice = Conn.to(srv)
+    assert alice.store(b"set", b"a", b"alice pw1") == b"STORED"
+    bob = Conn.to(srv)
+    assert bob.store(b"set", b"a", b"bob pw2") == b"STORED"
+    reload(srv, path)
+    time.sleep(1.0)  # revalidation runs every quarter second
+    assert alice.store(b"set", b"k", b"v") == b"STORED"
+    with open(path, "w") as f:
+        f.write("alice:pw1\nbob:changed\n")
+    reload(srv, path)
+    assert closed_soon(bob)
+    assert alice.get(b"k") == b"v"
+    alice.close()
+    bob.close()
+
+
+def test_concurrent_user_edits_lose_nothing(server_factory):
+    """Concurrent `moat user add`/`del` of distinct users all take effect (an unlocked read-modify-write resurrected deleted users)."""
+    path = make_credentials(server_factory, *["old%d" % i for i in range(6)])
+    procs = []
+    for i in range(6):
+        procs.append(subprocess.Popen([moat_bin(), "user", "del", "old%d" % i, "--credentials", path],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        procs.append(subprocess.Popen([moat_bin(), "user", "add", "new%d" % i, "--credentials", path, "--iterations", "4096"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        procs[-1].stdin.write(b"pw\n")
+        procs[-1].stdin.close()
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    listed = moat_user("list", "--credentials", path)
+    assert listed.stdout.decode().split() == ["new%d" % i for i in range(6)]
