@@ -23,8 +23,11 @@ public struct Session {
     var binaryDecoder: BinaryDecoder
     var counters = CommandCounters()
     private var sniffed = false
-    /// Keys of the current multi-get already answered before it paused at the high-water mark.
-    private var resumeKeyIndex = 0
+    /// Where the paused multi-get stopped: bytes into the keys it was handed (the decoder resumes there
+    /// without walking, validating or authorizing the answered keys again).
+    private var resumeKeyOffset: Int?
+    /// The tenancy generation under which the paused multi-get's keys were authorized (nil: not paused).
+    private var resumeAuthorizedGeneration: Int?
     /// Decided by the first byte (`-B auto`) or by `-B`, for the connection's lifetime.
     private var speaksBinary = false
     /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
@@ -86,6 +89,10 @@ public struct Session {
             let outcome: SessionAction?? = decoder.decode(&input) { command, redeliver in
                 execute(command, redeliver: &redeliver, into: &output)
             }
+            if let offset = resumeKeyOffset {
+                decoder.advanceResumedKeys(by: offset)
+                resumeKeyOffset = nil
+            }
             guard let outcome else { return .needInput }
             if let action = outcome { return action }
         }
@@ -132,18 +139,19 @@ public struct Session {
 
     private mutating func execute(_ command: TextCommand, redeliver: inout Bool, into out: inout ByteBuffer) -> SessionAction? {
         guard isAuthenticated else { return executeUnauthenticated(command, into: &out) }
-        if restricted, !permits(command, into: &out) { return nil }
+        // A resumed multi-get's keys were all authorized when it started (unless the grants changed since).
+        let resumed = resumeAuthorizedGeneration
+        resumeAuthorizedGeneration = nil
+        if restricted, resumed != generationSeen, !permits(command, into: &out) { return nil }
         let cache = bucket.cache
         switch command {
         case .retrieve(let keys, let withCAS, let touchExptime):
             // One line may name a large value many times: stop at the output high-water mark and
             // resume from the next key once the client has taken what was written.
-            var index = 0
             for key in keys {
-                index += 1
-                if index <= resumeKeyIndex { continue }
-                if out.readableBytes >= outputHighWater {
-                    resumeKeyIndex = index - 1
+                if out.readableBytes >= outputHighWater, let start = keys.bytes.baseAddress, let at = key.baseAddress {
+                    resumeKeyOffset = start.distance(to: at)
+                    resumeAuthorizedGeneration = generationSeen
                     redeliver = true
                     return .outputFull
                 }
@@ -158,7 +166,6 @@ public struct Session {
                 }
                 if hit { counters.getHits &+= 1 } else { counters.getMisses &+= 1 }
             }
-            resumeKeyIndex = 0
             TextEncoder.write(.end, into: &out)
 
         case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):
