@@ -19,7 +19,7 @@ public enum SessionAction: Sendable, Equatable {
 /// Synchronous and free of channels, so it can be driven byte by byte in tests.
 public struct Session {
     public let engine: Engine
-    private var decoder: TextDecoder
+    var decoder: TextDecoder
     var binaryDecoder: BinaryDecoder
     var counters = CommandCounters()
     private var sniffed = false
@@ -30,6 +30,8 @@ public struct Session {
     private var resumeAuthorizedGeneration: Int?
     /// Decided by the first byte (`-B auto`) or by `-B`, for the connection's lifetime.
     private var speaksBinary = false
+    /// True while the decoders hold the tighter limits of an unauthenticated connection.
+    var limitedBeforeAuthentication = false
     /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
     public var outputHighWater = 256 * 1024
 
@@ -65,8 +67,18 @@ public struct Session {
         self.isAuthenticated = engine.authenticator == nil
         self.bucket = engine.tenancy.defaultBucket
         self.generationSeen = engine.tenancy.generation.load(ordering: .acquiring)
-        self.decoder = TextDecoder(limits: engine.settings.limits)
-        self.binaryDecoder = BinaryDecoder(limits: engine.settings.limits)
+        // Before authentication only what authentication needs is buffered (see beforeAuthentication).
+        let limits = isAuthenticated ? engine.settings.limits : engine.settings.limits.beforeAuthentication
+        self.limitedBeforeAuthentication = !isAuthenticated
+        self.decoder = TextDecoder(limits: limits)
+        self.binaryDecoder = BinaryDecoder(limits: limits)
+    }
+
+    /// The full limits, once, when the connection has just authenticated (nil otherwise).
+    mutating func limitsToLift() -> ProtocolLimits? {
+        guard limitedBeforeAuthentication, isAuthenticated else { return nil }
+        limitedBeforeAuthentication = false
+        return engine.settings.limits
     }
 
     /// Answers every complete request in `input` (consuming it) into `output`.
@@ -92,6 +104,10 @@ public struct Session {
             if let offset = resumeKeyOffset {
                 decoder.advanceResumedKeys(by: offset)
                 resumeKeyOffset = nil
+            }
+            if limitedBeforeAuthentication, let full = limitsToLift() {
+                decoder.limits = full
+                binaryDecoder.limits = full
             }
             guard let outcome else { return .needInput }
             if let action = outcome { return action }

@@ -86,9 +86,12 @@ def test_bad_data_chunk_closes(server):
 
 import os  # noqa: E402  (findings 5, 6, 12 keep their imports in their own section)
 import socket  # noqa: E402
+import struct  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
+from moat_support import moat_bin  # noqa: E402
 
 
 def _cpu_seconds(pid):
@@ -169,3 +172,52 @@ def test_paused_multiget_resumes_without_rescanning(server_factory):
     assert got == count * reply + 5 and tail.endswith(b"END\r\n"), (got, tail)
     # Revalidating (and skipping) every key of the line on each of the 800 resumes costs seconds.
     assert multi <= 3 * single + 0.3, "multi-get %.2fs CPU, %d one-key gets %.2fs" % (multi, count, single)
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def _auth_server(server_factory):
+    """A server with -S and one user (made by `moat user add`)."""
+    path = os.path.join(server_factory.tmpdir(), "credentials")
+    r = subprocess.run([moat_bin(), "user", "add", "alice", "--credentials", path], input=b"correct horse\n",
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return server_factory.start(["-S", "--credentials", path])
+
+
+@pytest.mark.moat_only
+def test_unauthenticated_connections_cannot_make_the_server_buffer(server_factory):
+    """Before authentication, a declared -I block, a binary SET body or a long get line is refused, not buffered."""
+    srv = _auth_server(server_factory)
+    part = 512 * 1024
+    binary_set = struct.pack(">BBHBBHIIQ", 0x80, 0x01, 1, 8, 0, 0, 8 + 1 + 1024 * 1024, 0, 0) + b"\0" * 8 + b"k"
+    heads = [b"set k 0 0 1048576\r\n", b"ms k 1048576\r\n", binary_set, b"get "]
+    conns = []
+    before = _rss_kib(srv.pid)
+    try:
+        for i in range(60):
+            s = socket.create_connection(srv.addr, timeout=5)
+            conns.append(s)
+            try:
+                s.sendall(heads[i % len(heads)] + b"k" * part)
+            except OSError:
+                pass  # refused and closed while we were still sending: what we want
+        time.sleep(1.0)  # let the server read what arrived
+        growth = _rss_kib(srv.pid) - before
+        answered = []
+        for s in conns:
+            data, closed = Conn(s).read_until_closed(timeout=0.3)  # the server has had a second already
+            answered.append((data[:40], closed))
+    finally:
+        for s in conns:
+            s.close()
+    # Buffering them costs 60 x 512 KiB at least (seen: 31 MiB on the old code).
+    assert growth < 8 * 1024, "RSS grew by %d KiB for 60 unauthenticated connections" % growth
+    assert all(closed for _, closed in answered), answered
+    assert srv.alive()

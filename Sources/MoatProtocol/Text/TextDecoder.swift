@@ -28,7 +28,8 @@ public struct TextDecoder: Sendable {
     }
 
     private(set) var state: State = .line
-    public let limits: ProtocolLimits
+    /// Settable: a session tightens them before authentication and restores them after.
+    public var limits: ProtocolLimits
     /// Bytes at the start of the input already searched for a newline without finding one: an
     /// incomplete line is not scanned again from its start on every read (that would be quadratic).
     private var scanned = 0
