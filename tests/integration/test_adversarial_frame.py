@@ -221,3 +221,9 @@ def test_unauthenticated_connections_cannot_make_the_server_buffer(server_factor
     assert growth < 8 * 1024, "RSS grew by %d KiB for 60 unauthenticated connections" % growth
     assert all(closed for _, closed in answered), answered
     assert srv.alive()
+    # Once authenticated (ASCII auth), the full limits apply: a 100 KiB value and a long get line.
+    with Conn.to(srv) as c:
+        assert c.store(b"set", b"auth", b"alice correct horse") == b"STORED"
+        assert c.store(b"set", b"big", b"v" * 100_000) == b"STORED"
+        c.send(b"get " + b" ".join([b"missing%04d" % i for i in range(400)]) + b" big\r\n")
+        assert c.read_values() == {b"big": (0, b"v" * 100_000, None)}
