@@ -20,6 +20,14 @@ extension Session {
             return asciiAuthenticate(command.value, noreply: false, success: "HD", into: &out)
         case .meta(let command) where command.verb == .noop:
             TextEncoder.writeLine("MN", into: &out)
+        case .storeTooLarge:
+            // Larger than any "user password" block (see ProtocolLimits.beforeAuthentication): refused
+            // from the command line, and the connection closed rather than the block read.
+            TextEncoder.writeLine("CLIENT_ERROR unauthenticated", into: &out)
+            return .close
+        case .meta(let command) where command.valueTooLarge:
+            TextEncoder.writeLine("CLIENT_ERROR unauthenticated", into: &out)
+            return .close
         case .version:
             TextEncoder.writeLine("VERSION \(Self.anonymousVersion)", into: &out)
         case .quit:

@@ -11,6 +11,10 @@ extension Session {
         defer { self.binaryDecoder = decoder }
         while output.readableBytes < outputHighWater {
             let outcome: SessionAction?? = decoder.decode(&input) { command in executeBinary(command, into: &output) }
+            if limitedBeforeAuthentication, let full = limitsToLift() {
+                decoder.limits = full
+                self.decoder.limits = full
+            }
             guard let outcome else { return .needInput }
             if let action = outcome { return action }
         }
@@ -32,6 +36,9 @@ extension Session {
         guard isAuthenticated || Self.allowedBeforeAuthentication(command.operation) else {
             // memcached's answer to any other command before authentication; quiet ones included.
             fail(.authenticationError, &out)
+            // A body over the pre-authentication bound is refused from its header: close rather than
+            // read it (it would only be swallowed).
+            if case .storeTooLarge = command.operation { return .close }
             return nil
         }
         if restricted, let (name, category) = binaryRefusal(command.operation) {

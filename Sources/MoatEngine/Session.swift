@@ -19,14 +19,19 @@ public enum SessionAction: Sendable, Equatable {
 /// Synchronous and free of channels, so it can be driven byte by byte in tests.
 public struct Session {
     public let engine: Engine
-    private var decoder: TextDecoder
+    var decoder: TextDecoder
     var binaryDecoder: BinaryDecoder
     var counters = CommandCounters()
     private var sniffed = false
-    /// Keys of the current multi-get already answered before it paused at the high-water mark.
-    private var resumeKeyIndex = 0
+    /// Where the paused multi-get stopped: bytes into the keys it was handed (the decoder resumes there
+    /// without walking, validating or authorizing the answered keys again).
+    private var resumeKeyOffset: Int?
+    /// The tenancy generation under which the paused multi-get's keys were authorized (nil: not paused).
+    private var resumeAuthorizedGeneration: Int?
     /// Decided by the first byte (`-B auto`) or by `-B`, for the connection's lifetime.
     private var speaksBinary = false
+    /// True while the decoders hold the tighter limits of an unauthenticated connection.
+    var limitedBeforeAuthentication = false
     /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
     public var outputHighWater = 256 * 1024
 
@@ -66,8 +71,18 @@ public struct Session {
         self.isAuthenticated = engine.authenticator == nil
         self.bucket = engine.tenancy.defaultBucket
         self.generationSeen = engine.tenancy.generation.load(ordering: .acquiring)
-        self.decoder = TextDecoder(limits: engine.settings.limits)
-        self.binaryDecoder = BinaryDecoder(limits: engine.settings.limits)
+        // Before authentication only what authentication needs is buffered (see beforeAuthentication).
+        let limits = isAuthenticated ? engine.settings.limits : engine.settings.limits.beforeAuthentication
+        self.limitedBeforeAuthentication = !isAuthenticated
+        self.decoder = TextDecoder(limits: limits)
+        self.binaryDecoder = BinaryDecoder(limits: limits)
+    }
+
+    /// The full limits, once, when the connection has just authenticated (nil otherwise).
+    mutating func limitsToLift() -> ProtocolLimits? {
+        guard limitedBeforeAuthentication, isAuthenticated else { return nil }
+        limitedBeforeAuthentication = false
+        return engine.settings.limits
     }
 
     /// Answers every complete request in `input` (consuming it) into `output`.
@@ -89,6 +104,14 @@ public struct Session {
         while output.readableBytes < outputHighWater {
             let outcome: SessionAction?? = decoder.decode(&input) { command, redeliver in
                 execute(command, redeliver: &redeliver, into: &output)
+            }
+            if let offset = resumeKeyOffset {
+                decoder.advanceResumedKeys(by: offset)
+                resumeKeyOffset = nil
+            }
+            if limitedBeforeAuthentication, let full = limitsToLift() {
+                decoder.limits = full
+                binaryDecoder.limits = full
             }
             guard let outcome else { return .needInput }
             if let action = outcome { return action }
@@ -136,18 +159,19 @@ public struct Session {
 
     private mutating func execute(_ command: TextCommand, redeliver: inout Bool, into out: inout ByteBuffer) -> SessionAction? {
         guard isAuthenticated else { return executeUnauthenticated(command, into: &out) }
-        if restricted, !permits(command, into: &out) { return nil }
+        // A resumed multi-get's keys were all authorized when it started (unless the grants changed since).
+        let resumed = resumeAuthorizedGeneration
+        resumeAuthorizedGeneration = nil
+        if restricted, resumed != generationSeen, !permits(command, into: &out) { return nil }
         let cache = bucket.cache
         switch command {
         case .retrieve(let keys, let withCAS, let touchExptime):
             // One line may name a large value many times: stop at the output high-water mark and
             // resume from the next key once the client has taken what was written.
-            var index = 0
             for key in keys {
-                index += 1
-                if index <= resumeKeyIndex { continue }
-                if out.readableBytes >= outputHighWater {
-                    resumeKeyIndex = index - 1
+                if out.readableBytes >= outputHighWater, let start = keys.bytes.baseAddress, let at = key.baseAddress {
+                    resumeKeyOffset = start.distance(to: at)
+                    resumeAuthorizedGeneration = generationSeen
                     redeliver = true
                     return .outputFull
                 }
@@ -162,7 +186,6 @@ public struct Session {
                 }
                 if hit { counters.getHits &+= 1 } else { counters.getMisses &+= 1 }
             }
-            resumeKeyIndex = 0
             TextEncoder.write(.end, into: &out)
 
         case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):

@@ -49,13 +49,26 @@ public enum FuzzChecks {
         var decoder = TextDecoder()
         var buffer = ByteBuffer()
         var requests: [TextRequest] = []
+        var stream: [UInt8] = []
+        var position = 0
+        // Where the data block declared by the last storage line ends: no request may start before it.
+        var blockEnd = 0
+        var mustClose = false
         for chunk in chunks {
             buffer.writeBytes(chunk)
+            stream += chunk
             while true {
                 let start = buffer.readerIndex
                 let all = buffer.getBytes(at: start, length: buffer.readableBytes) ?? []
                 guard let request = decoder.next(&buffer) else { break }
-                if checkRegions { checkDeclaredLength(request, region: Array(all.prefix(buffer.readerIndex - start)), &problems) }
+                let end = position + buffer.readerIndex - start
+                if checkRegions {
+                    checkDeclaredLength(request, region: Array(all.prefix(buffer.readerIndex - start)), &problems)
+                    checkFraming(
+                        request, stream: stream, regionStart: position, regionEnd: end, blockEnd: &blockEnd, mustClose: &mustClose,
+                        &problems)
+                }
+                position = end
                 requests.append(request)
                 // The connection closes here: whatever follows is never read (and may decode differently).
                 if case .error(let reply, _) = request, reply.disposition != .reply { return requests }
@@ -99,6 +112,74 @@ public enum FuzzChecks {
             return
         }
         if declared != value.count { problems.append("declared \(declared) bytes, decoded \(value.count)") }
+    }
+
+    /// No request is ever decoded from inside a declared data block. The oracle reads each request's
+    /// line on its own (not through the decoder): a storage line declares the block its length token
+    /// gives, and the next request must start after that block and its CRLF; a storage line whose block
+    /// cannot be located (length unreadable, or a wrong token count with a number among the tokens, as a
+    /// key with a space makes) must close the connection.
+    /// A block that does not end with CRLF where its length says loses the framing too: the connection
+    /// must close (`mustClose`: at the latest with the next request, when the block was being swallowed).
+    static func checkFraming(
+        _ request: TextRequest, stream: [UInt8], regionStart: Int, regionEnd: Int, blockEnd: inout Int, mustClose: inout Bool,
+        _ problems: inout [String]
+    ) {
+        var closes = false
+        if case .error(let reply, _) = request, reply.disposition != .reply { closes = true }
+        if mustClose, !closes { problems.append("a data block without its CRLF did not close the connection") }
+        mustClose = false
+        // The request's line ends at the last newline of its region (before its value, for a store).
+        var valueCount = 0
+        switch request {
+        case .store(let store): valueCount = store.value.count + 2
+        case .meta(let meta) where meta.verb == .set && !meta.valueTooLarge: valueCount = meta.value.count + 2
+        default: break
+        }
+        let newline = regionEnd - valueCount - 1
+        guard newline >= regionStart, newline < stream.count, stream[newline] == 10 else { return }  // a line too long: it closes
+        var lineStart = newline
+        while lineStart > regionStart, stream[lineStart - 1] != 10 { lineStart -= 1 }
+        if lineStart < blockEnd {
+            problems.append("a request was decoded from inside a declared data block (at \(lineStart), the block ends at \(blockEnd))")
+        }
+        var lineEnd = newline
+        if lineEnd > lineStart, stream[lineEnd - 1] == 13 { lineEnd -= 1 }
+        let tokens = stream[lineStart..<lineEnd].split(separator: 0x20).map { String(decoding: $0, as: UTF8.self) }
+        // A number is an optional minus and digits, however many (a length the decoder cannot read is lost framing).
+        func isNumber(_ token: String) -> Bool {
+            let digits = token.hasPrefix("-") ? token.dropFirst() : Substring(token)
+            return !digits.isEmpty && digits.allSatisfy { $0 >= "0" && $0 <= "9" }
+        }
+        func length(_ token: String) -> Int? {
+            guard isNumber(token), let value = Int(token), value >= 0, value <= Int(Int32.max) - 2 else { return nil }
+            return value
+        }
+        var declared: Int?
+        var lost = false
+        switch tokens.first {
+        case "ms":
+            if tokens.count >= 3 {
+                declared = length(tokens[2])
+                lost = declared == nil
+            }
+        case "set", "add", "replace", "append", "prepend", "cas":
+            let required = tokens[0] == "cas" ? 6 : 5
+            if tokens.count == required || (tokens.count == required + 1 && tokens.last == "noreply") {
+                declared = length(tokens[4])
+                lost = declared == nil
+            } else {
+                lost = tokens.dropFirst().contains(where: isNumber)
+            }
+        default: break
+        }
+        if lost {
+            if !closes { problems.append("a storage line whose data block cannot be located did not close: \(tokens.prefix(8))") }
+            return
+        }
+        guard let declared else { return }
+        blockEnd = newline + 1 + declared + 2
+        if blockEnd <= stream.count, stream[blockEnd - 2] != 13 || stream[blockEnd - 1] != 10, !closes { mustClose = true }
     }
 
     /// Where `needle` last occurs in `haystack` at or after `from`.

@@ -14,6 +14,19 @@ public struct ProtocolLimits: Sendable, Equatable {
 
     public init() {}
 
+    /// What an unauthenticated connection may make the server buffer: ASCII authentication's
+    /// "user password" block and command lines, nothing like a full `-I` value or a 1 MiB get line
+    /// (SASL frames are bounded separately, at 4 KiB). Larger blocks are refused from their header.
+    public var beforeAuthentication: ProtocolLimits {
+        var limits = self
+        limits.maxItemSize = min(maxItemSize, Self.maxAuthenticationBlock)
+        limits.maxRetrievalLineLength = maxLineLength
+        return limits
+    }
+
+    /// The largest data block accepted before authentication (a user name, a space and a password).
+    public static let maxAuthenticationBlock = 4096
+
     public init(maxItemSize: Int) {
         self.maxItemSize = maxItemSize
         // A multi-get of many keys is legitimate; keep its line bounded by the same knob as values.

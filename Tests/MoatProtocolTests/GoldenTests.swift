@@ -50,9 +50,9 @@ let goldens: [Golden] = [
     Golden("prepend k 0 0 2 noreply\r\n--\r\n", store(.prepend, "k", "--", noreply: true)),
     Golden("cas k 1 2 3 99\r\nabc\r\n", store(.cas, "k", flags: 1, exptime: 2, "abc", cas: 99)),
     Golden("cas k 1 2 3 99 noreply\r\nabc\r\n", store(.cas, "k", flags: 1, exptime: 2, "abc", cas: 99, noreply: true)),
-    Golden("set k 0 0\r\n", failure(.error)),
-    Golden("cas k 0 0 1\r\nx\r\n", failure(.error), failure(.error)),
-    Golden("set k 0 0 -1\r\n", failure(.badCommandLine)),
+    Golden("set k 0 0\r\n", failure(.errorFraming)),
+    Golden("cas k 0 0 1\r\nx\r\n", failure(.errorFraming), failure(.error)),
+    Golden("set k 0 0 -1\r\n", failure(.badCommandLineFraming)),
     Golden("set k 4294967296 0 1\r\nx\r\n", failure(.badCommandLine)),
     Golden("set k 0 0 1\r\nxyz\r\n", failure(.badDataChunk), failure(.error)),
     // Delete.

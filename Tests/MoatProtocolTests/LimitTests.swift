@@ -179,9 +179,9 @@ import Testing
         let expected: [TextRequest] = [.storeTooLarge(verb: .set, key: b("big"), noreply: false), .version]
         #expect(decode(input, limits: limits) == expected)
         #expect(dripFeed(input, limits: limits) == expected)
-        // A block missing its "\n": the swallow still takes exactly N+2 bytes ("...z\rv"), so what follows is "ersion".
+        // A block missing its "\n": framing is lost, the swallow reports a bad data chunk (which closes).
         let short = b("set big 0 0 101\r\n") + Array(repeating: 0x7A, count: 101) + b("\rversion\r\n")
-        #expect(decode(short, limits: limits) == [.storeTooLarge(verb: .set, key: b("big"), noreply: false), failure(.error)])
+        #expect(decode(short, limits: limits).prefix(2) == [.storeTooLarge(verb: .set, key: b("big"), noreply: false), failure(.badDataChunk)])
     }
 
     @Test func oversizeForEveryVerb() {
@@ -211,12 +211,12 @@ import Testing
     }
 
     @Test func negativeLength() {
-        #expect(decode("set k 0 0 -1\r\nversion\r\n") == [failure(.badCommandLine), .version])
-        #expect(decode("set k 0 0 -1 noreply\r\n") == [failure(.badCommandLine, noreply: true)])
-        #expect(decode("set k 0 0 abc\r\nversion\r\n") == [failure(.badCommandLine), .version])
+        #expect(decode("set k 0 0 -1\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
+        #expect(decode("set k 0 0 -1 noreply\r\n") == [failure(.badCommandLineFraming, noreply: true)])
+        #expect(decode("set k 0 0 abc\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
         #expect(decode("set k 0 0 2147483645\r\n") == [.storeTooLarge(verb: .set, key: b("k"), noreply: false)])
-        #expect(decode("set k 0 0 2147483646\r\nversion\r\n") == [failure(.badCommandLine), .version])
-        #expect(decode("set k 0 0 99999999999999999999999\r\nversion\r\n") == [failure(.badCommandLine), .version])
+        #expect(decode("set k 0 0 2147483646\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
+        #expect(decode("set k 0 0 99999999999999999999999\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
     }
 
     @Test func forgedHTTPCloses() {

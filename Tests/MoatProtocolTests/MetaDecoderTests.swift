@@ -75,9 +75,17 @@ import Testing
         let requests = decode("ms k 3 zz\r\nmn \r\nmn\r\n")
         #expect(requests.count == 2)
         #expect(requests.first == .error(.metaInvalidFlag, noreply: false))
-        // Without a length the data cannot be found: it is read as commands, as memcached does.
-        #expect(decode("ms k x\r\nmn\r\n").count == 2)
-        #expect(decode("ms k -1\r\nmn\r\n").first == .error(.badCommandLine, noreply: false))
+        // Without a length the data cannot be found: the connection is closed (memcached reads it as commands).
+        #expect(decode("ms k x\r\nmn\r\n").first == .error(.badCommandLineFraming, noreply: false))
+        #expect(decode("ms k -1\r\nmn\r\n").first == .error(.badCommandLineFraming, noreply: false))
+        // The length is read before the key is checked: a refused key's block is swallowed too.
+        let long = String(repeating: "k", count: 251)
+        let refused = decode("ms \(long) 18\r\nset injected 0 0 1\r\nX\r\nmn\r\n")
+        // The swallowed block was "set injected 0 0 1": no store is decoded ("X" is an unknown command).
+        #expect(refused.count == 3)
+        #expect(refused.first == .error(.badCommandLine, noreply: false))
+        #expect(!refused.contains { if case .store = $0 { return true } else { return false } })
+        if case .meta(let noop)? = refused.last { #expect(noop.verb == .noop) } else { Issue.record("no mn after the block: \(refused)") }
     }
 
     @Test func tooLargeSetIsRefusedUnbuffered() throws {

@@ -108,8 +108,10 @@ def test_errors(server):
         assert c.cmd(b"mg foo " + b" ".join([b"P"] * 18)) == b"CLIENT_ERROR options flags are too long"
         # A refused ms swallows its data block.
         assert c.cmd(b"ms foo 3 MEE\r\nmn ") == b"CLIENT_ERROR incorrect length for M token"
-        assert c.cmd(b"ms foo x") == b"CLIENT_ERROR bad command line format"
         assert c.cmd(b"mn") == b"MN"
+        # An unreadable length hides the data block: the reply is the same, then Moat closes
+        # (test_adversarial_frame.py; memcached reads the block as commands).
+        assert c.cmd(b"ms foo x") == b"CLIENT_ERROR bad command line format"
 
 
 def test_too_large_set(server):

@@ -18,7 +18,8 @@ public struct BinaryDecoder: Sendable {
     }
 
     private(set) var state: State = .header
-    public let limits: ProtocolLimits
+    /// Settable: a session tightens them before authentication and restores them after.
+    public var limits: ProtocolLimits
 
     public init(limits: ProtocolLimits = ProtocolLimits()) {
         self.limits = limits

@@ -26,17 +26,21 @@ extension TextDecoder {
             return try body(.error(verb == .debug ? .badCommandLine : .error, noreply: false))
         }
         let key = UnsafeRawBufferPointer(rebasing: rest[keyRange])
-        // As memcached, the bound applies to the key as sent (base64 included).
-        guard key.count <= limits.maxKeyLength else { return try body(.error(.badCommandLine, noreply: false)) }
 
-        // ms: the data length comes first; without it the data block cannot be found.
+        // ms: the data length is read before any other check, so that every refusal can swallow the
+        // block; without a readable length the block cannot be found and the connection is closed.
         var length = 0
         if verb == .set {
             guard let lengthRange = scan.next() else { return try body(.error(.badCommandLine, noreply: false)) }
             guard let declared = parseSigned(rest, lengthRange), declared >= 0, declared <= Int64(Int32.max) - 2 else {
-                return try body(.error(.badCommandLine, noreply: false))
+                return try body(.error(.badCommandLineFraming, noreply: false))
             }
             length = Int(declared)
+        }
+        // As memcached, the bound applies to the key as sent (base64 included).
+        guard key.count <= limits.maxKeyLength else {
+            if verb == .set { nextState = .swallow(length + 2) }
+            return try body(.error(.badCommandLine, noreply: false))
         }
         let tokens = UnsafeRawBufferPointer(rebasing: rest[scan.position...])
 

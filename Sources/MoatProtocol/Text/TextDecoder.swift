@@ -18,19 +18,35 @@ import Darwin
 public struct TextDecoder: Sendable {
     enum State: Sendable, Equatable {
         case line
-        /// Bytes of a refused data block still to discard.
+        /// Bytes of a refused data block still to discard, its CRLF included (checked: a block that does
+        /// not end where it said it would means the framing is lost).
         case swallow(Int)
+        /// A multi-get paused at the output high-water mark: its line (`newline` is where it ends) was
+        /// validated once; the next call hands over its keys from `keys.lowerBound + from` without
+        /// searching, tokenizing or validating the line again.
+        case resume(newline: Int, keys: Range<Int>, from: Int, withCAS: Bool, exptime: Int64?)
     }
 
     private(set) var state: State = .line
-    public let limits: ProtocolLimits
+    /// Settable: a session tightens them before authentication and restores them after.
+    public var limits: ProtocolLimits
+    /// Bytes at the start of the input already searched for a newline without finding one: an
+    /// incomplete line is not scanned again from its start on every read (that would be quadratic).
+    private var scanned = 0
 
     public init(limits: ProtocolLimits = ProtocolLimits()) {
         self.limits = limits
     }
 
-    /// True while a refused data block is being swallowed.
+    /// True while a refused data block is being swallowed (or a paused multi-get waits to resume).
     public var isMidRequest: Bool { state != .line }
+
+    /// After a multi-get was redelivered: its next delivery starts `bytes` further into its keys (the
+    /// session says how far it got, so that the keys already answered are not walked again).
+    public mutating func advanceResumedKeys(by bytes: Int) {
+        guard case .resume(let newline, let keys, let from, let withCAS, let exptime) = state else { return }
+        state = .resume(newline: newline, keys: keys, from: min(keys.count, from + max(0, bytes)), withCAS: withCAS, exptime: exptime)
+    }
 
     /// The next complete request, copied out (`owned()`); nil when more bytes are needed.
     public mutating func next(_ buffer: inout ByteBuffer) -> TextRequest? {
@@ -50,40 +66,83 @@ public struct TextDecoder: Sendable {
     @inline(__always)
     public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (TextCommand, inout Bool) throws -> R) rethrows -> R? {
         if case .swallow = state {
-            swallow(&buffer)
+            guard swallow(&buffer) else {
+                // The refused block did not end with CRLF where its length said: framing is lost.
+                var ignored = false
+                return try body(.error(.badDataChunk, noreply: false), &ignored)
+            }
             if state != .line { return nil }
         }
         var consumed = 0
         var nextState = State.line
         var redeliver = false
+        var scanned = self.scanned
+        var paused: (keys: Range<Int>, withCAS: Bool, exptime: Int64?)?
         let limits = self.limits
+        let resuming = state
         let result: R? = try buffer.withUnsafeReadableBytes { bytes in
-            try Self.decodeOne(bytes, limits: limits, consumed: &consumed, nextState: &nextState) { command in
-                try body(command, &redeliver)
+            if case .resume(let newline, let keys, let from, let withCAS, let exptime) = resuming, newline < bytes.count {
+                consumed = newline + 1
+                let rest = UnsafeRawBufferPointer(rebasing: bytes[(keys.lowerBound + from)..<keys.upperBound])
+                let result = try body(.retrieve(keys: TokenList(rest), withCAS: withCAS, touchExptime: exptime), &redeliver)
+                if redeliver { paused = (keys, withCAS, exptime) }
+                return result
+            }
+            return try Self.decodeOne(bytes, limits: limits, scanned: &scanned, consumed: &consumed, nextState: &nextState) { command in
+                let result = try body(command, &redeliver)
+                if redeliver, case .retrieve(let keys, let withCAS, let exptime) = command, let base = bytes.baseAddress,
+                    let start = keys.bytes.baseAddress
+                {
+                    let offset = base.distance(to: start)
+                    paused = (offset..<(offset + keys.bytes.count), withCAS, exptime)
+                }
+                return result
             }
         }
-        if redeliver, result != nil { return result }
+        if redeliver, result != nil {
+            if let paused {
+                // Kept from the last delivery when resuming (advanceResumedKeys moves it on).
+                var from = 0
+                if case .resume(_, _, let previous, _, _) = resuming { from = previous }
+                state = .resume(newline: consumed - 1, keys: paused.keys, from: from, withCAS: paused.withCAS, exptime: paused.exptime)
+            }
+            self.scanned = 0
+            return result
+        }
         buffer.moveReaderIndex(forwardBy: consumed)
         state = nextState
+        self.scanned = consumed > 0 ? 0 : scanned
         return result
     }
 
-    private mutating func swallow(_ buffer: inout ByteBuffer) {
-        guard case .swallow(let remaining) = state else { return }
-        let count = min(remaining, buffer.readableBytes)
-        buffer.moveReaderIndex(forwardBy: count)
-        state = count < remaining ? .swallow(remaining - count) : .line
+    /// Discards what arrived of a refused block; false when its terminating CRLF is not where it must be.
+    private mutating func swallow(_ buffer: inout ByteBuffer) -> Bool {
+        guard case .swallow(var remaining) = state else { return true }
+        let data = min(max(0, remaining - 2), buffer.readableBytes)
+        buffer.moveReaderIndex(forwardBy: data)
+        remaining -= data
+        while remaining > 0, remaining <= 2, let byte = buffer.readInteger(as: UInt8.self) {
+            guard byte == (remaining == 2 ? 0x0D : 0x0A) else {
+                state = .line
+                return false
+            }
+            remaining -= 1
+        }
+        state = remaining > 0 ? .swallow(remaining) : .line
+        return true
     }
 
     // MARK: one request
 
     private static func decodeOne<R>(
-        _ bytes: UnsafeRawBufferPointer, limits: ProtocolLimits, consumed: inout Int, nextState: inout State,
+        _ bytes: UnsafeRawBufferPointer, limits: ProtocolLimits, scanned: inout Int, consumed: inout Int, nextState: inout State,
         _ body: (TextCommand) throws -> R
     ) rethrows -> R? {
-        guard let base = bytes.baseAddress, bytes.count > 0,
-            let found = memchr(base, 0x0A, bytes.count)
+        let from = min(scanned, bytes.count)
+        guard let base = bytes.baseAddress, bytes.count > from,
+            let found = memchr(base + from, 0x0A, bytes.count - from)
         else {
+            scanned = bytes.count
             if bytes.count > limits.maxLineLength {
                 if bytes.count <= limits.maxRetrievalLineLength, startsRetrieval(bytes) { return nil }
                 consumed = bytes.count
@@ -92,6 +151,7 @@ public struct TextDecoder: Sendable {
             return nil
         }
         let newline = base.distance(to: UnsafeRawPointer(found))
+        scanned = 0
         var end = newline
         if end > 0, bytes[end - 1] == 0x0D { end -= 1 }
         let line = UnsafeRawBufferPointer(rebasing: bytes[0..<end])
@@ -161,19 +221,21 @@ public struct TextDecoder: Sendable {
             }
             count += 1
         }
-        guard count == required || count == required + 1,
+        // Framing first: the length decides where the next command starts, so it is found and read before
+        // anything else is checked. A token too many that is not `noreply` may be a key with a space in
+        // it, which shifts every field: where the length cannot be trusted, answer and close rather than
+        // read a data block as commands (memcached reads it as commands).
+        let lastRange = count == required + 1 ? (isCAS ? fields.5 : fields.4) : nil
+        let noreply = lastRange.map { equals(rest, $0, "noreply") } ?? false
+        guard count == required || noreply,
             let keyRange = fields.0, let flagsRange = fields.1, let exptimeRange = fields.2, let lengthRange = fields.3
         else {
             consumed = newline + 1
-            return try body(.error(.error, noreply: false))
+            return try body(.error(anyTokenIsNumber(rest) ? .errorFraming : .error, noreply: false))
         }
-        let lastRange = count == required + 1 ? (isCAS ? fields.5 : fields.4) : nil
-        let noreply = lastRange.map { equals(rest, $0, "noreply") } ?? false
-        // Without a sane length we cannot know where the data block ends: answer and read it as commands,
-        // as memcached does.
         guard let declared = parseSigned(rest, lengthRange), declared >= 0, declared <= Int64(Int32.max) - 2 else {
             consumed = newline + 1
-            return try body(.error(.badCommandLine, noreply: noreply))
+            return try body(.error(.badCommandLineFraming, noreply: noreply))
         }
         let length = Int(declared)
         let key = UnsafeRawBufferPointer(rebasing: rest[keyRange])
@@ -183,8 +245,8 @@ public struct TextDecoder: Sendable {
         guard KeyRules.isValid(key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys),
             let flags, let exptime, let casUnique
         else {
-            // Unlike memcached, discard the data block too: it must never be read as commands.
             consumed = newline + 1
+            // Unlike memcached, discard the data block too: it must never be read as commands.
             nextState = .swallow(length + 2)
             return try body(.error(.badCommandLine, noreply: noreply))
         }
@@ -197,11 +259,24 @@ public struct TextDecoder: Sendable {
         guard input.count >= dataStart + length + 2 else { return nil }
         consumed = dataStart + length + 2
         guard input[dataStart + length] == 0x0D, input[dataStart + length + 1] == 0x0A else {
-            return try body(.error(.badDataChunk, noreply: noreply))
+            return try body(.error(.badDataChunk, noreply: noreply))  // closes: framing is lost
         }
         let value = UnsafeRawBufferPointer(rebasing: input[dataStart..<(dataStart + length)])
         return try body(
             .store(verb: verb, key: key, flags: flags, exptime: exptime, value: value, casUnique: casUnique, noreply: noreply))
+    }
+
+    /// True when some token is a number (an optional minus and digits, of any length): a storage line
+    /// with the wrong token count may then have declared a data block (any of them could be its length,
+    /// a key with spaces shifts them all), which must not run as commands.
+    private static func anyTokenIsNumber(_ rest: UnsafeRawBufferPointer) -> Bool {
+        var scan = Tokens(rest)
+        while let token = scan.next() {
+            var digits = token
+            if rest[token.lowerBound] == UInt8(ascii: "-") { digits = (token.lowerBound + 1)..<token.upperBound }
+            if !digits.isEmpty, digits.allSatisfy({ rest[$0] >= 0x30 && rest[$0] <= 0x39 }) { return true }
+        }
+        return false
     }
 
     private static func command(

@@ -46,7 +46,13 @@ public struct ErrorReply: Sendable, Equatable {
 
     public static let error = ErrorReply("ERROR")
     public static let badCommandLine = ErrorReply("CLIENT_ERROR bad command line format")
-    public static let badDataChunk = ErrorReply("CLIENT_ERROR bad data chunk")
+    /// The block did not end where its declared length said: what follows cannot be trusted to be
+    /// a command, so the connection is closed (memcached reads on).
+    public static let badDataChunk = ErrorReply("CLIENT_ERROR bad data chunk", .replyAndClose)
+    /// A storage line whose data block cannot be located (no readable length, or tokens shifted by a
+    /// key with a space): the block would be read as commands, so the connection is closed.
+    public static let badCommandLineFraming = ErrorReply("CLIENT_ERROR bad command line format", .replyAndClose)
+    public static let errorFraming = ErrorReply("ERROR", .replyAndClose)
     public static let invalidDelta = ErrorReply("CLIENT_ERROR invalid numeric delta argument")
     public static let invalidExptime = ErrorReply("CLIENT_ERROR invalid exptime argument")
     public static let badDeleteUsage = ErrorReply("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]")
