@@ -46,10 +46,20 @@ extension Session {
             fail(.accessDenied, &out)  // quiet commands too: a refusal is an error
             return nil
         }
+        if !engine.settings.canaryKeys.isEmpty {
+            // Any command naming a canary key learns of it, not only reads.
+            switch command.operation {
+            case .get(let key, _, _), .getAndTouch(let key, _, _, _), .touch(let key, _), .delete(let key, _),
+                .arithmetic(let key, _, _, _, _, _):
+                checkCanary(key)
+            case .store(let verb, let key, _, _, _, _) where verb != .set:
+                checkCanary(key)  // a plain set reveals nothing and plants canaries
+            default: break
+            }
+        }
         switch command.operation {
         case .get(let key, let quiet, let includeKey):
             counters.cmdGet &+= 1
-            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             let hit = cache.read(key) { item in
                 BinaryEncoder.writeItem(
                     opcode: opcode, opaque: opaque, cas: item.cas, flags: item.flags, key: includeKey ? item.key : nil,
@@ -60,7 +70,6 @@ extension Session {
 
         case .getAndTouch(let key, let exptime, let quiet, let includeKey):
             counters.cmdGet &+= 1
-            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             counters.cmdTouch &+= 1
             let hit = cache.read(key, touchExptime: Int64(exptime)) { item in
                 BinaryEncoder.writeItem(

@@ -15,18 +15,32 @@ extension Session {
         case .noop:
             out.writeStaticString("MN\r\n")
         case .debug:
-            withKey(command) { key in metaDebug(command, key, into: &out) }
+            withKey(command) { key in
+                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
+                metaDebug(command, key, into: &out)
+            }
         case .get:
             withKey(command) { key in
                 if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
                 metaGet(command, key, into: &out)
             }
         case .set:
-            withKey(command) { key in metaSet(command, key, into: &out) }
+            withKey(command) { key in
+                // ms in set mode reveals nothing (and plants canaries); the other modes learn of the key.
+                let mode = command.flags.mode
+                if mode != 0, mode != UInt8(ascii: "S"), !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
+                metaSet(command, key, into: &out)
+            }
         case .delete:
-            withKey(command) { key in metaDelete(command, key, into: &out) }
+            withKey(command) { key in
+                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
+                metaDelete(command, key, into: &out)
+            }
         case .arithmetic:
-            withKey(command) { key in metaArithmetic(command, key, into: &out) }
+            withKey(command) { key in
+                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
+                metaArithmetic(command, key, into: &out)
+            }
         }
         return nil
     }

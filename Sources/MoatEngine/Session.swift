@@ -190,6 +190,9 @@ public struct Session {
 
         case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):
             counters.cmdSet &+= 1
+            // Commands that learn whether a canary exists (add's NOT_STORED, touch's TOUCHED) raise the event;
+            // a plain set reveals nothing and is how canaries are planted.
+            if verb != .set, !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             let mode: StoreMode
             switch verb {
             case .set: mode = .set
@@ -219,17 +222,20 @@ public struct Session {
 
         case .storeTooLarge(let verb, let key, let noreply):
             counters.cmdSet &+= 1
+            if verb != .set, !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             counters.storeTooLarge &+= 1
             // As memcached: a failed `set` must not leave the previous value looking current.
             if verb == .set { _ = cache.delete(key) }
             if !noreply { TextEncoder.writeError(.tooLarge, into: &out) }
 
         case .delete(let key, let noreply):
+            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             let outcome = cache.delete(key)
             if outcome == .deleted { counters.deleteHits &+= 1 } else { counters.deleteMisses &+= 1 }
             if !noreply { TextEncoder.write(outcome == .deleted ? .deleted : .notFound, into: &out) }
 
         case .arithmetic(let key, let delta, let increment, let noreply):
+            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             let outcome = increment ? cache.increment(key, by: delta) : cache.decrement(key, by: delta)
             switch outcome {
             case .value(let value):
@@ -250,6 +256,7 @@ public struct Session {
             }
 
         case .touch(let key, let exptime, let noreply):
+            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             counters.cmdTouch &+= 1
             let outcome = cache.touch(key, exptime: exptime)
             if outcome == .touched { counters.touchHits &+= 1 } else { counters.touchMisses &+= 1 }

@@ -218,3 +218,47 @@ def test_a_flood_of_key_dump_attempts_cannot_hide_a_canary_read(server_factory):
             assert c.readline() == b"CLIENT_ERROR stats cachedump not allowed"
         assert c.readline() == b"END"
     assert len(_canary_lines(log)) == 1
+
+
+# ---------------------------------------------------------------- finding 12: every command naming a canary raises the event
+
+CANARY_COMMANDS = [
+    b"me honey\r\n", b"touch honey 10\r\n", b"add honey 0 0 1\r\nx\r\n", b"incr honey 1\r\n", b"decr honey 1\r\n",
+    b"delete honey\r\n", b"replace honey 0 0 1\r\nx\r\n", b"ms honey 1 ME\r\nx\r\n", b"md honey q\r\n",
+    b"ma honey q\r\n",
+]
+
+
+@pytest.mark.parametrize("request_bytes", CANARY_COMMANDS, ids=lambda r: r.split(b" ")[0].decode())
+def test_commands_other_than_reads_on_a_canary_raise_the_event(server_factory, request_bytes):
+    """me, touch, add, incr (and every command that learns whether the key exists) on a canary raised no event."""
+    import os
+    log = os.path.join(server_factory.tmpdir(), "security.log")
+    srv = server_factory.start(args=["-o", "canary=honey,security_log=" + log])
+    with Conn.to(srv) as c:
+        c.send(request_bytes + b"mn\r\n")
+        for _ in range(3):
+            if c.readline() == b"MN":
+                break
+        else:
+            pytest.fail("no MN after " + repr(request_bytes))
+        assert c.stats_dict()["security_canary_reads"] == "1"
+    assert len(_canary_lines(log)) == 1
+
+
+def test_binary_touch_on_a_canary_raises_the_event(server_factory):
+    """Binary TOUCH (and ADD) on a canary key raised no event; a plain SET, which plants canaries, raises none."""
+    import os
+    log = os.path.join(server_factory.tmpdir(), "security.log")
+    srv = server_factory.start(args=["-o", "canary=honey,security_log=" + log])
+    with Conn.to(srv) as c:
+        c.send(binary_packet(0x1C, key=b"honey", extras=struct.pack(">I", 10)))  # TOUCH
+        _op, status, _ = binary_reply(c)
+        assert status == 0x01  # not found
+        c.send(binary_packet(0x02, key=b"honey", extras=struct.pack(">II", 0, 0), value=b"x"))  # ADD
+        _op, status, _ = binary_reply(c)
+        assert status == 0
+        c.send(binary_packet(0x01, key=b"honey", extras=struct.pack(">II", 0, 0), value=b"x"))  # SET: plants, no event
+        _op, status, _ = binary_reply(c)
+        assert status == 0
+    assert len(_canary_lines(log)) == 2
