@@ -9,9 +9,12 @@ import Darwin
 // The credential file: a versioned text format an operator can read, diff and edit, holding only
 // derived SCRAM keys. One user a line:
 //   name:scram-sha-256:<iterations>:<salt>:<storedKey>:<serverKey>:scram-sha-1:<iterations>:<salt>:<storedKey>:<serverKey>
-// with base64 binary fields; blank lines and lines starting with '#' are ignored.
+// with base64 binary fields; blank lines and lines starting with '#' are ignored, but for one:
+//   # unknown-user-salt-key: <base64 of 32 bytes>
+// (a comment, so that a Moat that predates it still reads the file).
 extension CredentialStore {
     public static let fileHeader = "# moat credentials v1"
+    static let saltKeyPrefix = "# unknown-user-salt-key:"
     /// Larger than any plausible user list; keeps a wrong path (a log, a device) from being slurped.
     public static let maximumFileBytes = 16 << 20
 
@@ -36,6 +39,17 @@ extension CredentialStore {
                 sawHeader = true
                 continue
             }
+            if line.hasPrefix(saltKeyPrefix) {
+                let text = trimmed(String(line.dropFirst(saltKeyPrefix.count)))
+                guard store.saltKey == nil else {
+                    throw CredentialError("line \(number): a second unknown-user salt key; remove one of them")
+                }
+                guard let key = Base64.decode(text.utf8), key.count == 32 else {
+                    throw CredentialError("line \(number): the unknown-user salt key must be 32 bytes of base64")
+                }
+                store.saltKey = key
+                continue
+            }
             if line.isEmpty || line.hasPrefix("#") { continue }
             let credential: UserCredential
             do {
@@ -52,6 +66,8 @@ extension CredentialStore {
         guard sawHeader else {
             throw CredentialError("line 1: the file is empty; a credential file starts with '\(fileHeader)'")
         }
+        // Derived once here rather than at every attempt; the next `moat user` edit writes it down.
+        if store.saltKey == nil { store.saltKey = store.unknownUserSaltKey }
         return store
     }
 
@@ -88,6 +104,9 @@ extension CredentialStore {
     /// The file's text: header, then one line per user in name order (stable diffs).
     public func serialized() -> String {
         var out = Self.fileHeader + "\n"
+        if let saltKey {
+            out += "\(Self.saltKeyPrefix) \(Base64.encode(saltKey))\n"
+        }
         for name in userNames {
             guard let user = credential(for: name) else { continue }
             var fields = [user.name]
@@ -108,6 +127,8 @@ extension CredentialStore {
     /// the reload does not look like a password change and close that user's sessions.
     public static func fromMemcachedPlaintext(_ text: String, reusing previous: CredentialStore? = nil) throws -> CredentialStore {
         var store = CredentialStore()
+        // Real salts here are new at each start, so the fake ones are too; a reload keeps both.
+        store.saltKey = previous?.saltKey ?? randomBytes(32)
         var definedOn: [String: Int] = [:]
         for (index, line) in lines(of: text).enumerated() {
             let number = index + 1

@@ -72,6 +72,11 @@ public struct CredentialError: Error, CustomStringConvertible {
 /// The users allowed to authenticate, with their SCRAM keys (never their passwords).
 public struct CredentialStore: Sendable {
     private var users: [String: UserCredential] = [:]
+    /// How many users have each iteration count, per variant: unknown users get the commonest.
+    private var iterationTally: [SCRAMHash: [Int: Int]] = [:]
+    /// Keys the fake salts of unknown users. Kept in the credential file so that they stay the same
+    /// across restarts, as real salts do (`nil`: a file written before it existed; see `unknownUserSaltKey`).
+    public var saltKey: [UInt8]?
 
     public init() {}
 
@@ -86,8 +91,9 @@ public struct CredentialStore: Sendable {
     public static let cyrusClientMaximumIterations = 65_536
     /// RFC 5802 §5.1: a server should not issue fewer than 4096 iterations.
     public static let minimumIterations = 4096
-    /// Refused above this: a credential file with a huge count would stall every login.
-    public static let maximumIterations = 10_000_000
+    /// Refused above this: the server pays one derivation per PLAIN or ASCII attempt, on the thread
+    /// that serves the connection, and an attacker chooses when. 262,144 rounds are ~50 ms.
+    public static let maximumIterations = 262_144
     public static let maximumNameBytes = 250
     public static let maximumPasswordBytes = 1024
     /// Salt bytes accepted from a file; `add` makes 16.
@@ -109,7 +115,8 @@ public struct CredentialStore: Sendable {
             name: user,
             sha256: .sha256(password: password, salt: randomBytes(16), iterations: iterations),
             sha1: .sha1(password: password, salt: randomBytes(16), iterations: iterations))
-        users[user] = credential
+        pinSaltKey()
+        insert(credential)
     }
 
     /// Adds (or replaces) an already derived credential, after the same checks the file parser makes.
@@ -124,28 +131,79 @@ public struct CredentialStore: Sendable {
                 throw CredentialError("\(label) stored and server keys must be \(hash.digestCount) bytes each")
             }
         }
-        users[credential.name] = credential
+        insert(credential)
     }
 
     @discardableResult
     public mutating func remove(user: String) -> Bool {
-        users.removeValue(forKey: user) != nil
+        pinSaltKey()
+        guard let old = users.removeValue(forKey: user) else { return false }
+        tally(old, -1)
+        return true
+    }
+
+    private mutating func insert(_ credential: UserCredential) {
+        if let old = users.updateValue(credential, forKey: credential.name) { tally(old, -1) }
+        tally(credential, 1)
+    }
+
+    private mutating func tally(_ credential: UserCredential, _ change: Int) {
+        for hash in [SCRAMHash.sha256, .sha1] {
+            let count = credential.keys(for: hash).iterations
+            let now = iterationTally[hash, default: [:]][count, default: 0] + change
+            iterationTally[hash, default: [:]][count] = now > 0 ? now : nil
+        }
+    }
+
+    // MARK: Unknown users
+
+    /// The iteration count unknown users are given: the commonest among the users (the larger on a
+    /// tie), the default when there are none. A user whose count differs from it stands out.
+    func unknownUserIterations(_ hash: SCRAMHash) -> Int {
+        let tally = iterationTally[hash] ?? [:]
+        return tally.max { ($0.value, $0.key) < ($1.value, $1.key) }?.key ?? Self.defaultIterations
+    }
+
+    /// Users whose iteration count differs from the commonest: SCRAM's server-first message and
+    /// the time a PLAIN attempt takes tell that these names exist.
+    public var usersWithUncommonIterations: [String] {
+        let common = (unknownUserIterations(.sha256), unknownUserIterations(.sha1))
+        return userNames.filter { name in
+            guard let user = users[name] else { return false }
+            return user.sha256.iterations != common.0 || user.sha1.iterations != common.1
+        }
+    }
+
+    /// The key fake salts are derived from: `saltKey`, else one derived from the users' secret keys,
+    /// which is as stable as the file (a file without a key gets one the first time `moat user` edits it).
+    public var unknownUserSaltKey: [UInt8] {
+        if let saltKey { return saltKey }
+        var material = Array("moat unknown-user salt key".utf8)
+        for name in userNames {
+            guard let user = users[name] else { continue }
+            material += [0] + Array(name.utf8)
+            for keys in [user.sha256, user.sha1] { material += keys.salt + keys.storedKey + keys.serverKey }
+        }
+        return SCRAMHash.sha256.hash(material)
+    }
+
+    /// Before an edit, fixes the salt key so that the edit does not change unknown users' salts.
+    private mutating func pinSaltKey() {
+        if saltKey == nil { saltKey = users.isEmpty ? randomBytes(32) : unknownUserSaltKey }
     }
 
     /// Checks a password (as SASL PLAIN presents it) against the SCRAM-SHA-256 keys. An unknown
-    /// user costs the same derivation, so the time taken does not tell which names exist.
+    /// user costs a derivation of the commonest count, so the time taken does not tell which names exist.
     public func verifyPassword(user: String, password: [UInt8]) -> Bool {
         guard (1...Self.maximumPasswordBytes).contains(password.count) else { return false }
         let known = users[user]
-        let matches = (known?.sha256 ?? Self.dummyKeys).matches(password: password, .sha256)
+        // A random stored key: no password matches it.
+        let keys = known?.sha256 ?? SCRAMKeys(
+            salt: Array(unknownUserSaltKey.prefix(16)), iterations: unknownUserIterations(.sha256),
+            storedKey: randomBytes(SCRAMHash.sha256.digestCount), serverKey: [])
+        let matches = keys.matches(password: password, .sha256)
         return known != nil && matches
     }
-
-    /// Stands in for unknown users in `verifyPassword`; its stored key is random, so no password
-    /// matches it.
-    private static let dummyKeys = SCRAMKeys(
-        salt: randomBytes(16), iterations: defaultIterations,
-        storedKey: randomBytes(SCRAMHash.sha256.digestCount), serverKey: randomBytes(SCRAMHash.sha256.digestCount))
 
     // MARK: Validation
 

@@ -61,8 +61,8 @@ public struct SASLExchange: Sendable {
         let nonce: [UInt8]
     }
 
-    /// `serverSecret`: random bytes the server picks at start; used to derive stable fake salts for
-    /// unknown users so SCRAM does not reveal which names exist.
+    /// `serverSecret`: the key stable fake salts for unknown users are derived from, so SCRAM does not
+    /// reveal which names exist (a server passes `store.unknownUserSaltKey`, which outlives restarts).
     public init(mechanism: SASLMechanism, store: CredentialStore, serverSecret: [UInt8]) {
         self.init(mechanism: mechanism, store: store, serverSecret: serverSecret, nonceGenerator: {
             Base64.encode(randomBytes(24))  // 192 bits; base64's alphabet is printable and has no ','
@@ -161,7 +161,7 @@ public struct SASLExchange: Sendable {
         let label = Array(mechanism.rawValue.utf8) + [0] + Array(user.utf8)
         let salt = Array(HMAC<SHA256>.authenticationCode(for: label, using: SymmetricKey(data: serverSecret)))
         return SCRAMKeys(
-            salt: Array(salt.prefix(16)), iterations: CredentialStore.defaultIterations,
+            salt: Array(salt.prefix(16)), iterations: store.unknownUserIterations(hash),
             storedKey: randomBytes(hash.digestCount), serverKey: randomBytes(hash.digestCount))
     }
 

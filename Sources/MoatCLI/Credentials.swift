@@ -41,6 +41,11 @@ func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous:
     } else {
         throw CLIError("no credentials given")
     }
+    let uncommon = store.usersWithUncommonIterations
+    if !uncommon.isEmpty {
+        logger.warning(
+            "\(options.credentialsPath ?? options.plaintextPath ?? ""): \(uncommon.count) user(s) have other iteration counts than most (\(uncommon.prefix(5).joined(separator: ", "))); SCRAM shows a client the count, which tells that these names exist: give every user the same --iterations")
+    }
     // No users is a valid state (nobody can log in): deleting the last user and reloading must take
     // effect, not leave the old users in place.
     if store.isEmpty {
@@ -84,8 +89,9 @@ struct UserCommand: ParsableCommand {
         var iterations: Int = CredentialStore.defaultIterations
 
         func run() throws {
-            guard iterations >= 4096, iterations <= 10_000_000 else {
-                throw ValidationError("--iterations must be between 4096 (SCRAM's minimum) and 10000000")
+            guard (CredentialStore.minimumIterations...CredentialStore.maximumIterations).contains(iterations) else {
+                throw ValidationError(
+                    "--iterations must be between \(CredentialStore.minimumIterations) (SCRAM's minimum) and \(CredentialStore.maximumIterations) (each PLAIN attempt costs the server one derivation)")
             }
             if iterations > CredentialStore.cyrusClientMaximumIterations {
                 FileHandleStandardError.write(
@@ -99,6 +105,10 @@ struct UserCommand: ParsableCommand {
                     try store.save(path: credentials)
                 } catch let error as CredentialError {
                     throw ValidationError(error.description)
+                }
+                if store.usersWithUncommonIterations.contains(name) {
+                    FileHandleStandardError.write(
+                        "moat: warning: \(name) has other iteration counts than most users of \(credentials); SCRAM shows a client the count, which tells that \(name) exists\n")
                 }
             }
             print("saved \(name) in \(credentials)")

@@ -40,8 +40,6 @@ public struct AuthenticationSettings: Sendable {
 public final class Authenticator: Sendable {
     public let settings: AuthenticationSettings
     public let throttle: AuthThrottle
-    /// Random per process: SCRAM derives stable fake salts for unknown users from it.
-    let serverSecret: [UInt8]
     let mechanismList: [UInt8]
     private let onEvent: @Sendable (AuthEvent) -> Void
 
@@ -59,8 +57,6 @@ public final class Authenticator: Sendable {
         self.settings = settings
         self.throttle = AuthThrottle(policy: settings.policy, now: now)
         self.currentStore = Mutex(settings.store)
-        var generator = SystemRandomNumberGenerator()
-        self.serverSecret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
         self.mechanismList = Array(settings.mechanisms.map(\.rawValue).joined(separator: " ").utf8)
         self.onEvent = onEvent
     }

@@ -132,8 +132,8 @@ extension Session {
                     refuse(&out)
                     return attemptFailed(authenticator, user: nil, mechanism: mechanism, checked: false) ? .close : nil
                 }
-                var exchange = SASLExchange(
-                    mechanism: chosen, store: authenticator.store, serverSecret: authenticator.serverSecret)
+                let store = authenticator.store
+                var exchange = SASLExchange(mechanism: chosen, store: store, serverSecret: store.unknownUserSaltKey)
                 step = exchange.start(Array(data))
                 sasl = exchange
                 saslMechanism = chosen

@@ -279,3 +279,101 @@ def test_concurrent_user_edits_lose_nothing(server_factory):
         assert p.wait(timeout=120) == 0, p.stderr.read()
     listed = moat_user("list", "--credentials", path)
     assert listed.stdout.decode().split() == ["new%d" % i for i in range(6)]
+
+
+# -------------------------------------------------------------------------- finding 9: unknown users
+
+def server_first(srv, user):
+    """The SCRAM-SHA-256 server-first fields the server gives `user`: {"r": ..., "s": ..., "i": ...}."""
+    with Conn.to(srv) as c:
+        status, first = sasl(c, "SCRAM-SHA-256", ScramClient(user, "x").first())
+        assert status == 0x21, (status, first)
+    return dict(item.split("=", 1) for item in first.decode().split(","))
+
+
+def plaintext_file(server_factory, text):
+    path = os.path.join(server_factory.tmpdir(), "auth")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+@pytest.mark.parametrize("source", ["plaintext", "credentials"])
+def test_unknown_users_get_the_iteration_count_of_real_ones(server_factory, source):
+    """SCRAM's server-first gives an unknown name the count real users have (65,536 beside -Y's 4,096 told who exists)."""
+    if source == "plaintext":
+        args, expected = ["-Y", plaintext_file(server_factory, "alice:pw1\nbob:pw2\n")], "4096"
+    else:
+        creds = os.path.join(server_factory.tmpdir(), "credentials")
+        for name in ("alice", "bob"):
+            add_user(creds, name, iterations=8192)
+        args, expected = ["-S", "--credentials", creds], "8192"
+    srv = server_factory.start(args=args)
+    assert server_first(srv, "alice")["i"] == expected
+    assert server_first(srv, "mallory")["i"] == expected
+
+
+def test_unknown_user_salts_survive_a_restart(server_factory):
+    """An unknown name's salt stays the same across a restart, as a real user's does (fake salts changed, real ones not)."""
+    creds = make_credentials(server_factory, "alice")
+    readable_by_server(creds)
+    port = None
+    salts = []
+    for _ in range(2):
+        srv = server_factory.start(args=["-S", "--credentials", creds], port=port)
+        port = srv.port
+        salts.append((server_first(srv, "alice")["s"], server_first(srv, "mallory")["s"]))
+        assert server_first(srv, "mallory")["s"] == salts[-1][1]
+        srv.stop()
+    assert salts[0] == salts[1]
+    assert salts[0][0] != salts[0][1]
+    # An edit of the file (another user) changes neither.
+    add_user(creds, "bob")
+    readable_by_server(creds)
+    srv = server_factory.start(args=["-S", "--credentials", creds], port=port)
+    assert (server_first(srv, "alice")["s"], server_first(srv, "mallory")["s"]) == salts[0]
+
+
+def plain_failure_seconds(srv, user, rounds):
+    """Median seconds of `rounds` failed PLAIN attempts as `user` (a fresh connection each)."""
+    times = []
+    for _ in range(rounds):
+        with Conn.to(srv) as c:
+            start = time.monotonic()
+            status, _ = sasl(c, "PLAIN", b"\0" + user.encode() + b"\0wrong password")
+            times.append(time.monotonic() - start)
+            assert status == 0x20
+    return sorted(times)[rounds // 2]
+
+
+def test_plain_attempts_take_as_long_for_unknown_users(server_factory):
+    """A failed PLAIN attempt costs the same for an unknown name as for a -Y user (65,536 rounds against 4,096 told who exists)."""
+    srv = server_factory.start(args=["-Y", plaintext_file(server_factory, "alice:pw1\n"), "-o", "auth_delay=0",
+                                     "-o", "auth_lockout_failures=1000"])
+    known, unknown = [], []
+    for _ in range(3):  # interleaved, so that load on the machine hits both alike
+        known.append(plain_failure_seconds(srv, "alice", 5))
+        unknown.append(plain_failure_seconds(srv, "mallory", 5))
+    known, unknown = sorted(known)[1], sorted(unknown)[1]
+    # The old server took 16 times as long for the unknown name; equal work stays well inside 3x.
+    assert unknown < 3 * known + 0.002, (known, unknown)
+
+
+def test_iteration_counts_are_bounded(server_factory):
+    """No user can cost the server more than 262,144 rounds per PLAIN attempt (10,000,000 took ~2 s of a loop thread each)."""
+    creds = os.path.join(server_factory.tmpdir(), "credentials")
+    r = moat_user("add", "slow", "--credentials", creds, "--iterations", "10000000", stdin=b"pw\n")
+    assert r.returncode != 0 and b"iterations" in r.stderr, r
+    assert not os.path.exists(creds)
+    # A file written by hand (or by an older Moat) with such a count is refused at start.
+    add_user(creds, "alice")
+    with open(creds) as f:
+        text = f.read()
+    fields = text.splitlines()[-1].split(":")
+    fields[2] = fields[7] = "10000000"
+    with open(creds, "w") as f:
+        f.write(text + ":".join(["slow"] + fields[1:]) + "\n")
+    readable_by_server(creds)
+    rc, err = server_factory.start_expect_exit(args=["-S", "--credentials", creds])
+    assert rc not in (None, 0) and "iterations" in err, err
