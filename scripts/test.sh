@@ -15,7 +15,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 # ---------------------------------------------------------------- dependencies
 install_deps() {
   # libsasl2-modules: the Cyrus plugins (PLAIN, SCRAM) that pylibmc and memcstat authenticate with.
-  local pkgs=(memcached libmemcached-tools libmemcached-dev libsasl2-dev libsasl2-modules zlib1g-dev netcat-openbsd procps nutcracker nftables iptables python3-firewall iproute2)
+  local pkgs=(memcached libmemcached-tools libmemcached-dev libsasl2-dev libsasl2-modules zlib1g-dev netcat-openbsd procps nutcracker nftables iptables python3-firewall iproute2 strace)
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
   command -v cc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)

@@ -1,6 +1,7 @@
 #if os(Linux)
 import CEpoll
 #endif
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -66,9 +67,70 @@ public enum Privileges {
         guard getuid() == uid, geteuid() == uid, setuid(0) != 0 else {
             throw Failure(description: "dropping root privileges did not stick; refusing to serve")
         }
-        // Leaving root clears every capability (no keep-caps is set); `forbidNewPrivileges`, called at
-        // start, keeps an exec from any thread from regaining one.
+        // Leaving root clears every capability (no keep-caps is set; `dropCapabilities` checks it);
+        // `forbidNewPrivileges`, called at start, keeps an exec from any thread from regaining one.
         return "\(target) (uid \(uid))"
+    }
+
+    /// Empties the capability sets of every thread, then checks that none kept any (else refuses to
+    /// serve). Leaving root clears them, but a process started as another account with capabilities
+    /// (systemd's `AmbientCapabilities=`, `setpriv --ambient-caps`, file capabilities) keeps them, and
+    /// Linux holds them per thread: the event loops, started before the ports were bound, each drop theirs.
+    static func dropCapabilities(eventLoops group: EventLoopGroup) throws {
+        #if os(Linux)
+        @Sendable func drop() throws {
+            guard moat_drop_thread_capabilities() == 0 else {
+                throw Failure(description: "cannot drop capabilities: \(String(cString: strerror(errno)))")
+            }
+        }
+        try drop()
+        for loop in group.makeIterator() {
+            try loop.submit { try drop() }.wait()
+        }
+        // Threads the runtime started (dispatch workers, the main thread waiting on the service group)
+        // take no closure from us: they are signalled, only when some thread still holds a capability.
+        if !threadsHoldingCapabilities().isEmpty {
+            guard moat_drop_capabilities_of_every_thread() == 0 else {
+                throw Failure(description: "cannot drop capabilities: \(String(cString: strerror(errno)))")
+            }
+        }
+        let holders = threadsHoldingCapabilities()
+        guard holders.isEmpty else {
+            throw Failure(description: "threads \(holders.prefix(8).joined(separator: ", ")) still hold capabilities after dropping them; refusing to serve")
+        }
+        #endif
+    }
+
+    /// The ids of this process's threads whose permitted, effective or ambient set is not empty.
+    static func threadsHoldingCapabilities() -> [String] {
+        guard let directory = opendir("/proc/self/task") else { return ["(cannot read /proc/self/task)"] }
+        defer { closedir(directory) }
+        var holders: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.first?.isNumber == true else { continue }
+            guard let file = fopen("/proc/self/task/\(name)/status", "r") else { continue }  // exited meanwhile
+            defer { fclose(file) }
+            var line = [CChar](repeating: 0, count: 256)
+            while fgets(&line, Int32(line.count), file) != nil {
+                let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                let fields = text.split(whereSeparator: { $0 == ":" || $0 == "\t" || $0 == " " || $0 == "\n" })
+                guard fields.count == 2, ["CapPrm", "CapEff", "CapAmb"].contains(fields[0]) else { continue }
+                if UInt64(fields[1], radix: 16) != 0 {
+                    holders.append("\(name) (\(threadName(name)))")
+                    break
+                }
+            }
+        }
+        return holders
+    }
+
+    private static func threadName(_ task: String) -> String {
+        guard let file = fopen("/proc/self/task/\(task)/comm", "r") else { return "?" }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 64)
+        guard fgets(&line, Int32(line.count), file) != nil else { return "?" }
+        return String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func currentAccountName() -> String {

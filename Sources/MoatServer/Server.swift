@@ -117,6 +117,7 @@ public final class Server: Sendable {
                 try metrics?.bind(on: group)
                 if let pidFile = configuration.pidFile { try writePidFile(pidFile) }
                 let account = try Privileges.dropIfRoot(to: configuration.user)
+                try Privileges.dropCapabilities(eventLoops: group)
                 // Threads (and so accepting) start only once root is gone.
                 try epoll.startThreads()
                 if let udp { try udp.listener.start(responder: udp.responder) }
@@ -141,6 +142,7 @@ public final class Server: Sendable {
                 try writePidFile(pidFile)
             }
             let account = try Privileges.dropIfRoot(to: configuration.user)
+            try Privileges.dropCapabilities(eventLoops: group)
             if let udp { try udp.listener.start(responder: udp.responder) }
             try metrics?.resume()
             // Listeners were bound with accepting paused: no client is served until root is gone.
@@ -256,21 +258,34 @@ public final class Server: Sendable {
                 // Create the socket with the requested mode from the start (no window with looser permissions).
                 let previous = umask(mode_t(~mask & 0o777))
                 defer { umask(previous) }
-                let channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
-                chmod(path, mode_t(mask))
-                return channel
+                // No chmod by name afterwards: as root it would follow a symlink put in the socket's place.
+                return try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
             },
             close: { $0.close(promise: nil) })
         listeners.withLock { $0 = channels }
     }
 
+    /// Written while still root, so neither followed through a symlink (O_NOFOLLOW) nor written into a
+    /// file that is anything but a regular file of one link: an account that can write the pid file's
+    /// directory must not get root to overwrite /etc/shadow through it.
     private func writePidFile(_ path: String) throws {
-        let text = "\(getpid())\n"
-        guard let file = fopen(path, "w") else {
-            throw ListenError(description: "cannot write pid file \(path): \(String(cString: strerror(errno)))")
+        func failure(_ what: String) -> ListenError {
+            ListenError(description: "cannot write pid file \(path): \(what)")
         }
-        fputs(text, file)
-        fclose(file)
+        let fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o644)
+        guard fd >= 0 else {
+            throw failure(errno == ELOOP ? "it is a symbolic link" : String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw failure(String(cString: strerror(errno))) }
+        guard info.st_mode & S_IFMT == S_IFREG, info.st_nlink == 1 else {
+            throw failure("not a regular file of its own (a hard link, a device or a FIFO)")
+        }
+        let text = Array("\(getpid())\n".utf8)
+        guard ftruncate(fd, 0) == 0, text.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == text.count else {
+            throw failure(String(cString: strerror(errno)))
+        }
     }
 }
 

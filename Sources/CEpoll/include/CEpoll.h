@@ -13,6 +13,15 @@ int moat_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags)
 /// prctl(PR_SET_NO_NEW_PRIVS, 1): no exec from this thread (or threads it starts) can gain privileges.
 int moat_set_no_new_privs(void);
 
+/// Empties the calling thread's capability sets (effective, permitted, inheritable, ambient): Linux keeps
+/// them per thread, and a process that is not root but was given some (systemd's AmbientCapabilities=,
+/// setpriv) keeps them over any setuid. 0 on success, else -1 with errno.
+int moat_drop_thread_capabilities(void);
+
+/// The same for every thread of the process: each is sent a signal whose handler drops its own sets
+/// (as glibc does for setuid). The caller checks /proc afterwards; -1 if the calling thread's failed.
+int moat_drop_capabilities_of_every_thread(void);
+
 /// malloc_trim(0): gives freed heap memory back to the system (glibc; <malloc.h> is not in Swift's Glibc).
 int moat_malloc_trim(void);
 #endif

@@ -110,7 +110,7 @@ final class EpollServer: @unchecked Sendable {
             close(fd)
             throw error
         }
-        chmod(path, mode_t(mask))
+        // The umask gave the socket its mode; a chmod by name would follow a symlink put in its place.
         guard listen(fd, Int32(clamping: backlog)) == 0 else {
             let error = failure("listen \(path)")
             close(fd)
