@@ -316,16 +316,25 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// `-o ssl_cert_auth`: the handshake verified the client's certificate; its subject common name logs in
     /// the user of that name, if the credentials hold one (otherwise SASL or ASCII auth is still needed).
+    /// A subject with several common names names no one: a CA that signs a requester's chosen subject
+    /// ("CN=me, CN=admin") must not let it pick the most powerful of them. Subject alternative names are
+    /// not read.
     private func authenticateWithClientCertificate(context: ChannelHandlerContext) {
         guard let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
             let peer = tls.peerCertificate, let der = try? peer.toDERBytes(),
             let certificate = try? Certificate(derEncoded: der)
         else { return }
-        for rdn in certificate.subject {
-            for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
-                if let name = String(attribute.value), session.authenticateWithCertificate(user: name) { return }
-            }
+        let names = certificate.subject.flatMap { rdn in
+            rdn.filter { $0.type == .RDNAttributeType.commonName }.map { String($0.value) }
         }
+        guard names.count == 1, let name = names[0] else {
+            if !names.isEmpty {
+                logger.warning("client certificate with \(names.count) common names: not used to log in", metadata: ["peer": "\(peerDescription(context))"])
+                engine.securityLog.record(.authentication(.failed(user: nil, peer: host, mechanism: "tls-client-certificate")))
+            }
+            return
+        }
+        _ = session.authenticateWithCertificate(user: name)
     }
 
     private func peerDescription(_ context: ChannelHandlerContext) -> String {

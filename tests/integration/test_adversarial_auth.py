@@ -377,3 +377,39 @@ def test_iteration_counts_are_bounded(server_factory):
     readable_by_server(creds)
     rc, err = server_factory.start_expect_exit(args=["-S", "--credentials", creds])
     assert rc not in (None, 0) and "iterations" in err, err
+
+
+# -------------------------------------------------------------------------- finding 12: certificates
+
+def test_a_certificate_with_several_common_names_logs_in_no_one(server_factory):
+    """A client certificate whose subject holds several CNs ("CN=mallory, CN=alice") logs in as none of them (it logged in as the first that named a user)."""
+    from test_tls import make_ca, make_cert, openssl
+    d = server_factory.tmpdir()
+    os.chmod(d, 0o755)
+    make_ca(d, "ca")
+    make_cert(d, "server", "ca")
+    make_cert(d, "alice", "ca")
+    for subject, name in (("/CN=mallory/CN=alice", "two"), ("/CN=mallory+CN=alice", "multi")):
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key",
+                "-out", name + ".csr", "-subj", subject, "-multivalue-rdn", cwd=d)
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", name + ".pem", "-days", "2", cwd=d)
+    for entry in os.listdir(d):
+        os.chmod(os.path.join(d, entry), 0o644)
+    creds = make_credentials(server_factory, "alice")
+    srv = server_factory.start(args=["-Z", "-o", "ssl_chain_cert=%s/server.pem,ssl_key=%s/server.key" % (d, d),
+                                     "-S", "--credentials", creds,
+                                     "-o", "ssl_verify_mode=1,ssl_ca_cert=%s/ca.pem,ssl_cert_auth" % d])
+
+    def tls(cert):
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(d, cert + ".pem"), os.path.join(d, cert + ".key"))
+        return Conn(ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=5), server_hostname="localhost"))
+
+    with tls("alice") as t:  # one CN that is a user: logged in
+        assert t.store(b"set", b"k", b"v") == b"STORED"
+    for cert in ("two", "multi"):
+        with tls(cert) as t:
+            assert t.cmd(b"get k") == b"CLIENT_ERROR unauthenticated", cert
+    assert wait_until(lambda: srv.stderr_text().count("common names: not used to log in") == 2, 5), srv.stderr_text()[-2000:]
