@@ -64,6 +64,7 @@ extension ServeOptions {
         var verbosityEnabled = true
         var commandTimeout = 10
         var outputTimeout = 30
+        var outputBudget = 64
         var udp = UDPOptions()
         var insecureUDP = false
         var metricsPort: Int?
@@ -140,6 +141,7 @@ extension ServeOptions {
             case "max_conns_per_ip": maxPerAddress = try count(name, value, minimum: 0)
             case "command_timeout": commandTimeout = try count(name, value, minimum: 0)
             case "output_timeout": outputTimeout = try count(name, value, minimum: 0)
+            case "output_budget": outputBudget = try count(name, value, minimum: 0)
             case "idle_timeout":
                 guard let value, let seconds = Int(value), seconds >= 0 else {
                     throw ConfigurationError("-o idle_timeout: expected a number of seconds")
@@ -265,6 +267,7 @@ extension ServeOptions {
         configuration.maxConnectionsPerAddress = maxPerAddress
         configuration.commandTimeout = commandTimeout
         configuration.outputTimeout = outputTimeout
+        configuration.outputBudgetMegabytes = min(outputBudget, 1 << 20)
         if udpPort != 0 {
             guard udp.amplification <= 10 else { throw ConfigurationError("-o udp_amplification: at most 10 (the default, 3, is QUIC's limit)") }
             // Source addresses of UDP are forged at will: only a list of allowed clients makes answering safe.

@@ -38,6 +38,7 @@ extension ServerConfiguration {
             ("max_conns_per_ip", "\(maxConnectionsPerAddress)"),
             ("command_timeout", "\(commandTimeout)"),
             ("output_timeout", "\(outputTimeout)"),
+            ("output_budget", "\(outputBudgetMegabytes)"),
             ("security_log", securityLog),
             ("canaries", "\(canaryKeys.count)"),
         ]

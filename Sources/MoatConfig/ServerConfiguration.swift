@@ -116,6 +116,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var commandTimeout = 10
     /// Seconds a client may leave replies unread (Moat has stopped reading it) before it is closed; 0: never.
     public var outputTimeout = 30
+    /// Megabytes of unread replies all stalled connections together may hold; a connection whose stall
+    /// would pass it is closed (`-o output_budget=MB`); 0: no global budget.
+    public var outputBudgetMegabytes = 64
     /// memcached's UDP protocol on `-U`; nil when off (the default).
     public var udp: UDPOptions?
     /// Where the security log's JSON lines go: "stderr", "off" or a file (`-o security_log=`).

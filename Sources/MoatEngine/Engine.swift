@@ -32,6 +32,8 @@ public final class Engine: Sendable {
     public let cache: Cache
     public let settings: EngineSettings
     public let connections = ConnectionCounters()
+    /// Unread replies held across all connections (see `OutputBudget`).
+    public let outputBudget: OutputBudget
     /// What the UDP port received and answered (`-U`).
     public let udp = UDPCounters()
     public let verbosity = Atomic<UInt32>(0)
@@ -57,6 +59,7 @@ public final class Engine: Sendable {
         self.certificateReloader = certificateReloader
         self.cache = cache
         self.settings = settings
+        self.outputBudget = OutputBudget(limit: settings.outputBudgetBytes)
         self.authenticator = authenticator
         self.securityLog = securityLog
         self.startedAt = cache.now()

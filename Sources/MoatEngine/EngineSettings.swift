@@ -26,6 +26,8 @@ public struct EngineSettings: Sendable {
     public var verbosityEnabled = true
     /// `-U`: `stats` reports the UDP counters.
     public var udpEnabled = false
+    /// Bytes of unread replies all stalled connections together may hold (0: no budget).
+    public var outputBudgetBytes = 64 << 20
     /// `stats settings` lines, rendered by whoever knows the configuration.
     public var settingsReport: [(String, String)]
 

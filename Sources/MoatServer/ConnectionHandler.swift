@@ -41,6 +41,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var partialSince: UInt64 = 0
     private var suspendedSince: UInt64 = 0
     private var watchdog: RepeatedTask?
+    /// Bytes the channel held for the client when it stopped draining, charged to the engine's output budget.
+    private var charged = 0
+    /// The storage size of the last reply buffer handed to the channel.
+    private var lastFlushedCapacity = 0
     /// The server is stopping: buffered requests are answered, new input is dropped, and once the
     /// replies are out the output is half-closed (see `beginDrain`).
     private var draining = false
@@ -146,6 +150,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             counted = false
         }
         session.publishCounters()
+        engine.outputBudget.release(charged)
+        charged = 0
         watchdog?.cancel()
         watchdog = nil
         if admitted {
@@ -198,6 +204,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .outputFull:
                 flushOutput(context: context)
                 if !context.channel.isWritable {
+                    // The memory held is the storage of the buffers waiting (a value is copied in whole), at
+                    // least the last one handed over, not just the bytes left to send.
+                    let pending = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
+                    let held = max(pending, lastFlushedCapacity)
+                    guard engine.outputBudget.charge(held) else {
+                        logger.info("connection closed: output budget spent", metadata: ["peer": "\(peerDescription(context))"])
+                        engine.securityLog.record(.connectionClosed(peer: host, reason: "output_budget"))
+                        closing = true
+                        context.close(promise: nil)
+                        return
+                    }
+                    charged = held
                     suspended = true
                     suspendedSince = NIODeadline.now().uptimeNanoseconds
                     return
@@ -225,6 +243,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// once) the channel lets go of the buffer, so `clear()` reuses its memory instead of allocating.
     private func flushOutput(context: ChannelHandlerContext) {
         guard output.readableBytes > 0 else { return }
+        lastFlushedCapacity = output.capacity
         session.countSent(output.readableBytes)
         context.writeAndFlush(wrapOutboundOut(output), promise: nil)
         output.clear()
@@ -248,6 +267,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             if suspended {
                 suspended = false
                 suspendedSince = 0
+                engine.outputBudget.release(charged)
+                charged = 0
                 drive(context: context)
                 flushOutput(context: context)
                 notePartialRequest()

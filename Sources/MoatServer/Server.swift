@@ -57,6 +57,7 @@ public final class Server: Sendable {
         settings.canaryKeys = configuration.canaryKeys
         settings.verbosityEnabled = configuration.verbosityEnabled
         settings.udpEnabled = configuration.udp != nil
+        settings.outputBudgetBytes = configuration.outputBudgetMegabytes << 20
         let securityLog = SecurityLog { event in securityLogSink?.write(event) }
         let authenticator = authentication.map { settings in
             Authenticator(settings: settings, now: monotonicSeconds) { event in securityLog.record(.authentication(event)) }

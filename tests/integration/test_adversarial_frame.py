@@ -1,7 +1,7 @@
 """Adversarial framing and resource tests (issue 17, area "frame"): every attack here was possible once
 and must stay closed. Each test drives the real server over loopback with raw sockets."""
 
-from moat_support import Conn
+from moat_support import Conn, wait_until
 
 # Finding 2: a data block must never run as commands.
 
@@ -227,3 +227,50 @@ def test_unauthenticated_connections_cannot_make_the_server_buffer(server_factor
         assert c.store(b"set", b"big", b"v" * 100_000) == b"STORED"
         c.send(b"get " + b" ".join([b"missing%04d" % i for i in range(400)]) + b" big\r\n")
         assert c.read_values() == {b"big": (0, b"v" * 100_000, None)}
+
+
+# -------------------------------------------------------------------------- finding 12: unread replies
+
+
+def test_unread_replies_are_bounded_across_connections(server_factory):
+    """200 connections asking for 20 MB each and never reading cannot make the server hold more than its 64 MiB output budget."""
+    import socket
+    import time
+
+    srv = server_factory.start(["-c", "1024"])
+    value = b"v" * 1_000_000
+    with Conn.to(srv) as c:
+        assert c.store(b"set", b"big", value) == b"STORED"
+        assert c.get(b"big") == value
+    time.sleep(0.3)
+    baseline = _rss_kib(srv.pid)
+    request = b"get " + b" ".join([b"big"] * 20) + b"\r\n"
+    socks = []
+    peak = baseline
+    try:
+        for _ in range(200):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # A small receive window: the replies pile up in the server, not in this host's kernel.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(5)
+            s.connect(srv.addr)
+            s.sendall(request)
+            socks.append(s)
+        # Bounded wait: sample RSS until it stops growing (or 10 s).
+        deadline = time.monotonic() + 10
+        last, steady = -1, 0
+        while time.monotonic() < deadline and steady < 6:
+            time.sleep(0.25)
+            peak = max(peak, _rss_kib(srv.pid))
+            steady = steady + 1 if peak == last else 0
+            last = peak
+        growth = peak - baseline
+        # The 64 MiB budget, plus what each connection holds outside it (its request, the socket) and allocator slack.
+        assert growth < 110 * 1024, "RSS grew by %d KiB for 200 connections not reading" % growth
+        assert wait_until(lambda: '"reason":"output_budget"' in srv.stderr_text(), 5), srv.stderr_text()[-2000:]
+    finally:
+        for s in socks:
+            s.close()
+    with Conn.to(srv, timeout=10) as c:  # the server still serves a client that reads
+        assert c.get(b"big") == value
+    assert srv.alive()

@@ -184,6 +184,8 @@ final class EpollLoop: @unchecked Sendable {
         var partialSince: Int64 = 0
         /// When replies stopped draining (valid while `blocked`).
         var blockedSince: Int64 = 0
+        /// Output bytes charged to the engine's output budget while `blocked`.
+        var charged = 0
 
         init(fd: Int32, session: Session, allocator: ByteBufferAllocator, now: Int64, peer: String, address: PeerAddress?) {
             self.fd = fd
@@ -206,7 +208,7 @@ final class EpollLoop: @unchecked Sendable {
     /// connections hold no buffer memory; busy ones keep theirs and pay nothing per request.
     static let bufferReleaseMilliseconds: Int64 = 1000
     /// Closes that Moat decides for a limit, which the security log records.
-    static let limitReasons: Set<String> = ["slow_command", "output_stalled", "idle_timeout", "auth_timeout"]
+    static let limitReasons: Set<String> = ["slow_command", "output_stalled", "output_budget", "idle_timeout", "auth_timeout"]
     /// The tenancy generation the last sweep checked the connections against.
     private var tenancyGeneration = 0
     static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
@@ -500,6 +502,12 @@ final class EpollLoop: @unchecked Sendable {
 
     private func pause(_ connection: Connection) {
         guard !connection.blocked else { return }
+        // The memory held is the buffer's capacity (a value is copied in whole), not just what is left to send.
+        guard engine.outputBudget.charge(connection.output.capacity) else {
+            closeConnection(connection, reason: "output_budget")
+            return
+        }
+        connection.charged = connection.output.capacity
         connection.blocked = true
         connection.blockedSince = Self.now()
         // Writability only: a half-closed peer (EPOLLRDHUP) would otherwise wake this loop forever.
@@ -510,6 +518,8 @@ final class EpollLoop: @unchecked Sendable {
     private func resume(_ connection: Connection) {
         guard flush(connection) else { return }
         connection.blocked = false
+        engine.outputBudget.release(connection.charged)
+        connection.charged = 0
         var event = epoll_event(events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
         epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
         // Requests that arrived while paused are still buffered.
@@ -520,6 +530,8 @@ final class EpollLoop: @unchecked Sendable {
         guard Int(connection.fd) < connections.count, connections[Int(connection.fd)] === connection else { return }
         connections[Int(connection.fd)] = nil
         open -= 1
+        engine.outputBudget.release(connection.charged)
+        connection.charged = 0
         epoll_ctl(epfd, EPOLL_CTL_DEL, connection.fd, nil)
         close(connection.fd)
         connection.session.publishCounters()
