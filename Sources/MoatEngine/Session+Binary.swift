@@ -11,7 +11,7 @@ extension Session {
         defer { self.binaryDecoder = decoder }
         while output.readableBytes < outputHighWater {
             let outcome: SessionAction?? = decoder.decode(&input) { command in executeBinary(command, into: &output) }
-            if limitedBeforeAuthentication, let full = limitsToLift() {
+            if let full = limitsToLift() {
                 decoder.limits = full
                 self.decoder.limits = full
             }

@@ -11,38 +11,26 @@ extension Session {
             withKey(command) { key in allowed = permitsMeta(command, key, into: &out) }
             guard allowed else { return nil }
         }
+        if !engine.settings.canaryKeys.isEmpty, Self.learnsOfKey(command) { withKey(command) { checkCanary($0) } }
         switch command.verb {
-        case .noop:
-            out.writeStaticString("MN\r\n")
-        case .debug:
-            withKey(command) { key in
-                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
-                metaDebug(command, key, into: &out)
-            }
-        case .get:
-            withKey(command) { key in
-                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
-                metaGet(command, key, into: &out)
-            }
-        case .set:
-            withKey(command) { key in
-                // ms in set mode reveals nothing (and plants canaries); the other modes learn of the key.
-                let mode = command.flags.mode
-                if mode != 0, mode != UInt8(ascii: "S"), !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
-                metaSet(command, key, into: &out)
-            }
-        case .delete:
-            withKey(command) { key in
-                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
-                metaDelete(command, key, into: &out)
-            }
-        case .arithmetic:
-            withKey(command) { key in
-                if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
-                metaArithmetic(command, key, into: &out)
-            }
+        case .noop: out.writeStaticString("MN\r\n")
+        case .debug: withKey(command) { metaDebug(command, $0, into: &out) }
+        case .get: withKey(command) { metaGet(command, $0, into: &out) }
+        case .set: withKey(command) { metaSet(command, $0, into: &out) }
+        case .delete: withKey(command) { metaDelete(command, $0, into: &out) }
+        case .arithmetic: withKey(command) { metaArithmetic(command, $0, into: &out) }
         }
         return nil
+    }
+
+    /// Whether the command learns whether its key exists (a canary read): all but mn, and ms in set mode,
+    /// which reveals nothing and is how canaries are planted.
+    private static func learnsOfKey(_ command: MetaCommand) -> Bool {
+        switch command.verb {
+        case .noop: return false
+        case .set: return command.flags.mode != 0 && command.flags.mode != UInt8(ascii: "S")
+        default: return true
+        }
     }
 
     /// The key as stored: base64-decoded on the stack for `b`.

@@ -79,6 +79,7 @@ public struct Session {
     }
 
     /// The full limits, once, when the connection has just authenticated (nil otherwise).
+    @inline(__always)
     mutating func limitsToLift() -> ProtocolLimits? {
         guard limitedBeforeAuthentication, isAuthenticated else { return nil }
         limitedBeforeAuthentication = false
@@ -109,7 +110,7 @@ public struct Session {
                 decoder.advanceResumedKeys(by: offset)
                 resumeKeyOffset = nil
             }
-            if limitedBeforeAuthentication, let full = limitsToLift() {
+            if let full = limitsToLift() {
                 decoder.limits = full
                 binaryDecoder.limits = full
             }
@@ -157,12 +158,26 @@ public struct Session {
 
     // MARK: execution
 
+    /// The key whose existence a single-key command learns (add's NOT_STORED, touch's TOUCHED): a canary
+    /// read. A plain set reveals nothing and is how canaries are planted; a multi-get checks each key as it goes.
+    private static func keyLearnedOf(_ command: TextCommand) -> UnsafeRawBufferPointer? {
+        switch command {
+        case .store(let verb, let key, _, _, _, _, _), .storeTooLarge(let verb, let key, _):
+            return verb == .set ? nil : key
+        case .delete(let key, _), .arithmetic(let key, _, _, _), .touch(let key, _, _):
+            return key
+        default:
+            return nil
+        }
+    }
+
     private mutating func execute(_ command: TextCommand, redeliver: inout Bool, into out: inout ByteBuffer) -> SessionAction? {
         guard isAuthenticated else { return executeUnauthenticated(command, into: &out) }
         // A resumed multi-get's keys were all authorized when it started (unless the grants changed since).
         let resumed = resumeAuthorizedGeneration
         resumeAuthorizedGeneration = nil
         if restricted, resumed != generationSeen, !permits(command, into: &out) { return nil }
+        if !engine.settings.canaryKeys.isEmpty, let key = Self.keyLearnedOf(command) { checkCanary(key) }
         let cache = bucket.cache
         switch command {
         case .retrieve(let keys, let withCAS, let touchExptime):
@@ -190,9 +205,6 @@ public struct Session {
 
         case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):
             counters.cmdSet &+= 1
-            // Commands that learn whether a canary exists (add's NOT_STORED, touch's TOUCHED) raise the event;
-            // a plain set reveals nothing and is how canaries are planted.
-            if verb != .set, !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             let mode: StoreMode
             switch verb {
             case .set: mode = .set
@@ -222,20 +234,17 @@ public struct Session {
 
         case .storeTooLarge(let verb, let key, let noreply):
             counters.cmdSet &+= 1
-            if verb != .set, !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             counters.storeTooLarge &+= 1
             // As memcached: a failed `set` must not leave the previous value looking current.
             if verb == .set { _ = cache.delete(key) }
             if !noreply { TextEncoder.writeError(.tooLarge, into: &out) }
 
         case .delete(let key, let noreply):
-            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             let outcome = cache.delete(key)
             if outcome == .deleted { counters.deleteHits &+= 1 } else { counters.deleteMisses &+= 1 }
             if !noreply { TextEncoder.write(outcome == .deleted ? .deleted : .notFound, into: &out) }
 
         case .arithmetic(let key, let delta, let increment, let noreply):
-            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             let outcome = increment ? cache.increment(key, by: delta) : cache.decrement(key, by: delta)
             switch outcome {
             case .value(let value):
@@ -256,7 +265,6 @@ public struct Session {
             }
 
         case .touch(let key, let exptime, let noreply):
-            if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
             counters.cmdTouch &+= 1
             let outcome = cache.touch(key, exptime: exptime)
             if outcome == .touched { counters.touchHits &+= 1 } else { counters.touchMisses &+= 1 }
