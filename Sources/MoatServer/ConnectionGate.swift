@@ -9,7 +9,7 @@ import Synchronization
 final class ConnectionGate: Sendable {
     let filter: AddressFilter
     let maxPerAddress: Int
-    private let open = Mutex<[String: Int]>([:])
+    private let open = Mutex(SlotsPerKey())
     private let counters: ConnectionCounters
 
     init(configuration: ServerConfiguration, counters: ConnectionCounters) {
@@ -32,12 +32,7 @@ final class ConnectionGate: Sendable {
             return "denylist"
         }
         guard let key = capKey(peer) else { return nil }
-        let admitted = open.withLock { counts -> Bool in
-            let current = counts[key, default: 0]
-            guard current < maxPerAddress else { return false }
-            counts[key] = current + 1
-            return true
-        }
+        let admitted = open.withLock { $0.take(key, limit: maxPerAddress) }
         if admitted { return nil }
         counters.refusedPerAddress.add(1, ordering: .relaxed)
         return "per_address_limit"
@@ -46,10 +41,7 @@ final class ConnectionGate: Sendable {
     /// Gives back the slot `admit` took.
     func release(peer: PeerAddress?) {
         guard let key = capKey(peer) else { return }
-        open.withLock { counts in
-            let remaining = counts[key, default: 1] - 1
-            counts[key] = remaining > 0 ? remaining : nil
-        }
+        open.withLock { $0.give(key) }
     }
 
     /// What the per-address cap counts `peer` under (an IPv6 /64, scope ignored); nil when uncapped.
@@ -107,4 +99,26 @@ private func unixPeerUID(_ channel: Channel) -> UInt32? {
     #else
     return nil
     #endif
+}
+
+/// Slots held per client key (an address, an IPv6 /64), each key capped: the connection gate's
+/// per-address cap and the metrics endpoint's share per host.
+struct SlotsPerKey {
+    private var counts: [String: Int] = [:]
+    private(set) var total = 0
+
+    /// Takes a slot for `key` unless it holds `limit` already.
+    mutating func take(_ key: String, limit: Int) -> Bool {
+        let current = counts[key, default: 0]
+        guard current < limit else { return false }
+        counts[key] = current + 1
+        total += 1
+        return true
+    }
+
+    mutating func give(_ key: String) {
+        guard let current = counts[key] else { return }
+        counts[key] = current > 1 ? current - 1 : nil
+        total -= 1
+    }
 }

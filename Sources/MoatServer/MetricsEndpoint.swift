@@ -23,7 +23,7 @@ final class MetricsEndpoint: Sendable {
     let logger: Logger
     private let channel = Mutex<Channel?>(nil)
     /// Open connections: all of them, and per client (`PeerAddress.throttleKey`: an IPv6 /64).
-    private let open = Mutex((total: 0, perAddress: [String: Int]()))
+    private let open = Mutex(SlotsPerKey())
 
     init(address: ListenAddress, engine: Engine, filter: AddressFilter, logger: Logger) {
         self.address = address
@@ -56,19 +56,12 @@ final class MetricsEndpoint: Sendable {
     /// Takes a slot for `key` if one is free overall and `key` holds fewer than its share.
     private func admit(_ key: String) -> Bool {
         open.withLock { open in
-            guard open.total < Self.maximumConnections, open.perAddress[key, default: 0] < Self.maximumPerAddress else { return false }
-            open.total += 1
-            open.perAddress[key, default: 0] += 1
-            return true
+            open.total < Self.maximumConnections && open.take(key, limit: Self.maximumPerAddress)
         }
     }
 
     private func release(_ key: String) {
-        open.withLock { open in
-            open.total -= 1
-            let remaining = open.perAddress[key, default: 1] - 1
-            open.perAddress[key] = remaining > 0 ? remaining : nil
-        }
+        open.withLock { $0.give(key) }
     }
 
     func resume() throws {
