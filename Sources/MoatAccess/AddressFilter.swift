@@ -99,10 +99,4 @@ public struct AddressFilter: Sendable, Equatable {
         if !allow.isEmpty, !allow.contains(where: { $0.contains(address) }) { return .notAllowed }
         return .allowed
     }
-
-    /// The decision for numeric address text (tools and tests); text that does not parse is refused
-    /// when any list exists.
-    public func decision(for host: String) -> Decision {
-        decision(for: PeerAddress(host))
-    }
 }

@@ -77,11 +77,6 @@ public final class UDPResponder: Sendable {
         self.limiter = limiter
     }
 
-    /// The datagram to send back to `source` (numeric address text), or nil for none.
-    public func respond(to datagram: UnsafeRawBufferPointer, from source: String) -> [UInt8]? {
-        respond(to: datagram, from: PeerAddress(source))
-    }
-
     /// The datagram to send back to `peer` (read from the datagram's source address; nil when unknown,
     /// refused whenever an address list exists), or nil for none.
     public func respond(to datagram: UnsafeRawBufferPointer, from peer: PeerAddress?) -> [UInt8]? {

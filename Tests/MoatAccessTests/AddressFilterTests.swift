@@ -20,27 +20,27 @@ import Testing
     @Test func allowListRefusesEverythingElse() {
         let filter = AddressFilter(allow: [block("10.0.0.0/8"), block("127.0.0.2"), block("2001:db8::/32")])
         #expect(filter.isRestrictive)
-        #expect(filter.decision(for: "10.200.3.4") == .allowed)
-        #expect(filter.decision(for: "127.0.0.2") == .allowed)
-        #expect(filter.decision(for: "127.0.0.3") == .notAllowed)
-        #expect(filter.decision(for: "11.0.0.1") == .notAllowed)
-        #expect(filter.decision(for: "2001:db8:ffff::1") == .allowed)
-        #expect(filter.decision(for: "2001:db9::1") == .notAllowed)
-        #expect(filter.decision(for: "::1") == .notAllowed)
+        #expect(filter.decision(for: PeerAddress("10.200.3.4")) == .allowed)
+        #expect(filter.decision(for: PeerAddress("127.0.0.2")) == .allowed)
+        #expect(filter.decision(for: PeerAddress("127.0.0.3")) == .notAllowed)
+        #expect(filter.decision(for: PeerAddress("11.0.0.1")) == .notAllowed)
+        #expect(filter.decision(for: PeerAddress("2001:db8:ffff::1")) == .allowed)
+        #expect(filter.decision(for: PeerAddress("2001:db9::1")) == .notAllowed)
+        #expect(filter.decision(for: PeerAddress("::1")) == .notAllowed)
         // IPv4-mapped peers (an IPv6 socket accepting IPv4) match IPv4 rules.
-        #expect(filter.decision(for: "::ffff:10.1.1.1") == .allowed)
-        #expect(filter.decision(for: "::ffff:11.1.1.1") == .notAllowed)
+        #expect(filter.decision(for: PeerAddress("::ffff:10.1.1.1")) == .allowed)
+        #expect(filter.decision(for: PeerAddress("::ffff:11.1.1.1")) == .notAllowed)
     }
 
     @Test func denyWinsAndEmptyListsAllowAll() {
         let filter = AddressFilter(allow: [block("127.0.0.0/8")], deny: [block("127.0.0.9")])
-        #expect(filter.decision(for: "127.0.0.8") == .allowed)
-        #expect(filter.decision(for: "127.0.0.9") == .denied)
+        #expect(filter.decision(for: PeerAddress("127.0.0.8")) == .allowed)
+        #expect(filter.decision(for: PeerAddress("127.0.0.9")) == .denied)
         let denyOnly = AddressFilter(deny: [block("192.0.2.0/24")])
         #expect(denyOnly.isRestrictive)
-        #expect(denyOnly.decision(for: "192.0.2.200") == .denied)
-        #expect(denyOnly.decision(for: "198.51.100.1") == .allowed)
-        #expect(AddressFilter().decision(for: "203.0.113.5") == .allowed)
+        #expect(denyOnly.decision(for: PeerAddress("192.0.2.200")) == .denied)
+        #expect(denyOnly.decision(for: PeerAddress("198.51.100.1")) == .allowed)
+        #expect(AddressFilter().decision(for: PeerAddress("203.0.113.5")) == .allowed)
         #expect(!AddressFilter().isRestrictive)
         #expect(!AddressFilter(allow: [block("0.0.0.0/0")]).isRestrictive)
     }
@@ -67,7 +67,7 @@ import Testing
         #expect(PeerAddress("fe80::7%3") == peer)
         let deny = AddressFilter(allow: [block("198.18.0.0/15")], deny: [block("fe80::/10")])
         #expect(deny.decision(for: peer) == .denied)
-        #expect(deny.decision(for: "fe80::7%3") == .denied)
+        #expect(deny.decision(for: PeerAddress("fe80::7%3")) == .denied)
         #expect(AddressFilter(allow: [block("198.18.0.0/15")]).decision(for: peer) == .notAllowed)
         #expect(AddressFilter(allow: [block("fe80::/10")]).decision(for: peer) == .allowed)
         // One host on one link is one source, whichever interface it came in on.
@@ -80,9 +80,9 @@ import Testing
         let deny = AddressFilter(deny: [block("192.0.2.0/24")])
         for filter in [allow, deny] {
             #expect(filter.decision(for: nil as PeerAddress?) == .notAllowed)
-            #expect(filter.decision(for: "unknown") == .notAllowed)
-            #expect(filter.decision(for: "fe80::1%") == .notAllowed)
-            #expect(filter.decision(for: "") == .notAllowed)
+            #expect(filter.decision(for: PeerAddress("unknown")) == .notAllowed)
+            #expect(filter.decision(for: PeerAddress("fe80::1%")) == .notAllowed)
+            #expect(filter.decision(for: PeerAddress("")) == .notAllowed)
             // Unix-socket clients are reached through the socket file's mode, not IP lists.
             #expect(filter.decision(for: PeerAddress.unix(uid: 1000)) == .allowed)
         }

@@ -25,7 +25,7 @@ struct UDPFixture {
 
     func send(_ payload: [UInt8], id: UInt16 = 7, header: UDPFrameHeader? = nil, from source: String = "127.0.0.1") -> [UInt8]? {
         let datagram = (header ?? UDPFrameHeader(requestID: id)).bytes + payload
-        let reply = datagram.withUnsafeBytes { responder.respond(to: $0, from: source) }
+        let reply = datagram.withUnsafeBytes { responder.respond(to: $0, from: PeerAddress(source)) }
         if let reply { #expect(reply.count <= responder.policy.amplification * datagram.count && reply.count <= 1400) }
         return reply
     }
@@ -72,7 +72,7 @@ struct UDPFixture {
     @Test func malformedFramesAreDropped() {
         let f = UDPFixture()
         let bad: [[UInt8]] = [[], [0, 1, 0], Array("get k\r\n".utf8)]
-        for datagram in bad { #expect(datagram.withUnsafeBytes { f.responder.respond(to: $0, from: "127.0.0.1") } == nil) }
+        for datagram in bad { #expect(datagram.withUnsafeBytes { f.responder.respond(to: $0, from: PeerAddress("127.0.0.1")) } == nil) }
         #expect(f.send("get k\r\n", header: UDPFrameHeader(requestID: 1, sequence: 1, count: 2)) == nil)
         #expect(f.send("get k\r\n", header: UDPFrameHeader(requestID: 1, sequence: 0, count: 2)) == nil)
         #expect(f.send("version\r\n", header: UDPFrameHeader(requestID: 1, reserved: 0x100)) != nil)  // ignored, as memcached

@@ -23,9 +23,10 @@ public enum AddressClass: String, Sendable, Equatable {
             self = .public
             return
         }
-        if AddressClass.loopbackBlocks.decision(for: address) == .allowed {
+        let peer = PeerAddress(address)
+        if AddressClass.loopbackBlocks.decision(for: peer) == .allowed {
             self = .loopback
-        } else if AddressClass.privateBlocks.decision(for: address) == .allowed {
+        } else if AddressClass.privateBlocks.decision(for: peer) == .allowed {
             self = .private
         } else {
             self = .public
