@@ -80,16 +80,19 @@ public struct FirewallPlan: Sendable, Equatable {
             guard AddressBlock(host) != nil else {
                 throw FirewallError("\(label): \(host) is a name; give the listener an address (-l 10.0.0.5) so the rules can name it")
             }
-            // An IPv4-mapped bind receives IPv4 packets, which only an IPv4 rule sees.
-            let lower = host.lowercased()
-            if lower.hasPrefix("::ffff:"), lower.contains(".") { return [(.ipv4, String(lower.dropFirst(7)))] }
+            // An IPv4-mapped bind (::ffff:10.0.0.5 or ::ffff:a00:5) receives IPv4 packets, which only an
+            // IPv4 rule sees.
+            if host.contains(":"), let block = AddressBlock(host), block.prefixLength == 128, let v4 = block.mappedIPv4Block {
+                return [(.ipv4, String(v4.dropLast(3)))]  // drop the "/32"
+            }
             return [(host.contains(":") ? .ipv6 : .ipv4, host)]
         }
     }
 
     /// IPv4 blocks apart from IPv6 ones. An IPv6 block that covers part of `::ffff:0:0/96` (IPv4-mapped)
     /// also yields the IPv4 block it maps: Moat matches IPv4 peers that way, and only an IPv4 rule sees
-    /// their packets (`::/0` denies IPv4 too). A block wholly inside the mapped range is only IPv4.
+    /// their packets (`::/0` denies IPv4 too). A block inside the mapped range (or the range itself)
+    /// is only IPv4.
     static func split(_ blocks: [AddressBlock]) -> [Family: [String]] {
         var result: [Family: [String]] = [.ipv4: [], .ipv6: []]
         func add(_ family: Family, _ text: String) {
@@ -102,7 +105,7 @@ public struct FirewallPlan: Sendable, Equatable {
             }
             let v4 = block.mappedIPv4Block
             if let v4 { add(.ipv4, v4) }
-            if v4 == nil || v4 == "0.0.0.0/0" { add(.ipv6, block.description) }
+            if v4 == nil || block.prefixLength < 96 { add(.ipv6, block.description) }
         }
         return result
     }
@@ -126,17 +129,23 @@ public enum FirewallRules {
         }
     }
 
+    /// Longest text copied into a comment, in Unicode scalars (at most 4 bytes of UTF-8 each).
+    static let commentLimit = 1_024
+
     /// Text copied from arguments, paths or labels into a comment, with control characters escaped:
-    /// a newline in `-s "x\n-A INPUT -j ACCEPT"` must not end the comment and start a rule.
+    /// a newline in `-P "/tmp/p\n-A INPUT -j ACCEPT"` must not end the comment and start a rule. Cut
+    /// short too: iptables-restore reads 10,240-byte pieces of a line, so a longer comment's remainder
+    /// would be read as a rule of its own.
     static func commentSafe(_ text: String) -> String {
         var out = ""
+        var length = 0
         for scalar in text.unicodeScalars {
             let value = scalar.value
-            if value < 0x20 || value == 0x7f || (0x80...0x9f).contains(value) || value == 0x2028 || value == 0x2029 {
-                out += "\\x{" + String(value, radix: 16) + "}"
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
+            let piece = value < 0x20 || value == 0x7f || (0x80...0x9f).contains(value) || value == 0x2028 || value == 0x2029
+                ? "\\x{" + String(value, radix: 16) + "}" : String(scalar)
+            length += piece.unicodeScalars.count
+            if length > commentLimit { return out + "... (cut short)" }
+            out += piece
         }
         return out
     }
