@@ -159,3 +159,95 @@ def test_firewall_ipv6_lists_covering_mapped_ipv4_filter_ipv4(namespaces, tmp_pa
                 assert after == DROPPED, (source, after, text)  # the kernel drops it: no handshake, no datagram
         if fmt == "nftables":
             assert drops(server) >= 2
+
+
+# ---------------------------------------------------------------- moat audit: server text (finding 12e)
+
+# An OSC that retitles the window, a BEL, a screen clear, a backspace, DEL, a C1 CSI (U+009B, which
+# some terminals take as ESC [) and a right-to-left override (a CR would end the reply's line).
+HOSTILE_VERSION = b"1.6\x1b]0;pwned\x07\x1b[2J\x08X\x7f\xc2\x9b31m\xe2\x80\xaeZ"
+RAW_CONTROLS = [b"\x1b", b"\x07", b"\x08", b"\x7f", b"\xc2\x9b", b"\xe2\x80\xae"]
+
+
+@contextlib.contextmanager
+def hostile_memcached():
+    """A fake memcached on 127.0.0.1 whose every text reply carries HOSTILE_VERSION (stopped at the end)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn):
+        with conn:
+            conn.settimeout(2)
+            data = b""
+            for _ in range(64):  # bounded: a few requests per probe connection
+                try:
+                    chunk = conn.recv(4096)
+                except OSError:
+                    return
+                if not chunk or stop.is_set():
+                    return
+                data += chunk
+                if data[:1] == b"\x80":  # binary probe: answer version with the same text, then stop
+                    conn.sendall(b"\x81\x0b" + b"\x00" * 6 + len(HOSTILE_VERSION).to_bytes(4, "big") + b"\x00" * 12 + HOSTILE_VERSION)
+                    return
+                while b"\r\n" in data:
+                    line, data = data.split(b"\r\n", 1)
+                    if line == b"version":
+                        conn.sendall(b"VERSION " + HOSTILE_VERSION + b"\r\n")
+                    elif line.startswith(b"stats") or line.startswith(b"get"):
+                        conn.sendall(b"STAT version " + HOSTILE_VERSION + b"\r\nEND\r\n")
+                    else:
+                        conn.sendall(b"ERROR " + HOSTILE_VERSION + b"\r\n")
+
+    def accept():
+        threads = []
+        while not stop.is_set() and len(threads) < 64:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            t = threading.Thread(target=serve, args=(conn,), daemon=True)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join(5)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+
+
+def test_audit_prints_no_server_control_bytes():
+    """A server whose version text carries terminal escapes cannot drive the terminal of whoever reads `moat audit`'s report."""
+    with hostile_memcached() as port:
+        outputs = {}
+        for fmt in ("table", "json", "sarif"):
+            r = subprocess.run([moat_bin(), "audit", "--no-progress", "--no-tls", "--timeout", "2", "--color", "always",
+                                "--format", fmt, "127.0.0.1:%d" % port], capture_output=True, timeout=60)
+            assert r.returncode in (0, 1), r.stderr.decode(errors="replace")
+            outputs[fmt] = r.stdout
+    table = outputs["table"]
+    assert b"127.0.0.1:%d" % port in table, table  # the service was found and reported
+    # --color always: Moat's own colour codes are the only ESC bytes; no other control byte at all.
+    stripped = table
+    for code in (b"\x1b[0m", b"\x1b[1m", b"\x1b[2m", b"\x1b[31m", b"\x1b[1;31m", b"\x1b[33m", b"\x1b[36m"):
+        stripped = stripped.replace(code, b"")
+    for raw in RAW_CONTROLS:
+        assert raw not in stripped, (raw, table)
+    assert b"1.6\\x1b]0;pwned\\x07" in table, table  # shown escaped, so the operator still sees what was sent
+    for fmt in ("json", "sarif"):
+        for raw in RAW_CONTROLS:
+            assert raw not in outputs[fmt], (fmt, raw, outputs[fmt])
+    data = json.loads(outputs["json"])
+    assert data["services"][0]["version"] == HOSTILE_VERSION.decode(), data["services"]  # JSON keeps the exact text, escaped
+    json.loads(outputs["sarif"])
