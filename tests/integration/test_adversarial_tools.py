@@ -251,3 +251,77 @@ def test_audit_prints_no_server_control_bytes():
     data = json.loads(outputs["json"])
     assert data["services"][0]["version"] == HOSTILE_VERSION.decode(), data["services"]  # JSON keeps the exact text, escaped
     json.loads(outputs["sarif"])
+
+
+# ---------------------------------------------------------------- deeply nested YAML (finding 12g)
+
+def alias_chain_flow(levels):
+    """One line: each list holds an alias of the previous one, so the tree is `levels` deep."""
+    return "[" + ", ".join(["&a0 [x]"] + ["&a%d [*a%d]" % (i, i - 1) for i in range(1, levels)]) + "]\n"
+
+
+def alias_chain_block(levels):
+    return "\n".join(["a0: &a0 x"] + ["a%d: &a%d\n  - *a%d" % (i, i, i - 1) for i in range(1, levels)]) + "\n"
+
+
+# 100,000 levels in 1-2 MB: libyaml caps direct nesting at 1,000, but not an alias chain.
+DEEP_FILES = {"flow": alias_chain_flow(100000), "block": alias_chain_block(100000)}
+
+
+def run_bounded(args, timeout=60):
+    """Runs args; a process that outlives timeout is killed and reported as such (never left behind)."""
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate(timeout=30)
+            pytest.fail("%s still running after %d s" % (" ".join(args[:3]), timeout))
+        return p.returncode, out, err
+
+
+@pytest.mark.parametrize("shape", sorted(DEEP_FILES))
+def test_deeply_nested_config_is_an_error_not_a_crash(tmp_path, shape):
+    """A configuration nested 100,000 levels deep through an alias chain (flow or block style) gets a clean error from `moat check` and `moat serve --config`, not a stack overflow."""
+    path = tmp_path / ("deep-%s.yaml" % shape)
+    path.write_text(DEEP_FILES[shape])
+    rc, out, err = run_bounded([moat_bin(), "check", "--format", "json", "--config", str(path)])
+    assert rc == 1, (rc, err.decode(errors="replace")[-2000:])  # a finding, as for any file serve would refuse
+    findings = json.loads(out)["findings"]
+    assert [f["name"] for f in findings] == ["configuration-refused"], findings
+    assert "%s:" % path in findings[0]["message"] and "nested deeper than 64" in findings[0]["message"], findings
+    rc, out, err = run_bounded([moat_bin(), "serve", "--config", str(path), "-p", "0"])
+    assert rc == 64, (rc, err.decode(errors="replace")[-2000:])  # a usage error, not a signal
+    assert err.decode().startswith("moat: %s:" % path) and "nested deeper than 64" in err.decode(), err.decode()[-2000:]
+
+
+NESTED_SETTINGS = {
+    "flow": ("server:\n  extended: " + "[" * 900 + "x" + "]" * 900 + "\n", 2),
+    "block": ("server:\n  extended:\n" + "".join(" " * (2 * i + 4) + "-\n" for i in range(900)) + " " * 1806 + "x\n", 65),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NESTED_SETTINGS))
+def test_config_nesting_is_bounded_before_parsing(tmp_path, shape):
+    """Nesting past 64 levels, flow or block style, is refused at its line before the recursive composer runs (not left to libyaml's 1,000)."""
+    text, line = NESTED_SETTINGS[shape]
+    path = tmp_path / "nested.yaml"
+    path.write_text(text)
+    for args in (["check", "--format", "json", "--config", str(path)], ["serve", "--config", str(path), "-p", "0"]):
+        rc, out, err = run_bounded([moat_bin(), *args])
+        text_out = (out if args[0] == "check" else err).decode(errors="replace")
+        assert rc == (1 if args[0] == "check" else 64), (args, rc, text_out[-2000:])
+        assert "%s:%d: nested deeper than 64" % (path, line) in text_out, (args, text_out[-2000:])
+
+
+def test_exponential_alias_tree_in_config_is_refused(tmp_path):
+    """Forty lines of aliases of aliases (2^40 nodes once expanded) used as a mapping key are refused quickly, not walked."""
+    lines = ["a0: &a0 [x, x]"] + ["a%d: &a%d [*a%d, *a%d]" % (i, i, i - 1, i - 1) for i in range(1, 40)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n? *a39\n: 1\n")
+    rc, out, err = run_bounded([moat_bin(), "check", "--format", "json", "--config", str(path)], timeout=30)
+    assert rc == 1, (rc, err.decode(errors="replace")[-2000:])
+    findings = json.loads(out)["findings"]
+    assert [f["name"] for f in findings] == ["configuration-refused"] and "too large" in findings[0]["message"], findings
+    rc, out, err = run_bounded([moat_bin(), "serve", "--config", str(path), "-p", "0"], timeout=30)
+    assert rc == 64 and "too large" in err.decode(), (rc, err.decode(errors="replace")[-2000:])
