@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from moat_support import moat_bin, wait_until
+from moat_support import EXTRA_ARGS, moat_bin, wait_until
 from test_firewall import ALLOWED, OTHER, SERVER, TCP_PORT, UDP_PORT, drops, namespaces, probe  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.moat_only
@@ -99,9 +99,9 @@ def test_firewall_overlong_argument_adds_no_rule(netns):
 
 @contextlib.contextmanager
 def moat_serving(server, client, tmp_path, flags, ready_from):
-    """Moat in the server namespace until the block ends (stopped even when it fails)."""
+    """Moat in the server namespace until the block ends (stopped even when it fails); MOAT_EXTRA_ARGS picks the backend."""
     log = open(tmp_path / "moat.log", "wb")
-    moat = subprocess.Popen(["ip", "netns", "exec", server, moat_bin(), "serve", *flags], stdout=log, stderr=log)
+    moat = subprocess.Popen(["ip", "netns", "exec", server, moat_bin(), "serve", *flags, *EXTRA_ARGS], stdout=log, stderr=log)
     try:
         assert wait_until(lambda: probe(client, ready_from)["tcp"] == "connected", 10), (tmp_path / "moat.log").read_text()
         yield
