@@ -39,6 +39,8 @@ public struct ConfigFile: Sendable, Equatable {
     public static let maximumBytes = 4 * 1024 * 1024
     /// Most nodes walked: aliases can make a small file describe an exponentially large tree.
     static let maximumNodes = 200_000
+    /// Deepest nesting of lists and mappings (aliases included) accepted; a configuration needs 4.
+    static let maximumDepth = 64
 
     public static func parse(_ text: String, path: String) throws(ConfigurationError) -> ConfigFile {
         var parser = Walker(path: path)
@@ -90,6 +92,10 @@ private struct Walker {
             throw ConfigurationError("\(path): larger than \(ConfigFile.maximumBytes / 1_048_576) MiB")
         }
         var result = ConfigFile(serverArguments: [], setsListen: false, tenants: TenantPlan())
+        // Before composing: Yams recurses per level and would overflow the stack on a deep file.
+        if let problem = YAMLShape.check(text, maximumDepth: ConfigFile.maximumDepth, maximumNodes: ConfigFile.maximumNodes) {
+            throw ConfigurationError("\(path):\(problem.line): \(problem.message)")
+        }
         guard let root = try Yams.compose(yaml: text) else { return result }  // an empty file sets nothing
         for (key, value) in try mapping(root, "the file") {
             switch key {

@@ -98,4 +98,45 @@ import Testing
             #expect(error.description.contains("too large"))
         }
     }
+
+    @Test(arguments: [
+        // Flow style, block style, and alias chains (each alias one level deeper, in a few bytes a line).
+        (String(repeating: "[", count: 500) + String(repeating: "]", count: 500) + "\n", "f:1:"),
+        ((0..<200).map { String(repeating: " ", count: $0) + "k:" }.joined(separator: "\n") + " v\n", "f:65:"),
+        ((["a0: &a0 x"] + (1..<5_000).map { "a\($0): &a\($0) [*a\($0 - 1)]" }).joined(separator: "\n") + "\n", "f:65:"),
+        ((["a0: &a0 x"] + (1..<5_000).map { "? &a\($0) [*a\($0 - 1)]\n: 1" }).joined(separator: "\n") + "\n", "f:"),
+    ])
+    func deepNestingIsRefusedBeforeComposing(text: String, location: String) throws {
+        do {
+            _ = try ConfigFile.parse(text, path: "f")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.contains(location) && error.description.contains("nested deeper than 64"), "\(error.description)")
+        }
+    }
+
+    @Test func aliasesOfAliasesCannotDescribeAnExponentialTree() throws {
+        // 2^40 nodes in 40 lines; hashing the key to check for duplicates would walk them all.
+        let text = (["a0: &a0 [x, x]"] + (1..<40).map { "a\($0): &a\($0) [*a\($0 - 1), *a\($0 - 1)]" }).joined(separator: "\n")
+            + "\n? *a39\n: 1\n"
+        do {
+            _ = try ConfigFile.parse(text, path: "f")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.contains("too large"), "\(error.description)")
+        }
+    }
+
+    @Test func ordinaryAliasesAndNestingStillWork() throws {
+        let text = "users:\n  a: { permissions: &rw [read, write], keys: &k ['app:*'] }\n  b: { permissions: *rw, keys: *k }\n"
+        let users = try #require(try ConfigFile.parse(text, path: "f").tenants.users)
+        #expect(users.map(\.name) == ["a", "b"] && users[0].grant == users[1].grant)
+        let nested = "server:\n  extended: " + String(repeating: "[", count: 62) + "x" + String(repeating: "]", count: 62) + "\n"
+        #expect(throws: ConfigurationError.self) { try ConfigFile.parse(nested, path: "f") }  // 64 deep: the walker's error, not the bound
+        do {
+            _ = try ConfigFile.parse(nested, path: "f")
+        } catch {
+            #expect(!error.description.contains("nested deeper"), "\(error.description)")
+        }
+    }
 }

@@ -1,3 +1,4 @@
+import MoatAccess
 import MoatConfig
 import Testing
 
@@ -120,10 +121,40 @@ import Testing
         #expect(!text.contains("firewall-cmd --"))
     }
 
+    func split(_ blocks: [String]) -> [FirewallPlan.Family: [String]] {
+        FirewallPlan.split(blocks.map { AddressBlock($0)! })
+    }
+
     @Test func mappedIPv4BlocksAreIPv4() {
-        let split = FirewallPlan.split(["::ffff:10.0.0.0/104", "10.1.0.0/16", "fd00::/8"])
+        let split = split(["::ffff:10.0.0.0/104", "10.1.0.0/16", "fd00::/8"])
         #expect(split[.ipv4] == ["10.0.0.0/8", "10.1.0.0/16"])
         #expect(split[.ipv6] == ["fd00::/8"])
+    }
+
+    @Test func ipv6BlocksCoveringTheMappedRangeYieldTheirIPv4Part() {
+        // Moat matches IPv4 peers as ::ffff:a.b.c.d, so each of these refuses IPv4 clients in Moat.
+        #expect(split(["::ffff:c612:3/128"]) == [.ipv4: ["198.18.0.3/32"], .ipv6: []])
+        #expect(split(["::ffff:0:0/96"]) == [.ipv4: ["0.0.0.0/0"], .ipv6: []])
+        #expect(split(["::/0"]) == [.ipv4: ["0.0.0.0/0"], .ipv6: ["::/0"]])
+        #expect(split(["::/80"]) == [.ipv4: ["0.0.0.0/0"], .ipv6: ["::/80"]])
+        #expect(split(["::ffff:c612:0/112", "198.18.0.0/16"]) == [.ipv4: ["198.18.0.0/16"], .ipv6: []])
+        // Beside the mapped range: IPv6 only.
+        #expect(split(["::/96", "2001:db8::/32", "::fffe:0:0/96"]) == [.ipv4: [], .ipv6: ["::/96", "2001:db8::/32", "::fffe:0:0/96"]])
+    }
+
+    @Test func aHexIPv4MappedListenerIsFilteredAsIPv4() throws {
+        let text = try render(["-l", "::ffff:c612:1", "-o", "allow=198.18.0.2"], .nftables)
+        #expect(text.contains("ip daddr 198.18.0.1 tcp dport 11211 ip saddr != @allowed_v4 counter drop"))
+        #expect(!text.contains("ip6 daddr"))
+    }
+
+    @Test func commentsEscapeControlCharactersAndStayShort() throws {
+        let text = try FirewallRules.render(configuration([]), format: .iptables, source: "-P /tmp/p\n-A INPUT -j ACCEPT\r\u{85}x")
+        #expect(text.contains("-P /tmp/p\\x{a}-A INPUT -j ACCEPT\\x{d}\\x{85}x"))
+        #expect(!text.split(separator: "\n").contains { $0.hasPrefix("-A INPUT") })
+        let long = try FirewallRules.render(configuration([]), format: .iptables, source: String(repeating: "x", count: 20_000))
+        #expect(long.split(separator: "\n").allSatisfy { $0.utf8.count < 2_048 })
+        #expect(long.contains("... (cut short)"))
     }
 
     @Test func theMetricsPortIsFencedToo() throws {

@@ -67,6 +67,6 @@ extension Report {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
+        return jsonPrintable(String(decoding: data, as: UTF8.self)) + "\n"
     }
 }
