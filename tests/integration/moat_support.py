@@ -16,6 +16,7 @@ Environment:
                    to run the suite on the SwiftNIO backend.
 """
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -394,3 +395,50 @@ def proc_status_ids(pid, path=None):
             if line.startswith("Uid:"):
                 return tuple(int(x) for x in line.split()[1:5])
     raise AssertionError("no Uid line for pid %d" % pid)
+
+
+# --------------------------------------------------------------------------
+# network namespaces (root only; every one made is deleted)
+
+
+def run_ok(args, stdin=None, timeout=30, env=None):
+    """Runs a command that must succeed (bounded); its CompletedProcess."""
+    r = subprocess.run(args, input=stdin, capture_output=True, timeout=timeout, env=env)
+    assert r.returncode == 0, "%s: %s" % (" ".join(args), r.stderr.decode(errors="replace"))
+    return r
+
+
+@contextlib.contextmanager
+def network_namespaces(*names):
+    """Makes the named namespaces (skips the test where that is not permitted) and deletes them afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root (CI runs as root)")
+    made = []
+    try:
+        for ns in names:
+            r = subprocess.run(["ip", "netns", "add", ns], capture_output=True, timeout=30)
+            if r.returncode != 0 and not made and b"not permitted" in r.stderr:
+                pytest.skip("ip netns add is not permitted here (needs CAP_SYS_ADMIN): %s" % r.stderr.decode().strip())
+            assert r.returncode == 0, r.stderr.decode()
+            made.append(ns)
+        yield names
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def veth_pair(prefix, short, dad=True):
+    """Two namespaces joined by a veth pair, both ends and loopback up: (server ns, client ns, server dev, client dev).
+    `dad=False` turns duplicate address detection off, so link-local addresses are usable at once."""
+    tag = "%d" % (os.getpid() % 100000)
+    server, client = "%s-s%s" % (prefix, tag), "%s-c%s" % (prefix, tag)
+    veth_s, veth_c = "%ss%s" % (short, tag), "%sc%s" % (short, tag)
+    with network_namespaces(server, client):
+        run_ok(["ip", "link", "add", veth_s, "netns", server, "type", "veth", "peer", "name", veth_c, "netns", client])
+        for ns, dev in ((server, veth_s), (client, veth_c)):
+            if not dad:
+                run_ok(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.%s.accept_dad=0" % dev])
+            run_ok(["ip", "-n", ns, "link", "set", dev, "up"])
+            run_ok(["ip", "-n", ns, "link", "set", "lo", "up"])
+        yield server, client, veth_s, veth_c

@@ -6,11 +6,10 @@ import os
 import pwd
 import socket
 import stat
-import subprocess
 
 import pytest
 
-from moat_support import EXTRA_ARGS, Conn, moat_bin, wait_until
+from moat_support import EXTRA_ARGS, Conn, moat_bin
 
 pytestmark = pytest.mark.moat_only
 

@@ -9,21 +9,14 @@ import os
 import socket
 import subprocess
 import textwrap
-import time
 
 import pytest
 
-from moat_support import EXTRA_ARGS, connect_from, free_port, moat_bin, wait_until
+from moat_support import EXTRA_ARGS, connect_from, free_port, moat_bin, run_ok, veth_pair, wait_until
 
 pytestmark = pytest.mark.moat_only
 
 TCP_PORT, UDP_PORT = 11311, 11312
-
-
-def run_ok(args, stdin=None, timeout=30):
-    r = subprocess.run(args, input=stdin, capture_output=True, timeout=timeout)
-    assert r.returncode == 0, "%s: %s" % (" ".join(args), r.stderr.decode())
-    return r
 
 
 # ---------------------------------------------------------------- link-local IPv6 in namespaces (finding 1)
@@ -62,26 +55,7 @@ LINK_LOCAL_CLIENT = textwrap.dedent("""
 @pytest.fixture
 def link_local():
     """(server ns, client ns, server's fe80 address, client's device) joined by a veth pair."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CI runs as root)")
-    tag = "%d" % (os.getpid() % 100000)
-    server, client = "moatll-s" + tag, "moatll-c" + tag
-    veth_s, veth_c = "mls" + tag, "mlc" + tag
-    made = []
-    try:
-        for ns in (server, client):
-            r = subprocess.run(["ip", "netns", "add", ns], capture_output=True, timeout=30)
-            if r.returncode != 0 and not made and b"not permitted" in r.stderr:
-                pytest.skip("ip netns add is not permitted here (needs CAP_SYS_ADMIN): %s" % r.stderr.decode().strip())
-            assert r.returncode == 0, r.stderr.decode()
-            made.append(ns)
-        run_ok(["ip", "link", "add", veth_s, "netns", server, "type", "veth", "peer", "name", veth_c, "netns", client])
-        for ns, dev in ((server, veth_s), (client, veth_c)):
-            # Without duplicate address detection the fe80 address is usable as soon as the link is up.
-            run_ok(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.%s.accept_dad=0" % dev])
-            run_ok(["ip", "-n", ns, "link", "set", dev, "up"])
-            run_ok(["ip", "-n", ns, "link", "set", "lo", "up"])
-
+    with veth_pair("moatll", "ml", dad=False) as (server, client, veth_s, veth_c):
         def fe80(ns, dev):
             out = run_ok(["ip", "-n", ns, "-j", "-6", "addr", "show", "dev", dev, "scope", "link"]).stdout
             for link in json.loads(out or b"[]"):
@@ -92,9 +66,6 @@ def link_local():
 
         assert wait_until(lambda: fe80(server, veth_s) and fe80(client, veth_c), 10), "no link-local address came up"
         yield server, client, fe80(server, veth_s), veth_c
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
 @contextlib.contextmanager

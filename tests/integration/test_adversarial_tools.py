@@ -14,16 +14,10 @@ import threading
 
 import pytest
 
-from moat_support import EXTRA_ARGS, moat_bin, wait_until
+from moat_support import EXTRA_ARGS, moat_bin, network_namespaces, run_ok, wait_until
 from test_firewall import ALLOWED, OTHER, SERVER, TCP_PORT, UDP_PORT, drops, namespaces, probe  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.moat_only
-
-
-def run_ok(args, stdin=None, timeout=30, env=None):
-    r = subprocess.run(args, input=stdin, capture_output=True, timeout=timeout, env=env)
-    assert r.returncode == 0, (args, r.stderr.decode(errors="replace"))
-    return r
 
 
 def firewall(fmt, *flags):
@@ -33,17 +27,9 @@ def firewall(fmt, *flags):
 @pytest.fixture
 def netns():
     """One empty network namespace to apply generated rules in (deleted afterwards)."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CI runs as root)")
     name = "moatt-%d" % (os.getpid() % 100000)
-    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, timeout=30)
-    if r.returncode != 0 and b"not permitted" in r.stderr:
-        pytest.skip("ip netns add is not permitted here: %s" % r.stderr.decode().strip())
-    assert r.returncode == 0, r.stderr.decode()
-    try:
+    with network_namespaces(name):
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
 
 
 # ---------------------------------------------------------------- moat firewall: comments (finding 12c)

@@ -8,14 +8,13 @@ iptables output is applied there too and removed with the commands its header gi
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import textwrap
 
 import pytest
 
-from moat_support import moat_bin, wait_until
+from moat_support import moat_bin, run_ok, veth_pair, wait_until
 
 pytestmark = pytest.mark.moat_only
 
@@ -37,12 +36,6 @@ CONFIGURATIONS = [
     ["--no-config", "-l", "198.18.0.1", "-l", "[fd00::1]", "-o", "allow=198.18.0.0/24,allow=fd00::/64", "-o", "metrics_port=9150,metrics_listen=198.18.0.1"],
     ["--no-config", "-l", "localhost", "-o", "deny=127.0.0.9"],
 ]
-
-
-def run_ok(args, stdin=None):
-    r = subprocess.run(args, input=stdin, capture_output=True, timeout=30)
-    assert r.returncode == 0, (args, r.stderr.decode(), stdin.decode() if stdin else "")
-    return r
 
 
 @pytest.mark.parametrize("flags", CONFIGURATIONS, ids=range(len(CONFIGURATIONS)))
@@ -121,29 +114,11 @@ CLIENT_SCRIPT = textwrap.dedent("""
 
 @pytest.fixture
 def namespaces():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CI runs as root)")
-    tag = "%d" % (os.getpid() % 100000)
-    server, client = "moatfw-s" + tag, "moatfw-c" + tag
-    veth_s, veth_c = "mfs" + tag, "mfc" + tag
-    made = []
-    try:
-        for ns in (server, client):
-            r = subprocess.run(["ip", "netns", "add", ns], capture_output=True, timeout=30)
-            if r.returncode != 0 and not made and b"not permitted" in r.stderr:
-                pytest.skip("ip netns add is not permitted here (needs CAP_SYS_ADMIN): %s" % r.stderr.decode().strip())
-            assert r.returncode == 0, r.stderr.decode()
-            made.append(ns)
-        run_ok(["ip", "link", "add", veth_s, "netns", server, "type", "veth", "peer", "name", veth_c, "netns", client])
+    with veth_pair("moatfw", "mf") as (server, client, veth_s, veth_c):
         for ns, dev, addresses in ((server, veth_s, [SERVER]), (client, veth_c, [ALLOWED, OTHER])):
             for address in addresses:
                 run_ok(["ip", "-n", ns, "addr", "add", address + "/24", "dev", dev])
-            run_ok(["ip", "-n", ns, "link", "set", dev, "up"])
-            run_ok(["ip", "-n", ns, "link", "set", "lo", "up"])
         yield server, client
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
 def probe(client, source):
