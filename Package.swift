@@ -133,5 +133,6 @@ let package = Package(
         .testTarget(name: "MoatMetricsTests", dependencies: ["MoatMetrics"]),
         .testTarget(name: "MoatFirewallTests", dependencies: ["MoatFirewall", "MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
+        .testTarget(name: "MoatServerTests", dependencies: ["MoatServer", "MoatConfig"]),
     ]
 )

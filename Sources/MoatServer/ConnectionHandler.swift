@@ -28,8 +28,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var closing = false
     private var counted = false
     private let gate: ConnectionGate
-    private let commandTimeout: Int64
-    private let outputTimeout: Int64
+    private let deadlineLimits: ConnectionDeadlines.Limits
+    /// Its idle, authentication, command and output deadlines (from `channelActive`).
+    private var deadlines: ConnectionDeadlines
     private let certificateAuthentication: Bool
     /// Who the client is, from its socket address (nil: unknown, refused when an address list exists).
     private var address: PeerAddress?
@@ -37,9 +38,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var host = "unix"
     /// Holds one of the gate's per-address slots.
     private var admitted = false
-    /// Uptime nanoseconds when the incomplete request in `input` started arriving, and when replies stopped draining (0: not).
-    private var partialSince: UInt64 = 0
-    private var suspendedSince: UInt64 = 0
     private var watchdog: RepeatedTask?
     /// Bytes the channel held for the client when it stopped draining, charged to the engine's output budget.
     private var charged = 0
@@ -48,6 +46,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The server is stopping: buffered requests are answered, new input is dropped, and once the
     /// replies are out the output is half-closed (see `beginDrain`).
     private var draining = false
+    /// Why the connection ends, logged when it does (a close by the peer is `normal`).
+    private var closeReason = CloseReason.normal
 
     /// Sent through the pipeline by `Server.stop()`.
     struct Drain: Sendable {}
@@ -55,14 +55,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
     static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
 
     init(
-        engine: Engine, gate: ConnectionGate, commandTimeout: Int, outputTimeout: Int, certificateAuthentication: Bool = false,
+        engine: Engine, gate: ConnectionGate, deadlines: ConnectionDeadlines.Limits, certificateAuthentication: Bool = false,
         logger: Logger, onShutdown: @escaping @Sendable () -> Void
     ) {
         self.certificateAuthentication = certificateAuthentication
         self.engine = engine
         self.gate = gate
-        self.commandTimeout = Int64(commandTimeout)
-        self.outputTimeout = Int64(outputTimeout)
+        self.deadlineLimits = deadlines
+        self.deadlines = ConnectionDeadlines(limits: deadlines, now: Self.now())
         self.session = engine.makeSession()
         self.logger = logger
         self.onShutdown = onShutdown
@@ -102,47 +102,33 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         logger.info("connection opened", metadata: ["peer": "\(peerDescription(context))"])
         engine.securityLog.record(.connectionAccepted(peer: host))
-        if commandTimeout > 0 || outputTimeout > 0 || engine.authenticator != nil {
+        deadlines = ConnectionDeadlines(limits: deadlineLimits, now: Self.now())
+        // The deadlines, and a reload's revocations (which need authentication), are checked on a tick.
+        if deadlineLimits.any || engine.authenticator != nil {
             // Runs on this channel's event loop, as does everything else in this handler.
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             watchdog = context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
                 bound.value.0.checkDeadlines(context: bound.value.1)
             }
         }
-        if let deadline = engine.authenticator?.settings.timeout, deadline > 0 {
-            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(deadline))) { [self] in
-                guard !session.isAuthenticated, !closing else { return }
-                logger.info("connection closed: not authenticated in time", metadata: ["peer": "\(peerDescription(context))"])
-                engine.securityLog.record(.connectionClosed(peer: host, reason: "auth_timeout"))
-                close(context: context)
-            }
-        }
         context.fireChannelActive()
     }
 
-    /// Closes a client that has taken too long to finish a request, or has left replies unread too long.
+    /// Closes a client whose user a reload revoked, or that has passed one of its deadlines.
     private func checkDeadlines(context: ChannelHandlerContext) {
         guard !closing, !draining else { return }
         // A reload removed this connection's user or moved it to another bucket.
         if !session.revalidate() {
-            logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))", "reason": "access_revoked"])
-            close(context: context)
+            close(context: context, reason: .accessRevoked)
             return
         }
-        let now = NIODeadline.now().uptimeNanoseconds
-        let second: UInt64 = 1_000_000_000
-        var reason: String?
-        if commandTimeout > 0, partialSince != 0, now - partialSince >= UInt64(commandTimeout) * second {
-            reason = "slow_command"
-        } else if outputTimeout > 0, suspendedSince != 0, now - suspendedSince >= UInt64(outputTimeout) * second {
-            reason = "output_stalled"
+        if let reason = deadlines.expired(at: Self.now(), isAuthenticated: session.isAuthenticated) {
+            close(context: context, reason: reason)
         }
-        guard let reason else { return }
-        logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))", "reason": "\(reason)"])
-        engine.securityLog.record(.connectionClosed(peer: host, reason: reason))
-        closing = true
-        context.close(promise: nil)
     }
+
+    /// Monotonic milliseconds (the deadlines' clock).
+    private static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000) }
 
     func channelInactive(context: ChannelHandlerContext) {
         if counted {
@@ -158,7 +144,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             gate.release(peer: address)
             admitted = false
         }
-        logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))"])
+        // Logged once, here, whoever closed it.
+        logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))", "reason": "\(closeReason.rawValue)"])
+        if closeReason.isLimit { engine.securityLog.record(.connectionClosed(peer: host, reason: closeReason.rawValue)) }
         context.fireChannelInactive()
     }
 
@@ -166,6 +154,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard !closing, !draining else { return }
         var incoming = unwrapInboundIn(data)
         session.countReceived(incoming.readableBytes)
+        deadlines.received(at: Self.now())
         if input.readableBytes == 0 {
             input = incoming
         } else {
@@ -176,11 +165,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func notePartialRequest() {
-        if session.hasPartialRequest(pendingInput: input.readableBytes) {
-            if partialSince == 0 { partialSince = NIODeadline.now().uptimeNanoseconds }
-        } else {
-            partialSince = 0
-        }
+        deadlines.request(incomplete: session.hasPartialRequest(pendingInput: input.readableBytes), at: Self.now())
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -209,15 +194,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     let pending = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
                     let held = max(pending, lastFlushedCapacity)
                     guard engine.outputBudget.charge(held) else {
-                        logger.info("connection closed: output budget spent", metadata: ["peer": "\(peerDescription(context))"])
-                        engine.securityLog.record(.connectionClosed(peer: host, reason: "output_budget"))
-                        closing = true
-                        context.close(promise: nil)
+                        close(context: context, reason: .outputBudget)
                         return
                     }
                     charged = held
                     suspended = true
-                    suspendedSince = NIODeadline.now().uptimeNanoseconds
+                    deadlines.stalled(at: Self.now())
                     return
                 }
             case .close:
@@ -225,14 +207,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return
             case .shutdown:
                 logger.notice("shutdown requested by a client", metadata: ["peer": "\(peerDescription(context))"])
-                close(context: context)
+                close(context: context, reason: .shutdown)
                 onShutdown()
                 return
             }
         }
     }
 
-    private func close(context: ChannelHandlerContext) {
+    private func close(context: ChannelHandlerContext, reason: CloseReason = .normal) {
+        closeReason = reason
         closing = true
         flushOutput(context: context)
         session.publishCounters()
@@ -266,7 +249,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if context.channel.isWritable {
             if suspended {
                 suspended = false
-                suspendedSince = 0
+                deadlines.drained()
                 engine.outputBudget.release(charged)
                 charged = 0
                 drive(context: context)
@@ -289,7 +272,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func beginDrain(context: ChannelHandlerContext) {
         guard !closing, !draining else { return }
         draining = true
-        partialSince = 0
+        closeReason = .shutdown
+        deadlines.forgetRequest()
         if !suspended { finishDrain(context: context) }
         context.read()
     }
@@ -314,13 +298,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if certificateAuthentication, let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
             authenticateWithClientCertificate(context: context)
         }
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            logger.info("connection closed: idle timeout", metadata: ["peer": "\(peerDescription(context))"])
-            engine.securityLog.record(.connectionClosed(peer: host, reason: "idle_timeout"))
-            closing = true
-            context.close(promise: nil)
-            return
-        }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -331,6 +308,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed)
             engine.securityLog.record(.connectionClosed(peer: host, reason: "tls_error"))
         }
+        closeReason = .error
         closing = true
         context.close(promise: nil)
     }

@@ -208,10 +208,8 @@ public final class Server: Sendable {
     private func bootstrap(tls: Bool = false) -> ServerBootstrap {
         let engine = self.engine
         let logger = self.logger
-        let idleTimeout = configuration.idleTimeout
         let gate = self.gate
-        let commandTimeout = configuration.commandTimeout
-        let outputTimeout = configuration.outputTimeout
+        let deadlines = ConnectionDeadlines.Limits(configuration)
         let onShutdown: @Sendable () -> Void = { [weak self] in self?.stop() }
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
@@ -231,11 +229,8 @@ public final class Server: Sendable {
                                 engine.securityLog.record(.connectionClosed(peer: peer, reason: "tls_handshake_timeout"))
                             })
                     }
-                    if idleTimeout > 0 {
-                        try handlers.addHandler(IdleStateHandler(readTimeout: .seconds(Int64(idleTimeout))))
-                    }
                     try handlers.addHandler(ConnectionHandler(
-                            engine: engine, gate: gate, commandTimeout: commandTimeout, outputTimeout: outputTimeout,
+                            engine: engine, gate: gate, deadlines: deadlines,
                             certificateAuthentication: tls && (tlsCertificates?.options.certificateAuthentication ?? false),
                             logger: logger, onShutdown: onShutdown))
                 }.flatMapErrorThrowing { error in

@@ -126,3 +126,24 @@ def test_log_lines_are_rate_limited(server_factory):
     # At most 1,000 lines a second (the connection's own event took one); every dropped line is reported.
     assert len(written) < 3001 and dropped
     assert len(written) + sum(e["lines"] for e in dropped) == 3001
+
+
+@pytest.mark.parametrize("flags, reason, send", [
+    (["-o", "idle_timeout=1"], "idle_timeout", b""),
+    (["-o", "command_timeout=1"], "slow_command", b"get partial-key-with-no-end"),
+])
+def test_a_deadline_close_is_logged_once(server_factory, flags, reason, send):
+    """Each deadline close is one `connection_closed` event and one log line, with its reason, on either I/O backend (the NIO path logged two lines)."""
+    log = os.path.join(server_factory.tmpdir(), "security.log")
+    srv = server_factory.start(flags + ["-v", "-o", "security_log=" + log])
+    with Conn.to(srv, timeout=10) as c:
+        port = c.sock.getsockname()[1]
+        if send:
+            c.send(send)
+        _, closed = c.read_until_closed(timeout=6)
+        assert closed
+    assert wait_until(lambda: find(log, event="connection_closed", reason=reason), 5), events(log)
+    time.sleep(0.6)  # a second line, if any, would follow within a tick or two
+    assert len(find(log, event="connection_closed")) == 1, events(log)
+    closes = [line for line in srv.stderr_text().splitlines() if "connection closed" in line and ":%d\"" % port in line]
+    assert len(closes) == 1 and reason in closes[0], closes

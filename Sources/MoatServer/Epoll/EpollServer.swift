@@ -125,8 +125,7 @@ final class EpollServer: @unchecked Sendable {
         for index in 0..<configuration.threads {
             let loop = EpollLoop(
                 index: index, listenFDs: listenFDs, engine: engine, logger: logger, stopping: stopping,
-                idleTimeout: configuration.idleTimeout, commandTimeout: configuration.commandTimeout,
-                outputTimeout: configuration.outputTimeout, gate: gate, onShutdown: onShutdown)
+                deadlines: ConnectionDeadlines.Limits(configuration), gate: gate, onShutdown: onShutdown)
             try loop.register()
             loops.append(loop)
             var thread = pthread_t()
@@ -173,28 +172,23 @@ final class EpollLoop: @unchecked Sendable {
         var output: ByteBuffer
         /// Replies are not draining: reading is paused until the socket is writable again.
         var blocked = false
-        var lastActive: Int64
-        let openedAt: Int64
+        /// Its idle, authentication, command and output deadlines.
+        var deadlines: ConnectionDeadlines
         let peer: String
         /// Who the client is, read from the socket address (what the gate counts).
         let address: PeerAddress?
         /// The address without the port, for the security log.
         let host: String
-        /// When the request still incomplete in `input` started arriving (0: none is).
-        var partialSince: Int64 = 0
-        /// When replies stopped draining (valid while `blocked`).
-        var blockedSince: Int64 = 0
         /// Output bytes charged to the engine's output budget while `blocked`.
         var charged = 0
 
-        init(fd: Int32, session: Session, allocator: ByteBufferAllocator, now: Int64, peer: String, address: PeerAddress?) {
+        init(fd: Int32, session: Session, deadlines: ConnectionDeadlines, peer: String, address: PeerAddress?) {
             self.fd = fd
             self.session = session
             // Idle connections own no buffer memory: they borrow the loop's while they are served.
             self.input = EpollLoop.noBuffer
             self.output = EpollLoop.noBuffer
-            self.lastActive = now
-            self.openedAt = now
+            self.deadlines = deadlines
             self.peer = peer
             self.address = address
             self.host = address?.description ?? "unknown"
@@ -207,8 +201,6 @@ final class EpollLoop: @unchecked Sendable {
     /// A connection quiet this long gives its (empty) buffers back, so that thousands of idle
     /// connections hold no buffer memory; busy ones keep theirs and pay nothing per request.
     static let bufferReleaseMilliseconds: Int64 = 1000
-    /// Closes that Moat decides for a limit, which the security log records.
-    static let limitReasons: Set<String> = ["slow_command", "output_stalled", "output_budget", "idle_timeout", "auth_timeout"]
     /// The tenancy generation the last sweep checked the connections against.
     private var tenancyGeneration = 0
     static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
@@ -218,9 +210,7 @@ final class EpollLoop: @unchecked Sendable {
     let engine: Engine
     let logger: Logger
     let stopping: StopFlag
-    let idleTimeout: Int
-    let commandTimeout: Int
-    let outputTimeout: Int
+    let deadlineLimits: ConnectionDeadlines.Limits
     let gate: ConnectionGate
     let onShutdown: @Sendable () -> Void
     private var epfd: Int32 = -1
@@ -232,18 +222,16 @@ final class EpollLoop: @unchecked Sendable {
     private var lastSweep: Int64 = 0
 
     init(
-        index: Int, listenFDs: [Int32], engine: Engine, logger: Logger, stopping: StopFlag, idleTimeout: Int,
-        commandTimeout: Int, outputTimeout: Int, gate: ConnectionGate, onShutdown: @escaping @Sendable () -> Void
+        index: Int, listenFDs: [Int32], engine: Engine, logger: Logger, stopping: StopFlag,
+        deadlines: ConnectionDeadlines.Limits, gate: ConnectionGate, onShutdown: @escaping @Sendable () -> Void
     ) {
-        self.commandTimeout = commandTimeout
-        self.outputTimeout = outputTimeout
+        self.deadlineLimits = deadlines
         self.gate = gate
         self.index = index
         self.listenFDs = listenFDs
         self.engine = engine
         self.logger = logger
         self.stopping = stopping
-        self.idleTimeout = idleTimeout
         self.onShutdown = onShutdown
     }
 
@@ -279,7 +267,7 @@ final class EpollLoop: @unchecked Sendable {
         defer {
             drain(events: events, capacity: capacity)
             events.deallocate()
-            for case let connection? in connections { closeConnection(connection, reason: "shutdown") }
+            for case let connection? in connections { closeConnection(connection, reason: .shutdown) }
             close(epfd)
         }
         while !stopping.value.load(ordering: .relaxed) {
@@ -300,7 +288,7 @@ final class EpollLoop: @unchecked Sendable {
                 if data >> 32 == 2 { continue }  // woken to notice a stop
                 guard Int(fd) < connections.count, let connection = connections[Int(fd)] else { continue }
                 if event.events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0, event.events & EPOLLIN.rawValue == 0 {
-                    closeConnection(connection, reason: "error")
+                    closeConnection(connection, reason: .error)
                     continue
                 }
                 if connection.blocked {
@@ -352,7 +340,7 @@ final class EpollLoop: @unchecked Sendable {
                         let read = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                         if read > 0 { continue }
                         if read < 0, errno == EAGAIN || errno == EINTR { break }
-                        closeConnection(connection, reason: "shutdown")
+                        closeConnection(connection, reason: .shutdown)
                         break
                     }
                 }
@@ -402,7 +390,9 @@ final class EpollLoop: @unchecked Sendable {
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             }
-            let connection = Connection(fd: fd, session: engine.makeSession(address: address), allocator: allocator, now: Self.now(), peer: peer, address: address)
+            let connection = Connection(
+                fd: fd, session: engine.makeSession(address: address),
+                deadlines: ConnectionDeadlines(limits: deadlineLimits, now: Self.now()), peer: peer, address: address)
             if Int(fd) >= connections.count {
                 connections.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - connections.count + 64))
             }
@@ -410,7 +400,7 @@ final class EpollLoop: @unchecked Sendable {
             open += 1
             var event = epoll_event(events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: fd))))
             if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) != 0 {
-                closeConnection(connection, reason: "error")
+                closeConnection(connection, reason: .error)
                 continue
             }
             logger.info("connection opened", metadata: ["peer": "\(peer)"])
@@ -428,21 +418,16 @@ final class EpollLoop: @unchecked Sendable {
             return max(received, 0)
         }
         if received == 0 || (received < 0 && errno != EAGAIN && errno != EINTR) {
-            closeConnection(connection, reason: received == 0 ? "normal" : "error")
+            closeConnection(connection, reason: received == 0 ? .normal : .error)
             return
         }
         guard received > 0 else { return }
         let now = Self.now()
-        connection.lastActive = now
+        connection.deadlines.received(at: now)
         connection.session.countReceived(received)
         drive(connection)
-        // The command deadline runs from the first byte of a request until it is complete.
         if connections[Int(connection.fd)] === connection {
-            if connection.session.hasPartialRequest(pendingInput: connection.input.readableBytes) {
-                if connection.partialSince == 0 { connection.partialSince = now }
-            } else {
-                connection.partialSince = 0
-            }
+            connection.deadlines.request(incomplete: connection.session.hasPartialRequest(pendingInput: connection.input.readableBytes), at: now)
         }
     }
 
@@ -464,11 +449,11 @@ final class EpollLoop: @unchecked Sendable {
                 guard flush(connection) else { return }
             case .close:
                 _ = flush(connection)
-                closeConnection(connection, reason: "normal")
+                closeConnection(connection, reason: .normal)
                 return
             case .shutdown:
                 _ = flush(connection)
-                closeConnection(connection, reason: "shutdown")
+                closeConnection(connection, reason: .shutdown)
                 logger.notice("shutdown requested by a client")
                 onShutdown()
                 return
@@ -493,7 +478,7 @@ final class EpollLoop: @unchecked Sendable {
                 pause(connection)
                 return false
             }
-            closeConnection(connection, reason: "error")
+            closeConnection(connection, reason: .error)
             return false
         }
         connection.output.clear()
@@ -504,12 +489,12 @@ final class EpollLoop: @unchecked Sendable {
         guard !connection.blocked else { return }
         // The memory held is the buffer's capacity (a value is copied in whole), not just what is left to send.
         guard engine.outputBudget.charge(connection.output.capacity) else {
-            closeConnection(connection, reason: "output_budget")
+            closeConnection(connection, reason: .outputBudget)
             return
         }
         connection.charged = connection.output.capacity
         connection.blocked = true
-        connection.blockedSince = Self.now()
+        connection.deadlines.stalled(at: Self.now())
         // Writability only: a half-closed peer (EPOLLRDHUP) would otherwise wake this loop forever.
         var event = epoll_event(events: EPOLLOUT.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
         epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
@@ -518,6 +503,7 @@ final class EpollLoop: @unchecked Sendable {
     private func resume(_ connection: Connection) {
         guard flush(connection) else { return }
         connection.blocked = false
+        connection.deadlines.drained()
         engine.outputBudget.release(connection.charged)
         connection.charged = 0
         var event = epoll_event(events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
@@ -526,7 +512,7 @@ final class EpollLoop: @unchecked Sendable {
         if connections[Int(connection.fd)] != nil { drive(connection) }
     }
 
-    private func closeConnection(_ connection: Connection, reason: String) {
+    private func closeConnection(_ connection: Connection, reason: CloseReason) {
         guard Int(connection.fd) < connections.count, connections[Int(connection.fd)] === connection else { return }
         connections[Int(connection.fd)] = nil
         open -= 1
@@ -537,8 +523,8 @@ final class EpollLoop: @unchecked Sendable {
         connection.session.publishCounters()
         engine.connections.current.wrappingSubtract(1, ordering: .relaxed)
         gate.release(peer: connection.address)
-        logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
-        if Self.limitReasons.contains(reason) { engine.securityLog.record(.connectionClosed(peer: connection.host, reason: reason)) }
+        logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason.rawValue)"])
+        if reason.isLimit { engine.securityLog.record(.connectionClosed(peer: connection.host, reason: reason.rawValue)) }
     }
 
     /// Every quarter second: close connections idle past `-o idle_timeout` or not authenticated within
@@ -554,12 +540,12 @@ final class EpollLoop: @unchecked Sendable {
         if generation != tenancyGeneration {
             tenancyGeneration = generation
             for case let connection? in connections where !connection.session.revalidate() {
-                closeConnection(connection, reason: "access_revoked")
+                closeConnection(connection, reason: .accessRevoked)
             }
         }
         var released = 0
         for case let connection? in connections
-        where now - connection.lastActive >= Self.bufferReleaseMilliseconds && !connection.blocked
+        where now - connection.deadlines.lastReceived >= Self.bufferReleaseMilliseconds && !connection.blocked
             && connection.input.readableBytes == 0 && connection.output.readableBytes == 0
             && connection.input.capacity + connection.output.capacity > 0 {
             connection.input = Self.noBuffer
@@ -568,28 +554,11 @@ final class EpollLoop: @unchecked Sendable {
         }
         // Freed buffers sit in malloc's heap; hand a large batch back to the system.
         if released >= 256 { moat_malloc_trim() }
-        if let deadline = engine.authenticator?.settings.timeout, deadline > 0 {
-            let limit = Int64(deadline) * 1000
-            for case let connection? in connections where !connection.session.isAuthenticated && now - connection.openedAt >= limit {
-                closeConnection(connection, reason: "auth_timeout")
+        guard deadlineLimits.any else { return }
+        for case let connection? in connections {
+            if let reason = connection.deadlines.expired(at: now, isAuthenticated: connection.session.isAuthenticated) {
+                closeConnection(connection, reason: reason)
             }
-        }
-        if commandTimeout > 0 {
-            let limit = Int64(commandTimeout) * 1000
-            for case let connection? in connections where connection.partialSince != 0 && now - connection.partialSince >= limit {
-                closeConnection(connection, reason: "slow_command")
-            }
-        }
-        if outputTimeout > 0 {
-            let limit = Int64(outputTimeout) * 1000
-            for case let connection? in connections where connection.blocked && now - connection.blockedSince >= limit {
-                closeConnection(connection, reason: "output_stalled")
-            }
-        }
-        guard idleTimeout > 0 else { return }
-        let limit = Int64(idleTimeout) * 1000
-        for case let connection? in connections where now - connection.lastActive >= limit {
-            closeConnection(connection, reason: "idle_timeout")
         }
     }
 

@@ -1,0 +1,109 @@
+import MoatConfig
+
+/// Why Moat ends a connection. The limit reasons (a deadline, the output budget, a revoked user) are
+/// Moat's decision about the client and go to the security log as `connection_closed`.
+enum CloseReason: String, Sendable, CaseIterable {
+    case normal
+    case error
+    case shutdown
+    case idleTimeout = "idle_timeout"
+    case authTimeout = "auth_timeout"
+    case slowCommand = "slow_command"
+    case outputStalled = "output_stalled"
+    case outputBudget = "output_budget"
+    case accessRevoked = "access_revoked"
+
+    var isLimit: Bool {
+        switch self {
+        case .normal, .error, .shutdown: return false
+        default: return true
+        }
+    }
+}
+
+/// One connection's clocks and the deadlines they run against: the one place that says when a client
+/// has been idle, unauthenticated, slow to finish a request or slow to read its replies for too long.
+/// Pure (times are monotonic milliseconds the transport passes in), so it is tested with a manual clock;
+/// both I/O backends hold one per connection and ask `expired` on their quarter-second tick.
+struct ConnectionDeadlines: Sendable {
+    /// Seconds each deadline allows; 0 turns it off.
+    struct Limits: Sendable, Equatable {
+        var idle = 0
+        var authentication = 0
+        var command = 0
+        var output = 0
+
+        init(idle: Int = 0, authentication: Int = 0, command: Int = 0, output: Int = 0) {
+            self.idle = idle
+            self.authentication = authentication
+            self.command = command
+            self.output = output
+        }
+
+        /// `-o idle_timeout`, `auth_timeout` (only when authentication is on), `command_timeout`, `output_timeout`.
+        init(_ configuration: ServerConfiguration) {
+            self.init(
+                idle: configuration.idleTimeout, authentication: configuration.authentication?.timeout ?? 0,
+                command: configuration.commandTimeout, output: configuration.outputTimeout)
+        }
+
+        /// Whether any deadline is on (else a transport need not tick at all).
+        var any: Bool { idle > 0 || authentication > 0 || command > 0 || output > 0 }
+    }
+
+    let limits: Limits
+    let openedAt: Int64
+    /// When the client last sent bytes.
+    private(set) var lastReceived: Int64
+    /// When the request still incomplete in the input started arriving (nil: none is).
+    private(set) var partialSince: Int64?
+    /// When replies stopped draining (nil: they drain).
+    private(set) var stalledSince: Int64?
+
+    init(limits: Limits, now: Int64) {
+        self.limits = limits
+        openedAt = now
+        lastReceived = now
+    }
+
+    mutating func received(at now: Int64) { lastReceived = now }
+
+    /// After input was processed: whether a request is still incomplete. The command deadline runs from
+    /// the first byte of a request until it is complete.
+    mutating func request(incomplete: Bool, at now: Int64) {
+        if !incomplete {
+            partialSince = nil
+        } else if partialSince == nil {
+            partialSince = now
+        }
+    }
+
+    mutating func stalled(at now: Int64) {
+        if stalledSince == nil { stalledSince = now }
+    }
+
+    mutating func drained() { stalledSince = nil }
+
+    /// A server that is stopping no longer holds a client to its command deadline.
+    mutating func forgetRequest() { partialSince = nil }
+
+    /// The deadline this connection has passed at `now`, if any: authentication first (an
+    /// unauthenticated client gets no more time by being slow), then the request, the replies, idleness.
+    func expired(at now: Int64, isAuthenticated: Bool) -> CloseReason? {
+        if limits.authentication > 0, !isAuthenticated, now - openedAt >= Self.milliseconds(limits.authentication) {
+            return .authTimeout
+        }
+        if limits.command > 0, let since = partialSince, now - since >= Self.milliseconds(limits.command) {
+            return .slowCommand
+        }
+        if limits.output > 0, let since = stalledSince, now - since >= Self.milliseconds(limits.output) {
+            return .outputStalled
+        }
+        if limits.idle > 0, now - lastReceived >= Self.milliseconds(limits.idle) {
+            return .idleTimeout
+        }
+        return nil
+    }
+
+    private static func milliseconds(_ seconds: Int) -> Int64 { Int64(seconds) * 1000 }
+}
