@@ -233,7 +233,7 @@ def test_unauthenticated_connections_cannot_make_the_server_buffer(server_factor
 
 
 def test_unread_replies_are_bounded_across_connections(server_factory):
-    """200 connections asking for 20 MB each and never reading cannot make the server hold more than its 64 MiB output budget."""
+    """400 connections asking for 20 MB each and never reading cannot make the server hold more than its 64 MiB output budget (they held ~1 MB each: ~400 MiB)."""
     import socket
     import time
 
@@ -248,7 +248,7 @@ def test_unread_replies_are_bounded_across_connections(server_factory):
     socks = []
     peak = baseline
     try:
-        for _ in range(200):
+        for _ in range(400):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             # A small receive window: the replies pile up in the server, not in this host's kernel.
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -265,8 +265,10 @@ def test_unread_replies_are_bounded_across_connections(server_factory):
             steady = steady + 1 if peak == last else 0
             last = peak
         growth = peak - baseline
-        # The 64 MiB budget, plus what each connection holds outside it (its request, the socket) and allocator slack.
-        assert growth < 110 * 1024, "RSS grew by %d KiB for 200 connections not reading" % growth
+        # The 64 MiB budget, plus what each connection holds outside it (its request, the socket, the
+        # buffers of those closed for the budget, which the allocator keeps): not ~1 MB per connection.
+        print("RSS growth %d KiB" % growth)
+        assert growth < 170 * 1024, "RSS grew by %d KiB for 400 connections not reading" % growth
         assert wait_until(lambda: '"reason":"output_budget"' in srv.stderr_text(), 5), srv.stderr_text()[-2000:]
     finally:
         for s in socks:
