@@ -133,6 +133,9 @@ let package = Package(
         .testTarget(name: "MoatMetricsTests", dependencies: ["MoatMetrics"]),
         .testTarget(name: "MoatFirewallTests", dependencies: ["MoatFirewall", "MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
-        .testTarget(name: "MoatServerTests", dependencies: ["MoatServer", "MoatConfig"]),
+        .testTarget(
+            name: "MoatServerTests",
+            dependencies: ["MoatServer", "MoatConfig", "MoatEngine", "MoatAccess", .product(name: "Logging", package: "swift-log")]
+        ),
     ]
 )

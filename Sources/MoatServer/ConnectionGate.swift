@@ -1,27 +1,76 @@
+import Logging
 import MoatAccess
 import MoatConfig
 import MoatEngine
 import NIOCore
 import Synchronization
 
-/// Decides, right after accept and before a byte is read or written, whether a TCP client may stay:
-/// the allow/deny lists, then the per-address connection cap. Shared by every event loop.
+/// What admission decided for a client just accepted.
+enum Admission: Equatable {
+    /// Served: the connection holds its slots until `ConnectionGate.leave`.
+    case admitted
+    /// Refused by the allow/deny lists or the per-address cap: closed without a byte exchanged.
+    case refused(reason: String)
+    /// Over `-c`: sent `tooManyConnectionsReply` (memcached's), then closed.
+    case tooManyConnections
+}
+
+/// Decides, right after accept and before a byte is read or written, whether a client may stay: the
+/// allow/deny lists, the per-address connection cap, then `-c`; records the events and counters of
+/// that decision. The one admission of both I/O backends, shared by every event loop.
 final class ConnectionGate: Sendable {
+    static let tooManyConnectionsReply: StaticString = "ERROR Too many open connections\r\n"
+
     let filter: AddressFilter
     let maxPerAddress: Int
+    let maxConnections: Int
     private let open = Mutex(SlotsPerKey())
     private let counters: ConnectionCounters
+    private let securityLog: SecurityLog
+    private let logger: Logger
 
-    init(configuration: ServerConfiguration, counters: ConnectionCounters) {
+    init(configuration: ServerConfiguration, counters: ConnectionCounters, securityLog: SecurityLog, logger: Logger) {
         filter = configuration.addressFilter
         maxPerAddress = configuration.maxConnectionsPerAddress
+        maxConnections = configuration.maxConnections
         self.counters = counters
+        self.securityLog = securityLog
+        self.logger = logger
+    }
+
+    /// Admits or refuses `peer` (`described` is how log lines name it: address and port).
+    func enter(peer: PeerAddress?, described: String) -> Admission {
+        let host = peer?.description ?? "unknown"
+        if let reason = admit(peer: peer) {
+            logger.info("connection refused", metadata: ["peer": "\(described)", "reason": "\(reason)"])
+            securityLog.record(.connectionRefused(peer: host, reason: reason))
+            return .refused(reason: reason)
+        }
+        let current = counters.current.wrappingAdd(1, ordering: .relaxed).newValue
+        counters.total.wrappingAdd(1, ordering: .relaxed)
+        guard current <= maxConnections else {
+            release(peer: peer)
+            counters.current.wrappingSubtract(1, ordering: .relaxed)
+            counters.rejected.wrappingAdd(1, ordering: .relaxed)
+            logger.notice("connection refused: too many open connections", metadata: ["peer": "\(described)"])
+            securityLog.record(.connectionRefused(peer: host, reason: "max_connections"))
+            return .tooManyConnections
+        }
+        logger.info("connection opened", metadata: ["peer": "\(described)"])
+        securityLog.record(.connectionAccepted(peer: host))
+        return .admitted
+    }
+
+    /// Gives back what `enter` took for an admitted connection.
+    func leave(peer: PeerAddress?) {
+        counters.current.wrappingSubtract(1, ordering: .relaxed)
+        release(peer: peer)
     }
 
     /// Nil when `peer` may connect (and then holds one of its slots until `release`), else the reason.
     /// An unknown peer (nil) is refused whenever a list exists; unix clients pass the lists and the cap
     /// (the socket file's mode decides who reaches them).
-    func admit(peer: PeerAddress?) -> String? {
+    private func admit(peer: PeerAddress?) -> String? {
         switch filter.decision(for: peer) {
         case .allowed: break
         case .notAllowed:
@@ -39,7 +88,7 @@ final class ConnectionGate: Sendable {
     }
 
     /// Gives back the slot `admit` took.
-    func release(peer: PeerAddress?) {
+    private func release(peer: PeerAddress?) {
         guard let key = capKey(peer) else { return }
         open.withLock { $0.give(key) }
     }

@@ -26,7 +26,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var suspended = false
     private var readRequested = false
     private var closing = false
-    private var counted = false
     private let gate: ConnectionGate
     private let deadlineLimits: ConnectionDeadlines.Limits
     /// Its idle, authentication, command and output deadlines (from `channelActive`).
@@ -52,7 +51,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Sent through the pipeline by `Server.stop()`.
     struct Drain: Sendable {}
 
-    static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
 
     init(
         engine: Engine, gate: ConnectionGate, deadlines: ConnectionDeadlines.Limits, certificateAuthentication: Bool = false,
@@ -77,31 +75,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         // Before a byte is read or written: a refused client learns nothing but that the port is open.
-        if let reason = gate.admit(peer: address) {
+        switch gate.enter(peer: address, described: peerDescription(context)) {
+        case .admitted:
+            admitted = true
+        case .refused:
             closing = true
-            logger.info("connection refused", metadata: ["peer": "\(peerDescription(context))", "reason": "\(reason)"])
-            engine.securityLog.record(.connectionRefused(peer: host, reason: reason))
             context.close(promise: nil)
             return
-        }
-        admitted = true
-        let connections = engine.connections
-        let current = connections.current.wrappingAdd(1, ordering: .relaxed).newValue
-        counted = true
-        connections.total.wrappingAdd(1, ordering: .relaxed)
-        if current > engine.settings.maxConnections {
-            connections.rejected.wrappingAdd(1, ordering: .relaxed)
-            engine.securityLog.record(.connectionRefused(peer: host, reason: "max_connections"))
-            logger.notice("connection refused: too many open connections", metadata: ["peer": "\(peerDescription(context))"])
+        case .tooManyConnections:
             closing = true
             var reply = context.channel.allocator.buffer(capacity: 40)
-            reply.writeStaticString(Self.tooManyConnections)
+            reply.writeStaticString(ConnectionGate.tooManyConnectionsReply)
             context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
             context.close(promise: nil)
             return
         }
-        logger.info("connection opened", metadata: ["peer": "\(peerDescription(context))"])
-        engine.securityLog.record(.connectionAccepted(peer: host))
         deadlines = ConnectionDeadlines(limits: deadlineLimits, now: Self.now())
         // The deadlines, and a reload's revocations (which need authentication), are checked on a tick.
         if deadlineLimits.any || engine.authenticator != nil {
@@ -131,22 +119,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000) }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if counted {
-            engine.connections.current.wrappingSubtract(1, ordering: .relaxed)
-            counted = false
-        }
         session.publishCounters()
         engine.outputBudget.release(charged)
         charged = 0
         watchdog?.cancel()
         watchdog = nil
         if admitted {
-            gate.release(peer: address)
             admitted = false
+            gate.leave(peer: address)
+            // Logged once, here, whoever closed it.
+            logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))", "reason": "\(closeReason.rawValue)"])
+            if closeReason.isLimit { engine.securityLog.record(.connectionClosed(peer: host, reason: closeReason.rawValue)) }
         }
-        // Logged once, here, whoever closed it.
-        logger.info("connection closed", metadata: ["peer": "\(peerDescription(context))", "reason": "\(closeReason.rawValue)"])
-        if closeReason.isLimit { engine.securityLog.record(.connectionClosed(peer: host, reason: closeReason.rawValue)) }
         context.fireChannelInactive()
     }
 

@@ -76,7 +76,7 @@ public final class Server: Sendable {
         }
         self.engine = Engine(
             cache: cache, settings: settings, authenticator: authenticator, securityLog: securityLog, certificateReloader: reloader)
-        self.gate = ConnectionGate(configuration: configuration, counters: engine.connections)
+        self.gate = ConnectionGate(configuration: configuration, counters: engine.connections, securityLog: securityLog, logger: logger)
         let engine = self.engine
         self.udp = configuration.udp.map { options in
             let limiter = SourceRateLimiter(

@@ -203,7 +203,6 @@ final class EpollLoop: @unchecked Sendable {
     static let bufferReleaseMilliseconds: Int64 = 1000
     /// The tenancy generation the last sweep checked the connections against.
     private var tenancyGeneration = 0
-    static let tooManyConnections: StaticString = "ERROR Too many open connections\r\n"
 
     let index: Int
     let listenFDs: [Int32]
@@ -365,24 +364,14 @@ final class EpollLoop: @unchecked Sendable {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { PeerAddress($0, length: length) }
             }
             if case .unix = address { address = .unix(uid: unixPeerUID(fd)) }
-            let host = address?.description ?? "unknown"
             // Before a byte is read or written: a refused client learns nothing but that the port is open.
-            if let reason = gate.admit(peer: address) {
+            switch gate.enter(peer: address, described: peer) {
+            case .admitted: break
+            case .refused:
                 close(fd)
-                logger.info("connection refused", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
-                engine.securityLog.record(.connectionRefused(peer: host, reason: reason))
                 continue
-            }
-            let counters = engine.connections
-            let current = counters.current.wrappingAdd(1, ordering: .relaxed).newValue
-            counters.total.wrappingAdd(1, ordering: .relaxed)
-            if current > engine.settings.maxConnections {
-                gate.release(peer: address)
-                engine.securityLog.record(.connectionRefused(peer: host, reason: "max_connections"))
-                counters.rejected.wrappingAdd(1, ordering: .relaxed)
-                counters.current.wrappingSubtract(1, ordering: .relaxed)
-                logger.notice("connection refused: too many open connections", metadata: ["peer": "\(peer)"])
-                Self.tooManyConnections.withUTF8Buffer { _ = send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            case .tooManyConnections:
+                ConnectionGate.tooManyConnectionsReply.withUTF8Buffer { _ = send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 close(fd)
                 continue
             }
@@ -403,8 +392,6 @@ final class EpollLoop: @unchecked Sendable {
                 closeConnection(connection, reason: .error)
                 continue
             }
-            logger.info("connection opened", metadata: ["peer": "\(peer)"])
-            engine.securityLog.record(.connectionAccepted(peer: host))
         }
     }
 
@@ -521,8 +508,7 @@ final class EpollLoop: @unchecked Sendable {
         epoll_ctl(epfd, EPOLL_CTL_DEL, connection.fd, nil)
         close(connection.fd)
         connection.session.publishCounters()
-        engine.connections.current.wrappingSubtract(1, ordering: .relaxed)
-        gate.release(peer: connection.address)
+        gate.leave(peer: connection.address)
         logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason.rawValue)"])
         if reason.isLimit { engine.securityLog.record(.connectionClosed(peer: connection.host, reason: reason.rawValue)) }
     }
