@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from moat_support import connect_from, Conn, has_ipv6_loopback, moat_bin, wait_until
+from moat_support import connect_from, Conn, has_ipv6_loopback, wait_until
 
 pytestmark = pytest.mark.moat_only
 

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import time

@@ -10,7 +10,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from moat_support import (IS_MOAT, Conn, all_thread_uids, free_port, has_ipv6_loopback,
-                          proc_status_ids, wait_until)
+                          proc_status_ids)
 
 # Both memcached and Moat refuse -m 1 with the default -I 1m (item size limit above half the memory).
 SMALL_MEM_EXTRA = ["-I", "512k"]

@@ -6,7 +6,6 @@ sent was complete and the process exits 0 within its drain deadline."""
 import os
 import random
 import signal
-import socket
 import struct
 import threading
 import time

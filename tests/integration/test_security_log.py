@@ -4,7 +4,6 @@ go-derper sequence (list slabs, dump keys, read them) refused and raised as crit
 
 import json
 import os
-import socket
 import subprocess
 import time
 

@@ -8,7 +8,6 @@ import os
 import pwd
 import signal
 import subprocess
-import time
 
 import pytest
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from moat_support import Conn, wait_until
+from moat_support import Conn
 
 pytestmark = pytest.mark.moat_only
 
