@@ -48,12 +48,13 @@ def frame(payload, request_id=1, seq=0, count=1, reserved=0):
     return struct.pack("!HHHH", request_id, seq, count, reserved) + payload
 
 
-def exchange(port, datagram, source=ALLOWED, quiet=0.3, limit=2.0):
-    """Send one datagram from `source`; collect every reply datagram until `quiet` seconds pass with none
-    (at most `limit` seconds). Returns the list of reply payloads."""
+def exchange(port, datagram, source=ALLOWED, quiet=0.3, limit=2.0, first=1.0):
+    """Send one datagram from `source`; wait up to `first` seconds for a reply (a loaded CI machine may take
+    more than `quiet` to answer a server's first datagram), then collect replies until `quiet` seconds pass
+    with none (at most `limit` seconds in all). Returns the list of reply payloads."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((source, 0))
-    s.settimeout(quiet)
+    s.settimeout(first)
     replies = []
     try:
         s.sendto(datagram, ("127.0.0.1", port))
@@ -64,6 +65,7 @@ def exchange(port, datagram, source=ALLOWED, quiet=0.3, limit=2.0):
             except socket.timeout:
                 break
             replies.append(data)
+            s.settimeout(quiet)
     finally:
         s.close()
     return replies
