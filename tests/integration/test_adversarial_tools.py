@@ -14,8 +14,8 @@ import threading
 
 import pytest
 
-from moat_support import EXTRA_ARGS, moat_bin, network_namespaces, run_ok, wait_until
-from test_firewall import ALLOWED, OTHER, SERVER, TCP_PORT, UDP_PORT, drops, namespaces, probe  # noqa: F401 (fixture)
+from moat_support import moat_bin, network_namespaces, run_ok
+from test_firewall import ALLOWED, OTHER, SERVER, TCP_PORT, UDP_PORT, drops, moat_serving, namespaces, probe  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.moat_only
 
@@ -82,24 +82,6 @@ def test_firewall_overlong_argument_adds_no_rule(netns):
 
 
 # ---------------------------------------------------------------- moat firewall: IPv4-mapped blocks (finding 12d)
-
-@contextlib.contextmanager
-def moat_serving(server, client, tmp_path, flags, ready_from):
-    """Moat in the server namespace until the block ends (stopped even when it fails); MOAT_EXTRA_ARGS picks the backend."""
-    log = open(tmp_path / "moat.log", "wb")
-    moat = subprocess.Popen(["ip", "netns", "exec", server, moat_bin(), "serve", *flags, *EXTRA_ARGS], stdout=log, stderr=log)
-    try:
-        assert wait_until(lambda: probe(client, ready_from)["tcp"] == "connected", 10), (tmp_path / "moat.log").read_text()
-        yield
-    finally:
-        moat.terminate()
-        try:
-            moat.wait(15)
-        except subprocess.TimeoutExpired:
-            moat.kill()
-            moat.wait(10)
-        log.close()
-
 
 def served(result):
     return result["tcp"] == "connected" and result.get("reply", "").startswith("VERSION ") and result["udp"] == "END\r\n"

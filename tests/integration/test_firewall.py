@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from moat_support import moat_bin, run_ok, veth_pair, wait_until
+from moat_support import EXTRA_ARGS, moat_bin, run_ok, veth_pair, wait_until
 
 pytestmark = pytest.mark.moat_only
 
@@ -138,12 +138,12 @@ def drops(server):
 
 
 @contextlib.contextmanager
-def moat_in(server, client, tmp_path):
-    """Moat serving FLAGS in the server namespace until the block ends (stopped even when it fails)."""
+def moat_serving(server, client, tmp_path, flags, ready_from):
+    """Moat in the server namespace until the block ends (stopped even when it fails); MOAT_EXTRA_ARGS picks the backend."""
     log = open(tmp_path / "moat.log", "wb")
-    moat = subprocess.Popen(["ip", "netns", "exec", server, moat_bin(), "serve", *FLAGS], stdout=log, stderr=log)
+    moat = subprocess.Popen(["ip", "netns", "exec", server, moat_bin(), "serve", *flags, *EXTRA_ARGS], stdout=log, stderr=log)
     try:
-        assert wait_until(lambda: probe(client, ALLOWED)["tcp"] == "connected", 10), (tmp_path / "moat.log").read_text()
+        assert wait_until(lambda: probe(client, ready_from)["tcp"] == "connected", 10), (tmp_path / "moat.log").read_text()
         yield
     finally:
         moat.terminate()
@@ -153,6 +153,11 @@ def moat_in(server, client, tmp_path):
             moat.kill()
             moat.wait(10)
         log.close()
+
+
+def moat_in(server, client, tmp_path):
+    """Moat serving FLAGS in the server namespace until the block ends."""
+    return moat_serving(server, client, tmp_path, FLAGS, ALLOWED)
 
 
 def test_nftables_rules_drop_what_moat_refuses_in_a_namespace(namespaces, tmp_path):
