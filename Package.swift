@@ -35,7 +35,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
-        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
@@ -45,6 +44,8 @@ let package = Package(
         .target(name: "MoatStorage", swiftSettings: fast),
         // <sys/epoll.h> for MoatServer's epoll loops.
         .target(name: "CEpoll"),
+        // OpenSSL 3 (Debian's libssl-dev) behind a small C interface: the TLS listeners' records.
+        .target(name: "CMoatTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         .target(
             name: "MoatProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
@@ -75,13 +76,10 @@ let package = Package(
         .target(
             name: "MoatServer",
             dependencies: [
-                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol", "MoatMetrics", "CEpoll",
+                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol", "MoatMetrics", "CEpoll", "CMoatTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOTLS", package: "swift-nio"),
-                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: fast
@@ -135,7 +133,7 @@ let package = Package(
         .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
         .testTarget(
             name: "MoatServerTests",
-            dependencies: ["MoatServer", "MoatConfig", "MoatEngine", "MoatAccess", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["MoatServer", "MoatConfig", "MoatEngine", "MoatAccess", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

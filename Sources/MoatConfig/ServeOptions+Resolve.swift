@@ -46,8 +46,6 @@ extension ServeOptions {
         var idleTimeout = 0
         var insecurePublicBind = false
         var lenientKeys = false
-        var ioBackend = IOBackend.defaultBackend
-        var ioBackendGiven = false
         var auth = AuthenticationOptions()
         var filter = AddressFilter()
         var maxPerAddress = 0
@@ -158,14 +156,12 @@ extension ServeOptions {
             case "lenient_keys":
                 lenientKeys = true
             case "io":
-                guard let value, let backend = IOBackend(rawValue: value) else {
-                    throw ConfigurationError("-o io: expected epoll or nio")
+                // One connection layer is left (the epoll loops); earlier releases also had SwiftNIO's.
+                switch value {
+                case "epoll": break
+                case "nio": ignored.append("-o io=nio (the SwiftNIO connection backend was retired; the epoll loops serve every listener)")
+                default: throw ConfigurationError("-o io: expected epoll")
                 }
-                #if !os(Linux)
-                if backend == .epoll { throw ConfigurationError("-o io=epoll: epoll exists only on Linux") }
-                #endif
-                ioBackend = backend
-                ioBackendGiven = true
             case "sasl_mechs":
                 let names = (value ?? "").split(separator: ":").map { $0.uppercased() }
                 guard !names.isEmpty, names.allSatisfy(AuthenticationOptions.knownMechanisms.contains) else {
@@ -218,7 +214,6 @@ extension ServeOptions {
             flushEnabled: !disableFlushAll, dumpEnabled: false, idleTimeout: idleTimeout,
             insecurePublicBind: insecurePublicBind, lenientKeys: lenientKeys, pidFile: pidFile, backlog: max(1, backlog), ignored: ignored)
 
-        configuration.ioBackend = ioBackend
         if credentials != nil, authFile != nil {
             throw ConfigurationError("--credentials and -Y: give one source of users, not both")
         }
@@ -239,9 +234,6 @@ extension ServeOptions {
             if sslVerify > 0, sslCA == nil {
                 throw ConfigurationError("-o ssl_verify_mode=\(sslVerify): client certificates are checked against -o ssl_ca_cert=PEM, which is missing")
             }
-            if ioBackendGiven, ioBackend == .epoll {
-                throw ConfigurationError("-Z with -o io=epoll: TLS is served on the SwiftNIO backend (-o io=nio, chosen by -Z)")
-            }
             var tls = TLSOptions(chainCertificate: chain)
             tls.privateKey = sslKey
             tls.caCertificate = sslCA
@@ -256,7 +248,6 @@ extension ServeOptions {
                 tls.certificateAuthentication = true
             }
             configuration.tls = tls
-            configuration.ioBackend = .nio
         } else if sslChain != nil || sslKey != nil || sslCA != nil || sslCertAuth {
             throw ConfigurationError("-o ssl_*: TLS options given without -Z (--enable-ssl)")
         }

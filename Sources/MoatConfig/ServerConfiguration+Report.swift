@@ -26,7 +26,7 @@ extension ServerConfiguration {
             ("shutdown_enabled", shutdownEnabled ? "yes" : "no"),
             ("idle_timeout", "\(idleTimeout)"),
             ("lenient_keys", lenientKeys ? "yes" : "no"),
-            ("io_backend", ioBackend.rawValue),
+            ("io_backend", "epoll"),
             ("ssl_enabled", tls == nil ? "no" : "yes"),
             ("ssl_chain_cert", tls?.chainCertificate ?? "(null)"),
             ("ssl_key", tls?.privateKey ?? "(null)"),
@@ -79,7 +79,6 @@ extension ServerConfiguration {
         let publicNote = authentication != nil ? "yes, authenticated" : (addressFilter.isRestrictive && !addressFilter.allow.isEmpty ? "yes, allow list" : "YES (-o insecure_public_bind)")
         parts.append("public " + (publicListeners.isEmpty ? "no" : publicNote))
         parts.append("metrics " + (metrics.map { "http://\($0.isIPv6 ? "[\($0.host)]" : $0.host):\($0.port)/metrics" } ?? "off"))
-        parts.append("io \(ioBackend.rawValue)")
         parts.append("serving as \(account)")
         return parts.joined(separator: "; ")
     }

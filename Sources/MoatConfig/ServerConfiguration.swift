@@ -26,20 +26,6 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-public enum IOBackend: String, Sendable, Equatable {
-    /// SwiftNIO channels.
-    case nio
-    /// Moat's own epoll loops (Linux): SwiftNIO's per-event cost was most of the gap to memcached
-    /// on request/response traffic (docs/performance.md).
-    case epoll
-
-    #if os(Linux)
-    public static let defaultBackend = IOBackend.epoll
-    #else
-    public static let defaultBackend = IOBackend.nio
-    #endif
-}
-
 /// TLS (`-Z` and memcached's `-o ssl_*` options).
 public struct TLSOptions: Sendable, Equatable {
     public var chainCertificate: String
@@ -133,8 +119,6 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var tls: TLSOptions?
     /// Present when clients must authenticate.
     public var authentication: AuthenticationOptions?
-    /// How connections are served (`-o io=epoll|nio`).
-    public var ioBackend: IOBackend = .defaultBackend
     public var pidFile: String?
     public var backlog: Int
     /// Flags accepted for compatibility that change nothing; reported once at start.

@@ -73,7 +73,7 @@ public struct FirewallPlan: Sendable, Equatable {
         switch host {
         case "0.0.0.0": return [(.ipv4, nil)]
         // Both: Moat's epoll and UDP sockets on `::` are IPv6-only, but the metrics endpoint's (SwiftNIO)
-        // and `-o io=nio` ones take IPv4 too; rules for a family nothing serves drop nothing Moat would take.
+        // takes IPv4 too; rules for a family nothing serves drop nothing Moat would take.
         case "::", "[::]": return [(.ipv4, nil), (.ipv6, nil)]
         case "localhost": return [(.ipv4, "127.0.0.1"), (.ipv6, "::1")]
         default:

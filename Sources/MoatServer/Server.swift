@@ -6,7 +6,6 @@ import MoatProtocol
 import MoatStorage
 import NIOCore
 import NIOPosix
-import NIOSSL
 import Synchronization
 
 #if canImport(Glibc)
@@ -15,16 +14,14 @@ import Glibc
 import Darwin
 #endif
 
-/// A running Moat: listeners on an event-loop group, all sharing one engine.
+/// A running Moat: the epoll loops serving every listener, UDP and the metrics endpoint, sharing one
+/// engine. SwiftNIO's event-loop group carries only the metrics endpoint.
 public final class Server: Sendable {
     public let configuration: ServerConfiguration
     public let engine: Engine
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
-    private let listeners = Mutex<[Channel]>([])
-    /// Open client connections of the SwiftNIO backend, so a stop can drain them.
-    private let connections = ConnectionRegistry()
-    private let epoll: EpollServer?
+    private let epoll: EpollServer
     private let gate: ConnectionGate
     private let tlsCertificates: TLSCertificates?
     /// `-U`: the UDP sockets and their threads, and what answers them.
@@ -89,18 +86,15 @@ public final class Server: Sendable {
         self.metrics = configuration.metrics.map {
             MetricsEndpoint(address: $0, engine: engine, filter: configuration.addressFilter, logger: logger)
         }
-        let useEpoll = configuration.ioBackend == .epoll
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: useEpoll ? 1 : configuration.threads)
-        if useEpoll {
-            let box = WeakServer()
-            self.epoll = EpollServer(configuration: configuration, engine: engine, gate: gate, logger: logger) { box.server?.stop() }
-            box.server = self
-        } else {
-            self.epoll = nil
-        }
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let box = WeakServer()
+        self.epoll = EpollServer(
+            configuration: configuration, engine: engine, gate: gate, certificates: tlsCertificates, logger: logger
+        ) { box.server?.stop() }
+        box.server = self
     }
 
-    /// Binds every listener, writes the pid file, drops root, and starts background reclaim.
+    /// Binds every listener, writes the pid file, drops root, and starts the connection threads.
     /// Throws (having closed what it opened) when any explicitly requested listener cannot bind.
     public func start() throws {
         for notice in configuration.ignored {
@@ -111,52 +105,24 @@ public final class Server: Sendable {
             logger.warning(
                 "-c \(configuration.maxConnections): the open-file limit is \(descriptors); connections beyond about \(max(0, descriptors - 64)) will be refused (raise LimitNOFILE or ulimit -n)")
         }
-        if let epoll {
-            do {
-                try epoll.bindAll()
-                try bindUDP()
-                try metrics?.bind(on: group)
-                if let pidFile = configuration.pidFile { try writePidFile(pidFile) }
-                let account = try Privileges.dropIfRoot(to: configuration.user)
-                try Privileges.dropCapabilities(eventLoops: group)
-                // Threads (and so accepting) start only once root is gone.
-                try epoll.startThreads()
-                if let udp { try udp.listener.start(responder: udp.responder) }
-                try metrics?.resume()
-                logger.notice("moat ready: \(configuration.exposureSummary(servingAs: account))")
-            } catch {
-                epoll.stop()
-                epoll.wait()
-                metrics?.stop()
-                udp?.listener.stop()
-                udp?.listener.wait()
-                try? group.syncShutdownGracefully()
-                throw error
-            }
-            return
-        }
         do {
-            try bindAll()
+            try epoll.bindAll()
             try bindUDP()
             try metrics?.bind(on: group)
-            if let pidFile = configuration.pidFile {
-                try writePidFile(pidFile)
-            }
+            if let pidFile = configuration.pidFile { try writePidFile(pidFile) }
             let account = try Privileges.dropIfRoot(to: configuration.user)
             try Privileges.dropCapabilities(eventLoops: group)
+            // Threads (and so accepting) start only once root is gone.
+            try epoll.startThreads()
             if let udp { try udp.listener.start(responder: udp.responder) }
             try metrics?.resume()
-            // Listeners were bound with accepting paused: no client is served until root is gone.
-            for channel in listeners.withLock({ $0 }) {
-                try channel.setOption(ChannelOptions.autoRead, value: true).wait()
-            }
-            let engine = self.engine
-            group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-                engine.reclaimExpired(perShardLimit: 2000)
-            }
             logger.notice("moat ready: \(configuration.exposureSummary(servingAs: account))")
         } catch {
-            stop()
+            epoll.stop()
+            epoll.wait()
+            metrics?.stop()
+            udp?.listener.stop()
+            udp?.listener.wait()
             try? group.syncShutdownGracefully()
             throw error
         }
@@ -170,18 +136,12 @@ public final class Server: Sendable {
         try udp.listener.bind(hosts: hosts, port: options.port)
     }
 
-    /// Blocks until every listener has closed (after `stop()` or a `shutdown` command), then releases the threads.
+    /// Blocks until the connection threads have drained and ended (after `stop()` or a `shutdown`
+    /// command), then releases the rest.
     public func waitUntilStopped() throws {
-        epoll?.wait()
-        let channels = listeners.withLock { $0 }
-        for channel in channels {
-            try? channel.closeFuture.wait()
-        }
+        epoll.wait()
         udp?.listener.wait()
         metrics?.wait()
-        // SwiftNIO backend: the connections drain (see ConnectionHandler.beginDrain) for up to 10 s.
-        let deadline = NIODeadline.now() + .seconds(10)
-        while !connections.isEmpty, NIODeadline.now() < deadline { usleep(20_000) }
         try group.syncShutdownGracefully()
         if let pidFile = configuration.pidFile { unlink(pidFile) }
     }
@@ -191,74 +151,11 @@ public final class Server: Sendable {
         engine.certificateReloader?() ?? "TLS is not enabled (-Z)"
     }
 
-    /// Stops accepting connections; `waitUntilStopped` then closes the open ones. Safe from any thread.
+    /// Stops accepting connections; the threads drain the open ones and end. Safe from any thread.
     public func stop() {
-        epoll?.stop()
+        epoll.stop()
         udp?.listener.stop()
         metrics?.stop()
-        let channels = listeners.withLock { $0 }
-        for channel in channels { channel.close(promise: nil) }
-        for channel in connections.all {
-            channel.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain())
-        }
-    }
-
-    // MARK: listeners
-
-    private func bootstrap(tls: Bool = false) -> ServerBootstrap {
-        let engine = self.engine
-        let logger = self.logger
-        let gate = self.gate
-        let deadlines = ConnectionDeadlines.Limits(configuration)
-        let onShutdown: @Sendable () -> Void = { [weak self] in self?.stop() }
-        return ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(ChannelOptions.autoRead, value: false)
-            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { [tlsCertificates, connections] channel in
-                connections.add(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    let handlers = channel.pipeline.syncOperations
-                    if tls, let certificates = tlsCertificates {
-                        try handlers.addHandler(NIOSSLServerHandler(context: certificates.context))
-                        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
-                        try handlers.addHandler(
-                            TLSHandshakeDeadline(seconds: certificates.options.handshakeTimeout) { _ in
-                                engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed)
-                                engine.securityLog.record(.connectionClosed(peer: peer, reason: "tls_handshake_timeout"))
-                            })
-                    }
-                    try handlers.addHandler(ConnectionHandler(
-                            engine: engine, gate: gate, deadlines: deadlines,
-                            certificateAuthentication: tls && (tlsCertificates?.options.certificateAuthentication ?? false),
-                            logger: logger, onShutdown: onShutdown))
-                }.flatMapErrorThrowing { error in
-                    logger.error("cannot set up a connection: \(error)")
-                    throw error
-                }
-            }
-    }
-
-    private func bindAll() throws {
-        let bootstrap = bootstrap()
-        let secure = tlsCertificates == nil ? nil : self.bootstrap(tls: true)
-        let mask = configuration.unixMask
-        let channels = try openListeners(
-            configuration, logger: logger,
-            tcp: { address in
-                let chosen = address.tls ? (secure ?? bootstrap) : bootstrap
-                return try chosen.bind(host: address.host, port: address.port).wait()
-            },
-            unix: { path in
-                // Create the socket with the requested mode from the start (no window with looser permissions).
-                let previous = umask(mode_t(~mask & 0o777))
-                defer { umask(previous) }
-                // No chmod by name afterwards: as root it would follow a symlink put in the socket's place.
-                return try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
-            },
-            close: { $0.close(promise: nil) })
-        listeners.withLock { $0 = channels }
     }
 
     /// Written while still root, so neither followed through a symlink (O_NOFOLLOW) nor written into a
@@ -290,20 +187,6 @@ public final class Server: Sendable {
     var spec = timespec()
     clock_gettime(CLOCK_MONOTONIC, &spec)
     return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-}
-
-/// The SwiftNIO backend's open connections (each leaves when its channel closes).
-final class ConnectionRegistry: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: Channel]>([:])
-
-    func add(_ channel: Channel) {
-        let id = ObjectIdentifier(channel)
-        channels.withLock { $0[id] = channel }
-        channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.removeValue(forKey: id) } }
-    }
-
-    var all: [Channel] { channels.withLock { Array($0.values) } }
-    var isEmpty: Bool { channels.withLock { $0.isEmpty } }
 }
 
 /// Lets the epoll loops ask the server to stop without a reference cycle.

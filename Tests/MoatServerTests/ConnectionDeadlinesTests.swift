@@ -73,6 +73,6 @@ import Testing
 
     @Test func onlyMoatsOwnDecisionsAreLimits() {
         let limits = CloseReason.allCases.filter(\.isLimit).map(\.rawValue)
-        #expect(Set(limits) == ["idle_timeout", "auth_timeout", "slow_command", "output_stalled", "output_budget", "access_revoked"])
+        #expect(Set(limits) == ["idle_timeout", "auth_timeout", "slow_command", "output_stalled", "output_budget", "access_revoked", "tls_handshake_timeout", "tls_error"])
     }
 }

@@ -12,8 +12,7 @@ Environment:
                    other deliberate differences) are skipped.
   MOAT_RUN_ALL=1   run `moat_only` tests even with MOAT_SERVER_CMD (useful
                    to check that they do fail against another server).
-  MOAT_EXTRA_ARGS  flags appended to every moat command line, e.g. '-o io=nio'
-                   to run the suite on the SwiftNIO backend.
+  MOAT_EXTRA_ARGS  flags appended to every moat command line, e.g. '-t 1'.
 """
 
 import contextlib

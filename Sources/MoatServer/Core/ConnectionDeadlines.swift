@@ -1,7 +1,8 @@
 import MoatConfig
 
-/// Why Moat ends a connection. The limit reasons (a deadline, the output budget, a revoked user) are
-/// Moat's decision about the client and go to the security log as `connection_closed`.
+/// Why Moat ends a connection. The limit reasons (a deadline, the output budget, a revoked user, a failed
+/// TLS handshake or record) are Moat's decision about the client and go to the security log as
+/// `connection_closed`.
 enum CloseReason: String, Sendable, CaseIterable {
     case normal
     case error
@@ -12,6 +13,10 @@ enum CloseReason: String, Sendable, CaseIterable {
     case outputStalled = "output_stalled"
     case outputBudget = "output_budget"
     case accessRevoked = "access_revoked"
+    /// TLS: the handshake did not complete within `-o ssl_handshake_timeout`.
+    case tlsHandshakeTimeout = "tls_handshake_timeout"
+    /// TLS: the handshake or a record failed (plaintext on a TLS port, an unknown CA, a corrupt record).
+    case tlsError = "tls_error"
 
     var isLimit: Bool {
         switch self {
@@ -32,23 +37,27 @@ struct ConnectionDeadlines: Sendable {
         var authentication = 0
         var command = 0
         var output = 0
+        /// TLS connections only: from accept to the end of the handshake.
+        var handshake = 0
 
-        init(idle: Int = 0, authentication: Int = 0, command: Int = 0, output: Int = 0) {
+        init(idle: Int = 0, authentication: Int = 0, command: Int = 0, output: Int = 0, handshake: Int = 0) {
             self.idle = idle
             self.authentication = authentication
             self.command = command
             self.output = output
+            self.handshake = handshake
         }
 
         /// `-o idle_timeout`, `auth_timeout` (only when authentication is on), `command_timeout`, `output_timeout`.
         init(_ configuration: ServerConfiguration) {
             self.init(
                 idle: configuration.idleTimeout, authentication: configuration.authentication?.timeout ?? 0,
-                command: configuration.commandTimeout, output: configuration.outputTimeout)
+                command: configuration.commandTimeout, output: configuration.outputTimeout,
+                handshake: configuration.tls?.handshakeTimeout ?? 0)
         }
 
         /// Whether any deadline is on (else a transport need not tick at all).
-        var any: Bool { idle > 0 || authentication > 0 || command > 0 || output > 0 }
+        var any: Bool { idle > 0 || authentication > 0 || command > 0 || output > 0 || handshake > 0 }
     }
 
     let limits: Limits
@@ -60,11 +69,18 @@ struct ConnectionDeadlines: Sendable {
     /// When replies stopped draining (nil: they drain).
     private(set) var stalledSince: Int64?
 
-    init(limits: Limits, now: Int64) {
+    /// A TLS handshake has started and not finished (the handshake deadline applies).
+    private(set) var handshaking: Bool
+
+    /// `tls`: the connection starts with a handshake.
+    init(limits: Limits, now: Int64, tls: Bool = false) {
         self.limits = limits
         openedAt = now
         lastReceived = now
+        handshaking = tls
     }
+
+    mutating func handshakeCompleted() { handshaking = false }
 
     mutating func received(at now: Int64) { lastReceived = now }
 
@@ -87,9 +103,12 @@ struct ConnectionDeadlines: Sendable {
     /// A server that is stopping no longer holds a client to its command deadline.
     mutating func forgetRequest() { partialSince = nil }
 
-    /// The deadline this connection has passed at `now`, if any: authentication first (an
-    /// unauthenticated client gets no more time by being slow), then the request, the replies, idleness.
+    /// The deadline this connection has passed at `now`, if any: the TLS handshake's, then authentication
+    /// (an unauthenticated client gets no more time by being slow), the request, the replies, idleness.
     func expired(at now: Int64, isAuthenticated: Bool) -> CloseReason? {
+        if handshaking, limits.handshake > 0, now - openedAt >= Self.milliseconds(limits.handshake) {
+            return .tlsHandshakeTimeout
+        }
         if limits.authentication > 0, !isAuthenticated, now - openedAt >= Self.milliseconds(limits.authentication) {
             return .authTimeout
         }

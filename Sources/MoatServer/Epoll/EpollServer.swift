@@ -9,14 +9,15 @@ import Synchronization
 import CEpoll
 import Glibc
 
-/// Plain-TCP serving without SwiftNIO's channel machinery: one epoll loop per `-t` thread, each
-/// accepting from the shared listening sockets (EPOLLEXCLUSIVE) and driving the same pure `Session`
-/// with one `read` and one `write` per ready socket. Exists because SwiftNIO's per-event user-space
-/// cost was most of the gap to memcached on request/response traffic (docs/performance.md).
+/// Every client connection (TCP, TLS, unix socket) is served here, without SwiftNIO's channel machinery:
+/// one epoll loop per `-t` thread, each accepting from the shared listening sockets (EPOLLEXCLUSIVE) and
+/// driving the pure `Session` with one `read` and one `write` per ready socket. SwiftNIO's per-event
+/// user-space cost was most of the gap to memcached on request/response traffic (docs/performance.md).
 ///
-/// Same rules as the NIO path: `-c` limit with memcached's reply, idle timeout, back-pressure (a
-/// client whose replies are not draining is not read from), bounded buffers, no accept before the
-/// privilege drop (threads start after it).
+/// TLS is a transform between the socket and the session (`TLSStream`, OpenSSL with memory buffers): the
+/// same loop reads and writes the socket, the same rules apply. Those rules: the gate's admission, the
+/// deadlines, back-pressure (a client whose replies are not draining is not read from), the output
+/// budget, bounded buffers, the drain on stop, no accept before the privilege drop (threads start after it).
 final class EpollServer: @unchecked Sendable {
     private let configuration: ServerConfiguration
     private let engine: Engine
@@ -27,11 +28,15 @@ final class EpollServer: @unchecked Sendable {
     private let stopping = StopFlag()
     private let onShutdown: @Sendable () -> Void
     private let gate: ConnectionGate
+    private let certificates: TLSCertificates?
+    /// The listening sockets whose connections speak TLS (`-Z`, but not `notls:` ones).
+    private var tlsListenFDs: Set<Int32> = []
 
     init(
-        configuration: ServerConfiguration, engine: Engine, gate: ConnectionGate, logger: Logger,
-        onShutdown: @escaping @Sendable () -> Void
+        configuration: ServerConfiguration, engine: Engine, gate: ConnectionGate, certificates: TLSCertificates?,
+        logger: Logger, onShutdown: @escaping @Sendable () -> Void
     ) {
+        self.certificates = certificates
         self.configuration = configuration
         self.engine = engine
         self.gate = gate
@@ -44,11 +49,18 @@ final class EpollServer: @unchecked Sendable {
     func bindAll() throws {
         let backlog = configuration.backlog
         let mask = configuration.unixMask
+        let tls = certificates != nil
+        var secure: Set<Int32> = []
         listenFDs = try openListeners(
             configuration, logger: logger,
-            tcp: { try Self.listenTCP($0, backlog: backlog) },
+            tcp: { address in
+                let fd = try Self.listenTCP(address, backlog: backlog)
+                if tls, address.tls { secure.insert(fd) }
+                return fd
+            },
             unix: { try Self.listenUnix($0, mask: mask, backlog: backlog) },
             close: { _ = close($0) })
+        tlsListenFDs = secure
     }
 
     private static func failure(_ what: String) -> ListenError {
@@ -124,7 +136,8 @@ final class EpollServer: @unchecked Sendable {
     func startThreads() throws {
         for index in 0..<configuration.threads {
             let loop = EpollLoop(
-                index: index, listenFDs: listenFDs, engine: engine, logger: logger, stopping: stopping,
+                index: index, listenFDs: listenFDs, tlsListenFDs: tlsListenFDs, certificates: certificates,
+                engine: engine, logger: logger, stopping: stopping,
                 deadlines: ConnectionDeadlines.Limits(configuration), gate: gate, onShutdown: onShutdown)
             try loop.register()
             loops.append(loop)
@@ -168,8 +181,14 @@ final class EpollLoop: @unchecked Sendable {
     final class Connection {
         let fd: Int32
         var session: Session
+        /// Plaintext requests and replies (decrypted and not yet encrypted, on TLS).
         var input: ByteBuffer
         var output: ByteBuffer
+        /// TLS only: the transform, and the records not yet taken by the socket.
+        let tls: TLSStream?
+        var cipher: ByteBuffer
+        /// TLS only: close_notify has been queued (on a drain).
+        var closeNotified = false
         /// Replies are not draining: reading is paused until the socket is writable again.
         var blocked = false
         /// Its idle, authentication, command and output deadlines.
@@ -182,9 +201,11 @@ final class EpollLoop: @unchecked Sendable {
         /// Output bytes charged to the engine's output budget while `blocked`.
         var charged = 0
 
-        init(fd: Int32, session: Session, deadlines: ConnectionDeadlines, peer: String, address: PeerAddress?) {
+        init(fd: Int32, session: Session, tls: TLSStream?, deadlines: ConnectionDeadlines, peer: String, address: PeerAddress?) {
             self.fd = fd
             self.session = session
+            self.tls = tls
+            self.cipher = EpollLoop.noBuffer
             // Idle connections own no buffer memory: they borrow the loop's while they are served.
             self.input = EpollLoop.noBuffer
             self.output = EpollLoop.noBuffer
@@ -193,6 +214,9 @@ final class EpollLoop: @unchecked Sendable {
             self.address = address
             self.host = address?.description ?? "unknown"
         }
+
+        /// What is waiting for the socket: replies, or on TLS their records.
+        var pending: ByteBuffer { tls == nil ? output : cipher }
     }
 
     static let readChunk = 16 * 1024
@@ -206,6 +230,12 @@ final class EpollLoop: @unchecked Sendable {
 
     let index: Int
     let listenFDs: [Int32]
+    let tlsListenFDs: Set<Int32>
+    let certificates: TLSCertificates?
+    /// `-o ssl_cert_auth`.
+    let certificateAuthentication: Bool
+    /// TLS records are read here, then decrypted into the connection's input.
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     let engine: Engine
     let logger: Logger
     let stopping: StopFlag
@@ -221,9 +251,13 @@ final class EpollLoop: @unchecked Sendable {
     private var lastSweep: Int64 = 0
 
     init(
-        index: Int, listenFDs: [Int32], engine: Engine, logger: Logger, stopping: StopFlag,
-        deadlines: ConnectionDeadlines.Limits, gate: ConnectionGate, onShutdown: @escaping @Sendable () -> Void
+        index: Int, listenFDs: [Int32], tlsListenFDs: Set<Int32>, certificates: TLSCertificates?, engine: Engine,
+        logger: Logger, stopping: StopFlag, deadlines: ConnectionDeadlines.Limits, gate: ConnectionGate,
+        onShutdown: @escaping @Sendable () -> Void
     ) {
+        self.tlsListenFDs = tlsListenFDs
+        self.certificates = certificates
+        self.certificateAuthentication = certificates?.options.certificateAuthentication ?? false
         self.deadlineLimits = deadlines
         self.gate = gate
         self.index = index
@@ -233,6 +267,8 @@ final class EpollLoop: @unchecked Sendable {
         self.stopping = stopping
         self.onShutdown = onShutdown
     }
+
+    deinit { scratch.deallocate() }
 
     func register() throws {
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -313,7 +349,14 @@ final class EpollLoop: @unchecked Sendable {
         for fd in listenFDs { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
         var halfClosed = Set<Int32>()
         func halfCloseIfDone(_ connection: Connection) {
-            guard !connection.blocked, connections[Int(connection.fd)] === connection, halfClosed.insert(connection.fd).inserted else { return }
+            guard !connection.blocked, connections[Int(connection.fd)] === connection, !halfClosed.contains(connection.fd) else { return }
+            // TLS: close_notify after the last reply says the end is not a truncation.
+            if let tls = connection.tls, !connection.closeNotified {
+                connection.closeNotified = true
+                tls.closeNotify()
+                guard flush(connection) else { return }  // not drained yet (resumed below) or closed
+            }
+            halfClosed.insert(connection.fd)
             shutdown(connection.fd, Int32(SHUT_WR))
         }
         for case let connection? in connections { halfCloseIfDone(connection) }
@@ -371,7 +414,7 @@ final class EpollLoop: @unchecked Sendable {
                 close(fd)
                 continue
             case .tooManyConnections:
-                ConnectionGate.tooManyConnectionsReply.withUTF8Buffer { _ = send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                ConnectionGate.tooManyConnectionsReply.withUTF8Buffer { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 close(fd)
                 continue
             }
@@ -379,9 +422,20 @@ final class EpollLoop: @unchecked Sendable {
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             }
+            var tls: TLSStream?
+            if tlsListenFDs.contains(listenFD) {
+                tls = certificates?.makeStream()
+                if tls == nil {
+                    logger.error("cannot start TLS for a connection: \(TLSStream.lastError())")
+                    close(fd)
+                    gate.leave(peer: address)
+                    continue
+                }
+            }
             let connection = Connection(
-                fd: fd, session: engine.makeSession(address: address),
-                deadlines: ConnectionDeadlines(limits: deadlineLimits, now: Self.now()), peer: peer, address: address)
+                fd: fd, session: engine.makeSession(address: address), tls: tls,
+                deadlines: ConnectionDeadlines(limits: deadlineLimits, now: Self.now(), tls: tls != nil), peer: peer,
+                address: address)
             if Int(fd) >= connections.count {
                 connections.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - connections.count + 64))
             }
@@ -399,10 +453,14 @@ final class EpollLoop: @unchecked Sendable {
 
     private func readable(_ connection: Connection) {
         var received = 0
-        let wanted = connection.input.readableBytes == 0 ? Self.readChunk : max(Self.readChunk, connection.input.readableBytes)
-        _ = connection.input.writeWithUnsafeMutableBytes(minimumWritableBytes: min(wanted, 1 << 20)) { target in
-            received = read(connection.fd, target.baseAddress, target.count)
-            return max(received, 0)
+        if connection.tls != nil {
+            received = read(connection.fd, scratch.baseAddress, scratch.count)
+        } else {
+            let wanted = connection.input.readableBytes == 0 ? Self.readChunk : max(Self.readChunk, connection.input.readableBytes)
+            _ = connection.input.writeWithUnsafeMutableBytes(minimumWritableBytes: min(wanted, 1 << 20)) { target in
+                received = read(connection.fd, target.baseAddress, target.count)
+                return max(received, 0)
+            }
         }
         if received == 0 || (received < 0 && errno != EAGAIN && errno != EINTR) {
             closeConnection(connection, reason: received == 0 ? .normal : .error)
@@ -411,11 +469,61 @@ final class EpollLoop: @unchecked Sendable {
         guard received > 0 else { return }
         let now = Self.now()
         connection.deadlines.received(at: now)
-        connection.session.countReceived(received)
+        var peerClosed = false
+        if let tls = connection.tls {
+            guard let status = decrypt(connection, tls, UnsafeRawBufferPointer(rebasing: scratch[0..<received])) else { return }
+            peerClosed = status == .closed
+        } else {
+            connection.session.countReceived(received)
+        }
         drive(connection)
+        if peerClosed {
+            closeConnection(connection, reason: .normal)
+            return
+        }
         if connections[Int(connection.fd)] === connection {
             connection.deadlines.request(incomplete: connection.session.hasPartialRequest(pendingInput: connection.input.readableBytes), at: now)
         }
+    }
+
+    /// TLS: ciphertext in, plaintext onto the connection's input; the handshake's end logs in a client
+    /// certificate's user (`-o ssl_cert_auth`). Nil when the connection was closed (a TLS failure).
+    private func decrypt(_ connection: Connection, _ tls: TLSStream, _ records: UnsafeRawBufferPointer) -> TLSStream.Status? {
+        guard tls.receive(records) else {
+            closeConnection(connection, reason: .error)
+            return nil
+        }
+        // At most what one read brought in, decrypted: the input stays bounded as on plaintext.
+        let (status, appended) = tls.decrypt(into: &connection.input, limit: .max)
+        if connection.deadlines.handshaking, tls.handshakeComplete {
+            connection.deadlines.handshakeCompleted()
+            if certificateAuthentication { authenticateWithCertificate(connection, tls) }
+        }
+        if case .failed(let why) = status {
+            logger.debug("TLS error", metadata: ["peer": "\(connection.peer)", "error": "\(why)"])
+            // The alert OpenSSL queued tells the client why (once, without waiting for the socket).
+            tls.takeCiphertext(into: &connection.cipher)
+            _ = Self.send(connection.fd, &connection.cipher)
+            closeConnection(connection, reason: .tlsError)
+            return nil
+        }
+        connection.session.countReceived(appended)
+        return status
+    }
+
+    /// `-o ssl_cert_auth`: the handshake verified the client's certificate; its subject common name logs in
+    /// the user of that name, if the credentials hold one (otherwise SASL or ASCII auth is still needed).
+    /// A subject with several common names names no one: a CA that signs a requester's chosen subject
+    /// ("CN=me, CN=admin") must not let it pick the most powerful of them. Subject alternative names are
+    /// not read.
+    private func authenticateWithCertificate(_ connection: Connection, _ tls: TLSStream) {
+        guard let names = tls.peerCommonNames(), names.count > 0 else { return }
+        guard names.count == 1, let name = names.first else {
+            logger.warning("client certificate with \(names.count) common names: not used to log in", metadata: ["peer": "\(connection.peer)"])
+            engine.securityLog.record(.authentication(.failed(user: nil, peer: connection.host, mechanism: "tls-client-certificate")))
+            return
+        }
+        _ = connection.session.authenticateWithCertificate(user: name)
     }
 
     /// Runs the session over buffered input, writing replies; pauses reading when they do not drain.
@@ -448,38 +556,70 @@ final class EpollLoop: @unchecked Sendable {
         }
     }
 
-    /// Writes what is pending. False when the socket is full (reading is then paused) or dead.
+    /// Writes what is pending (on TLS, encrypted first: one batch of records per read cycle). False when
+    /// the socket is full (reading is then paused) or dead.
     private func flush(_ connection: Connection) -> Bool {
-        while connection.output.readableBytes > 0 {
-            // send with MSG_NOSIGNAL: a peer that has gone away must not raise SIGPIPE in the server.
-            let written = connection.output.withUnsafeReadableBytes { bytes in
-                send(connection.fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+        let result: SendResult
+        if let tls = connection.tls {
+            if connection.output.readableBytes > 0 {
+                connection.session.countSent(connection.output.readableBytes)
+                guard tls.encrypt(connection.output) else {
+                    closeConnection(connection, reason: .tlsError)
+                    return false
+                }
+                connection.output.clear()
             }
-            if written > 0 {
-                connection.session.countSent(written)
-                connection.output.moveReaderIndex(forwardBy: written)
-                continue
-            }
-            if written < 0, errno == EINTR { continue }
-            if written < 0, errno == EAGAIN {
-                pause(connection)
-                return false
-            }
+            tls.takeCiphertext(into: &connection.cipher)
+            result = Self.send(connection.fd, &connection.cipher).result
+            if result == .done { connection.cipher.clear() }
+        } else {
+            let sent = Self.send(connection.fd, &connection.output)
+            connection.session.countSent(sent.written)
+            result = sent.result
+            if result == .done { connection.output.clear() }
+        }
+        switch result {
+        case .done:
+            return true
+        case .wouldBlock:
+            pause(connection)
+            return false
+        case .failed:
             closeConnection(connection, reason: .error)
             return false
         }
-        connection.output.clear()
-        return true
+    }
+
+    enum SendResult { case done, wouldBlock, failed }
+
+    /// Sends `buffer`'s readable bytes until they are out or the socket is full.
+    private static func send(_ fd: Int32, _ buffer: inout ByteBuffer) -> (result: SendResult, written: Int) {
+        var total = 0
+        while buffer.readableBytes > 0 {
+            // send with MSG_NOSIGNAL: a peer that has gone away must not raise SIGPIPE in the server.
+            let written = buffer.withUnsafeReadableBytes { bytes in
+                Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            }
+            if written > 0 {
+                total += written
+                buffer.moveReaderIndex(forwardBy: written)
+                continue
+            }
+            if written < 0, errno == EINTR { continue }
+            return (written < 0 && errno == EAGAIN ? .wouldBlock : .failed, total)
+        }
+        return (.done, total)
     }
 
     private func pause(_ connection: Connection) {
         guard !connection.blocked else { return }
         // The memory held is the buffer's capacity (a value is copied in whole), not just what is left to send.
-        guard engine.outputBudget.charge(connection.output.capacity) else {
+        let held = connection.pending.capacity
+        guard engine.outputBudget.charge(held) else {
             closeConnection(connection, reason: .outputBudget)
             return
         }
-        connection.charged = connection.output.capacity
+        connection.charged = held
         connection.blocked = true
         connection.deadlines.stalled(at: Self.now())
         // Writability only: a half-closed peer (EPOLLRDHUP) would otherwise wake this loop forever.
@@ -509,6 +649,7 @@ final class EpollLoop: @unchecked Sendable {
         close(connection.fd)
         connection.session.publishCounters()
         gate.leave(peer: connection.address)
+        if reason == .tlsError || reason == .tlsHandshakeTimeout { engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed) }
         logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason.rawValue)"])
         if reason.isLimit { engine.securityLog.record(.connectionClosed(peer: connection.host, reason: reason.rawValue)) }
     }
@@ -532,10 +673,11 @@ final class EpollLoop: @unchecked Sendable {
         var released = 0
         for case let connection? in connections
         where now - connection.deadlines.lastReceived >= Self.bufferReleaseMilliseconds && !connection.blocked
-            && connection.input.readableBytes == 0 && connection.output.readableBytes == 0
-            && connection.input.capacity + connection.output.capacity > 0 {
+            && connection.input.readableBytes == 0 && connection.output.readableBytes == 0 && connection.cipher.readableBytes == 0
+            && connection.input.capacity + connection.output.capacity + connection.cipher.capacity > 0 {
             connection.input = Self.noBuffer
             connection.output = Self.noBuffer
+            connection.cipher = Self.noBuffer
             released += 1
         }
         // Freed buffers sit in malloc's heap; hand a large batch back to the system.
@@ -567,8 +709,8 @@ final class EpollLoop: @unchecked Sendable {
             }
         }
         guard status == 0 else { return "unknown" }
-        let h = String(cString: host)
-        let s = String(cString: service)
+        let h = String(nulTerminated: host)
+        let s = String(nulTerminated: service)
         return family == AF_INET6 ? "[\(h)]:\(s)" : "\(h):\(s)"
     }
 }
