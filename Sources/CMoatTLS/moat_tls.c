@@ -138,11 +138,14 @@ void moat_tls_session_free(moat_tls_session *session) {
 int moat_tls_feed(moat_tls_session *session, const void *bytes, size_t count) {
     if (count == 0) return 0;
     if (count > (size_t)0x7fffffff) return -1;
-    return BIO_write(session->in, bytes, (int)count) == (int)count ? 0 : -1;
+    if (BIO_write(session->in, bytes, (int)count) == (int)count) return 0;
+    ERR_clear_error();
+    return -1;
 }
 
+// The thread's error queue is kept empty (SSL_get_error needs it so) by clearing it after each failure,
+// not before each call: ERR_clear_error was 1.7% of a TLS request's server CPU (docs/performance.md).
 long moat_tls_read(moat_tls_session *session, void *buffer, size_t capacity) {
-    ERR_clear_error();
     if (capacity > (size_t)0x7fffffff) capacity = 0x7fffffff;
     int read = SSL_read(session->ssl, buffer, (int)capacity);
     if (read > 0) return read;
@@ -151,8 +154,10 @@ long moat_tls_read(moat_tls_session *session, void *buffer, size_t capacity) {
     case SSL_ERROR_WANT_WRITE:
         return 0;
     case SSL_ERROR_ZERO_RETURN:
+        ERR_clear_error();
         return -2;
     default:
+        // The caller reads (and so clears) the queue with moat_tls_last_error.
         // Before any TLS record was understood (plaintext on a TLS port), OpenSSL queues no alert. Say
         // why anyway, as BoringSSL does: a fatal protocol_version alert in a TLS 1.0 record (RFC 8446 6.2).
         if (!SSL_is_init_finished(session->ssl) && BIO_ctrl_pending(session->out) == 0) {
@@ -166,10 +171,12 @@ long moat_tls_read(moat_tls_session *session, void *buffer, size_t capacity) {
 int moat_tls_write(moat_tls_session *session, const void *bytes, size_t count) {
     const unsigned char *next = bytes;
     while (count > 0) {
-        ERR_clear_error();
         int chunk = count > (size_t)0x40000000 ? 0x40000000 : (int)count;
         int written = SSL_write(session->ssl, next, chunk);
-        if (written <= 0) return -1;  // a memory BIO takes everything: anything else is fatal
+        if (written <= 0) {  // a memory BIO takes everything: anything else is fatal
+            ERR_clear_error();
+            return -1;
+        }
         next += written;
         count -= (size_t)written;
     }
@@ -184,6 +191,10 @@ size_t moat_tls_take_output(moat_tls_session *session, void *buffer, size_t capa
     if (capacity > (size_t)0x7fffffff) capacity = 0x7fffffff;
     int read = BIO_read(session->out, buffer, (int)capacity);
     return read > 0 ? (size_t)read : 0;
+}
+
+int moat_tls_has_input(moat_tls_session *session) {
+    return SSL_pending(session->ssl) > 0 || BIO_ctrl_pending(session->in) > 0;
 }
 
 int moat_tls_handshake_done(moat_tls_session *session) {

@@ -34,6 +34,8 @@ int moat_tls_write(moat_tls_session *session, const void *bytes, size_t count);
 /// Ciphertext waiting to be sent, and taking it (returns the bytes copied).
 size_t moat_tls_pending_output(moat_tls_session *session);
 size_t moat_tls_take_output(moat_tls_session *session, void *buffer, size_t capacity);
+/// 1 when decrypted bytes or unread records are buffered (another moat_tls_read may return something).
+int moat_tls_has_input(moat_tls_session *session);
 /// 1 once the handshake has completed.
 int moat_tls_handshake_done(moat_tls_session *session);
 /// Queues close_notify.

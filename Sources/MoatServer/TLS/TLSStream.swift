@@ -47,6 +47,8 @@ final class TLSStream {
             }
             if result > 0 {
                 appended += result
+                // Nothing buffered: another SSL_read would only say so (one call fewer per request).
+                if moat_tls_has_input(session) == 0 { return (.needInput, appended) }
                 continue
             }
             if result == 0 { return (.needInput, appended) }
