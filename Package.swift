@@ -34,7 +34,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
-        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
@@ -46,6 +45,8 @@ let package = Package(
         .target(name: "CEpoll"),
         // OpenSSL 3 (Debian's libssl-dev) behind a small C interface: the TLS listeners' records.
         .target(name: "CMoatTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+        // TLS as a transform with no socket (TLSStream, TLSContext), for the server and `moat audit`'s probe.
+        .target(name: "MoatTLS", dependencies: ["CMoatTLS", .product(name: "NIOCore", package: "swift-nio")]),
         .target(
             name: "MoatProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
@@ -76,7 +77,7 @@ let package = Package(
         .target(
             name: "MoatServer",
             dependencies: [
-                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol", "MoatMetrics", "CEpoll", "CMoatTLS",
+                "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol", "MoatMetrics", "CEpoll", "MoatTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -87,11 +88,8 @@ let package = Package(
         .target(
             name: "MoatAudit",
             dependencies: [
-                "MoatConfig", "MoatAccess", "MoatProtocol",
+                "MoatConfig", "MoatAccess", "MoatProtocol", "MoatTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
         .target(
@@ -133,7 +131,7 @@ let package = Package(
         .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
         .testTarget(
             name: "MoatServerTests",
-            dependencies: ["MoatServer", "MoatConfig", "MoatEngine", "MoatAccess", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+            dependencies: ["MoatServer", "MoatTLS", "MoatConfig", "MoatEngine", "MoatAccess", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import MoatConfig
 @testable import MoatServer
+import MoatTLS
 import NIOCore
 import Testing
 
@@ -61,11 +62,9 @@ import Testing
 
     func server(verifyMode: Int = 0) throws -> TLSContext {
         let pki = try #require(Self.pki)
-        var options = TLSOptions(chainCertificate: pki.path("server.pem"))
-        options.privateKey = pki.path("server.key")
-        options.verifyMode = verifyMode
-        if verifyMode > 0 { options.caCertificate = pki.path("ca.pem") }
-        return try TLSContext.server(options)
+        return try TLSContext.server(
+            chain: pki.path("server.pem"), key: pki.path("server.key"), ca: verifyMode > 0 ? pki.path("ca.pem") : nil,
+            verifyMode: verifyMode, minimumTLS13: false)
     }
 
     func client(_ name: String? = nil) throws -> TLSStream {

@@ -1,47 +1,21 @@
+import MoatTLS
 import NIOCore
-import NIOPosix
-import NIOSSL
-import NIOTLS
 
 /// Does the endpoint complete a TLS handshake, and does memcached answer inside it? The scanner
-/// checks the door, not the identity behind it, so certificates are not verified here.
+/// checks the door, not the identity behind it, so certificates are not verified here. The same
+/// OpenSSL transform the server uses, over the scanner's own bounded blocking socket.
 final class TLSProber: Sendable {
-    let group: MultiThreadedEventLoopGroup
-    let context: NIOSSLContext
+    let context: TLSContext
 
     init() throws {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.certificateVerification = .none
-        context = try NIOSSLContext(configuration: configuration)
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        context = try TLSContext.client(ca: nil)
     }
 
-    func shutdown() {
-        try? group.syncShutdownGracefully()
-    }
+    func shutdown() {}
 
     /// What TLS at the endpoint allows: whether it is offered, and how memcached answers `version` inside it.
     func probe(_ endpoint: Endpoint, timeout: Double) -> (ServiceObservation.TLS, ServiceObservation.Access, version: String?) {
-        let loop = group.next()
-        let promise = loop.makePromise(of: Outcome.self)
-        let context = self.context
-        let limit = TimeAmount.milliseconds(Int64(timeout * 1000))
-        let connected = ClientBootstrap(group: loop)
-            .connectTimeout(limit)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let handler = try NIOSSLClientHandler(context: context, serverHostname: nil)
-                    try channel.pipeline.syncOperations.addHandlers(handler, TLSProbeHandler(promise: promise))
-                }
-            }
-            .connect(host: endpoint.host, port: endpoint.port)
-        connected.whenFailure { promise.fail($0) }
-        // Bounded whatever the peer does: a server that accepts and then says nothing ends here.
-        let timer = loop.scheduleTask(in: limit) { promise.fail(ProbeFailure.timedOut) }
-        let outcome = try? promise.futureResult.wait()
-        timer.cancel()
-        if let channel = try? connected.wait() { try? channel.close().wait() }
-        switch outcome {
+        switch exchange(endpoint, timeout: timeout) {
         case .answered(let line):
             let trimmed = line.hasSuffix("\r") ? String(line.dropLast()) : line
             if trimmed.hasPrefix("VERSION ") {
@@ -63,53 +37,46 @@ final class TLSProber: Sendable {
         case endedAfterHandshake(String)
         case handshakeOnly
     }
-}
 
-/// Sends `version` once the handshake completes and reports the first line back.
-private final class TLSProbeHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    let promise: EventLoopPromise<TLSProber.Outcome>
-    var handshakeDone = false
-    var received: [UInt8] = []
-
-    init(promise: EventLoopPromise<TLSProber.Outcome>) {
-        self.promise = promise
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent {
-            handshakeDone = true
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "version\r\n")), promise: nil)
+    /// The handshake, then `version` and its first line; bounded by `timeout` whatever the peer does.
+    private func exchange(_ endpoint: Endpoint, timeout: Double) -> Outcome? {
+        let deadline = ProbeSocket.now() + timeout
+        guard let socket = try? ProbeSocket(endpoint, timeout: timeout),
+            let stream = TLSStream(context: context, server: false)
+        else { return nil }
+        defer { socket.close() }
+        var plaintext = ByteBuffer()
+        var records = ByteBuffer()
+        var asked = false
+        while true {
+            let (status, _) = stream.decrypt(into: &plaintext, limit: 4_096 - plaintext.readableBytes)
+            if stream.handshakeComplete, !asked {
+                asked = true
+                guard stream.encrypt(ByteBuffer(string: "version\r\n")) else { return .handshakeOnly }
+            }
+            stream.takeCiphertext(into: &records)
+            if records.readableBytes > 0 {
+                let bytes = Array(records.readableBytesView)
+                records.clear()
+                guard (try? socket.send(bytes)) != nil else { return asked ? .handshakeOnly : nil }
+            }
+            let received = Array(plaintext.readableBytesView)
+            if let end = received.firstIndex(of: 10) ?? (received.count >= 4_096 ? received.count - 1 : nil) {
+                return .answered(String(decoding: received[..<end], as: UTF8.self))
+            }
+            switch status {
+            case .failed(let why): return asked ? .endedAfterHandshake(why) : nil
+            case .closed: return asked ? .handshakeOnly : nil
+            case .needInput: break
+            }
+            let remaining = deadline - ProbeSocket.now()
+            guard remaining > 0 else { return nil }
+            let (bytes, closed) = socket.receive(limit: 16_384, within: remaining) { !$0.isEmpty }
+            if bytes.isEmpty {
+                // Closed, or silent until the deadline.
+                return closed && asked ? .handshakeOnly : nil
+            }
+            guard bytes.withUnsafeBytes({ stream.receive($0) }) else { return nil }
         }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        received += buffer.readBytes(length: min(buffer.readableBytes, 4_096 - received.count)) ?? []
-        if let end = received.firstIndex(of: 10) ?? (received.count >= 4_096 ? received.count - 1 : nil) {
-            promise.succeed(.answered(String(decoding: received[..<end], as: UTF8.self)))
-            context.close(promise: nil)
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if handshakeDone {
-            promise.succeed(.endedAfterHandshake("\(error)"))
-        } else {
-            promise.fail(error)
-        }
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if handshakeDone {
-            promise.succeed(.handshakeOnly)
-        } else {
-            promise.fail(ProbeFailure.refused)
-        }
-        context.fireChannelInactive()
     }
 }

@@ -2,6 +2,7 @@ import Logging
 import MoatAccess
 import MoatConfig
 import MoatEngine
+import MoatTLS
 import NIOCore
 import Synchronization
 

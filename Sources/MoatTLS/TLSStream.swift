@@ -1,11 +1,51 @@
 import CMoatTLS
 import NIOCore
 
+/// One OpenSSL context (certificates, CA, verify mode, version floor). Sessions made from it hold a
+/// reference of their own, so a reload can let go of the old context while connections still use it.
+package final class TLSContext: @unchecked Sendable {
+    package let pointer: OpaquePointer
+
+    private init(_ pointer: OpaquePointer) { self.pointer = pointer }
+
+    deinit { moat_tls_context_free(pointer) }
+
+    /// A server context: the chain and key files (key nil: in the chain), the CA client certificates must
+    /// chain to, memcached's ssl_verify_mode, and TLS 1.3 as the floor (else 1.2); throws with OpenSSL's reason.
+    package static func server(chain: String, key: String?, ca: String?, verifyMode: Int, minimumTLS13: Bool) throws -> TLSContext {
+        var error = [CChar](repeating: 0, count: 512)
+        let made = moat_tls_server_context_new(chain, key, ca, Int32(verifyMode), minimumTLS13 ? 1 : 0, &error, error.count)
+        guard let made else { throw TLSSetupError(description: String(nulTerminated: error)) }
+        return TLSContext(made)
+    }
+
+    /// A client context: trusts `ca` (nil: verifies nothing, as `moat audit`'s probe, which checks the door
+    /// and not the identity), presents `certificate` when given.
+    package static func client(ca: String?, certificate: String? = nil, key: String? = nil) throws -> TLSContext {
+        var error = [CChar](repeating: 0, count: 512)
+        guard let made = moat_tls_client_context_new(ca, certificate, key, &error, error.count) else {
+            throw TLSSetupError(description: String(nulTerminated: error))
+        }
+        return TLSContext(made)
+    }
+
+    /// The OpenSSL the server runs with ("OpenSSL 3.0.19 ...").
+    package static var libraryVersion: String { String(cString: moat_tls_library_version()) }
+}
+
+/// Why a TLS context could not be made (OpenSSL's reason, or which file).
+public struct TLSSetupError: Error, CustomStringConvertible {
+    public var description: String
+
+    public init(description: String) { self.description = description }
+}
+
+
 /// One connection's TLS, as a transform with no socket: ciphertext received goes in (`receive`),
 /// plaintext comes out (`decrypt`); plaintext replies go in (`encrypt`), records come out
 /// (`takeCiphertext`). The connection loop does every read and write; this only says what the bytes are.
-final class TLSStream {
-    enum Status: Equatable {
+package final class TLSStream {
+    package enum Status: Equatable {
         /// Everything decryptable so far is out; more ciphertext is needed.
         case needInput
         /// The peer sent close_notify.
@@ -19,7 +59,7 @@ final class TLSStream {
     /// The context stays alive for as long as the session (a reload may drop the server's reference).
     private let context: TLSContext
 
-    init?(context: TLSContext, server: Bool, host: String? = nil) {
+    package init?(context: TLSContext, server: Bool, host: String? = nil) {
         guard let session = moat_tls_session_new(context.pointer, server ? 1 : 0, host) else { return nil }
         self.session = session
         self.context = context
@@ -28,7 +68,7 @@ final class TLSStream {
     deinit { moat_tls_session_free(session) }
 
     /// Buffers ciphertext from the peer; false if it cannot (out of memory: close).
-    func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return true }
         return moat_tls_feed(session, base, bytes.count) == 0
     }
@@ -36,7 +76,7 @@ final class TLSStream {
     /// Appends what decrypts to `plaintext`, at most `limit` bytes per call (the caller bounds its buffer):
     /// `.needInput` with nothing appended means it needs more ciphertext (or `limit` was reached: call again
     /// when the buffer has room — `appended` says how much came).
-    func decrypt(into plaintext: inout ByteBuffer, limit: Int) -> (status: Status, appended: Int) {
+    package func decrypt(into plaintext: inout ByteBuffer, limit: Int) -> (status: Status, appended: Int) {
         var appended = 0
         while appended < limit {
             var result = 0
@@ -59,17 +99,17 @@ final class TLSStream {
     }
 
     /// Turns `plaintext` (all of its readable bytes) into records; false on a fatal error.
-    func encrypt(_ plaintext: ByteBuffer) -> Bool {
+    package func encrypt(_ plaintext: ByteBuffer) -> Bool {
         plaintext.withUnsafeReadableBytes { bytes in
             guard let base = bytes.baseAddress, bytes.count > 0 else { return true }
             return moat_tls_write(session, base, bytes.count) == 0
         }
     }
 
-    var hasCiphertext: Bool { moat_tls_pending_output(session) > 0 }
+    package var hasCiphertext: Bool { moat_tls_pending_output(session) > 0 }
 
     /// Moves the records waiting to be sent onto `buffer`.
-    func takeCiphertext(into buffer: inout ByteBuffer) {
+    package func takeCiphertext(into buffer: inout ByteBuffer) {
         while true {
             let pending = moat_tls_pending_output(session)
             guard pending > 0 else { return }
@@ -79,14 +119,14 @@ final class TLSStream {
         }
     }
 
-    var handshakeComplete: Bool { moat_tls_handshake_done(session) == 1 }
+    package var handshakeComplete: Bool { moat_tls_handshake_done(session) == 1 }
 
     /// Queues close_notify (the end of the server's replies).
-    func closeNotify() { moat_tls_close_notify(session) }
+    package func closeNotify() { moat_tls_close_notify(session) }
 
     /// The verified client certificate's subject common names: nil without a verified certificate; else
     /// how many there are and the first (nil if it holds a NUL byte or is too long to be a user name).
-    func peerCommonNames() -> (count: Int, first: String?)? {
+    package func peerCommonNames() -> (count: Int, first: String?)? {
         var name = [CChar](repeating: 0, count: 256)
         let count = Int(moat_tls_peer_common_names(session, &name, name.count))
         guard count >= 0 else { return nil }
@@ -94,9 +134,9 @@ final class TLSStream {
         return (count, first)
     }
 
-    var version: String { String(cString: moat_tls_version(session)) }
+    package var version: String { String(cString: moat_tls_version(session)) }
 
-    static func lastError() -> String {
+    package static func lastError() -> String {
         var text = [CChar](repeating: 0, count: 256)
         moat_tls_last_error(&text, text.count)
         return String(nulTerminated: text)
@@ -105,7 +145,7 @@ final class TLSStream {
 
 extension String {
     /// The text in a C buffer up to its first NUL.
-    init(nulTerminated buffer: [CChar]) {
+    package init(nulTerminated buffer: [CChar]) {
         self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
