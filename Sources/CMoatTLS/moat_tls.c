@@ -237,7 +237,3 @@ const char *moat_tls_version(moat_tls_session *session) {
 void moat_tls_last_error(char *buffer, size_t size) {
     describe_error("TLS error", buffer, size);
 }
-
-const char *moat_tls_library_version(void) {
-    return OpenSSL_version(OPENSSL_VERSION);
-}

@@ -17,7 +17,7 @@ enum Admission: Equatable {
 
 /// Decides, right after accept and before a byte is read or written, whether a client may stay: the
 /// allow/deny lists, the per-address connection cap, then `-c`; records the events and counters of
-/// that decision. The one admission of both I/O backends, shared by every event loop.
+/// that decision. The one admission, shared by every event loop.
 final class ConnectionGate: Sendable {
     static let tooManyConnectionsReply: StaticString = "ERROR Too many open connections\r\n"
 

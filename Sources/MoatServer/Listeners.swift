@@ -1,7 +1,7 @@
 import Logging
 import MoatConfig
 
-/// The listener policy both I/O backends share: every configured TCP address, then the unix socket.
+/// The listener policy: every configured TCP address, then the unix socket.
 /// A failure is fatal, except for ::1 in the default pair (a host without IPv6 still serves on
 /// 127.0.0.1); opening nothing at all is fatal too. On failure, what was opened is closed.
 func openListeners<Listener>(

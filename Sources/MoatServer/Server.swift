@@ -6,7 +6,6 @@ import MoatProtocol
 import MoatStorage
 import NIOCore
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc

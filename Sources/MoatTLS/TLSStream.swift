@@ -28,9 +28,6 @@ package final class TLSContext: @unchecked Sendable {
         }
         return TLSContext(made)
     }
-
-    /// The OpenSSL the server runs with ("OpenSSL 3.0.19 ...").
-    package static var libraryVersion: String { String(cString: moat_tls_library_version()) }
 }
 
 /// Why a TLS context could not be made (OpenSSL's reason, or which file).

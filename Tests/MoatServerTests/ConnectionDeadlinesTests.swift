@@ -2,7 +2,7 @@ import MoatConfig
 @testable import MoatServer
 import Testing
 
-/// The deadlines both I/O backends close connections by, driven with a manual clock (milliseconds).
+/// The deadlines the epoll loops close connections by, driven with a manual clock (milliseconds).
 @Suite struct ConnectionDeadlinesTests {
     typealias Limits = ConnectionDeadlines.Limits
 

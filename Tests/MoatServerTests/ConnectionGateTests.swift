@@ -6,7 +6,7 @@ import MoatEngine
 import Synchronization
 import Testing
 
-/// The one admission of both I/O backends: lists, per-address cap, `-c`, and what each records.
+/// The one admission of every listener: lists, per-address cap, `-c`, and what each records.
 @Suite struct ConnectionGateTests {
     final class Events: Sendable {
         let seen = Mutex<[String]>([])

@@ -132,7 +132,7 @@ def test_log_lines_are_rate_limited(server_factory):
     (["-o", "command_timeout=1"], "slow_command", b"get partial-key-with-no-end"),
 ])
 def test_a_deadline_close_is_logged_once(server_factory, flags, reason, send):
-    """Each deadline close is one `connection_closed` event and one log line, with its reason, on either I/O backend (the NIO path logged two lines)."""
+    """Each deadline close is one `connection_closed` event and one log line, with its reason (the retired SwiftNIO backend logged two lines)."""
     log = os.path.join(server_factory.tmpdir(), "security.log")
     srv = server_factory.start(flags + ["-v", "-o", "security_log=" + log])
     with Conn.to(srv, timeout=10) as c:

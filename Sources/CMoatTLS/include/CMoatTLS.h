@@ -48,6 +48,4 @@ int moat_tls_peer_common_names(moat_tls_session *session, char *name, size_t nam
 const char *moat_tls_version(moat_tls_session *session);
 /// The oldest error queued on this thread, as text, and the queue cleared.
 void moat_tls_last_error(char *buffer, size_t size);
-/// OpenSSL's version text, for the start-up log and docs.
-const char *moat_tls_library_version(void);
 #endif

@@ -28,7 +28,6 @@ public final class AuditScanner: @unchecked Sendable {
         probeKey = "moat-audit-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
     }
 
-    deinit { tls?.shutdown() }
 
     /// Observations in the order of `endpoints`; `progress(done, services)` is called as they finish.
     public func scan(_ endpoints: [Endpoint], progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) -> [ServiceObservation] {

@@ -11,8 +11,6 @@ final class TLSProber: Sendable {
         context = try TLSContext.client(ca: nil)
     }
 
-    func shutdown() {}
-
     /// What TLS at the endpoint allows: whether it is offered, and how memcached answers `version` inside it.
     func probe(_ endpoint: Endpoint, timeout: Double) -> (ServiceObservation.TLS, ServiceObservation.Access, version: String?) {
         switch exchange(endpoint, timeout: timeout) {

@@ -29,7 +29,7 @@ enum CloseReason: String, Sendable, CaseIterable {
 /// One connection's clocks and the deadlines they run against: the one place that says when a client
 /// has been idle, unauthenticated, slow to finish a request or slow to read its replies for too long.
 /// Pure (times are monotonic milliseconds the transport passes in), so it is tested with a manual clock;
-/// both I/O backends hold one per connection and ask `expired` on their quarter-second tick.
+/// each connection of the epoll loops holds one, asked `expired` on the loop's quarter-second tick.
 struct ConnectionDeadlines: Sendable {
     /// Seconds each deadline allows; 0 turns it off.
     struct Limits: Sendable, Equatable {
