@@ -147,10 +147,11 @@ public enum FuzzChecks {
         var lineEnd = newline
         if lineEnd > lineStart, stream[lineEnd - 1] == 13 { lineEnd -= 1 }
         let tokens = stream[lineStart..<lineEnd].split(separator: 0x20).map { String(decoding: $0, as: UTF8.self) }
-        // A number is an optional minus and digits, however many (a length the decoder cannot read is lost framing).
+        // A number is an optional minus and ASCII digits, however many (a length the decoder cannot read is
+        // lost framing). Bytes, not Characters: "2" and a combining mark make one Character that sorts as a digit.
         func isNumber(_ token: String) -> Bool {
-            let digits = token.hasPrefix("-") ? token.dropFirst() : Substring(token)
-            return !digits.isEmpty && digits.allSatisfy { $0 >= "0" && $0 <= "9" }
+            let digits = token.utf8.first == UInt8(ascii: "-") ? token.utf8.dropFirst() : Substring(token).utf8
+            return !digits.isEmpty && digits.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
         }
         func length(_ token: String) -> Int? {
             guard isNumber(token), let value = Int(token), value >= 0, value <= Int(Int32.max) - 2 else { return nil }
