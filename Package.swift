@@ -131,7 +131,7 @@ let package = Package(
         .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
         .testTarget(
             name: "MoatServerTests",
-            dependencies: ["MoatServer", "MoatTLS", "MoatConfig", "MoatEngine", "MoatAccess", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+            dependencies: ["MoatServer", "MoatTLS", "MoatConfig", "MoatEngine", "MoatAccess", "MoatStorage", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

@@ -32,8 +32,9 @@ moat_tls_context *moat_tls_server_context_new(const char *chain, const char *key
     SSL_CTX_set_min_proto_version(ctx, minimum_tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
     // Renegotiation is a client-driven CPU cost with no use to a cache client; compression leaks (CRIME).
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    // Idle connections give their record buffers back (thousands of idle TLS clients hold little memory).
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    // No SSL_MODE_RELEASE_BUFFERS: it frees and reallocates both record buffers (about 34 KB) around
+    // every record, a malloc and free per request; idle connections give them back with
+    // moat_tls_release_buffers instead (the loop's idle-buffer release).
     static const unsigned char session_context[] = "moat";
     SSL_CTX_set_session_id_context(ctx, session_context, sizeof session_context - 1);
     if (SSL_CTX_use_certificate_chain_file(ctx, chain) != 1) {
@@ -195,6 +196,26 @@ size_t moat_tls_take_output(moat_tls_session *session, void *buffer, size_t capa
 
 int moat_tls_has_input(moat_tls_session *session) {
     return SSL_pending(session->ssl) > 0 || BIO_ctrl_pending(session->in) > 0;
+}
+
+int moat_tls_release_buffers(moat_tls_session *session) {
+    if (BIO_ctrl_pending(session->in) > 0 || BIO_ctrl_pending(session->out) > 0) return 0;
+    // A memory BIO keeps the largest size it ever held; empty ones are swapped for new ones (SSL_set_bio
+    // frees the old pair), so a connection that once moved a large value holds nothing for it when idle.
+    BIO *in = BIO_new(BIO_s_mem());
+    BIO *out = BIO_new(BIO_s_mem());
+    if (in != NULL && out != NULL) {
+        BIO_set_mem_eof_return(in, -1);
+        BIO_set_mem_eof_return(out, -1);
+        SSL_set_bio(session->ssl, in, out);
+        session->in = in;
+        session->out = out;
+    } else {
+        if (in) BIO_free(in);
+        if (out) BIO_free(out);
+        ERR_clear_error();
+    }
+    return SSL_free_buffers(session->ssl);
 }
 
 int moat_tls_handshake_done(moat_tls_session *session) {

@@ -35,8 +35,7 @@ extension Session {
             counters = CommandCounters()
         }
         guard let (bucket, grant) = engine.tenancy.resolve(user: name), bucket === self.bucket else {
-            engine.securityLog.record(.connectionClosed(peer: peer, reason: "access_revoked"))
-            isAuthenticated = false
+            revoke()
             return false
         }
         if let authenticator = engine.authenticator {
@@ -45,14 +44,19 @@ extension Session {
             // login while the user is still known (listed, or in the credentials without a list).
             let holds = loggedInByCertificate ? (engine.tenancy.restrictsUsers || current != nil) : (current != nil && current == loginCredential)
             guard holds else {
-                engine.securityLog.record(.connectionClosed(peer: peer, reason: "access_revoked"))
-                isAuthenticated = false
+                revoke()
                 return false
             }
         }
         self.grant = grant
         restricted = grant.isRestricted
         return true
+    }
+
+    /// The connection must close; whoever closes it records why (`accessRevoked`), once.
+    private mutating func revoke() {
+        isAuthenticated = false
+        accessRevoked = true
     }
 
     /// Records a refused command: counted for `stats` and the user, and logged (never with the key).

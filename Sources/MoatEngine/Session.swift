@@ -43,6 +43,9 @@ public struct Session {
     let throttleKey: String
     /// True once the client has authenticated, or from the start when authentication is off.
     public internal(set) var isAuthenticated: Bool
+    /// A reload removed this session's user or moved it to another bucket (`revalidate`): the connection
+    /// closes, for the reason `access_revoked`.
+    public internal(set) var accessRevoked = false
     /// Failed or refused attempts on this connection; it is closed at the configured maximum.
     var authFailures = 0
     /// A SASL exchange waiting for the client's next step.

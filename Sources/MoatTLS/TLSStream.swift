@@ -121,6 +121,10 @@ package final class TLSStream {
     /// Queues close_notify (the end of the server's replies).
     package func closeNotify() { moat_tls_close_notify(session) }
 
+    /// Gives OpenSSL's record buffers back while the connection is idle (false: a record is partly buffered).
+    @discardableResult
+    package func releaseBuffers() -> Bool { moat_tls_release_buffers(session) == 1 }
+
     /// The verified client certificate's subject common names: nil without a verified certificate; else
     /// how many there are and the first (nil if it holds a NUL byte or is too long to be a user name).
     package func peerCommonNames() -> (count: Int, first: String?)? {

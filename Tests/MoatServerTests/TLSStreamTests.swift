@@ -118,6 +118,12 @@ import Testing
         var replies = ByteBuffer()
         #expect(client.decrypt(into: &replies, limit: .max).appended == 100_000)
         #expect(replies == reply)
+        // Idle: the record buffers can be given back, and are taken again by the next record.
+        #expect(server.releaseBuffers())
+        #expect(client.encrypt(ByteBuffer(string: "get k\r\n")))
+        pass(client, server)
+        requests.clear()
+        #expect(server.decrypt(into: &requests, limit: .max).appended == 7)
     }
 
     @Test func decryptStopsAtItsLimit() throws {

@@ -37,6 +37,9 @@ size_t moat_tls_take_output(moat_tls_session *session, void *buffer, size_t capa
 /// 1 when decrypted bytes or unread records are buffered (another moat_tls_read may return something).
 int moat_tls_has_input(moat_tls_session *session);
 /// 1 once the handshake has completed.
+/// Frees the session's record buffers and memory BIOs' storage if nothing is buffered in them (1 when
+/// freed); the next record allocates them again.
+int moat_tls_release_buffers(moat_tls_session *session);
 int moat_tls_handshake_done(moat_tls_session *session);
 /// Queues close_notify.
 void moat_tls_close_notify(moat_tls_session *session);

@@ -12,13 +12,14 @@ import Glibc
 
 /// Every client connection (TCP, TLS, unix socket) is served here, without SwiftNIO's channel machinery:
 /// one epoll loop per `-t` thread, each accepting from the shared listening sockets (EPOLLEXCLUSIVE) and
-/// driving the pure `Session` with one `read` and one `write` per ready socket. SwiftNIO's per-event
-/// user-space cost was most of the gap to memcached on request/response traffic (docs/performance.md).
+/// handing each ready socket to its connection's `ConnectionCore` (one `read` and one `send` per wake-up).
+/// SwiftNIO's per-event user-space cost was most of the gap to memcached on request/response traffic
+/// (docs/performance.md).
 ///
-/// TLS is a transform between the socket and the session (`TLSStream`, OpenSSL with memory buffers): the
-/// same loop reads and writes the socket, the same rules apply. Those rules: the gate's admission, the
-/// deadlines, back-pressure (a client whose replies are not draining is not read from), the output
-/// budget, bounded buffers, the drain on stop, no accept before the privilege drop (threads start after it).
+/// The loop owns sockets, epoll interest and the clock; the rules are the core's (the deadlines,
+/// back-pressure, the output budget, bounded buffers, the drain), and admission is the gate's, before a
+/// core exists. TLS is a transform inside the core (`TLSStream`, OpenSSL over memory buffers), so the
+/// same loop and the same rules serve it. No accept before the privilege drop (threads start after it).
 final class EpollServer: @unchecked Sendable {
     private let configuration: ServerConfiguration
     private let engine: Engine
@@ -177,55 +178,22 @@ final class StopFlag: Sendable {
 }
 
 /// One thread's event loop: level-triggered epoll over this thread's connections and the shared
-/// listening sockets.
+/// listening sockets. It owns the sockets and nothing else: each connection's life is its
+/// `ConnectionCore`, which the loop hands readiness events (with the socket's read and send) and
+/// obeys (wait for input or writability, half-close, close).
 final class EpollLoop: @unchecked Sendable {
     final class Connection {
         let fd: Int32
-        var session: Session
-        /// Plaintext requests and replies (decrypted and not yet encrypted, on TLS).
-        var input: ByteBuffer
-        var output: ByteBuffer
-        /// TLS only: the transform, and the records not yet taken by the socket.
-        let tls: TLSStream?
-        var cipher: ByteBuffer
-        /// TLS only: close_notify has been queued (on a drain).
-        var closeNotified = false
-        /// Replies are not draining: reading is paused until the socket is writable again.
-        var blocked = false
-        /// Its idle, authentication, command and output deadlines.
-        var deadlines: ConnectionDeadlines
-        let peer: String
-        /// Who the client is, read from the socket address (what the gate counts).
-        let address: PeerAddress?
-        /// The address without the port, for the security log.
-        let host: String
-        /// Output bytes charged to the engine's output budget while `blocked`.
-        var charged = 0
+        let core: ConnectionCore
+        /// Armed for writability only (the core's replies do not drain), not for input.
+        var waitingToWrite = false
 
-        init(fd: Int32, session: Session, tls: TLSStream?, deadlines: ConnectionDeadlines, peer: String, address: PeerAddress?) {
+        init(fd: Int32, core: ConnectionCore) {
             self.fd = fd
-            self.session = session
-            self.tls = tls
-            self.cipher = EpollLoop.noBuffer
-            // Idle connections own no buffer memory: they borrow the loop's while they are served.
-            self.input = EpollLoop.noBuffer
-            self.output = EpollLoop.noBuffer
-            self.deadlines = deadlines
-            self.peer = peer
-            self.address = address
-            self.host = address?.description ?? "unknown"
+            self.core = core
         }
-
-        /// What is waiting for the socket: replies, or on TLS their records.
-        var pending: ByteBuffer { tls == nil ? output : cipher }
     }
 
-    static let readChunk = 16 * 1024
-    /// What an idle connection holds instead of buffers (shared; the first write to it allocates).
-    static let noBuffer = ByteBuffer()
-    /// A connection quiet this long gives its (empty) buffers back, so that thousands of idle
-    /// connections hold no buffer memory; busy ones keep theirs and pay nothing per request.
-    static let bufferReleaseMilliseconds: Int64 = 1000
     /// The tenancy generation the last sweep checked the connections against.
     private var tenancyGeneration = 0
 
@@ -233,14 +201,10 @@ final class EpollLoop: @unchecked Sendable {
     let listenFDs: [Int32]
     let tlsListenFDs: Set<Int32>
     let certificates: TLSCertificates?
-    /// `-o ssl_cert_auth`.
-    let certificateAuthentication: Bool
-    /// TLS records are read here, then decrypted into the connection's input.
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    let context: ConnectionContext
     let engine: Engine
     let logger: Logger
     let stopping: StopFlag
-    let deadlineLimits: ConnectionDeadlines.Limits
     let gate: ConnectionGate
     let onShutdown: @Sendable () -> Void
     private var epfd: Int32 = -1
@@ -248,8 +212,9 @@ final class EpollLoop: @unchecked Sendable {
     private var wakeFD: Int32 = -1
     private var connections: [Connection?] = []
     private var open = 0
-    private let allocator = ByteBufferAllocator()
     private var lastSweep: Int64 = 0
+    /// Connections that gave their idle buffers back since malloc was last trimmed.
+    private var releasedSinceTrim = 0
 
     init(
         index: Int, listenFDs: [Int32], tlsListenFDs: Set<Int32>, certificates: TLSCertificates?, engine: Engine,
@@ -258,8 +223,9 @@ final class EpollLoop: @unchecked Sendable {
     ) {
         self.tlsListenFDs = tlsListenFDs
         self.certificates = certificates
-        self.certificateAuthentication = certificates?.options.certificateAuthentication ?? false
-        self.deadlineLimits = deadlines
+        self.context = ConnectionContext(
+            engine: engine, gate: gate, logger: logger, limits: deadlines,
+            certificateAuthentication: certificates?.options.certificateAuthentication ?? false)
         self.gate = gate
         self.index = index
         self.listenFDs = listenFDs
@@ -268,8 +234,6 @@ final class EpollLoop: @unchecked Sendable {
         self.stopping = stopping
         self.onShutdown = onShutdown
     }
-
-    deinit { scratch.deallocate() }
 
     func register() throws {
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -313,12 +277,14 @@ final class EpollLoop: @unchecked Sendable {
                 logger.error("epoll_wait: \(String(cString: strerror(errno)))")
                 return
             }
+            // One clock reading per wake-up: the deadlines count in milliseconds, a batch takes microseconds.
+            let now = Self.now()
             for i in 0..<Int(count) {
                 let event = events[i]
                 let data = event.data.u64
                 let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
                 if data >> 32 == 1 {
-                    acceptAll(fd)
+                    acceptAll(fd, at: now)
                     continue
                 }
                 if data >> 32 == 2 { continue }  // woken to notice a stop
@@ -327,43 +293,88 @@ final class EpollLoop: @unchecked Sendable {
                     closeConnection(connection, reason: .error)
                     continue
                 }
-                if connection.blocked {
-                    if event.events & EPOLLOUT.rawValue != 0 { resume(connection) }
-                } else if event.events & EPOLLIN.rawValue != 0 {
-                    readable(connection)
-                }
+                ready(connection, event.events, at: now)
             }
-            sweep()
+            sweep(at: now)
+        }
+    }
+
+    /// Hands a ready socket to its core: writability while its replies are blocked, else input.
+    private func ready(_ connection: Connection, _ events: UInt32, at now: Int64) {
+        let fd = connection.fd
+        let step: ConnectionStep
+        if connection.waitingToWrite {
+            guard events & EPOLLOUT.rawValue != 0 else { return }
+            step = connection.core.writable(at: now, send: { Self.send(fd, $0) })
+        } else {
+            guard events & EPOLLIN.rawValue != 0 else { return }
+            step = connection.core.readable(at: now, read: { Self.read(fd, $0) }, send: { Self.send(fd, $0) })
+        }
+        perform(step, connection)
+    }
+
+    private func perform(_ step: ConnectionStep, _ connection: Connection) {
+        switch step {
+        case .waitForInput:
+            if connection.waitingToWrite { watch(connection, writable: false) }
+        case .waitForWritable:
+            if !connection.waitingToWrite { watch(connection, writable: true) }
+        case .halfClose:
+            shutdown(connection.fd, Int32(SHUT_WR))
+            if connection.waitingToWrite { watch(connection, writable: false) }
+        case .close(let reason):
+            closeConnection(connection, reason: reason)
+        case .closeAndStopServer:
+            closeConnection(connection, reason: .shutdown)
+            onShutdown()
+        }
+    }
+
+    /// Input (and the peer's half-close), or writability only: a half-closed peer (EPOLLRDHUP) would
+    /// otherwise wake a paused connection's loop forever.
+    private func watch(_ connection: Connection, writable: Bool) {
+        connection.waitingToWrite = writable
+        var event = epoll_event(
+            events: writable ? EPOLLOUT.rawValue : EPOLLIN.rawValue | EPOLLRDHUP.rawValue,
+            data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
+        epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
+    }
+
+    private static func read(_ fd: Int32, _ target: UnsafeMutableRawBufferPointer) -> ReadOutcome {
+        while true {
+            let received = Glibc.read(fd, target.baseAddress, target.count)
+            if received > 0 { return .received(received) }
+            if received == 0 { return .peerClosed }
+            if errno == EINTR { continue }
+            return errno == EAGAIN ? .wouldBlock : .failed
+        }
+    }
+
+    private static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> WriteOutcome {
+        while true {
+            // MSG_NOSIGNAL: a peer that has gone away must not raise SIGPIPE in the server.
+            let written = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            if written > 0 { return .sent(written) }
+            if written < 0, errno == EINTR { continue }
+            return written < 0 && errno == EAGAIN ? .wouldBlock : .failed
         }
     }
 
     /// On stop: nothing new is served, but replies already computed (and requests already buffered) are
-    /// written out, for up to `drainMilliseconds`, so that no client is cut off mid-reply. A connection
-    /// whose output is out is half-closed (FIN after the last reply) and what the client still sends is
-    /// read and dropped until it closes too: closing a socket with unread input would send a reset,
-    /// which makes the client's kernel discard replies it has received but not yet read.
+    /// written out, for up to `drainMilliseconds`, so that no client is cut off mid-reply; each core
+    /// half-closes when its output is out and drops what still arrives until the client closes too.
     static let drainMilliseconds: Int64 = 10_000
 
     private func drain(events: UnsafeMutablePointer<epoll_event>, capacity: Int) {
         // Level-triggered listeners and the wake-up would otherwise wake every wait at once.
         epoll_ctl(epfd, EPOLL_CTL_DEL, wakeFD, nil)
         for fd in listenFDs { epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil) }
-        var halfClosed = Set<Int32>()
-        func halfCloseIfDone(_ connection: Connection) {
-            guard !connection.blocked, connections[Int(connection.fd)] === connection, !halfClosed.contains(connection.fd) else { return }
-            // TLS: close_notify after the last reply says the end is not a truncation.
-            if let tls = connection.tls, !connection.closeNotified {
-                connection.closeNotified = true
-                tls.closeNotify()
-                guard flush(connection) else { return }  // not drained yet (resumed below) or closed
-            }
-            halfClosed.insert(connection.fd)
-            shutdown(connection.fd, Int32(SHUT_WR))
+        for case let connection? in connections {
+            let fd = connection.fd
+            perform(connection.core.stop(at: Self.now(), send: { Self.send(fd, $0) }), connection)
         }
-        for case let connection? in connections { halfCloseIfDone(connection) }
-        var scratch = [UInt8](repeating: 0, count: 65_536)
         let deadline = Self.now() + Self.drainMilliseconds
-        while connections.contains(where: { $0 != nil }), Self.now() < deadline {
+        while open > 0, Self.now() < deadline {
             let count = epoll_wait(epfd, events, Int32(capacity), 50)
             if count < 0 {
                 if errno == EINTR { continue }
@@ -374,26 +385,14 @@ final class EpollLoop: @unchecked Sendable {
                 guard data >> 32 == 0 else { continue }
                 let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
                 guard Int(fd) < connections.count, let connection = connections[Int(fd)] else { continue }
-                if connection.blocked {
-                    if events[i].events & EPOLLOUT.rawValue != 0 { resume(connection) }
-                    if connections[Int(fd)] === connection { halfCloseIfDone(connection) }
-                } else if halfClosed.contains(fd) {
-                    // Drop what the client still sends; its close (0) or an error ends the connection.
-                    while true {
-                        let read = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                        if read > 0 { continue }
-                        if read < 0, errno == EAGAIN || errno == EINTR { break }
-                        closeConnection(connection, reason: .shutdown)
-                        break
-                    }
-                }
+                ready(connection, events[i].events, at: Self.now())
             }
         }
     }
 
     // MARK: accept
 
-    private func acceptAll(_ listenFD: Int32) {
+    private func acceptAll(_ listenFD: Int32, at now: Int64) {
         while true {
             var storage = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -434,9 +433,7 @@ final class EpollLoop: @unchecked Sendable {
                 }
             }
             let connection = Connection(
-                fd: fd, session: engine.makeSession(address: address), tls: tls,
-                deadlines: ConnectionDeadlines(limits: deadlineLimits, now: Self.now(), tls: tls != nil), peer: peer,
-                address: address)
+                fd: fd, core: ConnectionCore(context: context, address: address, peer: peer, tls: tls, now: now))
             if Int(fd) >= connections.count {
                 connections.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - connections.count + 64))
             }
@@ -450,244 +447,36 @@ final class EpollLoop: @unchecked Sendable {
         }
     }
 
-    // MARK: reading and writing
-
-    private func readable(_ connection: Connection) {
-        var received = 0
-        if connection.tls != nil {
-            received = read(connection.fd, scratch.baseAddress, scratch.count)
-        } else {
-            let wanted = connection.input.readableBytes == 0 ? Self.readChunk : max(Self.readChunk, connection.input.readableBytes)
-            _ = connection.input.writeWithUnsafeMutableBytes(minimumWritableBytes: min(wanted, 1 << 20)) { target in
-                received = read(connection.fd, target.baseAddress, target.count)
-                return max(received, 0)
-            }
-        }
-        if received == 0 || (received < 0 && errno != EAGAIN && errno != EINTR) {
-            closeConnection(connection, reason: received == 0 ? .normal : .error)
-            return
-        }
-        guard received > 0 else { return }
-        let now = Self.now()
-        connection.deadlines.received(at: now)
-        var peerClosed = false
-        if let tls = connection.tls {
-            guard let status = decrypt(connection, tls, UnsafeRawBufferPointer(rebasing: scratch[0..<received])) else { return }
-            peerClosed = status == .closed
-        } else {
-            connection.session.countReceived(received)
-        }
-        drive(connection)
-        if peerClosed {
-            closeConnection(connection, reason: .normal)
-            return
-        }
-        if connections[Int(connection.fd)] === connection {
-            connection.deadlines.request(incomplete: connection.session.hasPartialRequest(pendingInput: connection.input.readableBytes), at: now)
-        }
-    }
-
-    /// TLS: ciphertext in, plaintext onto the connection's input; the handshake's end logs in a client
-    /// certificate's user (`-o ssl_cert_auth`). Nil when the connection was closed (a TLS failure).
-    private func decrypt(_ connection: Connection, _ tls: TLSStream, _ records: UnsafeRawBufferPointer) -> TLSStream.Status? {
-        guard tls.receive(records) else {
-            closeConnection(connection, reason: .error)
-            return nil
-        }
-        // At most what one read brought in, decrypted: the input stays bounded as on plaintext.
-        let (status, appended) = tls.decrypt(into: &connection.input, limit: .max)
-        if connection.deadlines.handshaking, tls.handshakeComplete {
-            connection.deadlines.handshakeCompleted()
-            if certificateAuthentication { authenticateWithCertificate(connection, tls) }
-        }
-        if case .failed(let why) = status {
-            logger.debug("TLS error", metadata: ["peer": "\(connection.peer)", "error": "\(why)"])
-            // The alert OpenSSL queued tells the client why (once, without waiting for the socket).
-            tls.takeCiphertext(into: &connection.cipher)
-            _ = Self.send(connection.fd, &connection.cipher)
-            closeConnection(connection, reason: .tlsError)
-            return nil
-        }
-        connection.session.countReceived(appended)
-        return status
-    }
-
-    /// `-o ssl_cert_auth`: the handshake verified the client's certificate; its subject common name logs in
-    /// the user of that name, if the credentials hold one (otherwise SASL or ASCII auth is still needed).
-    /// A subject with several common names names no one: a CA that signs a requester's chosen subject
-    /// ("CN=me, CN=admin") must not let it pick the most powerful of them. Subject alternative names are
-    /// not read.
-    private func authenticateWithCertificate(_ connection: Connection, _ tls: TLSStream) {
-        guard let names = tls.peerCommonNames(), names.count > 0 else { return }
-        guard names.count == 1, let name = names.first else {
-            logger.warning("client certificate with \(names.count) common names: not used to log in", metadata: ["peer": "\(connection.peer)"])
-            engine.securityLog.record(.authentication(.failed(user: nil, peer: connection.host, mechanism: "tls-client-certificate")))
-            return
-        }
-        _ = connection.session.authenticateWithCertificate(user: name)
-    }
-
-    /// Runs the session over buffered input, writing replies; pauses reading when they do not drain.
-    private func drive(_ connection: Connection) {
-        while true {
-            let action = connection.session.process(&connection.input, into: &connection.output)
-            switch action {
-            case .needInput:
-                if connection.input.readableBytes == 0 {
-                    connection.input.clear()
-                } else if connection.input.readerIndex > 64 * 1024 {
-                    connection.input.discardReadBytes()
-                }
-                guard flush(connection) else { return }
-                connection.session.publishCounters()
-                return
-            case .outputFull:
-                guard flush(connection) else { return }
-            case .close:
-                _ = flush(connection)
-                closeConnection(connection, reason: .normal)
-                return
-            case .shutdown:
-                _ = flush(connection)
-                closeConnection(connection, reason: .shutdown)
-                logger.notice("shutdown requested by a client")
-                onShutdown()
-                return
-            }
-        }
-    }
-
-    /// Writes what is pending (on TLS, encrypted first: one batch of records per read cycle). False when
-    /// the socket is full (reading is then paused) or dead.
-    private func flush(_ connection: Connection) -> Bool {
-        let result: SendResult
-        if let tls = connection.tls {
-            if connection.output.readableBytes > 0 {
-                connection.session.countSent(connection.output.readableBytes)
-                guard tls.encrypt(connection.output) else {
-                    closeConnection(connection, reason: .tlsError)
-                    return false
-                }
-                connection.output.clear()
-            }
-            tls.takeCiphertext(into: &connection.cipher)
-            result = Self.send(connection.fd, &connection.cipher).result
-            if result == .done { connection.cipher.clear() }
-        } else {
-            let sent = Self.send(connection.fd, &connection.output)
-            connection.session.countSent(sent.written)
-            result = sent.result
-            if result == .done { connection.output.clear() }
-        }
-        switch result {
-        case .done:
-            return true
-        case .wouldBlock:
-            pause(connection)
-            return false
-        case .failed:
-            closeConnection(connection, reason: .error)
-            return false
-        }
-    }
-
-    enum SendResult { case done, wouldBlock, failed }
-
-    /// Sends `buffer`'s readable bytes until they are out or the socket is full.
-    private static func send(_ fd: Int32, _ buffer: inout ByteBuffer) -> (result: SendResult, written: Int) {
-        var total = 0
-        while buffer.readableBytes > 0 {
-            // send with MSG_NOSIGNAL: a peer that has gone away must not raise SIGPIPE in the server.
-            let written = buffer.withUnsafeReadableBytes { bytes in
-                Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-            }
-            if written > 0 {
-                total += written
-                buffer.moveReaderIndex(forwardBy: written)
-                continue
-            }
-            if written < 0, errno == EINTR { continue }
-            return (written < 0 && errno == EAGAIN ? .wouldBlock : .failed, total)
-        }
-        return (.done, total)
-    }
-
-    private func pause(_ connection: Connection) {
-        guard !connection.blocked else { return }
-        // The memory held is the buffer's capacity (a value is copied in whole), not just what is left to send.
-        let held = connection.pending.capacity
-        guard engine.outputBudget.charge(held) else {
-            closeConnection(connection, reason: .outputBudget)
-            return
-        }
-        connection.charged = held
-        connection.blocked = true
-        connection.deadlines.stalled(at: Self.now())
-        // Writability only: a half-closed peer (EPOLLRDHUP) would otherwise wake this loop forever.
-        var event = epoll_event(events: EPOLLOUT.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
-        epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
-    }
-
-    private func resume(_ connection: Connection) {
-        guard flush(connection) else { return }
-        connection.blocked = false
-        connection.deadlines.drained()
-        engine.outputBudget.release(connection.charged)
-        connection.charged = 0
-        var event = epoll_event(events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: connection.fd))))
-        epoll_ctl(epfd, EPOLL_CTL_MOD, connection.fd, &event)
-        // Requests that arrived while paused are still buffered.
-        if connections[Int(connection.fd)] != nil { drive(connection) }
-    }
-
     private func closeConnection(_ connection: Connection, reason: CloseReason) {
         guard Int(connection.fd) < connections.count, connections[Int(connection.fd)] === connection else { return }
         connections[Int(connection.fd)] = nil
         open -= 1
-        engine.outputBudget.release(connection.charged)
-        connection.charged = 0
         epoll_ctl(epfd, EPOLL_CTL_DEL, connection.fd, nil)
         close(connection.fd)
-        connection.session.publishCounters()
-        gate.leave(peer: connection.address)
-        if reason == .tlsError || reason == .tlsHandshakeTimeout { engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed) }
-        logger.info("connection closed", metadata: ["peer": "\(connection.peer)", "reason": "\(reason.rawValue)"])
-        if reason.isLimit { engine.securityLog.record(.connectionClosed(peer: connection.host, reason: reason.rawValue)) }
+        connection.core.finish(reason)
     }
 
-    /// Every quarter second: close connections idle past `-o idle_timeout` or not authenticated within
-    /// `-o auth_timeout`; once a second, reclaim
-    /// expired items (first thread only).
-    private func sweep() {
-        let now = Self.now()
+    /// Every quarter second: each core's deadlines, idle buffers and access (after a reload); once a
+    /// second, reclaim expired items (first thread only).
+    private func sweep(at now: Int64) {
         guard now - lastSweep >= 250 else { return }
         if index == 0, now / 1000 != lastSweep / 1000 { engine.reclaimExpired(perShardLimit: 2000) }
         lastSweep = now
-        // A reload removed users or moved them to another bucket: their connections go, idle or not.
         let generation = engine.tenancy.generation.load(ordering: .acquiring)
-        if generation != tenancyGeneration {
-            tenancyGeneration = generation
-            for case let connection? in connections where !connection.session.revalidate() {
-                closeConnection(connection, reason: .accessRevoked)
-            }
-        }
-        var released = 0
-        for case let connection? in connections
-        where now - connection.deadlines.lastReceived >= Self.bufferReleaseMilliseconds && !connection.blocked
-            && connection.input.readableBytes == 0 && connection.output.readableBytes == 0 && connection.cipher.readableBytes == 0
-            && connection.input.capacity + connection.output.capacity + connection.cipher.capacity > 0 {
-            connection.input = Self.noBuffer
-            connection.output = Self.noBuffer
-            connection.cipher = Self.noBuffer
-            released += 1
-        }
-        // Freed buffers sit in malloc's heap; hand a large batch back to the system.
-        if released >= 256 { moat_malloc_trim() }
-        guard deadlineLimits.any else { return }
+        let tenancyChanged = generation != tenancyGeneration
+        tenancyGeneration = generation
         for case let connection? in connections {
-            if let reason = connection.deadlines.expired(at: now, isAuthenticated: connection.session.isAuthenticated) {
-                closeConnection(connection, reason: reason)
+            switch connection.core.tick(at: now, tenancyChanged: tenancyChanged) {
+            case .keep: break
+            case .releasedBuffers: releasedSinceTrim += 1
+            case .close(let reason): closeConnection(connection, reason: reason)
             }
+        }
+        // Freed buffers sit in malloc's heap; hand them back to the system in large batches (counted
+        // across ticks: connections that went quiet over a few ticks are one batch too).
+        if releasedSinceTrim >= 256 {
+            releasedSinceTrim = 0
+            moat_malloc_trim()
         }
     }
 
