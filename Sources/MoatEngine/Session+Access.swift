@@ -101,9 +101,8 @@ extension Session {
         case .cacheMemlimit(_, let noreply):
             refused = grant.permissions.contains(.admin) ? nil : ("cache_memlimit", .admin, noreply)
         case .stats(let arguments):
-            let group = arguments.strings.first
-            let needed = Self.permissionForStats(group)
-            refused = needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(group ?? "")", needed, false)
+            let needed = Self.permissionForStats(arguments.strings)
+            refused = needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(arguments.strings.first ?? "")", needed, false)
         case .lruCrawler:
             refused = grant.permissions.contains(.dump) ? nil : ("lru_crawler", .dump, false)
         case .watch:
@@ -117,9 +116,16 @@ extension Session {
         return false
     }
 
-    /// The permission a `stats` group needs (empty: any authenticated user, scoped to its bucket).
-    static func permissionForStats(_ group: String?) -> Permissions {
-        switch group {
+    /// `stats detail on` / `stats detail off`: accepted and changing nothing (Moat keeps no per-prefix
+    /// stats), because client libraries and memcached's tools send them at connect.
+    static func isDetailToggle(_ words: [String]) -> Bool {
+        words.count == 2 && words[0] == "detail" && (words[1] == "on" || words[1] == "off")
+    }
+
+    /// The permission a `stats` request needs (empty: any authenticated user, scoped to its bucket).
+    static func permissionForStats(_ words: [String]) -> Permissions {
+        if isDetailToggle(words) { return [] }
+        switch words.first {
         case nil, "items", "slabs": return []
         case "cachedump", "detail", "conns": return .dump
         case "reset": return .manage  // an admin resets every bucket, a manager its own
@@ -178,10 +184,10 @@ extension Session {
         case .verbosity:
             return grant.permissions.contains(.admin) ? nil : ("verbosity", .admin)
         case .stat(let key):
-            let group = key.isEmpty ? nil : String(decoding: key, as: UTF8.self)
-            let needed = Self.permissionForStats(group)
-            return needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(group ?? "")", needed)
-        case .quit, .noop, .version, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments, .badMagic:
+            let words = String(decoding: key, as: UTF8.self).split(separator: " ").map(String.init)
+            let needed = Self.permissionForStats(words)
+            return needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(words.first ?? "")", needed)
+        case .quit, .noop, .version, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments, .mechanismTooLong, .badMagic:
             return nil
         }
     }

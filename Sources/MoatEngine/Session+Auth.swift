@@ -76,7 +76,7 @@ extension Session {
     /// What a binary client may send before it authenticates.
     static func allowedBeforeAuthentication(_ operation: BinaryOperation<UnsafeRawBufferPointer>) -> Bool {
         switch operation {
-        case .version, .noop, .quit, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments, .badMagic:
+        case .version, .noop, .quit, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments, .mechanismTooLong, .badMagic:
             return true
         default:
             return false
@@ -124,7 +124,8 @@ extension Session {
                 isAuthenticated = false
                 sasl = nil
                 guard let chosen = authenticator.enabledMechanism(named: mechanismName) else {
-                    refuse(&out)
+                    // As memcached: "Invalid arguments", and the client may try another mechanism.
+                    BinaryEncoder.writeError(opcode: opcode, status: .invalidArguments, opaque: opaque, into: &out)
                     return attemptFailed(authenticator, user: nil, mechanism: "unknown", checked: false) ? .close : nil
                 }
                 mechanism = chosen.rawValue

@@ -213,12 +213,19 @@ extension Session {
 
         case .stat(let key):
             let group = key.isEmpty ? nil : String(decoding: key, as: UTF8.self)
-            switch group {
+            let words = group?.split(separator: " ").map(String.init) ?? []
+            if Self.isDetailToggle(words) {
+                // Accepted, changing nothing, as the text protocol: only the terminating STAT packet.
+                dangerous("stats \(group!)", allowed: true)
+                BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, into: &out)
+                return nil
+            }
+            switch words.first {
             case "cachedump", "detail", "conns":
-                if group == "cachedump" {
+                if words.first == "cachedump" {
                     engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "stats cachedump"))
                 } else {
-                    dangerous("stats \(group!)", allowed: false)
+                    dangerous("stats \(words[0])", allowed: false)
                 }
                 // Key dumping, other clients' key prefixes and addresses: not offered (as the text protocol).
                 BinaryEncoder.writeError(
@@ -254,6 +261,10 @@ extension Session {
             counters.protocolErrors &+= 1
             fail(.invalidArguments, &out)
             return .close
+
+        case .mechanismTooLong:
+            // Without -S the SASL opcodes are unknown, as memcached's.
+            fail(engine.authenticator == nil ? .unknownCommand : .invalidArguments, &out)
 
         case .badMagic:
             counters.protocolErrors &+= 1

@@ -397,8 +397,12 @@ public struct Session {
             engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "stats cachedump"))
             TextEncoder.writeLine("CLIENT_ERROR stats cachedump not allowed", into: &out)
             return
+        case "detail" where Self.isDetailToggle(arguments):
+            dangerous("stats detail \(arguments[1])", allowed: true)
+            TextEncoder.writeLine("OK", into: &out)
+            return
         case "detail":
-            // Key prefixes of other clients' traffic: not offered.
+            // Key prefixes of other clients' traffic (`stats detail dump`): not offered.
             dangerous("stats detail", allowed: false)
             TextEncoder.writeLine("CLIENT_ERROR stats detail not allowed", into: &out)
             return

@@ -33,12 +33,13 @@ final class EventSink: Sendable {
         settings.verbosityEnabled = false
         let sink = EventSink()
         var s = session(settings, sink)
-        let replies = String(decoding: drive(&s, Array("set trap 0 0 1\r\nx\r\nget tra trap traps\r\nverbosity 1\r\nwatch\r\nstats detail on\r\n".utf8)).replies, as: UTF8.self)
-        #expect(replies == "STORED\r\nVALUE trap 0 1\r\nx\r\nEND\r\nCLIENT_ERROR verbosity not allowed\r\nCLIENT_ERROR watch not allowed\r\nCLIENT_ERROR stats detail not allowed\r\n")
+        let replies = String(decoding: drive(&s, Array("set trap 0 0 1\r\nx\r\nget tra trap traps\r\nverbosity 1\r\nwatch\r\nstats detail on\r\nstats detail dump\r\n".utf8)).replies, as: UTF8.self)
+        #expect(replies == "STORED\r\nVALUE trap 0 1\r\nx\r\nEND\r\nCLIENT_ERROR verbosity not allowed\r\nCLIENT_ERROR watch not allowed\r\nOK\r\nCLIENT_ERROR stats detail not allowed\r\n")
         #expect(sink.all == [
             .canaryRead(peer: "192.0.2.1", key: "trap"),
             .dangerousCommand(peer: "192.0.2.1", command: "verbosity", allowed: false),
             .keyDumpAttempt(peer: "192.0.2.1", command: "watch"),
+            .dangerousCommand(peer: "192.0.2.1", command: "stats detail on", allowed: true),  // accepted, changes nothing
             .dangerousCommand(peer: "192.0.2.1", command: "stats detail", allowed: false),
         ])
     }

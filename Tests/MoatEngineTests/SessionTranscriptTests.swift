@@ -155,6 +155,10 @@ struct Transcript {
         #expect(closing.send("set k 0 0 3\r\nabcde\r\n") == ("CLIENT_ERROR bad data chunk\r\n", .close))
         #expect(t.reply("set k notanumber 0 1\r\nx\r\nget k\r\n") == "CLIENT_ERROR bad command line format\r\nEND\r\n")
         #expect(t.reply("delete k 5\r\n") == "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n")
+        // With noreply the error is silent too, so the next reply is still the next request's.
+        #expect(t.reply("delete k 5 noreply\r\nversion\r\n").hasPrefix("VERSION "))
+        #expect(t.reply("flush_all soon\r\n") == "CLIENT_ERROR invalid exptime argument\r\n")
+        #expect(t.reply("flush_all soon noreply\r\nversion\r\n").hasPrefix("VERSION "))
         #expect(t.reply("version\r\n") == "VERSION \(MoatVersion.wire)\r\n")
     }
 
@@ -208,6 +212,10 @@ struct Transcript {
         #expect(t.reply("stats cachedump 1 100\r\n") == "CLIENT_ERROR stats cachedump not allowed\r\n")
         #expect(t.reply("lru_crawler metadump all\r\n") == "ERROR key dumping not allowed\r\n")
         #expect(t.reply("stats detail dump\r\n") == "CLIENT_ERROR stats detail not allowed\r\n")
+        // What client libraries send at connect is accepted (and changes nothing).
+        #expect(t.reply("stats detail on\r\n") == "OK\r\n")
+        #expect(t.reply("stats detail off\r\n") == "OK\r\n")
+        #expect(t.reply("stats detail\r\n") == "CLIENT_ERROR stats detail not allowed\r\n")
         #expect(t.reply("stats conns\r\n") == "CLIENT_ERROR stats conns not allowed\r\n")
     }
 

@@ -61,7 +61,7 @@ let goldens: [Golden] = [
     Golden("delete k noreply\r\n", .delete(key: b("k"), noreply: true)),
     Golden("delete k 0 noreply\r\n", .delete(key: b("k"), noreply: true)),
     Golden("delete k 5\r\n", failure(.badDeleteUsage)),
-    Golden("delete k 5 noreply\r\n", failure(.badDeleteUsage)),
+    Golden("delete k 5 noreply\r\n", failure(.badDeleteUsage, noreply: true)),  // silent, as memcached
     Golden("delete\r\n", failure(.error)),
     Golden("delete a b c d\r\n", failure(.error)),
     // Arithmetic.
@@ -82,7 +82,8 @@ let goldens: [Golden] = [
     Golden("flush_all noreply\r\n", .flushAll(delay: 0, noreply: true)),
     Golden("flush_all 10 noreply\r\n", .flushAll(delay: 10, noreply: true)),
     Golden("flush_all 0\r\n", .flushAll(delay: 0, noreply: false)),
-    Golden("flush_all soon\r\n", failure(.badCommandLine)),
+    Golden("flush_all soon\r\n", failure(.invalidExptime)),
+    Golden("flush_all soon noreply\r\n", failure(.invalidExptime, noreply: true)),
     Golden("flush_all 1 2 3\r\n", failure(.error)),
     // Misc.
     Golden("version\r\n", .version),

@@ -84,3 +84,18 @@ def test_binary_huge_declared_body_is_not_buffered(server):
         assert header[6:8] == b"\x00\x03"
         assert header[12:16] == struct.pack(">I", 7)
     assert server.alive()
+
+
+def test_binary_stat_detail_on_and_off_are_accepted(server):
+    """`stat "detail on"` / `"detail off"`: the empty terminating STAT only, as memcached (Moat changes
+    nothing); the connection goes on."""
+    with Conn.to(server) as c:
+        for sub in (b"detail on", b"detail off"):
+            c.send(struct.pack(">BBHBBHIIQ", 0x80, 0x10, len(sub), 0, 0, 0, len(sub), 9, 0) + sub)
+            header = c.readexact(24)
+            assert header[:2] == b"\x81\x10" and header[6:8] == b"\x00\x00", header
+            assert struct.unpack(">I", header[8:12])[0] == 0  # no body: the terminator
+            assert header[12:16] == struct.pack(">I", 9)
+        noop = struct.pack(">BBHBBHIIQ", 0x80, 0x0a, 0, 0, 0, 0, 0, 10, 0)
+        c.send(noop)
+        assert c.readexact(24)[:2] == b"\x81\x0a"

@@ -232,6 +232,29 @@ def test_incr_bad_delta(server):
         assert c.cmd(b"incr missing 1") == b"NOT_FOUND"
 
 
+def test_invalid_delete_and_flush_all_answer_as_memcached(server):
+    """A noreply error stays silent (or every later reply would answer the wrong request); a flush_all
+    delay that is not a number is an exptime error. Same replies from memcached 1.6.18."""
+    with Conn.to(server) as c:
+        assert c.store(b"set", b"k", b"v") == b"STORED"
+        assert c.cmd(b"delete k 5") == b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
+        c.send(b"delete k 5 noreply\r\n")
+        assert c.sync() == []  # nothing before the version reply
+        assert c.get(b"k") == b"v"  # and nothing was deleted
+        assert c.cmd(b"flush_all soon") == b"CLIENT_ERROR invalid exptime argument"
+        c.send(b"flush_all soon noreply\r\n")
+        assert c.sync() == []
+        assert c.get(b"k") == b"v"
+
+
+def test_stats_detail_on_and_off_are_accepted(server):
+    """Client libraries send `stats detail on` at connect: OK, as memcached (Moat changes nothing)."""
+    with Conn.to(server) as c:
+        assert c.cmd(b"stats detail on") == b"OK"
+        assert c.cmd(b"stats detail off") == b"OK"
+        assert c.sync() == []
+
+
 def test_quit_closes(server):
     with Conn.to(server) as c:
         c.send(b"quit\r\n")

@@ -31,6 +31,9 @@ public enum BinaryOperation<Bytes> {
     /// Lengths inconsistent with each other or with the opcode, or a key over 250 bytes: answer 0x04
     /// ("Invalid arguments") and close, as memcached.
     case invalidArguments
+    /// A SASL request naming a mechanism longer than any (over 32 bytes): answer 0x04, the body is
+    /// skipped and the connection stays, as memcached (the framing is intact).
+    case mechanismTooLong
     /// The first byte of a header is not 0x80: the stream cannot be framed any more; close, no reply.
     case badMagic
 
@@ -57,6 +60,7 @@ public enum BinaryOperation<Bytes> {
             return .saslAuthenticate(mechanism: transform(mechanism), data: transform(data), isStep: isStep)
         case .unknownCommand: return .unknownCommand
         case .invalidArguments: return .invalidArguments
+        case .mechanismTooLong: return .mechanismTooLong
         case .badMagic: return .badMagic
         }
     }

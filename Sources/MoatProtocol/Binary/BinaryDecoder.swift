@@ -87,6 +87,13 @@ public struct BinaryDecoder: Sendable {
             nextState = bodyLength > 0 ? .swallow(bodyLength) : .header
             return try body(BinaryCommand(header: header, operation: .unknownCommand))
         }
+        if opcode == .saslAuth || opcode == .saslStep, extrasLength == 0, keyLength > BinaryMagic.maxSASLMechanismLength,
+            bodyLength - keyLength <= BinaryMagic.maxSASLDataLength {
+            // Framed, and bounded by the data limit: refused without closing, the body skipped unbuffered.
+            consumed = BinaryMagic.headerSize
+            nextState = .swallow(bodyLength)
+            return try body(BinaryCommand(header: header, operation: .mechanismTooLong))
+        }
         guard shapeIsValid(opcode, keyLength: keyLength, extrasLength: extrasLength, bodyLength: bodyLength) else {
             return try refuse(.invalidArguments)
         }

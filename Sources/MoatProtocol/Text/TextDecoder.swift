@@ -317,7 +317,8 @@ public struct TextDecoder: Sendable {
             if argc > 1 {
                 let holdIsZero = equals(rest, a1!, "0")
                 let valid = (argc == 2 && (holdIsZero || lastIsNoreply)) || (argc == 3 && holdIsZero && lastIsNoreply)
-                guard valid else { return .error(.badDeleteUsage, noreply: false) }
+                // As memcached: a trailing noreply silences even this error (else every later reply shifts).
+                guard valid else { return .error(.badDeleteUsage, noreply: lastIsNoreply) }
             }
             guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
             return .delete(key: key, noreply: lastIsNoreply)
@@ -335,7 +336,7 @@ public struct TextDecoder: Sendable {
             guard argc <= 2 else { return .error(.error, noreply: false) }
             let delayTokens = argc - (lastIsNoreply ? 1 : 0)
             if delayTokens == 1 {
-                guard let delay = parseSigned(rest, a0!) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
+                guard let delay = parseSigned(rest, a0!) else { return .error(.invalidExptime, noreply: lastIsNoreply) }
                 return .flushAll(delay: delay, noreply: lastIsNoreply)
             }
             guard delayTokens == 0 else { return .error(.error, noreply: false) }
