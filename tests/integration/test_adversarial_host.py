@@ -4,6 +4,7 @@ started without root. Each test failed against the server before its fix."""
 
 import os
 import pwd
+import signal
 import socket
 import stat
 
@@ -86,6 +87,12 @@ def test_unix_socket_mode_is_not_set_by_name(server_factory):
     with Conn.to(srv) as c:
         assert c.store(b"set", b"k", b"v") == b"STORED"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o770, oct(os.stat(path).st_mode)
+    # strace killed would leave its tracee serving: stop moat itself, then strace ends with it.
+    with open("/proc/%d/task/%d/children" % (srv.pid, srv.pid)) as f:
+        traced = [int(pid) for pid in f.read().split()]
+    for pid in traced:
+        os.kill(pid, signal.SIGTERM)
+    assert srv.wait_exit(15) is not None, "strace did not end with moat"
     srv.stop()
     with open(trace) as f:
         calls = [line for line in f if path in line]
