@@ -7,9 +7,17 @@ import Darwin
 #endif
 
 /// How hard Moat makes online password guessing from one address.
+///
+/// The defaults bound guessing from one source to 8 attempts in any minute (3 at once, then after
+/// 1, 2, 4, 8 and 16 s) and 10 in any 10 minutes before a 10-minute lockout, while a client whose
+/// first attempt carried a stale password, or a neighbour that failed a moment ago, is still
+/// checked on its next try.
 public struct AuthPolicy: Sendable {
-    /// Seconds after a failure before the address may try again; doubles with each consecutive
-    /// failure, up to `maxFailureDelay`. Zero turns the delay off.
+    /// Failures in a row that carry no delay: the delay starts after the `failureBurst`-th.
+    /// One (or less) delays after every failure.
+    public var failureBurst: Int = 3
+    /// Seconds after the burst's last failure before the address may try again; doubles with each
+    /// further consecutive failure, up to `maxFailureDelay`. Zero turns the delay off.
     public var failureDelay: Double = 1.0
     public var maxFailureDelay: Double = 30
     /// This many failures within `window` seconds lock the address out for `lockoutDuration`;
@@ -36,7 +44,7 @@ public enum AuthAdmission: Sendable, Equatable {
 /// except the occasional eviction sweep when the table is full.
 public final class AuthThrottle: Sendable {
     private struct Entry {
-        /// Failures in a row, for the doubling delay; reset by success and by lockout.
+        /// Failures in a row, for the burst and the doubling delay; reset by success and by lockout.
         var consecutive = 0
         var lastFailure: Double = 0
         /// Times of recent failures, oldest first, at most `lockoutThreshold` of them.
@@ -125,28 +133,30 @@ public final class AuthThrottle: Sendable {
         }
     }
 
-    /// Records a successful login: the address's failures are forgotten, but a lockout in force
-    /// stays (the caller should not have let the attempt through).
+    /// Records a successful login: the delay starts over, but the failures still count towards a
+    /// lockout until they leave the window, so logging in with one's own password between guesses
+    /// at another user's does not reset the budget. A lockout in force stays (the caller should
+    /// not have let the attempt through).
     public func recordSuccess(_ address: String) {
         let time = now()
         state.withLock { state in
             guard var entry = state.entries[address] else { return }
-            if entry.lockedUntil > time {
-                entry.consecutive = 0
-                entry.recent.removeAll()
-                state.entries[address] = entry
-            } else {
+            if isExpired(entry, at: time) {
                 state.entries[address] = nil
+                return
             }
+            entry.consecutive = 0
+            state.entries[address] = entry
         }
     }
 
     // MARK: Internals (called with the lock held)
 
     private func delay(afterConsecutive failures: Int) -> Double {
-        guard failures > 0, policy.failureDelay > 0 else { return 0 }
+        let burst = max(1, policy.failureBurst)
+        guard failures >= burst, policy.failureDelay > 0 else { return 0 }
         // Capped exponent: 2^60 seconds is already far past any sane maxFailureDelay.
-        let doubled = policy.failureDelay * Double(UInt64(1) << UInt64(min(failures - 1, 60)))
+        let doubled = policy.failureDelay * Double(UInt64(1) << UInt64(min(failures - burst, 60)))
         return min(doubled, policy.maxFailureDelay)
     }
 

@@ -14,6 +14,7 @@ import Darwin
 func loadAuthentication(_ options: AuthenticationOptions, logger: Logger) throws -> AuthenticationSettings {
     let store = try loadCredentials(options, logger: logger)
     var policy = AuthPolicy()
+    policy.failureBurst = options.failureBurst
     policy.failureDelay = options.failureDelay
     policy.maxFailureDelay = max(options.failureDelay, policy.maxFailureDelay)
     policy.lockoutThreshold = options.lockoutFailures

@@ -171,6 +171,7 @@ extension ServeOptions {
                 auth.mechanisms = names
             case "auth_timeout": auth.timeout = try count(name, value, minimum: 0)
             case "auth_max_failures": auth.maxFailuresPerConnection = try count(name, value, minimum: 1)
+            case "auth_burst": auth.failureBurst = try count(name, value, minimum: 1)
             case "auth_lockout_failures": auth.lockoutFailures = try count(name, value, minimum: 1)
             case "auth_lockout_seconds": auth.lockoutSeconds = try count(name, value, minimum: 0)
             case "auth_delay":

@@ -58,6 +58,7 @@ public struct AuthenticationOptions: Sendable, Equatable {
     public var mechanisms: [String] = ["SCRAM-SHA-256", "PLAIN"]
     public var timeout = 10
     public var maxFailuresPerConnection = 3
+    public var failureBurst = 3
     public var failureDelay = 1.0
     public var lockoutFailures = 10
     public var lockoutSeconds = 600

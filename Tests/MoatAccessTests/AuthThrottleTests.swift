@@ -20,13 +20,13 @@ final class TestClock: Sendable {
 
     @Test func defaults() {
         let policy = AuthPolicy()
-        #expect(policy.failureDelay == 1 && policy.maxFailureDelay == 30)
+        #expect(policy.failureBurst == 3 && policy.failureDelay == 1 && policy.maxFailureDelay == 30)
         #expect(policy.lockoutThreshold == 10 && policy.window == 600 && policy.lockoutDuration == 600)
         #expect(policy.maxTrackedAddresses == 65_536)
     }
 
     @Test func delayDoublesPerConsecutiveFailureUpToTheCap() {
-        let (throttle, clock) = throttle { $0.lockoutThreshold = 100; $0.window = 10_000 }
+        let (throttle, clock) = throttle { $0.failureBurst = 1; $0.lockoutThreshold = 100; $0.window = 10_000 }
         #expect(throttle.admit("a") == .allowed)
         var expected = 1.0
         for _ in 0..<8 {
@@ -49,7 +49,9 @@ final class TestClock: Sendable {
         for index in 1...10 {
             #expect(throttle.admit("a") == .allowed)
             let next = throttle.recordFailure("a")
-            if index < 10 {
+            if index < 3 {
+                #expect(next == .allowed)  // the burst
+            } else if index < 10 {
                 guard case .throttled(let wait) = next else { Issue.record("\(next)"); return }
                 clock.advance(wait)
             } else {
@@ -65,7 +67,7 @@ final class TestClock: Sendable {
         #expect(throttle.admit("b") == .allowed)
         clock.advance(500)
         #expect(throttle.admit("a") == .allowed)
-        #expect(throttle.recordFailure("a") == .throttled(retryAfter: 1))  // a fresh start
+        #expect(throttle.recordFailure("a") == .allowed)  // a fresh start, with the burst again
         #expect(throttle.lockouts == 1)
     }
 
@@ -96,7 +98,7 @@ final class TestClock: Sendable {
     }
 
     @Test func memoryIsBoundedAndExpiredEntriesGoFirst() {
-        let (throttle, clock) = throttle { $0.maxTrackedAddresses = 100 }
+        let (throttle, clock) = throttle { $0.failureBurst = 1; $0.maxTrackedAddresses = 100 }
         for index in 0..<50 { _ = throttle.recordFailure("old\(index)") }
         clock.advance(700)  // all expired
         for index in 0..<10 { _ = throttle.recordFailure("lock") ; clock.advance(0.001 * Double(index)) }
@@ -147,5 +149,70 @@ extension AuthThrottleTests {
         // A link-local address as getnameinfo prints it: the /64, whatever the interface.
         #expect(AuthThrottle.addressKey("fe80::1%eth0") == "fe80::/64")
         #expect(AuthThrottle.addressKey("fe80::2%3") == AuthThrottle.addressKey("fe80::1%eth0"))
+    }
+}
+
+/// The burst, and the budget it leaves a guesser.
+extension AuthThrottleTests {
+    @Test func aBurstOfFailuresPassesBeforeTheDelayStarts() {
+        let (throttle, clock) = throttle()
+        #expect(throttle.recordFailure("a") == .allowed)  // a stale password: the next try is checked
+        #expect(throttle.admit("a") == .allowed)
+        #expect(throttle.recordFailure("a") == .allowed)
+        #expect(throttle.recordFailure("a") == .throttled(retryAfter: 1))
+        clock.advance(1)
+        #expect(throttle.recordFailure("a") == .throttled(retryAfter: 2))
+        throttle.recordSuccess("a")
+        #expect(throttle.admit("a") == .allowed)
+        #expect(throttle.recordFailure("a") == .allowed)  // success starts the delay over
+        let (strict, _) = self.throttle { $0.failureBurst = 1 }
+        #expect(strict.recordFailure("a") == .throttled(retryAfter: 1))  // the delay after every failure
+    }
+
+    @Test func aSuccessDoesNotResetTheLockoutCount() {
+        // One source that holds a valid password of its own, guessing another user's: logging in
+        // between bursts starts the delay over but not the count, so the lockout still comes.
+        let (throttle, clock) = throttle()
+        var failures = 0
+        while throttle.admit("a") == .allowed, failures < 100 {
+            _ = throttle.recordFailure("a")
+            failures += 1
+            if failures % 2 == 0 { throttle.recordSuccess("a") }
+            clock.advance(0.1)
+        }
+        #expect(failures == 10)
+        guard case .lockedOut = throttle.admit("a") else { Issue.record("\(throttle.admit("a"))"); return }
+    }
+
+    /// A guesser who tries the moment it is allowed, for an hour, with and without logging in with
+    /// a password of its own in between: never more than 10 failures in any minute or in any ten.
+    @Test(arguments: [false, true]) func guessingStaysWithinTheBudget(interleavingSuccesses: Bool) {
+        let (throttle, clock) = throttle()
+        var times: [Double] = []
+        let start = clock.now
+        while clock.now - start < 3600 {
+            switch throttle.admit("a") {
+            case .allowed:
+                _ = throttle.recordFailure("a")
+                times.append(clock.now)
+                if interleavingSuccesses { throttle.recordSuccess("a") }
+            case .throttled(let wait), .lockedOut(let wait):
+                clock.advance(wait)
+            }
+            clock.advance(0.01)
+        }
+        func mostWithin(_ seconds: Double) -> Int {
+            var most = 0
+            var first = 0
+            for (index, time) in times.enumerated() {
+                while times[first] <= time - seconds { first += 1 }
+                most = max(most, index - first + 1)
+            }
+            return most
+        }
+        #expect(times.count > 40)  // it did keep guessing, ten per lockout
+        #expect(mostWithin(60) <= 10)
+        #expect(mostWithin(600) <= 10)
+        if !interleavingSuccesses { #expect(mostWithin(60) == 8) }  // 3 at once, then 1, 2, 4, 8, 16 s apart
     }
 }

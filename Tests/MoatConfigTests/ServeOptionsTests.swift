@@ -36,15 +36,17 @@ import Testing
         #expect(throws: ConfigurationError.self) { try resolve(["--credentials", "a", "-Y", "b"]) }
         let tuned = try resolve([
             "-S", "--credentials", "f", "-o",
-            "sasl_mechs=scram-sha-256:SCRAM-SHA-1,auth_timeout=0,auth_max_failures=5,auth_delay=0.25,auth_lockout_failures=4,auth_lockout_seconds=30",
+            "sasl_mechs=scram-sha-256:SCRAM-SHA-1,auth_timeout=0,auth_max_failures=5,auth_burst=2,auth_delay=0.25,auth_lockout_failures=4,auth_lockout_seconds=30",
         ])
         #expect(tuned.authentication?.mechanisms == ["SCRAM-SHA-256", "SCRAM-SHA-1"])
         #expect(tuned.authentication?.timeout == 0)
         #expect(tuned.authentication?.maxFailuresPerConnection == 5)
+        #expect(c.authentication?.failureBurst == 3)
+        #expect(tuned.authentication?.failureBurst == 2)
         #expect(tuned.authentication?.failureDelay == 0.25)
         #expect(tuned.authentication?.lockoutFailures == 4)
         #expect(tuned.authentication?.lockoutSeconds == 30)
-        for bad in ["sasl_mechs=CRAM-MD5", "sasl_mechs=", "auth_max_failures=0", "auth_delay=-1", "auth_timeout=x"] {
+        for bad in ["sasl_mechs=CRAM-MD5", "sasl_mechs=", "auth_max_failures=0", "auth_burst=0", "auth_delay=-1", "auth_timeout=x"] {
             #expect(throws: ConfigurationError.self) { try resolve(["--credentials", "f", "-o", bad]) }
         }
         #expect(tuned.settingsReport.contains { $0 == ("auth_enabled_sasl", "yes") })

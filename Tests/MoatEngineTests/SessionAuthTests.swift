@@ -84,6 +84,7 @@ struct AuthFixture {
 
     @Test func throttleRefusesUncheckedThenLocksOutOneAddress() throws {
         var policy = AuthPolicy()
+        policy.failureBurst = 1
         policy.failureDelay = 1
         policy.lockoutThreshold = 2
         policy.lockoutDuration = 60
@@ -107,6 +108,27 @@ struct AuthFixture {
         #expect(stats["auth_errors"] == "2")
         #expect(stats["auth_refused"] == "2")
         #expect(stats["auth_lockouts"] == "1")
+    }
+
+    /// A stale password first, then the right one, with the default guessing limits: logged in, on
+    /// the same connection (text and binary), and a neighbour at the same address is not held back.
+    @Test func aMistypedPasswordThenTheRightOneLogsIn() throws {
+        let f = try AuthFixture()
+        var text = f.session(from: "10.0.0.7")
+        #expect(AuthFixture.text(&text, "set a 0 0 11\r\nalice wrong\r\n").0 == "CLIENT_ERROR authentication failure\r\n")
+        #expect(AuthFixture.text(&text, "set a 0 0 18\r\nalice secret words\r\n").0 == "STORED\r\n")
+        var binary = f.session(from: "10.0.0.7")
+        func send(_ bytes: [UInt8]) -> [Response] { parse(drive(&binary, bytes).replies) }
+        let wrong: [UInt8] = [0] + Array("alice".utf8) + [0] + Array("stale".utf8)
+        let right: [UInt8] = [0] + Array("alice".utf8) + [0] + Array("secret words".utf8)
+        #expect(send(request(0x21, key: "PLAIN", value: wrong)).map(\.status) == [0x20])
+        #expect(send(request(0x21, key: "PLAIN", value: right)).map(\.text) == ["Authenticated"])
+        var misconfigured = f.session(from: "10.0.0.7")
+        #expect(AuthFixture.text(&misconfigured, "set a 0 0 11\r\nalice wrong\r\n").0 == "CLIENT_ERROR authentication failure\r\n")
+        var healthy = f.session(from: "10.0.0.7")
+        #expect(AuthFixture.text(&healthy, "set a 0 0 18\r\nalice secret words\r\n").0 == "STORED\r\n")
+        let stats = Dictionary(uniqueKeysWithValues: f.engine.generalStats())
+        #expect(stats["auth_errors"] == "3" && stats["auth_refused"] == "0")
     }
 
     @Test func binaryCommandsAreRefusedUntilSASL() throws {

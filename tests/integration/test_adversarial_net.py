@@ -162,7 +162,7 @@ def test_unix_clients_are_throttled_per_uid(server_factory):
     path = os.path.join(d, "moat.sock")
     # A long delay after one failure: whoever shares the failing client's key is refused unchecked.
     srv = server_factory.start(["-S", "--credentials", credentials, "-s", path, "-a", "0777",
-                                "-o", "auth_delay=30,auth_max_failures=50"], unix_path=path)
+                                "-o", "auth_delay=30,auth_burst=1,auth_max_failures=50"], unix_path=path)
     good = "alice " + PASSWORD
     assert unix_login(path, "alice wrong", 0) == "CLIENT_ERROR authentication failure"
     # The same account is held back (the throttle is on) ...

@@ -327,8 +327,8 @@ def test_connection_closes_after_repeated_failures(server_factory, credentials):
 
 
 def test_delay_then_lockout_per_address(server_factory, credentials):
-    srv = auth_server(server_factory, credentials,
-                      "-o", "auth_delay=0.5,auth_lockout_failures=3,auth_lockout_seconds=60,auth_max_failures=50")
+    srv = auth_server(server_factory, credentials, "-o",
+                      "auth_burst=1,auth_delay=0.5,auth_lockout_failures=3,auth_lockout_seconds=60,auth_max_failures=50")
     good = b"alice " + PASSWORD.encode()
     with connect_from(srv, "127.0.0.5") as c:
         assert c.store(b"set", b"a", b"alice wrong") == b"CLIENT_ERROR authentication failure"
@@ -348,6 +348,48 @@ def test_delay_then_lockout_per_address(server_factory, credentials):
         assert int(stats["auth_refused"]) == 2
         assert int(stats["auth_errors"]) == 3
     assert '"event":"auth_lockout"' in srv.stderr_text()
+
+
+def test_a_mistyped_password_then_the_right_one_logs_in(server_factory, credentials):
+    """With the default limits, a stale password and then the right one log in on one connection
+    (ASCII auth and binary SASL), and a failing neighbour does not hold back a healthy client."""
+    srv = auth_server(server_factory, credentials)
+    good = b"alice " + PASSWORD.encode()
+    with connect_from(srv, "127.0.0.9") as c:
+        assert c.store(b"set", b"a", b"alice stale") == b"CLIENT_ERROR authentication failure"
+        assert c.store(b"set", b"a", good) == b"STORED"
+        assert c.store(b"set", b"k", b"v") == b"STORED"
+    with connect_from(srv, "127.0.0.9") as c:
+        assert sasl(c, "PLAIN", b"\0alice\0stale")[0] == 0x20
+        assert sasl(c, "PLAIN", b"\0alice\0" + PASSWORD.encode()) == (0, b"Authenticated")
+    # A misconfigured process and a healthy one on the same host, with real clients.
+    import bmemcached
+    stale = bmemcached.Client(("127.0.0.1:%d" % srv.port,), "alice", "stale", socket_timeout=5)
+    with pytest.raises(Exception):
+        stale.set("k", "v")
+    healthy = bmemcached.Client(("127.0.0.1:%d" % srv.port,), "alice", PASSWORD, socket_timeout=5)
+    assert healthy.set("k", "fresh") and healthy.get("k") == "fresh"
+    stale.disconnect_all()
+    healthy.disconnect_all()
+    with Conn.to(srv) as c:
+        assert c.store(b"set", b"a", good) == b"STORED"
+        stats = c.stats_dict()
+    assert int(stats["auth_errors"]) >= 3 and int(stats["auth_refused"]) == 0, stats
+
+
+def test_a_burst_of_failures_then_the_delay(server_factory, credentials):
+    """The first -o auth_burst failures from a source are checked at once; then the delay holds
+    even the right password back, and the default budget locks the source out at the tenth."""
+    srv = auth_server(server_factory, credentials, "-o", "auth_burst=3,auth_delay=0.4,auth_max_failures=50")
+    good = b"alice " + PASSWORD.encode()
+    with connect_from(srv, "127.0.0.10") as c:
+        for _ in range(3):
+            assert c.store(b"set", b"a", b"alice wrong") == b"CLIENT_ERROR authentication failure"
+        assert c.store(b"set", b"a", good) == b"CLIENT_ERROR authentication failure"  # refused unchecked
+        time.sleep(0.5)
+        assert c.store(b"set", b"a", good) == b"STORED"
+        stats = c.stats_dict()
+    assert int(stats["auth_errors"]) == 3 and int(stats["auth_refused"]) == 1, stats
 
 
 def test_deadline_to_authenticate(server_factory, credentials):
