@@ -17,7 +17,7 @@ import PackageDescription
 // storage calls on the request path are generic or small) and skip dynamic exclusivity checks, whose
 // bookkeeping showed up at ~5% of a request in `perf record` (docs/performance.md).
 let fast: [SwiftSetting] = [
-    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
 
 let package = Package(
@@ -103,7 +103,10 @@ let package = Package(
         // The invariants the fuzzers (Fuzz/, its own package) check and `swift test` replays.
         .target(
             name: "MoatFuzzChecks",
-            dependencies: ["MoatProtocol", "MoatEngine", "MoatAccess", "MoatConfig", "MoatStorage", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "MoatProtocol", "MoatEngine", "MoatAccess", "MoatConfig", "MoatStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .executableTarget(
             name: "MoatCLI",
@@ -121,7 +124,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MoatEngineTests",
-            dependencies: ["MoatEngine", "MoatStorage", "MoatProtocol", "MoatAccess", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "MoatEngine", "MoatStorage", "MoatProtocol", "MoatAccess",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess"]),
@@ -131,7 +137,10 @@ let package = Package(
         .testTarget(name: "MoatFuzzChecksTests", dependencies: ["MoatFuzzChecks"]),
         .testTarget(
             name: "MoatServerTests",
-            dependencies: ["MoatServer", "MoatTLS", "MoatConfig", "MoatEngine", "MoatAccess", "MoatStorage", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "MoatServer", "MoatTLS", "MoatConfig", "MoatEngine", "MoatAccess", "MoatStorage",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )

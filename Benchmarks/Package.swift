@@ -28,6 +28,6 @@ let package = Package(
             // serialized with NIOCore, here as in the server.)
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
+        )
     ]
 )

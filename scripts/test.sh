@@ -70,6 +70,11 @@ if [ "${SKIP_DEPS:-0}" = "1" ]; then echo "skipped (SKIP_DEPS=1)"; else install_
 # ---------------------------------------------------------------- build & tests
 failed=()
 
+# The toolchain's swift-format with the committed .swift-format (120 columns): unformatted code fails CI;
+# `bash scripts/format.sh` formats the tree in place.
+section "formatting: swift format lint --strict"
+if ! swift format lint --strict --recursive --parallel $(bash scripts/format.sh --paths); then failed+=("formatting"); fi
+
 section "swift build (debug)"
 swift build
 MOAT_BIN="$ROOT/.build/debug/moat"

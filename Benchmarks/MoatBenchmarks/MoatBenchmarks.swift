@@ -93,7 +93,9 @@ let benchmarks: @Sendable () -> Void = {
     let cache = Cache(configuration: CacheConfiguration(memoryLimit: 64 << 20))
     let hitKey = key(1)
     let missKey = key(2)
-    hitKey.withUnsafeBytes { k in value32.withUnsafeBytes { v in _ = cache.store(.set, key: k, value: v, flags: 0, exptime: 0) } }
+    hitKey.withUnsafeBytes { k in
+        value32.withUnsafeBytes { v in _ = cache.store(.set, key: k, value: v, flags: 0, exptime: 0) }
+    }
 
     Benchmark("storage/read hit") { benchmark in
         hitKey.withUnsafeBytes { k in

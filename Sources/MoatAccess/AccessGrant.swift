@@ -58,11 +58,15 @@ public struct KeyPatterns: Sendable, Equatable {
             guard !bytes.isEmpty, bytes.count <= 251 else { throw InvalidKeyPattern(pattern: pattern) }
             let stars = bytes.filter { $0 == UInt8(ascii: "*") }.count
             if stars == 0 {
-                guard !bytes.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else { throw InvalidKeyPattern(pattern: pattern) }
+                guard !bytes.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
+                    throw InvalidKeyPattern(pattern: pattern)
+                }
                 exact.insert(bytes)
             } else if stars == 1, bytes.last == UInt8(ascii: "*") {
                 let prefix = Array(bytes.dropLast())
-                guard !prefix.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else { throw InvalidKeyPattern(pattern: pattern) }
+                guard !prefix.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
+                    throw InvalidKeyPattern(pattern: pattern)
+                }
                 if prefix.isEmpty { matchesAll = true } else { prefixes.append(prefix) }
             } else {
                 throw InvalidKeyPattern(pattern: pattern)

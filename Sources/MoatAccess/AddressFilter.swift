@@ -21,7 +21,9 @@ public struct AddressBlock: Sendable, Equatable, CustomStringConvertible {
         let isIPv4 = !parts[0].contains(":")
         var prefix = isIPv4 ? 32 : 128
         if parts.count == 2 {
-            guard let given = Int(parts[1]), given >= 0, given <= prefix, parts[1].allSatisfy(\.isNumber) else { return nil }
+            guard let given = Int(parts[1]), given >= 0, given <= prefix, parts[1].allSatisfy(\.isNumber) else {
+                return nil
+            }
             prefix = given
         }
         if isIPv4 { prefix += 96 }

@@ -52,7 +52,9 @@ enum Base64 {
         var index = 0
         while index < input.count {
             let isLast = index + 4 == input.count
-            let padding = isLast ? (input[index + 3] == UInt8(ascii: "=") ? (input[index + 2] == UInt8(ascii: "=") ? 2 : 1) : 0) : 0
+            let padding =
+                isLast
+                ? (input[index + 3] == UInt8(ascii: "=") ? (input[index + 2] == UInt8(ascii: "=") ? 2 : 1) : 0) : 0
             var n: UInt32 = 0
             for offset in 0..<(4 - padding) {
                 let value = decodeTable[Int(input[index + offset])]
@@ -62,10 +64,13 @@ enum Base64 {
             n <<= UInt32(6 * padding)
             switch padding {
             case 0:
-                out.append(UInt8(n >> 16 & 0xFF)); out.append(UInt8(n >> 8 & 0xFF)); out.append(UInt8(n & 0xFF))
+                out.append(UInt8(n >> 16 & 0xFF))
+                out.append(UInt8(n >> 8 & 0xFF))
+                out.append(UInt8(n & 0xFF))
             case 1:
                 guard n & 0xFF == 0 else { return nil }  // bits past the last byte must be zero
-                out.append(UInt8(n >> 16 & 0xFF)); out.append(UInt8(n >> 8 & 0xFF))
+                out.append(UInt8(n >> 16 & 0xFF))
+                out.append(UInt8(n >> 8 & 0xFF))
             default:
                 guard n & 0xFFFF == 0 else { return nil }
                 out.append(UInt8(n >> 16 & 0xFF))

@@ -32,9 +32,13 @@ extension CredentialStore {
             if !sawHeader {
                 guard line == fileHeader else {
                     if line.hasPrefix("# moat credentials") {
-                        throw CredentialError("line \(number): unsupported credential file version '\(line)'; this Moat reads '\(fileHeader)'")
+                        throw CredentialError(
+                            "line \(number): unsupported credential file version '\(line)'; this Moat reads '\(fileHeader)'"
+                        )
                     }
-                    throw CredentialError("line \(number): expected the header '\(fileHeader)' as the first line; is this a Moat credential file? (a memcached 'user:password' file is read with the plaintext import instead)")
+                    throw CredentialError(
+                        "line \(number): expected the header '\(fileHeader)' as the first line; is this a Moat credential file? (a memcached 'user:password' file is read with the plaintext import instead)"
+                    )
                 }
                 sawHeader = true
                 continue
@@ -59,7 +63,9 @@ extension CredentialStore {
                 throw CredentialError("line \(number): \(error.description)")
             }
             if let previous = definedOn[credential.name] {
-                throw CredentialError("line \(number): user '\(escaped(credential.name))' is already defined on line \(previous); remove one of them")
+                throw CredentialError(
+                    "line \(number): user '\(escaped(credential.name))' is already defined on line \(previous); remove one of them"
+                )
             }
             definedOn[credential.name] = number
         }
@@ -89,7 +95,9 @@ extension CredentialStore {
             throw CredentialError("field \(fields.startIndex + 1) is '\(f[0].prefix(32))', expected '\(marker)'")
         }
         guard let iterations = Int(f[1]), (minimumIterations...maximumIterations).contains(iterations) else {
-            throw CredentialError("\(marker) iterations '\(f[1].prefix(32))' is not a whole number in \(minimumIterations)...\(maximumIterations)")
+            throw CredentialError(
+                "\(marker) iterations '\(f[1].prefix(32))' is not a whole number in \(minimumIterations)...\(maximumIterations)"
+            )
         }
         var decoded: [[UInt8]] = []
         for (offset, label) in ["salt", "stored key", "server key"].enumerated() {
@@ -111,8 +119,10 @@ extension CredentialStore {
             guard let user = credential(for: name) else { continue }
             var fields = [user.name]
             for (marker, keys) in [("scram-sha-256", user.sha256), ("scram-sha-1", user.sha1)] {
-                fields += [marker, String(keys.iterations), Base64.encode(keys.salt),
-                           Base64.encode(keys.storedKey), Base64.encode(keys.serverKey)]
+                fields += [
+                    marker, String(keys.iterations), Base64.encode(keys.salt),
+                    Base64.encode(keys.storedKey), Base64.encode(keys.serverKey),
+                ]
             }
             out += fields.joined(separator: ":") + "\n"
         }
@@ -125,7 +135,9 @@ extension CredentialStore {
     /// iterations: the password is on disk in clear anyway, and a big import should not take minutes.
     /// `previous`: the credentials in use (on reload); a user whose password is unchanged keeps its keys, so
     /// the reload does not look like a password change and close that user's sessions.
-    public static func fromMemcachedPlaintext(_ text: String, reusing previous: CredentialStore? = nil) throws -> CredentialStore {
+    public static func fromMemcachedPlaintext(_ text: String, reusing previous: CredentialStore? = nil) throws
+        -> CredentialStore
+    {
         var store = CredentialStore()
         // Real salts here are new at each start, so the fake ones are too; a reload keeps both.
         store.saltKey = previous?.saltKey ?? randomBytes(32)
@@ -140,11 +152,14 @@ extension CredentialStore {
             let name = String(decoding: utf8[..<colon], as: UTF8.self)
             let password = Array(utf8[(colon + 1)...])
             if let previous = definedOn[name] {
-                throw CredentialError("line \(number): user '\(escaped(name))' is already defined on line \(previous); remove one of them")
+                throw CredentialError(
+                    "line \(number): user '\(escaped(name))' is already defined on line \(previous); remove one of them"
+                )
             }
             do {
                 if let old = previous?.credential(for: name), old.sha256.iterations == minimumIterations,
-                   old.sha256.matches(password: password, .sha256), old.sha1.matches(password: password, .sha1) {
+                    old.sha256.matches(password: password, .sha256), old.sha1.matches(password: password, .sha1)
+                {
                     try store.add(old)
                 } else {
                     try store.add(user: name, password: password, iterations: minimumIterations)
@@ -172,7 +187,7 @@ extension CredentialStore {
     private static func trimmed(_ line: String) -> String {
         let scalars = line.unicodeScalars
         guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
         else { return "" }
         return String(scalars[first...last])
     }
@@ -201,10 +216,14 @@ extension CredentialStore {
         }
         let permissions = info.st_mode & 0o7777
         guard permissions & 0o077 == 0 else {
-            throw CredentialError("\(path): mode \(octal(permissions)) lets other users access the credential file; restrict it to its owner: chmod 600 \(path)")
+            throw CredentialError(
+                "\(path): mode \(octal(permissions)) lets other users access the credential file; restrict it to its owner: chmod 600 \(path)"
+            )
         }
         guard info.st_size <= maximumFileBytes else {
-            throw CredentialError("\(path): the credential file is \(info.st_size) bytes, more than the \(maximumFileBytes) allowed; is this the right file?")
+            throw CredentialError(
+                "\(path): the credential file is \(info.st_size) bytes, more than the \(maximumFileBytes) allowed; is this the right file?"
+            )
         }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
@@ -218,7 +237,8 @@ extension CredentialStore {
             bytes += chunk[..<count]
             // The size was checked before reading, but the file may have grown since.
             guard bytes.count <= maximumFileBytes else {
-                throw CredentialError("\(path): the credential file is more than \(maximumFileBytes) bytes; is this the right file?")
+                throw CredentialError(
+                    "\(path): the credential file is more than \(maximumFileBytes) bytes; is this the right file?")
             }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {

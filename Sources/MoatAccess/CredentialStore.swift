@@ -122,10 +122,14 @@ public struct CredentialStore: Sendable {
     /// Adds (or replaces) an already derived credential, after the same checks the file parser makes.
     public mutating func add(_ credential: UserCredential) throws {
         try Self.validate(name: credential.name)
-        for (label, keys, hash) in [("SCRAM-SHA-256", credential.sha256, SCRAMHash.sha256), ("SCRAM-SHA-1", credential.sha1, .sha1)] {
+        for (label, keys, hash) in [
+            ("SCRAM-SHA-256", credential.sha256, SCRAMHash.sha256), ("SCRAM-SHA-1", credential.sha1, .sha1),
+        ] {
             try Self.validate(iterations: keys.iterations)
             guard Self.saltBytes.contains(keys.salt.count) else {
-                throw CredentialError("\(label) salt must be \(Self.saltBytes.lowerBound)...\(Self.saltBytes.upperBound) bytes, not \(keys.salt.count)")
+                throw CredentialError(
+                    "\(label) salt must be \(Self.saltBytes.lowerBound)...\(Self.saltBytes.upperBound) bytes, not \(keys.salt.count)"
+                )
             }
             guard keys.storedKey.count == hash.digestCount, keys.serverKey.count == hash.digestCount else {
                 throw CredentialError("\(label) stored and server keys must be \(hash.digestCount) bytes each")
@@ -198,9 +202,11 @@ public struct CredentialStore: Sendable {
         guard (1...Self.maximumPasswordBytes).contains(password.count) else { return false }
         let known = users[user]
         // A random stored key: no password matches it.
-        let keys = known?.sha256 ?? SCRAMKeys(
-            salt: Array(unknownUserSaltKey.prefix(16)), iterations: unknownUserIterations(.sha256),
-            storedKey: randomBytes(SCRAMHash.sha256.digestCount), serverKey: [])
+        let keys =
+            known?.sha256
+            ?? SCRAMKeys(
+                salt: Array(unknownUserSaltKey.prefix(16)), iterations: unknownUserIterations(.sha256),
+                storedKey: randomBytes(SCRAMHash.sha256.digestCount), serverKey: [])
         let matches = keys.matches(password: password, .sha256)
         return known != nil && matches
     }
@@ -216,7 +222,8 @@ public struct CredentialStore: Sendable {
             throw CredentialError("user name must be 1...\(maximumNameBytes) bytes of UTF-8, not \(bytes)")
         }
         if name.hasPrefix("#") {
-            throw CredentialError("user name '\(escaped(name))' must not start with '#' (the file would read it as a comment)")
+            throw CredentialError(
+                "user name '\(escaped(name))' must not start with '#' (the file would read it as a comment)")
         }
         for scalar in name.unicodeScalars {
             if scalar == ":" {

@@ -64,14 +64,19 @@ public struct SASLExchange: Sendable {
     /// `serverSecret`: the key stable fake salts for unknown users are derived from, so SCRAM does not
     /// reveal which names exist (a server passes `store.unknownUserSaltKey`, which outlives restarts).
     public init(mechanism: SASLMechanism, store: CredentialStore, serverSecret: [UInt8]) {
-        self.init(mechanism: mechanism, store: store, serverSecret: serverSecret, nonceGenerator: {
-            Base64.encode(randomBytes(24))  // 192 bits; base64's alphabet is printable and has no ','
-        })
+        self.init(
+            mechanism: mechanism, store: store, serverSecret: serverSecret,
+            nonceGenerator: {
+                Base64.encode(randomBytes(24))  // 192 bits; base64's alphabet is printable and has no ','
+            })
     }
 
     /// For tests: fixes the server nonce, e.g. to replay the RFC test vectors. A server must use the
     /// other initializer, whose nonces are unpredictable.
-    public init(mechanism: SASLMechanism, store: CredentialStore, serverSecret: [UInt8], nonceGenerator: @escaping NonceGenerator) {
+    public init(
+        mechanism: SASLMechanism, store: CredentialStore, serverSecret: [UInt8],
+        nonceGenerator: @escaping NonceGenerator
+    ) {
         self.mechanism = mechanism
         self.store = store
         self.serverSecret = serverSecret
@@ -117,10 +122,10 @@ public struct SASLExchange: Sendable {
         guard message.count <= limit else { return (.failure(.malformed), nil) }
         let parts = message.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[2].contains(0),
-              let authzid = String(validating: parts[0], as: UTF8.self),
-              let authcid = String(validating: parts[1], as: UTF8.self),
-              !authcid.isEmpty, authcid.utf8.count <= CredentialStore.maximumNameBytes,
-              !parts[2].isEmpty, parts[2].count <= CredentialStore.maximumPasswordBytes
+            let authzid = String(validating: parts[0], as: UTF8.self),
+            let authcid = String(validating: parts[1], as: UTF8.self),
+            !authcid.isEmpty, authcid.utf8.count <= CredentialStore.maximumNameBytes,
+            !parts[2].isEmpty, parts[2].count <= CredentialStore.maximumPasswordBytes
         else { return (.failure(.malformed), nil) }
         guard authzid.isEmpty || authzid == authcid else { return (.failure(.badCredentials), authcid) }
         guard store.verifyPassword(user: authcid, password: Array(parts[2])) else {
@@ -133,7 +138,7 @@ public struct SASLExchange: Sendable {
 
     private mutating func scramClientFirst(_ message: [UInt8], _ hash: SCRAMHash) -> SASLStep {
         guard message.count <= Self.maximumMessageBytes,
-              let first = ClientFirst(message)
+            let first = ClientFirst(message)
         else { return finish(.failure(.malformed)) }
         claimedUser = first.user
         guard first.authzid.isEmpty || first.authzid == first.user else {
@@ -146,13 +151,17 @@ public struct SASLExchange: Sendable {
         let fake = fakeKeys(for: first.user, hash)
         let keys = known ?? fake
         let serverNonce = Array(makeNonce().utf8)
-        precondition(!serverNonce.isEmpty && serverNonce.allSatisfy(isNonceByte), "a SCRAM server nonce must be printable ASCII without ','")
+        precondition(
+            !serverNonce.isEmpty && serverNonce.allSatisfy(isNonceByte),
+            "a SCRAM server nonce must be printable ASCII without ','")
         let nonce = first.nonce + serverNonce
-        let serverFirst = Array("r=".utf8) + nonce
+        let serverFirst =
+            Array("r=".utf8) + nonce
             + Array(",s=\(Base64.encode(keys.salt)),i=\(keys.iterations)".utf8)
-        state = .awaitingClientFinal(PendingSCRAM(
-            hash: hash, user: first.user, isKnown: known != nil, keys: keys,
-            gs2Header: first.gs2Header, clientFirstBare: first.bare, serverFirst: serverFirst, nonce: nonce))
+        state = .awaitingClientFinal(
+            PendingSCRAM(
+                hash: hash, user: first.user, isKnown: known != nil, keys: keys,
+                gs2Header: first.gs2Header, clientFirstBare: first.bare, serverFirst: serverFirst, nonce: nonce))
         return .challenge(serverFirst)
     }
 
@@ -170,12 +179,12 @@ public struct SASLExchange: Sendable {
         // channel-binding "," nonce ["," extensions] "," proof; the proof is always last.
         let attributes = message.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false)
         guard attributes.count >= 3,
-              let binding = value(of: "c", in: attributes[0]),
-              let nonce = value(of: "r", in: attributes[1]),
-              let proofText = value(of: "p", in: attributes[attributes.count - 1]),
-              attributes[2..<(attributes.count - 1)].allSatisfy(isExtension),
-              let bindingBytes = Base64.decode(binding),
-              let proof = Base64.decode(proofText), proof.count == pending.hash.digestCount
+            let binding = value(of: "c", in: attributes[0]),
+            let nonce = value(of: "r", in: attributes[1]),
+            let proofText = value(of: "p", in: attributes[attributes.count - 1]),
+            attributes[2..<(attributes.count - 1)].allSatisfy(isExtension),
+            let bindingBytes = Base64.decode(binding),
+            let proof = Base64.decode(proofText), proof.count == pending.hash.digestCount
         else { return finish(.failure(.malformed)) }
         // Checked exactly: the header must be the one the client started with (no downgrade), and
         // the nonce this exchange's own, so a client-final recorded from another exchange is useless.
@@ -183,7 +192,8 @@ public struct SASLExchange: Sendable {
             return finish(.failure(.badCredentials))
         }
         let withoutProof = message[..<(message.count - proofText.count - 3)]
-        let authMessage = pending.clientFirstBare + [UInt8(ascii: ",")] + pending.serverFirst
+        let authMessage =
+            pending.clientFirstBare + [UInt8(ascii: ",")] + pending.serverFirst
             + [UInt8(ascii: ",")] + Array(withoutProof)
         let hash = pending.hash
         let clientSignature = hash.hmac(key: pending.keys.storedKey, authMessage)
@@ -223,9 +233,9 @@ private struct ClientFirst {
         // mandatory extension, so "m=" must fail (RFC 5802 §5.1).
         let attributes = bare.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false)
         guard attributes.count >= 2,
-              let name = value(of: "n", in: attributes[0]), let user = decodeSASLName(name),
-              let nonce = value(of: "r", in: attributes[1]), !nonce.isEmpty, nonce.allSatisfy(isNonceByte),
-              attributes.dropFirst(2).allSatisfy(isExtension)
+            let name = value(of: "n", in: attributes[0]), let user = decodeSASLName(name),
+            let nonce = value(of: "r", in: attributes[1]), !nonce.isEmpty, nonce.allSatisfy(isNonceByte),
+            attributes.dropFirst(2).allSatisfy(isExtension)
         else { return nil }
         self.user = user
         self.nonce = Array(nonce)
@@ -235,7 +245,7 @@ private struct ClientFirst {
 /// The value of `name=value`, or nil if the attribute is another one.
 private func value(of name: Character, in attribute: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
     guard attribute.count >= 2, let ascii = name.asciiValue,
-          attribute[attribute.startIndex] == ascii, attribute[attribute.startIndex + 1] == UInt8(ascii: "=")
+        attribute[attribute.startIndex] == ascii, attribute[attribute.startIndex + 1] == UInt8(ascii: "=")
     else { return nil }
     return attribute.dropFirst(2)
 }

@@ -10,7 +10,9 @@ public final class SourceRateLimiter: Sendable {
         public var bytesPerSecond: Double
         public var maximumSources: Int
 
-        public init(datagramsPerSecond: Double = 1000, bytesPerSecond: Double = 256 * 1024, maximumSources: Int = 65_536) {
+        public init(
+            datagramsPerSecond: Double = 1000, bytesPerSecond: Double = 256 * 1024, maximumSources: Int = 65_536
+        ) {
             self.datagramsPerSecond = datagramsPerSecond
             self.bytesPerSecond = bytesPerSecond
             self.maximumSources = maximumSources
@@ -41,7 +43,8 @@ public final class SourceRateLimiter: Sendable {
             if let existing = table[source] {
                 bucket = existing
                 let elapsed = max(0, time - bucket.updated)
-                bucket.datagrams = min(limits.datagramsPerSecond, bucket.datagrams + elapsed * limits.datagramsPerSecond)
+                bucket.datagrams = min(
+                    limits.datagramsPerSecond, bucket.datagrams + elapsed * limits.datagramsPerSecond)
                 bucket.bytes = min(limits.bytesPerSecond, bucket.bytes + elapsed * limits.bytesPerSecond)
             } else {
                 if table.count >= limits.maximumSources {

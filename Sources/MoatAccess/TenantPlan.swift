@@ -54,23 +54,33 @@ public struct TenantPlan: Sendable, Equatable {
         var names: Set<String> = []
         var sum = 0
         for bucket in buckets {
-            guard names.insert(bucket.name).inserted else { return .failure(.init("bucket \(bucket.name) is declared twice")) }
+            guard names.insert(bucket.name).inserted else {
+                return .failure(.init("bucket \(bucket.name) is declared twice"))
+            }
             sum += bucket.memoryLimit
             result.append(bucket)
         }
         guard sum <= total else {
-            return .failure(.init("the bucket quotas add up to \(sum / 1_048_576) MiB, more than the memory limit (-m \(total / 1_048_576))"))
+            return .failure(
+                .init(
+                    "the bucket quotas add up to \(sum / 1_048_576) MiB, more than the memory limit (-m \(total / 1_048_576))"
+                ))
         }
         if !names.contains(Self.defaultBucket) {
-            result.insert(BucketPlan(name: Self.defaultBucket, memoryLimit: total - sum, evictionsEnabled: defaultEvicts), at: 0)
+            result.insert(
+                BucketPlan(name: Self.defaultBucket, memoryLimit: total - sum, evictionsEnabled: defaultEvicts), at: 0)
         }
         for user in users ?? [] {
             if !names.contains(user.bucket) && user.bucket != Self.defaultBucket {
                 return .failure(.init("user \(user.name) names bucket \(user.bucket), which is not declared"))
             }
-            if user.bucket == Self.defaultBucket, let quota = result.first(where: { $0.name == Self.defaultBucket }), quota.memoryLimit < 1_048_576 {
+            if user.bucket == Self.defaultBucket, let quota = result.first(where: { $0.name == Self.defaultBucket }),
+                quota.memoryLimit < 1_048_576
+            {
                 return .failure(
-                    .init("user \(user.name) is in bucket default, which the other quotas leave without memory (declare it, or lower them)"))
+                    .init(
+                        "user \(user.name) is in bucket default, which the other quotas leave without memory (declare it, or lower them)"
+                    ))
             }
         }
         return .success(result)

@@ -21,19 +21,27 @@ struct ReportOptions: ParsableArguments {
     @Option(name: .customLong("format"), help: "table (for people), json or sarif (for CI code scanning).")
     var format: ReportFormat = .table
 
-    @Option(name: .customLong("fail-on"), help: "Exit 1 when a finding is at least this severe: info, low, medium, high or critical.")
+    @Option(
+        name: .customLong("fail-on"),
+        help: "Exit 1 when a finding is at least this severe: info, low, medium, high or critical.")
     var failOn: Severity = .high
 
-    @Option(name: .customLong("color"), help: "Colour the table: auto (when standard output is a terminal), always or never.")
+    @Option(
+        name: .customLong("color"),
+        help: "Colour the table: auto (when standard output is a terminal), always or never.")
     var color: String = "auto"
 
     func validate() throws {
-        guard ["auto", "always", "never"].contains(color) else { throw ValidationError("--color: expected auto, always or never") }
+        guard ["auto", "always", "never"].contains(color) else {
+            throw ValidationError("--color: expected auto, always or never")
+        }
     }
 
     /// Writes the report and exits 1 when it failed.
     func emit(_ report: Report) throws {
-        let useColor = color == "always" || (color == "auto" && isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil)
+        let useColor =
+            color == "always"
+            || (color == "auto" && isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil)
         FileHandle.standardOutput.write(Data(report.render(format, color: useColor).utf8))
         if report.failed { throw ExitCode(1) }
     }
@@ -56,7 +64,9 @@ struct AuditCommand: ParsableCommand {
     @Argument(help: "Hosts, host:port, CIDR ranges or @FILE.")
     var targets: [String]
 
-    @Option(name: [.customShort("p"), .customLong("port")], parsing: .singleValue, help: "TCP port for targets without one (repeatable; default 11211).")
+    @Option(
+        name: [.customShort("p"), .customLong("port")], parsing: .singleValue,
+        help: "TCP port for targets without one (repeatable; default 11211).")
     var ports: [Int] = []
 
     @Flag(name: .customLong("udp"), help: "Also probe UDP (memcached's framing) and measure the amplification.")
@@ -65,7 +75,9 @@ struct AuditCommand: ParsableCommand {
     @Option(name: .customLong("udp-port"), help: "UDP port to probe (default: each target's TCP port).")
     var udpPort: Int?
 
-    @Flag(name: .customLong("intrusive"), help: "Check whether an unauthenticated client can write: sets, then deletes, a unique probe key.")
+    @Flag(
+        name: .customLong("intrusive"),
+        help: "Check whether an unauthenticated client can write: sets, then deletes, a unique probe key.")
     var intrusive = false
 
     @Flag(name: .customLong("no-tls"), help: "Do not try a TLS handshake.")
@@ -80,7 +92,9 @@ struct AuditCommand: ParsableCommand {
     @Option(name: .customLong("max-targets"), help: "Refuse to probe more endpoints than this.")
     var maxTargets: Int = 65_536
 
-    @Flag(name: .customLong("no-progress"), help: "No progress bar on standard error (shown on a terminal for more than one endpoint).")
+    @Flag(
+        name: .customLong("no-progress"),
+        help: "No progress bar on standard error (shown on a terminal for more than one endpoint).")
     var noProgress = false
 
     @OptionGroup var report: ReportOptions
@@ -115,7 +129,8 @@ struct AuditCommand: ParsableCommand {
         let showProgress = !noProgress && endpoints.count > 1 && isatty(2) == 1
         let observations = scanner.scan(endpoints) { done, services in
             if showProgress {
-                FileHandle.standardError.write(Data(ProgressBar.render(done: done, total: endpoints.count, services: services).utf8))
+                FileHandle.standardError.write(
+                    Data(ProgressBar.render(done: done, total: endpoints.count, services: services).utf8))
             }
         }
         if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -161,10 +176,13 @@ struct CheckCommand: ParsableCommand {
             let check = ConfigurationCheck(subject: subject, status: status)
             do {
                 let configuration = try loaded.options.resolve()
-                if let file = loaded.file, !file.tenants.buckets.isEmpty || file.tenants.users != nil, configuration.authentication == nil {
+                if let file = loaded.file, !file.tenants.buckets.isEmpty || file.tenants.users != nil,
+                    configuration.authentication == nil
+                {
                     findings = check.refused("buckets and users need authentication: give --credentials FILE")
                 } else {
-                    findings = check.findings(for: configuration, tenants: loaded.file?.tenants, configPath: loaded.path)
+                    findings = check.findings(
+                        for: configuration, tenants: loaded.file?.tenants, configPath: loaded.path)
                 }
             } catch let error as ConfigurationError {
                 findings = check.refused(error.description)
@@ -173,7 +191,8 @@ struct CheckCommand: ParsableCommand {
             findings = ConfigurationCheck(subject: subject, status: status).refused(error.description)
         }
         let result = Report(
-            command: .check, toolVersion: MoatVersion.moat, inputs: serveArguments, findings: findings, failOn: report.failOn,
+            command: .check, toolVersion: MoatVersion.moat, inputs: serveArguments, findings: findings,
+            failOn: report.failOn,
             configurationFile: configPath)
         try report.emit(result)
     }

@@ -26,7 +26,9 @@ func loadAuthentication(_ options: AuthenticationOptions, logger: Logger) throws
 
 /// The users of `--credentials FILE` or `-Y FILE` (at start, and again on SIGHUP).
 /// `previous`: the credentials in use, on reload (see `fromMemcachedPlaintext`).
-func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous: CredentialStore? = nil) throws -> CredentialStore {
+func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous: CredentialStore? = nil) throws
+    -> CredentialStore
+{
     let store: CredentialStore
     if let path = options.credentialsPath {
         store = try CredentialStore.load(path: path)
@@ -34,10 +36,13 @@ func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous:
         let text = try readTextFile(path)
         store = try CredentialStore.fromMemcachedPlaintext(text, reusing: previous)
         logger.warning(
-            "-Y \(path) holds passwords in plaintext (memcached's format); move its users to a credentials file with `moat user add NAME --credentials FILE` and serve with --credentials")
+            "-Y \(path) holds passwords in plaintext (memcached's format); move its users to a credentials file with `moat user add NAME --credentials FILE` and serve with --credentials"
+        )
         var status = stat()
         if stat(path, &status) == 0, status.st_mode & 0o077 != 0 {
-            logger.warning("-Y \(path) can be read by other accounts (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 it")
+            logger.warning(
+                "-Y \(path) can be read by other accounts (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 it"
+            )
         }
     } else {
         throw CLIError("no credentials given")
@@ -45,13 +50,15 @@ func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous:
     let uncommon = store.usersWithUncommonIterations
     if !uncommon.isEmpty {
         logger.warning(
-            "\(options.credentialsPath ?? options.plaintextPath ?? ""): \(uncommon.count) user(s) have other iteration counts than most (\(uncommon.prefix(5).joined(separator: ", "))); SCRAM shows a client the count, which tells that these names exist: give every user the same --iterations")
+            "\(options.credentialsPath ?? options.plaintextPath ?? ""): \(uncommon.count) user(s) have other iteration counts than most (\(uncommon.prefix(5).joined(separator: ", "))); SCRAM shows a client the count, which tells that these names exist: give every user the same --iterations"
+        )
     }
     // No users is a valid state (nobody can log in): deleting the last user and reloading must take
     // effect, not leave the old users in place.
     if store.isEmpty {
         logger.warning(
-            "\(options.credentialsPath ?? options.plaintextPath ?? ""): no users, so nobody can log in; add one with `moat user add NAME --credentials FILE`")
+            "\(options.credentialsPath ?? options.plaintextPath ?? ""): no users, so nobody can log in; add one with `moat user add NAME --credentials FILE`"
+        )
     }
     return store
 }
@@ -82,7 +89,9 @@ struct UserCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Add a user, or change its password. The password is asked for on a terminal, else read from standard input.")
+            abstract:
+                "Add a user, or change its password. The password is asked for on a terminal, else read from standard input."
+        )
 
         @Argument(help: "User name.") var name: String
         @Option(help: "Credentials file (created with mode 0600 if missing).") var credentials: String
@@ -92,11 +101,13 @@ struct UserCommand: ParsableCommand {
         func run() throws {
             guard (CredentialStore.minimumIterations...CredentialStore.maximumIterations).contains(iterations) else {
                 throw ValidationError(
-                    "--iterations must be between \(CredentialStore.minimumIterations) (SCRAM's minimum) and \(CredentialStore.maximumIterations) (each PLAIN attempt costs the server one derivation)")
+                    "--iterations must be between \(CredentialStore.minimumIterations) (SCRAM's minimum) and \(CredentialStore.maximumIterations) (each PLAIN attempt costs the server one derivation)"
+                )
             }
             if iterations > CredentialStore.cyrusClientMaximumIterations {
                 FileHandleStandardError.write(
-                    "moat: warning: Cyrus SASL clients (pylibmc, memcstat) refuse SCRAM with more than \(CredentialStore.cyrusClientMaximumIterations) iterations; they can still use PLAIN\n")
+                    "moat: warning: Cyrus SASL clients (pylibmc, memcstat) refuse SCRAM with more than \(CredentialStore.cyrusClientMaximumIterations) iterations; they can still use PLAIN\n"
+                )
             }
             let password = try readPassword()
             try withCredentialsLock(credentials) {
@@ -109,7 +120,8 @@ struct UserCommand: ParsableCommand {
                 }
                 if store.usersWithUncommonIterations.contains(name) {
                     FileHandleStandardError.write(
-                        "moat: warning: \(name) has other iteration counts than most users of \(credentials); SCRAM shows a client the count, which tells that \(name) exists\n")
+                        "moat: warning: \(name) has other iteration counts than most users of \(credentials); SCRAM shows a client the count, which tells that \(name) exists\n"
+                    )
                 }
             }
             print("saved \(name) in \(credentials)")
@@ -117,7 +129,8 @@ struct UserCommand: ParsableCommand {
     }
 
     struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "del", abstract: "Remove a user.", aliases: ["delete", "remove"])
+        static let configuration = CommandConfiguration(
+            commandName: "del", abstract: "Remove a user.", aliases: ["delete", "remove"])
 
         @Argument(help: "User name.") var name: String
         @Option(help: "Credentials file.") var credentials: String
@@ -159,7 +172,8 @@ private func withCredentialsLock(_ path: String, _ body: () throws -> Void) thro
     var waited = 0
     while flock(fd, LOCK_EX | LOCK_NB) != 0 {
         guard errno == EWOULDBLOCK || errno == EINTR, waited < 3000 else {
-            throw CLIError("\(lockPath): cannot lock (another `moat user` still running?): \(String(cString: strerror(errno)))")
+            throw CLIError(
+                "\(lockPath): cannot lock (another `moat user` still running?): \(String(cString: strerror(errno)))")
         }
         usleep(10_000)
         waited += 1

@@ -57,7 +57,8 @@ struct JSONLogHandler: LogHandler {
             ("message", event.message.description),
         ]
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        for (key, value) in merged.sorted(by: { $0.key < $1.key }) where !["ts", "level", "label", "source", "message"].contains(key) {
+        for (key, value) in merged.sorted(by: { $0.key < $1.key })
+        where !["ts", "level", "label", "source", "message"].contains(key) {
             fields.append((key, value.description))
         }
         let line = "{" + fields.map { "\(Self.quote($0.0)):\(Self.quote($0.1))" }.joined(separator: ",") + "}\n"
@@ -69,6 +70,7 @@ struct JSONLogHandler: LogHandler {
     static func quote(_ text: String) -> String { SecurityLog.quote(text, limit: 16_384) }
 
     static func timestamp() -> String {
-        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        Date().formatted(
+            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 }

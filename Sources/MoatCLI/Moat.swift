@@ -30,7 +30,8 @@ struct Moat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moat",
         abstract: "A memcached-compatible cache server that is secure by default.",
-        discussion: "Run `moat serve --help` for memcached's flags. `moat [flags]` is the same as `moat serve [flags]`.",
+        discussion:
+            "Run `moat serve --help` for memcached's flags. `moat [flags]` is the same as `moat serve [flags]`.",
         subcommands: [Serve.self, UserCommand.self, AuditCommand.self, CheckCommand.self, FirewallCommand.self],
         defaultSubcommand: Serve.self)
 }
@@ -57,9 +58,12 @@ struct Serve: ParsableCommand {
             (options, configFile, configPath) = try Self.withConfigFile(self.options)
             logFormatName = options.logFormat
             configuration = try options.resolve()
-            if let configFile, !configFile.tenants.buckets.isEmpty || configFile.tenants.users != nil, configuration.authentication == nil {
+            if let configFile, !configFile.tenants.buckets.isEmpty || configFile.tenants.users != nil,
+                configuration.authentication == nil
+            {
                 throw ConfigurationError(
-                    "\(configPath ?? ""): buckets and users need authentication: give --credentials FILE (or `credentials:` under server)")
+                    "\(configPath ?? ""): buckets and users need authentication: give --credentials FILE (or `credentials:` under server)"
+                )
             }
         } catch let error as ConfigurationError {
             FileHandleStandardError.write("moat: \(error.description)\n")
@@ -101,10 +105,12 @@ struct Serve: ParsableCommand {
             throw ExitCode(64)
         }
         let server = Server(
-            configuration: configuration, logger: logger, authentication: authentication, securityLogSink: securityLogSink,
+            configuration: configuration, logger: logger, authentication: authentication,
+            securityLogSink: securityLogSink,
             tlsCertificates: certificates)
         do {
-            try server.engine.reconfigure(tenants: configFile?.tenants ?? TenantPlan(), credentials: authentication?.store)
+            try server.engine.reconfigure(
+                tenants: configFile?.tenants ?? TenantPlan(), credentials: authentication?.store)
         } catch {
             FileHandleStandardError.write("moat: \(configPath ?? ""): \(error)\n")
             throw ExitCode(64)
@@ -188,9 +194,13 @@ final class Reloader: Sendable {
                 }
                 plan = file.tenants
             }
-            let credentials = try authentication.map { try loadCredentials($0, logger: logger, previous: engine.authenticator?.store) }
+            let credentials = try authentication.map {
+                try loadCredentials($0, logger: logger, previous: engine.authenticator?.store)
+            }
             try engine.reconfigure(tenants: plan, credentials: credentials)
-            let detail = "\(plan.buckets.count) buckets, " + (plan.users.map { "\($0.count) users" } ?? "every user of the credentials")
+            let detail =
+                "\(plan.buckets.count) buckets, "
+                + (plan.users.map { "\($0.count) users" } ?? "every user of the credentials")
             logger.notice("configuration reloaded: \(detail)")
             engine.securityLog.record(.configReload(applied: true, detail: detail))
         } catch {

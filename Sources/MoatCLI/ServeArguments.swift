@@ -47,7 +47,10 @@ struct ServeArguments {
             var kept: [String] = []
             var index = 0
             while index < fromFile.count {
-                if fromFile[index] == "--listen" { index += 2; continue }
+                if fromFile[index] == "--listen" {
+                    index += 2
+                    continue
+                }
                 kept.append(fromFile[index])
                 index += 1
             }

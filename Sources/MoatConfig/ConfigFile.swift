@@ -62,7 +62,8 @@ public struct ConfigFile: Sendable, Equatable {
         case .composer(let context, let problem, let mark, _):
             return "line \(mark.line): \(problem)" + (context.map { " \($0.text)" } ?? "")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return "line \(context.mark.line): the mapping there gives \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) twice"
+            return
+                "line \(context.mark.line): the mapping there gives \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) twice"
         case .reader(let problem, _, _, _):
             return problem
         default:
@@ -84,7 +85,9 @@ private struct Walker {
 
     mutating func count(_ node: Node) throws(ConfigurationError) {
         visited += 1
-        guard visited <= ConfigFile.maximumNodes else { throw fail(node, "the file is too large (more than \(ConfigFile.maximumNodes) values)") }
+        guard visited <= ConfigFile.maximumNodes else {
+            throw fail(node, "the file is too large (more than \(ConfigFile.maximumNodes) values)")
+        }
     }
 
     mutating func file(_ text: String) throws -> ConfigFile {
@@ -93,7 +96,9 @@ private struct Walker {
         }
         var result = ConfigFile(serverArguments: [], setsListen: false, tenants: TenantPlan())
         // Before composing: Yams recurses per level and would overflow the stack on a deep file.
-        if let problem = YAMLShape.check(text, maximumDepth: ConfigFile.maximumDepth, maximumNodes: ConfigFile.maximumNodes) {
+        if let problem = YAMLShape.check(
+            text, maximumDepth: ConfigFile.maximumDepth, maximumNodes: ConfigFile.maximumNodes)
+        {
             throw ConfigurationError("\(path):\(problem.line): \(problem.message)")
         }
         guard let root = try Yams.compose(yaml: text) else { return result }  // an empty file sets nothing
@@ -112,7 +117,9 @@ private struct Walker {
         if let users = result.tenants.users {
             let names = Set(result.tenants.buckets.map(\.name)).union([TenantPlan.defaultBucket])
             for user in users where !names.contains(user.bucket) {
-                throw ConfigurationError("\(path):\(userLines[user.name] ?? 0): user \(user.name) names bucket \"\(user.bucket)\", which is not declared under buckets")
+                throw ConfigurationError(
+                    "\(path):\(userLines[user.name] ?? 0): user \(user.name) names bucket \"\(user.bucket)\", which is not declared under buckets"
+                )
             }
         }
         return result
@@ -130,7 +137,9 @@ private struct Walker {
         for (key, value) in map {
             try count(value)
             guard case .scalar(let scalar) = key else { throw fail(key, "\(what): a key must be a plain name") }
-            guard seen.insert(scalar.string).inserted else { throw fail(key, "\(what): \"\(scalar.string)\" is given twice") }
+            guard seen.insert(scalar.string).inserted else {
+                throw fail(key, "\(what): \"\(scalar.string)\" is given twice")
+            }
             pairs.append((scalar.string, value))
         }
         return pairs
@@ -171,7 +180,10 @@ private struct Walker {
         var setsListen = false
         for (key, value) in try mapping(node, "server") {
             guard let kind = ConfigFile.settings[key] else {
-                throw fail(value, "server: unknown setting \"\(key)\" (use memcached's long flag names, as `moat serve --help` lists them)")
+                throw fail(
+                    value,
+                    "server: unknown setting \"\(key)\" (use memcached's long flag names, as `moat serve --help` lists them)"
+                )
             }
             switch kind {
             case .value:
@@ -183,7 +195,9 @@ private struct Walker {
                 if try boolean(value, key) { arguments.append("--\(key)") }
             case .count:
                 let text = try scalar(value, key)
-                guard let level = Int(text), (0...3).contains(level) else { throw fail(value, "\(key) must be a number from 0 to 3") }
+                guard let level = Int(text), (0...3).contains(level) else {
+                    throw fail(value, "\(key) must be a number from 0 to 3")
+                }
                 arguments += Array(repeating: "--\(key)", count: level)
             }
         }
@@ -205,7 +219,8 @@ private struct Walker {
                     // A bare number is megabytes, as -m.
                     let size = Int(text).map { $0 * 1_048_576 } ?? (try? ServeOptions.parseSize(text, flag: "memory"))
                     guard let size, size >= 1_048_576, size <= 1 << 40 else {
-                        throw fail(setting, "bucket \(name): memory must be at least 1m, such as 64 (megabytes), 512m or 2g")
+                        throw fail(
+                            setting, "bucket \(name): memory must be at least 1m, such as 64 (megabytes), 512m or 2g")
                     }
                     memory = size
                 case "when_full":
@@ -229,8 +244,10 @@ private struct Walker {
         var subjects: [String: String] = [:]
         for (name, value) in try mapping(node, "users") {
             guard !name.isEmpty, name.utf8.count <= CredentialStore.maximumNameBytes,
-                  !name.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || $0 == ":" })
-            else { throw fail(value, "user name \"\(name)\": no spaces, colons or control characters, at most 250 bytes") }
+                !name.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || $0 == ":" })
+            else {
+                throw fail(value, "user name \"\(name)\": no spaces, colons or control characters, at most 250 bytes")
+            }
             userLines[name] = value.mark?.line ?? 0
             var bucket = TenantPlan.defaultBucket
             var permissions: Permissions = [.read, .write]
@@ -246,7 +263,10 @@ private struct Walker {
                     permissions = []
                     for word in try strings(setting, "permissions") {
                         guard let category = Permissions(name: word) else {
-                            throw fail(setting, "user \(name): unknown permission \"\(word)\" (expected read, write, manage, admin, dump or all)")
+                            throw fail(
+                                setting,
+                                "user \(name): unknown permission \"\(word)\" (expected read, write, manage, admin, dump or all)"
+                            )
                         }
                         permissions.formUnion(category)
                     }
@@ -256,19 +276,33 @@ private struct Walker {
                     do {
                         patterns = try KeyPatterns(patterns: list)
                     } catch {
-                        throw fail(setting, "user \(name): key pattern \"\(error.pattern)\": use a key, or a prefix ending in a single '*'")
+                        throw fail(
+                            setting,
+                            "user \(name): key pattern \"\(error.pattern)\": use a key, or a prefix ending in a single '*'"
+                        )
                     }
-                    if key == "keys" { keys = patterns } else if key == "read_keys" { readKeys = patterns } else { writeKeys = patterns }
+                    if key == "keys" {
+                        keys = patterns
+                    } else if key == "read_keys" {
+                        readKeys = patterns
+                    } else {
+                        writeKeys = patterns
+                    }
                 case "certificate_subjects":
                     certificateSubjects = try strings(setting, key)
                     for subject in certificateSubjects {
                         if let other = subjects[subject] {
-                            throw fail(setting, "user \(name): certificate subject \"\(subject)\" already belongs to user \(other)")
+                            throw fail(
+                                setting,
+                                "user \(name): certificate subject \"\(subject)\" already belongs to user \(other)")
                         }
                         subjects[subject] = name
                     }
                 default:
-                    throw fail(setting, "user \(name): unknown setting \"\(key)\" (expected bucket, permissions, keys, read_keys, write_keys or certificate_subjects)")
+                    throw fail(
+                        setting,
+                        "user \(name): unknown setting \"\(key)\" (expected bucket, permissions, keys, read_keys, write_keys or certificate_subjects)"
+                    )
                 }
             }
             let grant = AccessGrant(permissions: permissions, keys: keys, readKeys: readKeys, writeKeys: writeKeys)
@@ -279,6 +313,9 @@ private struct Walker {
 
     static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64
-            && name.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }
+            && name.utf8.allSatisfy {
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F
+                    || $0 == 0x2E
+            }
     }
 }

@@ -18,13 +18,19 @@ extension ServeOptions {
     public func resolve() throws -> ServerConfiguration {
         var ignored: [String] = []
         guard (0...65535).contains(port) else { throw ConfigurationError("-p: port \(port) is out of range 0-65535") }
-        guard (0...65535).contains(udpPort) else { throw ConfigurationError("-U: port \(udpPort) is out of range 0-65535") }
+        guard (0...65535).contains(udpPort) else {
+            throw ConfigurationError("-U: port \(udpPort) is out of range 0-65535")
+        }
         guard let megabytes = Int(memoryLimit), megabytes > 0, megabytes <= 1 << 30 else {
             throw ConfigurationError("-m \(memoryLimit): expected a number of megabytes, at least 1")
         }
         let itemSize = try Self.parseSize(maxItemSize, flag: "-I")
-        guard itemSize >= 1024 else { throw ConfigurationError("-I \(maxItemSize): the item size limit must be at least 1k") }
-        guard itemSize <= 1024 * 1024 * 1024 else { throw ConfigurationError("-I \(maxItemSize): the item size limit may not exceed 1g") }
+        guard itemSize >= 1024 else {
+            throw ConfigurationError("-I \(maxItemSize): the item size limit must be at least 1k")
+        }
+        guard itemSize <= 1024 * 1024 * 1024 else {
+            throw ConfigurationError("-I \(maxItemSize): the item size limit may not exceed 1g")
+        }
         let memoryBytes = megabytes * 1024 * 1024
         guard itemSize <= memoryBytes / 2 else {
             throw ConfigurationError("-I \(maxItemSize): cannot exceed half of the memory limit (-m \(megabytes))")
@@ -72,7 +78,8 @@ extension ServeOptions {
         func block(_ text: String, _ list: String) throws -> AddressBlock {
             guard let block = AddressBlock(text) else {
                 throw ConfigurationError(
-                    "-o \(list)=\(text): expected an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8 or 2001:db8::/32 (no host bits past the prefix)")
+                    "-o \(list)=\(text): expected an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8 or 2001:db8::/32 (no host bits past the prefix)"
+                )
             }
             return block
         }
@@ -83,8 +90,14 @@ extension ServeOptions {
             return number
         }
         for option in extended.flatMap({ $0.split(separator: ",").map(String.init) }) where !option.isEmpty {
-            if !option.contains("="), let list = listBeingRead, AddressBlock(option) != nil || option.contains(where: { $0 == ":" || $0 == "/" || $0.isNumber }) {
-                if list == "allow" { filter.allow.append(try block(option, list)) } else { filter.deny.append(try block(option, list)) }
+            if !option.contains("="), let list = listBeingRead,
+                AddressBlock(option) != nil || option.contains(where: { $0 == ":" || $0 == "/" || $0.isNumber })
+            {
+                if list == "allow" {
+                    filter.allow.append(try block(option, list))
+                } else {
+                    filter.deny.append(try block(option, list))
+                }
                 continue
             }
             listBeingRead = nil
@@ -93,8 +106,14 @@ extension ServeOptions {
             let value = parts.count > 1 ? parts[1] : nil
             switch name {
             case "allow", "deny":
-                guard let value, !value.isEmpty else { throw ConfigurationError("-o \(name): expected addresses, e.g. \(name)=10.0.0.0/8,::1") }
-                if name == "allow" { filter.allow.append(try block(value, name)) } else { filter.deny.append(try block(value, name)) }
+                guard let value, !value.isEmpty else {
+                    throw ConfigurationError("-o \(name): expected addresses, e.g. \(name)=10.0.0.0/8,::1")
+                }
+                if name == "allow" {
+                    filter.allow.append(try block(value, name))
+                } else {
+                    filter.deny.append(try block(value, name))
+                }
                 listBeingRead = name
             case "metrics_port":
                 let number = try count(name, value, minimum: 1)
@@ -104,13 +123,15 @@ extension ServeOptions {
                 guard let value, !value.isEmpty, !value.contains(" ") else {
                     throw ConfigurationError("-o metrics_listen: expected an address, e.g. metrics_listen=127.0.0.1")
                 }
-                metricsHost = value.hasPrefix("[") && value.hasSuffix("]") ? String(value.dropFirst().dropLast()) : value
+                metricsHost =
+                    value.hasPrefix("[") && value.hasSuffix("]") ? String(value.dropFirst().dropLast()) : value
             case "ssl_chain_cert": sslChain = value
             case "ssl_key": sslKey = value
             case "ssl_ca_cert": sslCA = value
             case "ssl_verify_mode":
                 guard let value, let mode = Int(value), (0...3).contains(mode) else {
-                    throw ConfigurationError("-o ssl_verify_mode: expected 0 (none), 1 (request), 2 (require) or 3 (once)")
+                    throw ConfigurationError(
+                        "-o ssl_verify_mode: expected 0 (none), 1 (request), 2 (require) or 3 (once)")
                 }
                 sslVerify = mode
             case "ssl_min_version":
@@ -118,7 +139,8 @@ extension ServeOptions {
                 case "tlsv1.2": sslMinimum = "1.2"
                 case "tlsv1.3": sslMinimum = "1.3"
                 case "tlsv1", "tlsv1.0", "tlsv1.1":
-                    throw ConfigurationError("-o ssl_min_version=\(value!): TLS before 1.2 is broken; Moat accepts tlsv1.2 or tlsv1.3")
+                    throw ConfigurationError(
+                        "-o ssl_min_version=\(value!): TLS before 1.2 is broken; Moat accepts tlsv1.2 or tlsv1.3")
                 default: throw ConfigurationError("-o ssl_min_version: expected tlsv1.2 or tlsv1.3")
                 }
             case "ssl_handshake_timeout": sslHandshakeTimeout = try count(name, value, minimum: 1)
@@ -126,13 +148,20 @@ extension ServeOptions {
             case "ssl_keyformat", "ssl_ciphers", "ssl_session_cache", "ssl_kernel_tls":
                 sslIgnored.append("-o \(option)")
             case "security_log":
-                guard let value, !value.isEmpty else { throw ConfigurationError("-o security_log: expected stderr, off or a file path") }
+                guard let value, !value.isEmpty else {
+                    throw ConfigurationError("-o security_log: expected stderr, off or a file path")
+                }
                 securityLog = value
             case "canary":
                 // ';' separates keys (',' already separates -o options), so a canary key cannot contain one.
                 let keys = (value ?? "").split(separator: ";").map { Array($0.utf8) }
-                guard !keys.isEmpty, keys.allSatisfy({ !$0.isEmpty && $0.count <= 250 && !$0.contains(where: { $0 <= 0x20 || $0 == 0x7f }) }) else {
-                    throw ConfigurationError("-o canary: expected keys separated by ';' (1-250 bytes each, no spaces or control bytes)")
+                guard !keys.isEmpty,
+                    keys.allSatisfy({
+                        !$0.isEmpty && $0.count <= 250 && !$0.contains(where: { $0 <= 0x20 || $0 == 0x7f })
+                    })
+                else {
+                    throw ConfigurationError(
+                        "-o canary: expected keys separated by ';' (1-250 bytes each, no spaces or control bytes)")
                 }
                 canaries += keys
             case "disable_verbosity": verbosityEnabled = false
@@ -159,14 +188,17 @@ extension ServeOptions {
                 // One connection layer is left (the epoll loops); earlier releases also had SwiftNIO's.
                 switch value {
                 case "epoll": break
-                case "nio": ignored.append("-o io=nio (the SwiftNIO connection backend was retired; the epoll loops serve every listener)")
+                case "nio":
+                    ignored.append(
+                        "-o io=nio (the SwiftNIO connection backend was retired; the epoll loops serve every listener)")
                 default: throw ConfigurationError("-o io: expected epoll")
                 }
             case "sasl_mechs":
                 let names = (value ?? "").split(separator: ":").map { $0.uppercased() }
                 guard !names.isEmpty, names.allSatisfy(AuthenticationOptions.knownMechanisms.contains) else {
                     throw ConfigurationError(
-                        "-o sasl_mechs: expected mechanisms separated by ':' from \(AuthenticationOptions.knownMechanisms.joined(separator: ", "))")
+                        "-o sasl_mechs: expected mechanisms separated by ':' from \(AuthenticationOptions.knownMechanisms.joined(separator: ", "))"
+                    )
                 }
                 auth.mechanisms = names
             case "auth_timeout": auth.timeout = try count(name, value, minimum: 0)
@@ -213,7 +245,8 @@ extension ServeOptions {
             memoryLimit: memoryBytes, evictionsEnabled: !disableEvictions, maxConnections: connLimit, threads: threads,
             maxItemSize: itemSize, verbosity: verbose, user: user, protocolMode: mode, shutdownEnabled: enableShutdown,
             flushEnabled: !disableFlushAll, dumpEnabled: false, idleTimeout: idleTimeout,
-            insecurePublicBind: insecurePublicBind, lenientKeys: lenientKeys, pidFile: pidFile, backlog: max(1, backlog), ignored: ignored)
+            insecurePublicBind: insecurePublicBind, lenientKeys: lenientKeys, pidFile: pidFile,
+            backlog: max(1, backlog), ignored: ignored)
 
         if credentials != nil, authFile != nil {
             throw ConfigurationError("--credentials and -Y: give one source of users, not both")
@@ -230,10 +263,13 @@ extension ServeOptions {
         configuration.ignored += sslIgnored
         if enableTLS {
             guard let chain = sslChain else {
-                throw ConfigurationError("-Z: TLS needs a certificate: -o ssl_chain_cert=PEM (and ssl_key=PEM unless the key is in it)")
+                throw ConfigurationError(
+                    "-Z: TLS needs a certificate: -o ssl_chain_cert=PEM (and ssl_key=PEM unless the key is in it)")
             }
             if sslVerify > 0, sslCA == nil {
-                throw ConfigurationError("-o ssl_verify_mode=\(sslVerify): client certificates are checked against -o ssl_ca_cert=PEM, which is missing")
+                throw ConfigurationError(
+                    "-o ssl_verify_mode=\(sslVerify): client certificates are checked against -o ssl_ca_cert=PEM, which is missing"
+                )
             }
             var tls = TLSOptions(chainCertificate: chain)
             tls.privateKey = sslKey
@@ -244,7 +280,8 @@ extension ServeOptions {
             if sslCertAuth {
                 guard sslVerify > 0, credentials != nil || authFile != nil else {
                     throw ConfigurationError(
-                        "-o ssl_cert_auth: client certificates log users in only with ssl_verify_mode=1..3, ssl_ca_cert and users (--credentials FILE)")
+                        "-o ssl_cert_auth: client certificates log users in only with ssl_verify_mode=1..3, ssl_ca_cert and users (--credentials FILE)"
+                    )
                 }
                 tls.certificateAuthentication = true
             }
@@ -261,16 +298,21 @@ extension ServeOptions {
         configuration.outputTimeout = outputTimeout
         configuration.outputBudgetMegabytes = min(outputBudget, 1 << 20)
         if udpPort != 0 {
-            guard udp.amplification <= 10 else { throw ConfigurationError("-o udp_amplification: at most 10 (the default, 3, is QUIC's limit)") }
+            guard udp.amplification <= 10 else {
+                throw ConfigurationError("-o udp_amplification: at most 10 (the default, 3, is QUIC's limit)")
+            }
             // Source addresses of UDP are forged at will: only a list of allowed clients makes answering safe.
             guard insecureUDP || (!filter.allow.isEmpty && filter.isRestrictive) else {
                 throw ConfigurationError(
                     "-U \(udpPort): UDP answers whatever address a datagram claims to come from, so an open UDP port reflects "
                         + "attacks at third parties. Name the clients that may use it (-o allow=10.0.0.0/8,...), or add "
-                        + "-o insecure_udp to answer every source (replies stay within -o udp_amplification times the request).")
+                        + "-o insecure_udp to answer every source (replies stay within -o udp_amplification times the request)."
+                )
             }
             guard configuration.authentication == nil else {
-                throw ConfigurationError("-U with authentication: UDP cannot authenticate (memcached serves no SASL over UDP); drop -U or the credentials")
+                throw ConfigurationError(
+                    "-U with authentication: UDP cannot authenticate (memcached serves no SASL over UDP); drop -U or the credentials"
+                )
             }
             udp.port = udpPort
             configuration.udp = udp
@@ -291,7 +333,9 @@ extension ServeOptions {
             throw ConfigurationError("-o metrics_listen needs -o metrics_port=PORT")
         }
         let exposed = configuration.publicListeners
-        if !exposed.isEmpty, !insecurePublicBind, configuration.authentication == nil, filter.allow.isEmpty || !filter.isRestrictive {
+        if !exposed.isEmpty, !insecurePublicBind, configuration.authentication == nil,
+            filter.allow.isEmpty || !filter.isRestrictive
+        {
             throw ConfigurationError(
                 "refusing to listen on \(exposed.map(\.description).joined(separator: ", ")): the address is reachable "
                     + "from other machines and neither authentication nor an allow list is configured. Listen on loopback "
@@ -307,9 +351,15 @@ extension ServeOptions {
         var digits = Substring(lower)
         var multiplier = 1
         switch lower.last {
-        case "k": multiplier = 1024; digits = digits.dropLast()
-        case "m": multiplier = 1024 * 1024; digits = digits.dropLast()
-        case "g": multiplier = 1024 * 1024 * 1024; digits = digits.dropLast()
+        case "k":
+            multiplier = 1024
+            digits = digits.dropLast()
+        case "m":
+            multiplier = 1024 * 1024
+            digits = digits.dropLast()
+        case "g":
+            multiplier = 1024 * 1024 * 1024
+            digits = digits.dropLast()
         default: break
         }
         guard let value = Int(digits), value > 0, value <= (1 << 40) / multiplier else {

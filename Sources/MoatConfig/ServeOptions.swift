@@ -5,45 +5,66 @@ import ArgumentParser
 public struct ServeOptions: ParsableArguments, Sendable {
     public init() {}
 
-    @Option(name: [.customShort("p", allowingJoined: true), .customLong("port")], help: "TCP port to listen on (0 disables TCP).")
+    @Option(
+        name: [.customShort("p", allowingJoined: true), .customLong("port")],
+        help: "TCP port to listen on (0 disables TCP).")
     public var port: Int = 11211
 
     @Option(
         name: [.customShort("l", allowingJoined: true), .customLong("listen")],
-        help: "Address to listen on: host, host:port or [v6]:port; repeat or comma-separate. Default: 127.0.0.1 and ::1.")
+        help:
+            "Address to listen on: host, host:port or [v6]:port; repeat or comma-separate. Default: 127.0.0.1 and ::1.")
     public var listen: [String] = []
 
-    @Option(name: [.customShort("s", allowingJoined: true), .customLong("unix-socket")], help: "Unix socket path to listen on.")
+    @Option(
+        name: [.customShort("s", allowingJoined: true), .customLong("unix-socket")],
+        help: "Unix socket path to listen on.")
     public var unixSocket: String?
 
-    @Option(name: [.customShort("a", allowingJoined: true), .customLong("unix-mask")], help: "Permissions of the unix socket, octal.")
+    @Option(
+        name: [.customShort("a", allowingJoined: true), .customLong("unix-mask")],
+        help: "Permissions of the unix socket, octal.")
     public var unixMask: String = "0700"
 
-    @Option(name: [.customShort("U", allowingJoined: true), .customLong("udp-port")], help: "UDP port (0, the default, is off); needs -o allow= (or -o insecure_udp); replies at most 3x the request.")
+    @Option(
+        name: [.customShort("U", allowingJoined: true), .customLong("udp-port")],
+        help: "UDP port (0, the default, is off); needs -o allow= (or -o insecure_udp); replies at most 3x the request."
+    )
     public var udpPort: Int = 0
 
-    @Option(name: [.customShort("m", allowingJoined: true), .customLong("memory-limit")], help: "Item memory in megabytes.")
+    @Option(
+        name: [.customShort("m", allowingJoined: true), .customLong("memory-limit")], help: "Item memory in megabytes.")
     public var memoryLimit: String = "64"
 
-    @Flag(name: [.customShort("M"), .customLong("disable-evictions")], help: "Return errors instead of evicting items when memory is full.")
+    @Flag(
+        name: [.customShort("M"), .customLong("disable-evictions")],
+        help: "Return errors instead of evicting items when memory is full.")
     public var disableEvictions = false
 
-    @Option(name: [.customShort("c", allowingJoined: true), .customLong("conn-limit")], help: "Maximum simultaneous connections.")
+    @Option(
+        name: [.customShort("c", allowingJoined: true), .customLong("conn-limit")],
+        help: "Maximum simultaneous connections.")
     public var connLimit: Int = 1024
 
     @Option(name: [.customShort("t", allowingJoined: true), .customLong("threads")], help: "Worker threads.")
     public var threads: Int = 4
 
-    @Option(name: [.customShort("I", allowingJoined: true), .customLong("max-item-size")], help: "Largest item, with k/m suffix (default 1m).")
+    @Option(
+        name: [.customShort("I", allowingJoined: true), .customLong("max-item-size")],
+        help: "Largest item, with k/m suffix (default 1m).")
     public var maxItemSize: String = "1m"
 
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Log more (-vv: more still).")
     public var verbose: Int
 
-    @Option(name: [.customShort("u", allowingJoined: true), .customLong("user")], help: "Account to serve as when started as root (default: nobody).")
+    @Option(
+        name: [.customShort("u", allowingJoined: true), .customLong("user")],
+        help: "Account to serve as when started as root (default: nobody).")
     public var user: String?
 
-    @Option(name: [.customShort("B", allowingJoined: true), .customLong("protocol")], help: "auto (sniff each connection's first byte), ascii or binary.")
+    @Option(
+        name: [.customShort("B", allowingJoined: true), .customLong("protocol")],
+        help: "auto (sniff each connection's first byte), ascii or binary.")
     public var protocolMode: String = "auto"
 
     @Flag(name: [.customShort("A"), .customLong("enable-shutdown")], help: "Allow the `shutdown` command.")
@@ -52,7 +73,8 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Flag(name: [.customShort("F"), .customLong("disable-flush-all")], help: "Refuse `flush_all`.")
     public var disableFlushAll = false
 
-    @Flag(name: [.customShort("X"), .customLong("disable-dumping")], help: "Refuse key dumping (already Moat's default).")
+    @Flag(
+        name: [.customShort("X"), .customLong("disable-dumping")], help: "Refuse key dumping (already Moat's default).")
     public var disableDumping = false
 
     @Flag(name: [.customShort("W"), .customLong("disable-watch")], help: "Refuse `watch` (already Moat's default).")
@@ -60,13 +82,19 @@ public struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
-        help: "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, output_budget=MB, security_log=stderr|off|FILE, ssl_chain_cert=PEM, ssl_key=PEM, ssl_ca_cert=PEM, ssl_verify_mode=0-3, ssl_min_version=tlsv1.2|tlsv1.3, ssl_handshake_timeout=SECONDS, canary=KEY;KEY, disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_burst=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, insecure_udp, udp_amplification=N, udp_rate=N, udp_bytes_rate=N, udp_writes, metrics_port=PORT, metrics_listen=ADDR, and memcached's tuning options (accepted, ignored).")
+        help:
+            "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, output_budget=MB, security_log=stderr|off|FILE, ssl_chain_cert=PEM, ssl_key=PEM, ssl_ca_cert=PEM, ssl_verify_mode=0-3, ssl_min_version=tlsv1.2|tlsv1.3, ssl_handshake_timeout=SECONDS, canary=KEY;KEY, disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_burst=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, insecure_udp, udp_amplification=N, udp_rate=N, udp_bytes_rate=N, udp_writes, metrics_port=PORT, metrics_listen=ADDR, and memcached's tuning options (accepted, ignored)."
+    )
     public var extended: [String] = []
 
-    @Flag(name: [.customShort("S"), .customLong("enable-sasl")], help: "Require authentication on every protocol (users from --credentials or -Y).")
+    @Flag(
+        name: [.customShort("S"), .customLong("enable-sasl")],
+        help: "Require authentication on every protocol (users from --credentials or -Y).")
     public var enableSASL = false
 
-    @Option(name: .customLong("credentials"), help: "Credentials file written by `moat user add` (mode 0600); turns authentication on.")
+    @Option(
+        name: .customLong("credentials"),
+        help: "Credentials file written by `moat user add` (mode 0600); turns authentication on.")
     public var credentials: String?
 
     @Option(
@@ -74,28 +102,44 @@ public struct ServeOptions: ParsableArguments, Sendable {
         help: "memcached's plaintext user:password file; turns authentication on (prefer --credentials).")
     public var authFile: String?
 
-    @Flag(name: [.customShort("Z"), .customLong("enable-ssl")], help: "TLS on every TCP listener but `-l notls:ADDR` ones (-o ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=, ssl_min_version=).")
+    @Flag(
+        name: [.customShort("Z"), .customLong("enable-ssl")],
+        help:
+            "TLS on every TCP listener but `-l notls:ADDR` ones (-o ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=, ssl_min_version=)."
+    )
     public var enableTLS = false
 
-    @Option(name: [.customShort("P", allowingJoined: true), .customLong("pidfile")], help: "Write the process id to this file.")
+    @Option(
+        name: [.customShort("P", allowingJoined: true), .customLong("pidfile")],
+        help: "Write the process id to this file.")
     public var pidFile: String?
 
-    @Flag(name: [.customShort("d"), .customLong("daemon")], help: "Accepted for compatibility and ignored: Moat stays in the foreground (use systemd).")
+    @Flag(
+        name: [.customShort("d"), .customLong("daemon")],
+        help: "Accepted for compatibility and ignored: Moat stays in the foreground (use systemd).")
     public var daemon = false
 
     @Option(name: [.customShort("b", allowingJoined: true), .customLong("listen-backlog")], help: "Listen backlog.")
     public var backlog: Int = 1024
 
-    @Option(name: [.customShort("R", allowingJoined: true), .customLong("max-reqs-per-event")], help: "Accepted for compatibility, ignored.")
+    @Option(
+        name: [.customShort("R", allowingJoined: true), .customLong("max-reqs-per-event")],
+        help: "Accepted for compatibility, ignored.")
     public var maxRequestsPerEvent: Int?
 
-    @Option(name: [.customShort("f", allowingJoined: true), .customLong("slab-growth-factor")], help: "Accepted for compatibility, ignored (no slab classes).")
+    @Option(
+        name: [.customShort("f", allowingJoined: true), .customLong("slab-growth-factor")],
+        help: "Accepted for compatibility, ignored (no slab classes).")
     public var growthFactor: String?
 
-    @Option(name: [.customShort("n", allowingJoined: true), .customLong("slab-min-size")], help: "Accepted for compatibility, ignored (no slab classes).")
+    @Option(
+        name: [.customShort("n", allowingJoined: true), .customLong("slab-min-size")],
+        help: "Accepted for compatibility, ignored (no slab classes).")
     public var slabMinSize: Int?
 
-    @Flag(name: [.customShort("C"), .customLong("disable-cas")], help: "Accepted for compatibility, ignored (CAS stays on).")
+    @Flag(
+        name: [.customShort("C"), .customLong("disable-cas")],
+        help: "Accepted for compatibility, ignored (CAS stays on).")
     public var disableCAS = false
 
     @Flag(name: [.customShort("k"), .customLong("lock-memory")], help: "Accepted for compatibility, ignored.")
@@ -107,13 +151,18 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Flag(name: [.customShort("L"), .customLong("enable-largepages")], help: "Accepted for compatibility, ignored.")
     public var largePages = false
 
-    @Option(name: .customLong("config"), help: "YAML configuration file: server settings, buckets and users (docs/tenants.md). Flags on the command line win over its server settings. Default: /etc/moat/moat.conf when it exists.")
+    @Option(
+        name: .customLong("config"),
+        help:
+            "YAML configuration file: server settings, buckets and users (docs/tenants.md). Flags on the command line win over its server settings. Default: /etc/moat/moat.conf when it exists."
+    )
     public var configFile: String?
 
     @Flag(name: .customLong("no-config"), help: "Do not read /etc/moat/moat.conf.")
     public var noConfig = false
 
-    @Option(name: .customLong("log-format"), help: "auto (human lines on a terminal, JSON lines otherwise), human or json.")
+    @Option(
+        name: .customLong("log-format"), help: "auto (human lines on a terminal, JSON lines otherwise), human or json.")
     public var logFormat: String = "auto"
 
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")

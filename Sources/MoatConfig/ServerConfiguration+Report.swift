@@ -52,14 +52,17 @@ extension ServerConfiguration {
         parts.append("unix " + (unixSocket.map { "\($0) (mode \(String(unixMask, radix: 8)))" } ?? "off"))
         if let udp {
             let hosts = Set(listeners.map(\.host)).sorted()
-            parts.append("udp " + hosts.map { ListenAddress(host: $0, port: udp.port).description }.joined(separator: ", ")
-                + " (\(udp.writes ? "reads and writes" : "read-only"), replies at most \(udp.amplification)x the request, \(udp.datagramsPerSecond)/s per source)")
+            parts.append(
+                "udp " + hosts.map { ListenAddress(host: $0, port: udp.port).description }.joined(separator: ", ")
+                    + " (\(udp.writes ? "reads and writes" : "read-only"), replies at most \(udp.amplification)x the request, \(udp.datagramsPerSecond)/s per source)"
+            )
         } else {
             parts.append("udp off")
         }
         parts.append("protocol " + (protocolMode == .auto ? "ascii+binary (auto)" : protocolMode.rawValue))
         if let authentication {
-            let source = authentication.credentialsPath.map { "credentials \($0)" }
+            let source =
+                authentication.credentialsPath.map { "credentials \($0)" }
                 ?? "memcached plaintext file \(authentication.plaintextPath ?? "")"
             parts.append("auth required (\(authentication.mechanisms.joined(separator: " ")) + ascii; \(source))")
         } else {
@@ -67,18 +70,29 @@ extension ServerConfiguration {
         }
         if let tls {
             let plain = listeners.filter { !$0.tls }.map(\.description)
-            parts.append("tls on (min TLS \(tls.minimumVersion), client certificates " + ["off", "requested", "required", "required"][tls.verifyMode]
-                + (plain.isEmpty ? ")" : "; plain: \(plain.joined(separator: ", ")))"))
+            parts.append(
+                "tls on (min TLS \(tls.minimumVersion), client certificates "
+                    + ["off", "requested", "required", "required"][tls.verifyMode]
+                    + (plain.isEmpty ? ")" : "; plain: \(plain.joined(separator: ", ")))"))
         } else {
             parts.append("tls off")
         }
         if !addressFilter.allow.isEmpty || !addressFilter.deny.isEmpty {
-            parts.append("allow " + (addressFilter.allow.isEmpty ? "any" : addressFilter.allow.map(\.description).joined(separator: " "))
-                + (addressFilter.deny.isEmpty ? "" : ", deny " + addressFilter.deny.map(\.description).joined(separator: " ")))
+            parts.append(
+                "allow "
+                    + (addressFilter.allow.isEmpty
+                        ? "any" : addressFilter.allow.map(\.description).joined(separator: " "))
+                    + (addressFilter.deny.isEmpty
+                        ? "" : ", deny " + addressFilter.deny.map(\.description).joined(separator: " ")))
         }
-        let publicNote = authentication != nil ? "yes, authenticated" : (addressFilter.isRestrictive && !addressFilter.allow.isEmpty ? "yes, allow list" : "YES (-o insecure_public_bind)")
+        let publicNote =
+            authentication != nil
+            ? "yes, authenticated"
+            : (addressFilter.isRestrictive && !addressFilter.allow.isEmpty
+                ? "yes, allow list" : "YES (-o insecure_public_bind)")
         parts.append("public " + (publicListeners.isEmpty ? "no" : publicNote))
-        parts.append("metrics " + (metrics.map { "http://\($0.isIPv6 ? "[\($0.host)]" : $0.host):\($0.port)/metrics" } ?? "off"))
+        parts.append(
+            "metrics " + (metrics.map { "http://\($0.isIPv6 ? "[\($0.host)]" : $0.host):\($0.port)/metrics" } ?? "off"))
         parts.append("serving as \(account)")
         return parts.joined(separator: "; ")
     }

@@ -39,7 +39,8 @@ enum YAMLShape {
                 pointer.map { String(cString: UnsafePointer($0)) }
             }
             let tooDeep = "nested deeper than \(maximumDepth) levels of lists and mappings"
-            let tooLarge = "the file is too large (more than \(maximumNodes) values, aliases counted as what they repeat)"
+            let tooLarge =
+                "the file is too large (more than \(maximumNodes) values, aliases counted as what they repeat)"
             while true {
                 var event = yaml_event_t()
                 guard yaml_parser_parse(&parser, &event) == 1 else { return nil }
@@ -50,7 +51,8 @@ enum YAMLShape {
                     return nil
                 case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
                     guard open.count < maximumDepth else { return Problem(line: line, message: tooDeep) }
-                    let anchor = event.type == YAML_SEQUENCE_START_EVENT
+                    let anchor =
+                        event.type == YAML_SEQUENCE_START_EVENT
                         ? name(event.data.sequence_start.anchor) : name(event.data.mapping_start.anchor)
                     open.append((anchor, 0, 1))
                     total += 1

@@ -76,6 +76,9 @@ public final class Authenticator: Sendable {
 
     /// `stats` lines: memcached's two names, then Moat's.
     func statLines() -> (cmds: UInt64, errors: UInt64, refused: UInt64, lockouts: UInt64) {
-        (attempts.load(ordering: .relaxed), failures.load(ordering: .relaxed), refusals.load(ordering: .relaxed), throttle.lockouts)
+        (
+            attempts.load(ordering: .relaxed), failures.load(ordering: .relaxed), refusals.load(ordering: .relaxed),
+            throttle.lockouts
+        )
     }
 }

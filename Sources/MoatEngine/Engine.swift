@@ -53,7 +53,8 @@ public final class Engine: Sendable {
     let startedAt: Int64
 
     public init(
-        cache: Cache, settings: EngineSettings, authenticator: Authenticator? = nil, securityLog: SecurityLog = SecurityLog(),
+        cache: Cache, settings: EngineSettings, authenticator: Authenticator? = nil,
+        securityLog: SecurityLog = SecurityLog(),
         certificateReloader: (@Sendable () -> String?)? = nil
     ) {
         self.certificateReloader = certificateReloader
@@ -76,7 +77,8 @@ public final class Engine: Sendable {
     /// numeric address, throttled by `PeerAddress.throttleKey`.
     public func makeSession(address: PeerAddress?) -> Session {
         let slot = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
-        return Session(engine: self, counterSlot: slot, peer: address?.description ?? "unknown", throttleKey: address?.throttleKey)
+        return Session(
+            engine: self, counterSlot: slot, peer: address?.description ?? "unknown", throttleKey: address?.throttleKey)
     }
 
     /// Applies buckets, users and credentials (at start and on reload). With a list of users, only they
@@ -122,7 +124,9 @@ public final class Engine: Sendable {
     /// item and memory figures are `bucket`'s (a tenant sees only its own); the lines about the whole
     /// server (its connections, authentication and security counters) only when `serverWide`.
     /// `summed`: command, item and memory figures summed over every bucket (the metrics endpoint).
-    public func generalStats(for bucket: Bucket? = nil, serverWide: Bool = true, summed: Bool = false) -> [(String, String)] {
+    public func generalStats(for bucket: Bucket? = nil, serverWide: Bool = true, summed: Bool = false) -> [(
+        String, String
+    )] {
         let bucket = bucket ?? tenancy.defaultBucket
         let now = cache.now()
         let buckets = summed ? tenancy.buckets : [bucket]
@@ -137,66 +141,69 @@ public final class Engine: Sendable {
             let micros = String(t.tv_usec)
             return "\(t.tv_sec)." + String(repeating: "0", count: max(0, 6 - micros.count)) + micros
         }
-        var lines: [(String, String)] = [
-            ("pid", "\(getpid())"),
-            ("uptime", "\(max(0, now - startedAt))"),
-            ("time", "\(now)"),
-            ("version", settings.version),
-            ("pointer_size", "\(MemoryLayout<Int>.size * 8)"),
-            ("rusage_user", seconds(usage.ru_utime)),
-            ("rusage_system", seconds(usage.ru_stime)),
-            ("max_connections", "\(settings.maxConnections)"),
-            ("curr_connections", "\(connections.current.load(ordering: .relaxed))"),
-            ("total_connections", "\(connections.total.load(ordering: .relaxed))"),
-            ("rejected_connections", "\(connections.rejected.load(ordering: .relaxed))"),
-            ("connection_structures", "\(connections.current.load(ordering: .relaxed))"),
-            ("cmd_get", "\(c.cmdGet)"),
-            ("cmd_set", "\(c.cmdSet)"),
-            ("cmd_flush", "\(c.cmdFlush)"),
-            ("cmd_touch", "\(c.cmdTouch)"),
-            ("get_hits", "\(c.getHits)"),
-            ("get_misses", "\(c.getMisses)"),
-            ("get_expired", "\(storage.getExpired)"),
-            ("get_flushed", "\(storage.getFlushed)"),
-            ("delete_misses", "\(c.deleteMisses)"),
-            ("delete_hits", "\(c.deleteHits)"),
-            ("incr_misses", "\(c.incrMisses)"),
-            ("incr_hits", "\(c.incrHits)"),
-            ("decr_misses", "\(c.decrMisses)"),
-            ("decr_hits", "\(c.decrHits)"),
-            ("cas_misses", "\(c.casMisses)"),
-            ("cas_hits", "\(c.casHits)"),
-            ("cas_badval", "\(c.casBadval)"),
-            ("touch_hits", "\(c.touchHits)"),
-            ("touch_misses", "\(c.touchMisses)"),
-            ("store_too_large", "\(c.storeTooLarge)"),
-            ("store_no_memory", "\(c.storeNoMemory)"),
-            ("auth_cmds", "\(auth.cmds)"),
-            ("auth_errors", "\(auth.errors)"),
-            ("bytes_read", "\(c.bytesRead)"),
-            ("bytes_written", "\(c.bytesWritten)"),
-            ("limit_maxbytes", "\(memoryLimit)"),
-            ("accepting_conns", "1"),
-            ("threads", "\(settings.threads)"),
-            ("bytes", "\(storage.bytes)"),
-            ("curr_items", "\(storage.currentItems)"),
-            ("total_items", "\(storage.totalItems)"),
-            ("expired_unfetched", "\(storage.expiredUnfetched)"),
-            ("evicted_unfetched", "\(storage.evictedUnfetched)"),
-            ("evictions", "\(storage.evictions)"),
-            ("reclaimed", "\(storage.reclaimed)"),
-            ("crawler_reclaimed", "\(storage.crawlerReclaimed)"),
-            ("protocol_errors", "\(c.protocolErrors)"),
-            ("ssl_handshake_errors", "\(connections.tlsHandshakeErrors.load(ordering: .relaxed))"),
-            ("rejected_allowlist", "\(connections.refusedByFilter.load(ordering: .relaxed))"),
-            ("rejected_per_address", "\(connections.refusedPerAddress.load(ordering: .relaxed))"),
-            ("auth_refused", "\(auth.refused)"),
-            ("auth_lockouts", "\(auth.lockouts)"),
-            ("acl_denied", "\(deniedCommands.load(ordering: .relaxed))"),
-        ] + securityLog.statLines()
+        var lines: [(String, String)] =
+            [
+                ("pid", "\(getpid())"),
+                ("uptime", "\(max(0, now - startedAt))"),
+                ("time", "\(now)"),
+                ("version", settings.version),
+                ("pointer_size", "\(MemoryLayout<Int>.size * 8)"),
+                ("rusage_user", seconds(usage.ru_utime)),
+                ("rusage_system", seconds(usage.ru_stime)),
+                ("max_connections", "\(settings.maxConnections)"),
+                ("curr_connections", "\(connections.current.load(ordering: .relaxed))"),
+                ("total_connections", "\(connections.total.load(ordering: .relaxed))"),
+                ("rejected_connections", "\(connections.rejected.load(ordering: .relaxed))"),
+                ("connection_structures", "\(connections.current.load(ordering: .relaxed))"),
+                ("cmd_get", "\(c.cmdGet)"),
+                ("cmd_set", "\(c.cmdSet)"),
+                ("cmd_flush", "\(c.cmdFlush)"),
+                ("cmd_touch", "\(c.cmdTouch)"),
+                ("get_hits", "\(c.getHits)"),
+                ("get_misses", "\(c.getMisses)"),
+                ("get_expired", "\(storage.getExpired)"),
+                ("get_flushed", "\(storage.getFlushed)"),
+                ("delete_misses", "\(c.deleteMisses)"),
+                ("delete_hits", "\(c.deleteHits)"),
+                ("incr_misses", "\(c.incrMisses)"),
+                ("incr_hits", "\(c.incrHits)"),
+                ("decr_misses", "\(c.decrMisses)"),
+                ("decr_hits", "\(c.decrHits)"),
+                ("cas_misses", "\(c.casMisses)"),
+                ("cas_hits", "\(c.casHits)"),
+                ("cas_badval", "\(c.casBadval)"),
+                ("touch_hits", "\(c.touchHits)"),
+                ("touch_misses", "\(c.touchMisses)"),
+                ("store_too_large", "\(c.storeTooLarge)"),
+                ("store_no_memory", "\(c.storeNoMemory)"),
+                ("auth_cmds", "\(auth.cmds)"),
+                ("auth_errors", "\(auth.errors)"),
+                ("bytes_read", "\(c.bytesRead)"),
+                ("bytes_written", "\(c.bytesWritten)"),
+                ("limit_maxbytes", "\(memoryLimit)"),
+                ("accepting_conns", "1"),
+                ("threads", "\(settings.threads)"),
+                ("bytes", "\(storage.bytes)"),
+                ("curr_items", "\(storage.currentItems)"),
+                ("total_items", "\(storage.totalItems)"),
+                ("expired_unfetched", "\(storage.expiredUnfetched)"),
+                ("evicted_unfetched", "\(storage.evictedUnfetched)"),
+                ("evictions", "\(storage.evictions)"),
+                ("reclaimed", "\(storage.reclaimed)"),
+                ("crawler_reclaimed", "\(storage.crawlerReclaimed)"),
+                ("protocol_errors", "\(c.protocolErrors)"),
+                ("ssl_handshake_errors", "\(connections.tlsHandshakeErrors.load(ordering: .relaxed))"),
+                ("rejected_allowlist", "\(connections.refusedByFilter.load(ordering: .relaxed))"),
+                ("rejected_per_address", "\(connections.refusedPerAddress.load(ordering: .relaxed))"),
+                ("auth_refused", "\(auth.refused)"),
+                ("auth_lockouts", "\(auth.lockouts)"),
+                ("acl_denied", "\(deniedCommands.load(ordering: .relaxed))"),
+            ] + securityLog.statLines()
         if settings.udpEnabled { lines += udp.statLines() }
         if !serverWide {
-            lines.removeAll { Self.serverWideStats.contains($0.0) || $0.0.hasPrefix("security_") || $0.0.hasPrefix("udp_") }
+            lines.removeAll {
+                Self.serverWideStats.contains($0.0) || $0.0.hasPrefix("security_") || $0.0.hasPrefix("udp_")
+            }
         }
         if bucket !== tenancy.defaultBucket || tenancy.buckets.count > 1 { lines.append(("bucket", bucket.name)) }
         return lines
@@ -204,8 +211,10 @@ public final class Engine: Sendable {
 
     /// What a tenant without the admin permission does not see in `stats`: other clients' activity.
     static let serverWideStats: Set<String> = [
-        "rusage_user", "rusage_system", "curr_connections", "total_connections", "rejected_connections", "connection_structures",
-        "auth_cmds", "auth_errors", "ssl_handshake_errors", "rejected_allowlist", "rejected_per_address", "auth_refused",
+        "rusage_user", "rusage_system", "curr_connections", "total_connections", "rejected_connections",
+        "connection_structures",
+        "auth_cmds", "auth_errors", "ssl_handshake_errors", "rejected_allowlist", "rejected_per_address",
+        "auth_refused",
         "auth_lockouts", "acl_denied",
     ]
 

@@ -32,7 +32,8 @@ public struct EngineSettings: Sendable {
     public var settingsReport: [(String, String)]
 
     public init(
-        version: String = MoatVersion.wire, protocolMode: ProtocolMode = .auto, limits: ProtocolLimits = ProtocolLimits(),
+        version: String = MoatVersion.wire, protocolMode: ProtocolMode = .auto,
+        limits: ProtocolLimits = ProtocolLimits(),
         flushEnabled: Bool = true, shutdownEnabled: Bool = false, dumpEnabled: Bool = false,
         maxConnections: Int = 1024, threads: Int = 4, settingsReport: [(String, String)] = []
     ) {

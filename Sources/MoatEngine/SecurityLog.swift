@@ -133,15 +133,26 @@ public final class SecurityLog: Sendable {
         case .connectionClosed(let peer, let reason):
             return ("connection_closed", .notice, [("peer", .string(peer)), ("reason", .string(reason))])
         case .authentication(.succeeded(let user, let peer, let mechanism)):
-            return ("auth_success", .info, [("peer", .string(peer)), ("user", .string(user)), ("mechanism", .string(mechanism))])
+            return (
+                "auth_success", .info,
+                [("peer", .string(peer)), ("user", .string(user)), ("mechanism", .string(mechanism))]
+            )
         case .authentication(.failed(let user, let peer, let mechanism)):
-            return ("auth_failure", .warning, [("peer", .string(peer)), ("user", user.map(JSONValue.string) ?? .null), ("mechanism", .string(mechanism))])
+            return (
+                "auth_failure", .warning,
+                [
+                    ("peer", .string(peer)), ("user", user.map(JSONValue.string) ?? .null),
+                    ("mechanism", .string(mechanism)),
+                ]
+            )
         case .authentication(.refused(let peer, let mechanism, let admission)):
             var fields: [(String, JSONValue)] = [("peer", .string(peer)), ("mechanism", .string(mechanism))]
             switch admission {
             case .allowed: break
-            case .throttled(let after): fields += [("reason", .string("throttled")), ("retry_after", .number((after * 10).rounded(.up) / 10))]
-            case .lockedOut(let after): fields += [("reason", .string("locked_out")), ("retry_after", .number(after.rounded(.up)))]
+            case .throttled(let after):
+                fields += [("reason", .string("throttled")), ("retry_after", .number((after * 10).rounded(.up) / 10))]
+            case .lockedOut(let after):
+                fields += [("reason", .string("locked_out")), ("retry_after", .number(after.rounded(.up)))]
             }
             return ("auth_refused", .warning, fields)
         case .authentication(.lockedOut(let peer, let seconds)):
@@ -149,7 +160,10 @@ public final class SecurityLog: Sendable {
         case .authentication(.disconnected(let peer, let failures)):
             return ("auth_disconnect", .warning, [("peer", .string(peer)), ("failures", .number(Double(failures)))])
         case .dangerousCommand(let peer, let command, let allowed):
-            return ("dangerous_command", allowed ? .notice : .warning, [("peer", .string(peer)), ("command", .string(command)), ("allowed", .bool(allowed))])
+            return (
+                "dangerous_command", allowed ? .notice : .warning,
+                [("peer", .string(peer)), ("command", .string(command)), ("allowed", .bool(allowed))]
+            )
         case .canaryRead(let peer, let key):
             return ("canary_read", .critical, [("peer", .string(peer)), ("key", .string(key))])
         case .keyDumpAttempt(let peer, let command):
@@ -157,13 +171,19 @@ public final class SecurityLog: Sendable {
         case .permissionDenied(let peer, let user, let bucket, let command, let category):
             return (
                 "permission_denied", .warning,
-                [("peer", .string(peer)), ("user", .string(user)), ("bucket", .string(bucket)), ("command", .string(command)),
-                 ("category", .string(category))]
+                [
+                    ("peer", .string(peer)), ("user", .string(user)), ("bucket", .string(bucket)),
+                    ("command", .string(command)),
+                    ("category", .string(category)),
+                ]
             )
         case .udpRefused(let peer, let reason):
             return ("udp_refused", .notice, [("peer", .string(peer)), ("reason", .string(reason))])
         case .configReload(let applied, let detail):
-            return ("config_reload", applied ? .notice : .warning, [("applied", .bool(applied)), ("detail", .string(detail))])
+            return (
+                "config_reload", applied ? .notice : .warning,
+                [("applied", .bool(applied)), ("detail", .string(detail))]
+            )
         }
     }
 
@@ -178,7 +198,8 @@ public final class SecurityLog: Sendable {
     /// Strings are escaped per RFC 8259 and cut at 512 bytes, so a line stays bounded.
     public static func jsonLine(_ event: Event, timestamp: String) -> String {
         let (name, severity, fields) = describe(event)
-        var line = "{\"ts\":" + quote(timestamp) + ",\"event\":" + quote(name) + ",\"severity\":" + quote(severity.rawValue)
+        var line =
+            "{\"ts\":" + quote(timestamp) + ",\"event\":" + quote(name) + ",\"severity\":" + quote(severity.rawValue)
         for (key, value) in fields {
             line += "," + quote(key) + ":"
             switch value {
@@ -227,6 +248,7 @@ public final class SecurityLog: Sendable {
         func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
         let millis = Int(spec.tv_nsec) / 1_000_000
         let ms = millis < 10 ? "00\(millis)" : (millis < 100 ? "0\(millis)" : "\(millis)")
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(ms)Z"
+        return
+            "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(ms)Z"
     }
 }

@@ -42,7 +42,9 @@ extension Session {
             let current = authenticator.store.credential(for: name)
             // A password login holds while its credential is unchanged (same salts and keys); a certificate
             // login while the user is still known (listed, or in the credentials without a list).
-            let holds = loggedInByCertificate ? (engine.tenancy.restrictsUsers || current != nil) : (current != nil && current == loginCredential)
+            let holds =
+                loggedInByCertificate
+                ? (engine.tenancy.restrictsUsers || current != nil) : (current != nil && current == loginCredential)
             guard holds else {
                 revoke()
                 return false
@@ -64,7 +66,8 @@ extension Session {
         engine.deniedCommands.add(1, ordering: .relaxed)
         if let user { engine.tenancy.count(user: user) { $0.denied &+= 1 } }
         engine.securityLog.record(
-            .permissionDenied(peer: peer, user: user ?? "", bucket: bucket.name, command: command, category: category.description))
+            .permissionDenied(
+                peer: peer, user: user ?? "", bucket: bucket.name, command: command, category: category.description))
     }
 
     // MARK: text
@@ -102,7 +105,9 @@ extension Session {
             refused = grant.permissions.contains(.admin) ? nil : ("cache_memlimit", .admin, noreply)
         case .stats(let arguments):
             let needed = Self.permissionForStats(arguments.strings)
-            refused = needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(arguments.strings.first ?? "")", needed, false)
+            refused =
+                needed.isEmpty || grant.permissions.contains(needed)
+                ? nil : ("stats \(arguments.strings.first ?? "")", needed, false)
         case .lruCrawler:
             refused = grant.permissions.contains(.dump) ? nil : ("lru_crawler", .dump, false)
         case .watch:
@@ -134,7 +139,8 @@ extension Session {
     }
 
     /// Checks a meta command once its key is known; on refusal writes the error and returns false.
-    mutating func permitsMeta(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) -> Bool {
+    mutating func permitsMeta(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) -> Bool
+    {
         let allowed: Bool
         let category: Permissions
         switch command.verb {
@@ -187,7 +193,8 @@ extension Session {
             let words = String(decoding: key, as: UTF8.self).split(separator: " ").map(String.init)
             let needed = Self.permissionForStats(words)
             return needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(words.first ?? "")", needed)
-        case .quit, .noop, .version, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments, .mechanismTooLong, .badMagic:
+        case .quit, .noop, .version, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments,
+            .mechanismTooLong, .badMagic:
             return nil
         }
     }

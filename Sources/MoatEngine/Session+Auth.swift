@@ -63,7 +63,8 @@ extension Session {
             TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
             return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: true) ? .close : nil
         }
-        guard attemptSucceeded(authenticator, user: user, mechanism: mechanism, credential: store.credential(for: user)) else {
+        guard attemptSucceeded(authenticator, user: user, mechanism: mechanism, credential: store.credential(for: user))
+        else {
             TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
             return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
         }
@@ -76,7 +77,8 @@ extension Session {
     /// What a binary client may send before it authenticates.
     static func allowedBeforeAuthentication(_ operation: BinaryOperation<UnsafeRawBufferPointer>) -> Bool {
         switch operation {
-        case .version, .noop, .quit, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments, .mechanismTooLong, .badMagic:
+        case .version, .noop, .quit, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments,
+            .mechanismTooLong, .badMagic:
             return true
         default:
             return false
@@ -115,7 +117,8 @@ extension Session {
                 guard admitAttempt(authenticator, mechanism: mechanism) else {
                     sasl = nil
                     refuse(&out)
-                    return attemptFailed(authenticator, user: exchange.claimedUser, mechanism: mechanism, checked: false) ? .close : nil
+                    return attemptFailed(
+                        authenticator, user: exchange.claimedUser, mechanism: mechanism, checked: false) ? .close : nil
                 }
                 step = exchange.step(Array(data))
                 sasl = exchange
@@ -142,7 +145,8 @@ extension Session {
             switch step {
             case .challenge(let challenge):
                 challenge.withUnsafeBytes {
-                    BinaryEncoder.writeResponse(opcode: opcode, status: .authenticationContinue, opaque: opaque, value: $0, into: &out)
+                    BinaryEncoder.writeResponse(
+                        opcode: opcode, status: .authenticationContinue, opaque: opaque, value: $0, into: &out)
                 }
                 return nil
             case .success(let user, _):
@@ -153,7 +157,8 @@ extension Session {
                     return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
                 }
                 let text: StaticString = "Authenticated"
-                BinaryEncoder.writeHeader(opcode: opcode, status: .ok, bodyLength: text.utf8CodeUnitCount, opaque: opaque, into: &out)
+                BinaryEncoder.writeHeader(
+                    opcode: opcode, status: .ok, bodyLength: text.utf8CodeUnitCount, opaque: opaque, into: &out)
                 out.writeStaticString(text)
                 return nil
             case .failure(let reason):
@@ -162,7 +167,8 @@ extension Session {
                 refuse(&out)
                 // Wrong credentials and garbage both count against the address; a step out of order only here.
                 let checked = reason == .badCredentials || reason == .malformed
-                return attemptFailed(authenticator, user: claimed, mechanism: mechanism, checked: checked) ? .close : nil
+                return attemptFailed(authenticator, user: claimed, mechanism: mechanism, checked: checked)
+                    ? .close : nil
             }
 
         default:
@@ -179,7 +185,8 @@ extension Session {
         guard let authenticator = engine.authenticator else { return false }
         let tenancy = engine.tenancy
         let name = tenancy.user(forCertificateSubject: subject) ?? subject
-        let known = tenancy.restrictsUsers ? tenancy.admits(user: name) : authenticator.store.credential(for: name) != nil
+        let known =
+            tenancy.restrictsUsers ? tenancy.admits(user: name) : authenticator.store.credential(for: name) != nil
         guard known else { return false }
         authenticator.attempts.add(1, ordering: .relaxed)
         return attemptSucceeded(authenticator, user: name, mechanism: "tls-client-certificate", credential: nil)
@@ -200,7 +207,9 @@ extension Session {
     }
 
     /// Records a failed (`checked`) or refused attempt; true when the connection must now close.
-    private mutating func attemptFailed(_ authenticator: Authenticator, user: String?, mechanism: String, checked: Bool) -> Bool {
+    private mutating func attemptFailed(_ authenticator: Authenticator, user: String?, mechanism: String, checked: Bool)
+        -> Bool
+    {
         isAuthenticated = false
         authFailures += 1
         if checked {

@@ -60,22 +60,26 @@ extension Session {
         switch command.operation {
         case .get(let key, let quiet, let includeKey):
             counters.cmdGet &+= 1
-            let hit = cache.read(key) { item in
-                BinaryEncoder.writeItem(
-                    opcode: opcode, opaque: opaque, cas: item.cas, flags: item.flags, key: includeKey ? item.key : nil,
-                    value: item.value, into: &out)
-            } != nil
+            let hit =
+                cache.read(key) { item in
+                    BinaryEncoder.writeItem(
+                        opcode: opcode, opaque: opaque, cas: item.cas, flags: item.flags,
+                        key: includeKey ? item.key : nil,
+                        value: item.value, into: &out)
+                } != nil
             if hit { counters.getHits &+= 1 } else { counters.getMisses &+= 1 }
             if !hit, !quiet { missReply(key: key, includeKey: includeKey, opcode: opcode, opaque: opaque, into: &out) }
 
         case .getAndTouch(let key, let exptime, let quiet, let includeKey):
             counters.cmdGet &+= 1
             counters.cmdTouch &+= 1
-            let hit = cache.read(key, touchExptime: Int64(exptime)) { item in
-                BinaryEncoder.writeItem(
-                    opcode: opcode, opaque: opaque, cas: item.cas, flags: item.flags, key: includeKey ? item.key : nil,
-                    value: item.value, into: &out)
-            } != nil
+            let hit =
+                cache.read(key, touchExptime: Int64(exptime)) { item in
+                    BinaryEncoder.writeItem(
+                        opcode: opcode, opaque: opaque, cas: item.cas, flags: item.flags,
+                        key: includeKey ? item.key : nil,
+                        value: item.value, into: &out)
+                } != nil
             if hit {
                 counters.getHits &+= 1
                 counters.touchHits &+= 1
@@ -88,10 +92,18 @@ extension Session {
         case .touch(let key, let exptime):
             counters.cmdTouch &+= 1
             // As memcached: the reply carries the item's flags and CAS, not its value.
-            let hit = cache.read(key, touchExptime: Int64(exptime)) { item in
-                BinaryEncoder.writeItem(opcode: opcode, opaque: opaque, cas: item.cas, flags: item.flags, key: nil, value: nil, into: &out)
-            } != nil
-            if hit { counters.touchHits &+= 1 } else { counters.touchMisses &+= 1; fail(.keyNotFound, &out) }
+            let hit =
+                cache.read(key, touchExptime: Int64(exptime)) { item in
+                    BinaryEncoder.writeItem(
+                        opcode: opcode, opaque: opaque, cas: item.cas, flags: item.flags, key: nil, value: nil,
+                        into: &out)
+                } != nil
+            if hit {
+                counters.touchHits &+= 1
+            } else {
+                counters.touchMisses &+= 1
+                fail(.keyNotFound, &out)
+            }
 
         case .store(let verb, let key, let value, let flags, let exptime, let quiet):
             counters.cmdSet &+= 1
@@ -109,7 +121,8 @@ extension Session {
             }
             var cas: UInt64 = 0
             let outcome = cache.store(
-                mode, key: key, value: value, flags: flags, exptime: Int64(exptime), expectedCAS: isCAS ? 0 : expected, cas: &cas)
+                mode, key: key, value: value, flags: flags, exptime: Int64(exptime), expectedCAS: isCAS ? 0 : expected,
+                cas: &cas)
             if isCAS { counters.countCAS(outcome) }
             switch outcome {
             case .stored: succeed(quiet: quiet, cas: cas, &out)
@@ -154,7 +167,8 @@ extension Session {
             let outcome = cache.arithmetic(key, delta: delta, increment: increment, expectedCAS: header.cas, cas: &cas)
             func reply(_ value: UInt64, cas: UInt64, _ out: inout ByteBuffer) {
                 guard !quiet else { return }
-                BinaryEncoder.writeHeader(opcode: opcode, status: .ok, bodyLength: 8, opaque: opaque, cas: cas, into: &out)
+                BinaryEncoder.writeHeader(
+                    opcode: opcode, status: .ok, bodyLength: 8, opaque: opaque, cas: cas, into: &out)
                 out.writeInteger(value)
             }
             switch outcome {
@@ -171,7 +185,9 @@ extension Session {
                 var digits = Array(String(initial).utf8)
                 var created: UInt64 = 0
                 let stored = digits.withUnsafeMutableBytes { d in
-                    cache.store(.add, key: key, value: UnsafeRawBufferPointer(d), flags: 0, exptime: Int64(exptime), expectedCAS: 0, cas: &created)
+                    cache.store(
+                        .add, key: key, value: UnsafeRawBufferPointer(d), flags: 0, exptime: Int64(exptime),
+                        expectedCAS: 0, cas: &created)
                 }
                 switch stored {
                 case .stored: reply(initial, cas: created, &out)
@@ -197,7 +213,9 @@ extension Session {
         case .flush(let exptime, let quiet):
             dangerous("flush_all", allowed: engine.settings.flushEnabled)
             guard engine.settings.flushEnabled else {
-                BinaryEncoder.writeError(opcode: opcode, status: .authenticationError, opaque: opaque, message: "flush_all not allowed", into: &out)
+                BinaryEncoder.writeError(
+                    opcode: opcode, status: .authenticationError, opaque: opaque, message: "flush_all not allowed",
+                    into: &out)
                 return nil
             }
             counters.cmdFlush &+= 1
@@ -209,7 +227,9 @@ extension Session {
 
         case .version:
             let version = Array((isAuthenticated ? engine.settings.version : Self.anonymousVersion).utf8)
-            version.withUnsafeBytes { BinaryEncoder.writeResponse(opcode: opcode, opaque: opaque, value: $0, into: &out) }
+            version.withUnsafeBytes {
+                BinaryEncoder.writeResponse(opcode: opcode, opaque: opaque, value: $0, into: &out)
+            }
 
         case .stat(let key):
             let group = key.isEmpty ? nil : String(decoding: key, as: UTF8.self)
@@ -229,7 +249,8 @@ extension Session {
                 }
                 // Key dumping, other clients' key prefixes and addresses: not offered (as the text protocol).
                 BinaryEncoder.writeError(
-                    opcode: opcode, status: .invalidArguments, opaque: opaque, message: "stats \(group!) not allowed", into: &out)
+                    opcode: opcode, status: .invalidArguments, opaque: opaque, message: "stats \(group!) not allowed",
+                    into: &out)
                 return nil
             default:
                 break
@@ -238,13 +259,17 @@ extension Session {
                 fail(.keyNotFound, &out)
                 return nil
             }
-            for (name, value) in lines { BinaryEncoder.writeStat(opcode: opcode, opaque: opaque, name: name, value: value, into: &out) }
+            for (name, value) in lines {
+                BinaryEncoder.writeStat(opcode: opcode, opaque: opaque, name: name, value: value, into: &out)
+            }
             BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, into: &out)
 
         case .verbosity(let level):
             dangerous("verbosity", allowed: engine.settings.verbosityEnabled)
             guard engine.settings.verbosityEnabled else {
-                BinaryEncoder.writeError(opcode: opcode, status: .authenticationError, opaque: opaque, message: "verbosity not allowed", into: &out)
+                BinaryEncoder.writeError(
+                    opcode: opcode, status: .authenticationError, opaque: opaque, message: "verbosity not allowed",
+                    into: &out)
                 return nil
             }
             engine.verbosity.store(level, ordering: .relaxed)
@@ -273,7 +298,9 @@ extension Session {
         return nil
     }
 
-    private func missReply(key: UnsafeRawBufferPointer, includeKey: Bool, opcode: UInt8, opaque: UInt32, into out: inout ByteBuffer) {
+    private func missReply(
+        key: UnsafeRawBufferPointer, includeKey: Bool, opcode: UInt8, opaque: UInt32, into out: inout ByteBuffer
+    ) {
         if includeKey {
             BinaryEncoder.writeKeyNotFound(opcode: opcode, opaque: opaque, key: key, into: &out)
         } else {

@@ -60,36 +60,39 @@ extension Session {
         if flags.has("R") { options.recacheExptime = flags.recacheTTL }
         options.newCAS = flags.newCAS
         let withValue = flags.has("v")
-        let hit = bucket.cache.metaGet(key, options) { (item: MetaItemView) -> Void in
-            if withValue {
-                out.writeStaticString("VA ")
-                MetaEncoder.writeNumber(UInt64(item.value.count), into: &out)
-            } else {
-                out.writeStaticString("HD")
-            }
-            for token in TokenList(command.tokens) {
-                switch token[0] {
-                case UInt8(ascii: "s"): MetaEncoder.writeFlag(UInt8(ascii: "s"), UInt64(item.value.count), into: &out)
-                case UInt8(ascii: "t"): MetaEncoder.writeFlag(UInt8(ascii: "t"), signed: item.ttl, into: &out)
-                case UInt8(ascii: "c"): MetaEncoder.writeFlag(UInt8(ascii: "c"), item.cas, into: &out)
-                case UInt8(ascii: "f"): MetaEncoder.writeFlag(UInt8(ascii: "f"), UInt64(item.flags), into: &out)
-                case UInt8(ascii: "l"): MetaEncoder.writeFlag(UInt8(ascii: "l"), UInt64(item.idle), into: &out)
-                case UInt8(ascii: "h"): MetaEncoder.writeFlag(UInt8(ascii: "h"), item.fetchedBefore ? 1 : 0, into: &out)
-                case UInt8(ascii: "O"): MetaEncoder.writeToken(token, into: &out)
-                case UInt8(ascii: "k"): MetaEncoder.writeKey(item.key, binary: command.binaryKey, into: &out)
-                default: break
+        let hit =
+            bucket.cache.metaGet(key, options) { (item: MetaItemView) -> Void in
+                if withValue {
+                    out.writeStaticString("VA ")
+                    MetaEncoder.writeNumber(UInt64(item.value.count), into: &out)
+                } else {
+                    out.writeStaticString("HD")
                 }
-            }
-            // As memcached: Z (someone else holds the token) before X (stale) before W (you won).
-            if item.tokenSentBefore { out.writeStaticString(" Z") }
-            if item.stale { out.writeStaticString(" X") }
-            if item.won { out.writeStaticString(" W") }
-            out.writeStaticString("\r\n")
-            if withValue {
-                out.writeBytes(item.value)
+                for token in TokenList(command.tokens) {
+                    switch token[0] {
+                    case UInt8(ascii: "s"):
+                        MetaEncoder.writeFlag(UInt8(ascii: "s"), UInt64(item.value.count), into: &out)
+                    case UInt8(ascii: "t"): MetaEncoder.writeFlag(UInt8(ascii: "t"), signed: item.ttl, into: &out)
+                    case UInt8(ascii: "c"): MetaEncoder.writeFlag(UInt8(ascii: "c"), item.cas, into: &out)
+                    case UInt8(ascii: "f"): MetaEncoder.writeFlag(UInt8(ascii: "f"), UInt64(item.flags), into: &out)
+                    case UInt8(ascii: "l"): MetaEncoder.writeFlag(UInt8(ascii: "l"), UInt64(item.idle), into: &out)
+                    case UInt8(ascii: "h"):
+                        MetaEncoder.writeFlag(UInt8(ascii: "h"), item.fetchedBefore ? 1 : 0, into: &out)
+                    case UInt8(ascii: "O"): MetaEncoder.writeToken(token, into: &out)
+                    case UInt8(ascii: "k"): MetaEncoder.writeKey(item.key, binary: command.binaryKey, into: &out)
+                    default: break
+                    }
+                }
+                // As memcached: Z (someone else holds the token) before X (stale) before W (you won).
+                if item.tokenSentBefore { out.writeStaticString(" Z") }
+                if item.stale { out.writeStaticString(" X") }
+                if item.won { out.writeStaticString(" W") }
                 out.writeStaticString("\r\n")
-            }
-        } != nil
+                if withValue {
+                    out.writeBytes(item.value)
+                    out.writeStaticString("\r\n")
+                }
+            } != nil
         // memcached counts an mg with T as a touch, otherwise as a get.
         if flags.has("T") {
             counters.cmdTouch &+= 1
@@ -160,11 +163,13 @@ extension Session {
 
     // MARK: md
 
-    private mutating func metaDelete(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
+    private mutating func metaDelete(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer)
+    {
         let flags = command.flags
         let invalidate = flags.has("I")
         let outcome = bucket.cache.metaDelete(
-            key, compareCAS: flags.has("C") ? flags.compareCAS : nil, invalidate: invalidate, removeValue: flags.has("x"),
+            key, compareCAS: flags.has("C") ? flags.compareCAS : nil, invalidate: invalidate,
+            removeValue: flags.has("x"),
             newExptime: invalidate && flags.has("T") ? flags.ttl : nil, newCAS: flags.newCAS)
         switch outcome {
         case .deleted:
@@ -184,7 +189,9 @@ extension Session {
 
     // MARK: ma
 
-    private mutating func metaArithmetic(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
+    private mutating func metaArithmetic(
+        _ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer
+    ) {
         let flags = command.flags
         let increment = flags.mode != UInt8(ascii: "D") && flags.mode != UInt8(ascii: "-")
         let result = bucket.cache.metaArithmetic(
@@ -219,7 +226,10 @@ extension Session {
         let withValue = flags.has("v")
         var digits = 1
         var probe = number
-        while probe >= 10 { probe /= 10; digits += 1 }
+        while probe >= 10 {
+            probe /= 10
+            digits += 1
+        }
         if withValue {
             out.writeStaticString("VA ")
             MetaEncoder.writeNumber(UInt64(digits), into: &out)

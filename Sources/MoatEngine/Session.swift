@@ -174,7 +174,9 @@ public struct Session {
         }
     }
 
-    private mutating func execute(_ command: TextCommand, redeliver: inout Bool, into out: inout ByteBuffer) -> SessionAction? {
+    private mutating func execute(_ command: TextCommand, redeliver: inout Bool, into out: inout ByteBuffer)
+        -> SessionAction?
+    {
         guard isAuthenticated else { return executeUnauthenticated(command, into: &out) }
         // A resumed multi-get's keys were all authorized when it started (unless the grants changed since).
         let resumed = resumeAuthorizedGeneration
@@ -195,9 +197,12 @@ public struct Session {
                 }
                 counters.cmdGet &+= 1
                 if !engine.settings.canaryKeys.isEmpty { checkCanary(key) }
-                let hit = cache.read(key, touchExptime: touchExptime) { item in
-                    TextEncoder.writeValue(key: item.key, flags: item.flags, data: item.value, cas: withCAS ? item.cas : nil, into: &out)
-                } != nil
+                let hit =
+                    cache.read(key, touchExptime: touchExptime) { item in
+                        TextEncoder.writeValue(
+                            key: item.key, flags: item.flags, data: item.value, cas: withCAS ? item.cas : nil,
+                            into: &out)
+                    } != nil
                 if touchExptime != nil {
                     counters.cmdTouch &+= 1
                     if hit { counters.touchHits &+= 1 } else { counters.touchMisses &+= 1 }

@@ -103,7 +103,8 @@ public final class Tenancy: Sendable {
                     configuration.evictionsEnabled = spec.evictionsEnabled
                     configuration.shardCount = nil
                     configuration.pageSize = nil
-                    kept[spec.name] = Bucket(name: spec.name, cache: Cache(configuration: configuration, clock: clock), slotCount: slotCount)
+                    kept[spec.name] = Bucket(
+                        name: spec.name, cache: Cache(configuration: configuration, clock: clock), slotCount: slotCount)
                 }
             }
             state.buckets = kept
@@ -164,7 +165,9 @@ public final class Tenancy: Sendable {
     func count(user: String, _ update: (inout UserCounters) -> Void) {
         state.withLock { state in
             // Only users the server knows: names sent by clients must not grow the table.
-            guard state.plan.users == nil || state.usersByName[user] != nil, state.userCounters.count < 100_000 || state.userCounters[user] != nil else {
+            guard state.plan.users == nil || state.usersByName[user] != nil,
+                state.userCounters.count < 100_000 || state.userCounters[user] != nil
+            else {
                 return
             }
             update(&state.userCounters[user, default: UserCounters()])

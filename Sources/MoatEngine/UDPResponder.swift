@@ -142,7 +142,8 @@ public final class UDPResponder: Sendable {
 
     /// memcached commands not served over UDP, answered with a short refusal (when it fits the bound).
     static let refusedCommands: Set<String> = [
-        "stats", "flush_all", "verbosity", "shutdown", "quit", "lru_crawler", "watch", "cache_memlimit", "refresh_certs",
+        "stats", "flush_all", "verbosity", "shutdown", "quit", "lru_crawler", "watch", "cache_memlimit",
+        "refresh_certs",
         "slabs", "lru", "me", "misbehave", "debugtime", "extstore",
     ]
 
@@ -160,8 +161,10 @@ public final class UDPResponder: Sendable {
         func lineOnly() -> Check { afterLine == payload.count ? .serve : .refused }
         func write(_ check: Check) -> Check { check == .serve && !allowsWrites ? .refused : check }
         func withData(_ lengthToken: Int) -> Check {
-            guard tokens.count > lengthToken, let length = Int(String(decoding: tokens[tokens.index(tokens.startIndex, offsetBy: lengthToken)], as: UTF8.self)),
-                  length >= 0, length <= payload.count
+            guard tokens.count > lengthToken,
+                let length = Int(
+                    String(decoding: tokens[tokens.index(tokens.startIndex, offsetBy: lengthToken)], as: UTF8.self)),
+                length >= 0, length <= payload.count
             else { return .malformed }
             return afterLine + length + 2 == payload.count ? .serve : .refused
         }

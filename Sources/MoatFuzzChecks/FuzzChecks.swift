@@ -22,8 +22,11 @@ public enum FuzzChecks {
         var problems: [String] = []
         let whole = decodeText(chunks: [data], problems: &problems, checkRegions: true)
         let split = data.isEmpty ? 0 : Int(data[0]) * 7919 % data.count
-        let pieces = decodeText(chunks: [Array(data[..<split]), Array(data[split...])], problems: &problems, checkRegions: false)
-        if whole != pieces { problems.append("whole and split input decode differently: \(whole.count) vs \(pieces.count) requests") }
+        let pieces = decodeText(
+            chunks: [Array(data[..<split]), Array(data[split...])], problems: &problems, checkRegions: false)
+        if whole != pieces {
+            problems.append("whole and split input decode differently: \(whole.count) vs \(pieces.count) requests")
+        }
         for request in whole {
             for key in keys(of: request) where !validKey(key) {
                 problems.append("decoded key of \(key.count) bytes breaks the key rules: \(key.prefix(40))")
@@ -31,7 +34,9 @@ public enum FuzzChecks {
             guard let wire = encode(request) else { continue }
             var ignored: [String] = []
             let again = decodeText(chunks: [wire], problems: &ignored, checkRegions: false)
-            if again.map(normalized) != [normalized(request)] { problems.append("re-encoded \(String(decoding: wire.prefix(80), as: UTF8.self)) decodes to \(again)") }
+            if again.map(normalized) != [normalized(request)] {
+                problems.append("re-encoded \(String(decoding: wire.prefix(80), as: UTF8.self)) decodes to \(again)")
+            }
         }
         return problems
     }
@@ -65,7 +70,8 @@ public enum FuzzChecks {
                 if checkRegions {
                     checkDeclaredLength(request, region: Array(all.prefix(buffer.readerIndex - start)), &problems)
                     checkFraming(
-                        request, stream: stream, regionStart: position, regionEnd: end, blockEnd: &blockEnd, mustClose: &mustClose,
+                        request, stream: stream, regionStart: position, regionEnd: end, blockEnd: &blockEnd,
+                        mustClose: &mustClose,
                         &problems)
                 }
                 position = end
@@ -85,13 +91,18 @@ public enum FuzzChecks {
         let command: [UInt8]
         let lengthToken: Int
         switch request {
-        case .store(let store): value = store.value; command = Array("\(store.verb) ".utf8) + store.key; lengthToken = 4
+        case .store(let store):
+            value = store.value
+            command = Array("\(store.verb) ".utf8) + store.key
+            lengthToken = 4
         case .meta(let meta) where meta.verb == .set && !meta.valueTooLarge:
-            value = meta.value; command = Array("ms ".utf8) + meta.key; lengthToken = 2
+            value = meta.value
+            command = Array("ms ".utf8) + meta.key
+            lengthToken = 2
         default: return
         }
         guard region.count >= value.count + 3, Array(region.suffix(value.count + 2)) == value + [13, 10],
-              region[region.count - value.count - 3] == UInt8(ascii: "\n")
+            region[region.count - value.count - 3] == UInt8(ascii: "\n")
         else {
             problems.append("a \(value.count)-byte value was not the end of the bytes its store consumed")
             return
@@ -106,9 +117,11 @@ public enum FuzzChecks {
         guard let commandStart = lastOccurrence(of: command + [0x20], in: beforeValue, from: lineStart) else { return }
         let line = beforeValue[commandStart...].split(separator: UInt8(ascii: " "))
         guard line.count > lengthToken,
-              let declared = Int(String(decoding: line[line.startIndex + lengthToken].filter { $0 != 13 }, as: UTF8.self))
+            let declared = Int(String(decoding: line[line.startIndex + lengthToken].filter { $0 != 13 }, as: UTF8.self))
         else {
-            problems.append("a store was decoded from a line without a length: \(String(decoding: beforeValue[lineStart...].prefix(60), as: UTF8.self))")
+            problems.append(
+                "a store was decoded from a line without a length: \(String(decoding: beforeValue[lineStart...].prefix(60), as: UTF8.self))"
+            )
             return
         }
         if declared != value.count { problems.append("declared \(declared) bytes, decoded \(value.count)") }
@@ -122,7 +135,8 @@ public enum FuzzChecks {
     /// A block that does not end with CRLF where its length says loses the framing too: the connection
     /// must close (`mustClose`: at the latest with the next request, when the block was being swallowed).
     static func checkFraming(
-        _ request: TextRequest, stream: [UInt8], regionStart: Int, regionEnd: Int, blockEnd: inout Int, mustClose: inout Bool,
+        _ request: TextRequest, stream: [UInt8], regionStart: Int, regionEnd: Int, blockEnd: inout Int,
+        mustClose: inout Bool,
         _ problems: inout [String]
     ) {
         var closes = false
@@ -137,12 +151,15 @@ public enum FuzzChecks {
         default: break
         }
         let newline = regionEnd - valueCount - 1
-        guard newline >= regionStart, newline < stream.count, stream[newline] == 10 else { return }  // a line too long: it closes
+        // A line too long: it closes.
+        guard newline >= regionStart, newline < stream.count, stream[newline] == 10 else { return }
         var lineStart = newline
         while lineStart > regionStart, stream[lineStart - 1] != 10 { lineStart -= 1 }
         // An error that closes the connection (a swallowed block without its CRLF, say) runs nothing.
         if lineStart < blockEnd, !closes {
-            problems.append("a request was decoded from inside a declared data block (at \(lineStart), the block ends at \(blockEnd))")
+            problems.append(
+                "a request was decoded from inside a declared data block (at \(lineStart), the block ends at \(blockEnd))"
+            )
         }
         var lineEnd = newline
         if lineEnd > lineStart, stream[lineEnd - 1] == 13 { lineEnd -= 1 }
@@ -176,12 +193,16 @@ public enum FuzzChecks {
         default: break
         }
         if lost {
-            if !closes { problems.append("a storage line whose data block cannot be located did not close: \(tokens.prefix(8))") }
+            if !closes {
+                problems.append("a storage line whose data block cannot be located did not close: \(tokens.prefix(8))")
+            }
             return
         }
         guard let declared else { return }
         blockEnd = newline + 1 + declared + 2
-        if blockEnd <= stream.count, stream[blockEnd - 2] != 13 || stream[blockEnd - 1] != 10, !closes { mustClose = true }
+        if blockEnd <= stream.count, stream[blockEnd - 2] != 13 || stream[blockEnd - 1] != 10, !closes {
+            mustClose = true
+        }
     }
 
     /// Where `needle` last occurs in `haystack` at or after `from`.
@@ -206,7 +227,8 @@ public enum FuzzChecks {
         switch request {
         case .retrieve(let keys, _, _): return keys
         case .store(let store): return [store.key]
-        case .storeTooLarge(_, let key, _), .delete(let key, _), .arithmetic(let key, _, _, _), .touch(let key, _, _): return [key]
+        case .storeTooLarge(_, let key, _), .delete(let key, _), .arithmetic(let key, _, _, _), .touch(let key, _, _):
+            return [key]
         case .meta(let meta) where meta.verb != .noop && !meta.flags.has("b"): return [meta.key]
         default: return []
         }
@@ -230,7 +252,9 @@ public enum FuzzChecks {
             return line([t(withCAS ? "gets" : "get")] + keys)
         case .store(let s):
             let cas = s.verb == .cas ? [t("\(s.casUnique)")] : []
-            return line([t("\(s.verb)"), s.key, t("\(s.flags)"), t("\(s.exptime)"), t("\(s.value.count)")] + cas + nr(s.noreply))
+            return line(
+                [t("\(s.verb)"), s.key, t("\(s.flags)"), t("\(s.exptime)"), t("\(s.value.count)")] + cas + nr(s.noreply)
+            )
                 + s.value + [13, 10]
         case .delete(let key, let noreply): return line([t("delete"), key] + nr(noreply))
         case .arithmetic(let key, let delta, let increment, let noreply):
@@ -244,7 +268,9 @@ public enum FuzzChecks {
             if meta.verb == .noop { return line([t("mn")]) }
             let verb = ["mg", "ms", "md", "ma", "mn", "me"][Int(meta.verb.rawValue)]
             let flags = meta.tokens.split(separator: " ").map { Array($0.utf8) }
-            if meta.verb == .set { return line([t("ms"), meta.key, t("\(meta.value.count)")] + flags) + meta.value + [13, 10] }
+            if meta.verb == .set {
+                return line([t("ms"), meta.key, t("\(meta.value.count)")] + flags) + meta.value + [13, 10]
+            }
             return line([t(verb), meta.key] + flags)
         default: return nil
         }
@@ -287,12 +313,18 @@ public enum FuzzChecks {
             let h = request.header
             switch request.operation {
             case .get(let key, _, _), .getAndTouch(let key, _, _, _), .touch(let key, _), .delete(let key, _),
-                 .arithmetic(let key, _, _, _, _, _), .storeTooLarge(_, let key, _):
-                if key.count > 250 || key.count != Int(h.keyLength) { problems.append("binary key of \(key.count) bytes, header says \(h.keyLength)") }
+                .arithmetic(let key, _, _, _, _, _), .storeTooLarge(_, let key, _):
+                if key.count > 250 || key.count != Int(h.keyLength) {
+                    problems.append("binary key of \(key.count) bytes, header says \(h.keyLength)")
+                }
             case .store(_, let key, let value, _, _, _):
-                if key.count > 250 || key.count != Int(h.keyLength) { problems.append("binary key of \(key.count) bytes, header says \(h.keyLength)") }
+                if key.count > 250 || key.count != Int(h.keyLength) {
+                    problems.append("binary key of \(key.count) bytes, header says \(h.keyLength)")
+                }
                 let expected = Int(h.bodyLength) - Int(h.keyLength) - Int(h.extrasLength)
-                if value.count != expected { problems.append("binary value of \(value.count) bytes, header implies \(expected)") }
+                if value.count != expected {
+                    problems.append("binary value of \(value.count) bytes, header implies \(expected)")
+                }
             default: break
             }
         }
@@ -314,16 +346,22 @@ public enum FuzzChecks {
         guard let first = data.first else { return [] }
         let mechanisms: [SASLMechanism] = [.plain, .scramSHA256, .scramSHA1]
         let mechanism = mechanisms[Int(first) % mechanisms.count]
-        var exchange = SASLExchange(mechanism: mechanism, store: saslStore, serverSecret: Array(repeating: 7, count: 32))
-        let messages = data.dropFirst().split(separator: 0xFF, omittingEmptySubsequences: false).prefix(4).map(Array.init)
+        var exchange = SASLExchange(
+            mechanism: mechanism, store: saslStore, serverSecret: Array(repeating: 7, count: 32))
+        let messages = data.dropFirst().split(separator: 0xFF, omittingEmptySubsequences: false).prefix(4).map(
+            Array.init)
         var problems: [String] = []
         for (index, message) in messages.enumerated() {
             let step = index == 0 ? exchange.start(message) : exchange.step(message)
             switch step {
             case .challenge(let challenge):
-                if challenge.count > SASLExchange.maximumMessageBytes { problems.append("a challenge of \(challenge.count) bytes") }
+                if challenge.count > SASLExchange.maximumMessageBytes {
+                    problems.append("a challenge of \(challenge.count) bytes")
+                }
             case .success(let user, _):
-                let plainOK = mechanism == .plain && user == "fuzz" && message.count >= 6 && Array(message.suffix(6)) == Array("pencil".utf8)
+                let plainOK =
+                    mechanism == .plain && user == "fuzz" && message.count >= 6
+                    && Array(message.suffix(6)) == Array("pencil".utf8)
                 if !plainOK { problems.append("\(mechanism) succeeded as \(user) on fuzzed input") }
                 return problems
             case .failure:
@@ -346,12 +384,15 @@ public enum FuzzChecks {
             for user in file.tenants.users ?? [] where !declared.contains(user.bucket) {
                 problems.append("user \(user.name) in undeclared bucket \(user.bucket)")
             }
-            for bucket in file.tenants.buckets where bucket.memoryLimit < 1_048_576 { problems.append("bucket \(bucket.name) below 1 MiB") }
+            for bucket in file.tenants.buckets where bucket.memoryLimit < 1_048_576 {
+                problems.append("bucket \(bucket.name) below 1 MiB")
+            }
             // The server section becomes flags the flag parser accepts or refuses, never anything else.
             _ = try? ServeOptions.parse(file.serverArguments)
             return problems
         } catch {
-            return error.description.hasPrefix("fuzz.yaml") ? [] : ["error without the file name: \(error.description.prefix(80))"]
+            return error.description.hasPrefix("fuzz.yaml")
+                ? [] : ["error without the file name: \(error.description.prefix(80))"]
         }
     }
 
@@ -362,12 +403,18 @@ public enum FuzzChecks {
     /// memory stays within the limit and that every hit returns the last value stored for its key.
     public static func engine(_ data: [UInt8]) -> [String] {
         let limit = 1 << 20
-        let cache = Cache(configuration: CacheConfiguration(memoryLimit: limit, maxItemSize: 256 * 1024, shardCount: 1, pageSize: 16 * 1024))
+        let cache = Cache(
+            configuration: CacheConfiguration(
+                memoryLimit: limit, maxItemSize: 256 * 1024, shardCount: 1, pageSize: 16 * 1024))
         let engine = Engine(cache: cache, settings: EngineSettings())
         var session = engine.makeSession()
         /// What a get of each key may return: exactly one value, nothing, or (after a refused store
         /// or an eviction the model cannot see) either.
-        enum Expect { case exactly([UInt8]), absent, unknown }
+        enum Expect {
+            case exactly([UInt8])
+            case absent
+            case unknown
+        }
         var model = [Expect](repeating: .absent, count: 16)
         var problems: [String] = []
         var index = 0
@@ -407,7 +454,9 @@ public enum FuzzChecks {
                 case .absent: problems.append("hit on \(name), which holds nothing")
                 case .exactly(let expected):
                     let header = Array("VALUE \(name) 0 \(expected.count)\r\n".utf8)
-                    if reply != header + expected + Array("\r\nEND\r\n".utf8) { problems.append("\(name) returned another value") }
+                    if reply != header + expected + Array("\r\nEND\r\n".utf8) {
+                        problems.append("\(name) returned another value")
+                    }
                 case .unknown:
                     let header = Array("VALUE \(name) 0 ".utf8)
                     if !reply.starts(with: header) { problems.append("\(name) returned another key") }

@@ -50,7 +50,9 @@ public final class StatsExporter: @unchecked Sendable {
         }
         for (name, value) in buckets {
             guard let (bucket, mapping) = Self.bucketMapping(for: name), let number = Double(value) else { continue }
-            record(name: mapping.name, kind: mapping.kind, labels: mapping.labels.merging(["bucket": bucket]) { $1 }, value: number)
+            record(
+                name: mapping.name, kind: mapping.kind, labels: mapping.labels.merging(["bucket": bucket]) { $1 },
+                value: number)
         }
         return registry.emitToString()
     }
@@ -69,12 +71,15 @@ public final class StatsExporter: @unchecked Sendable {
             let delta = value >= previous ? value - previous : value
             lastSeen[key] = value
             if kind == .counter {
-                let counter = counters[key] ?? CoreMetrics.Counter(label: name, dimensions: dimensions, factory: factory)
+                let counter =
+                    counters[key] ?? CoreMetrics.Counter(label: name, dimensions: dimensions, factory: factory)
                 counters[key] = counter
                 if value < previous { counter.reset() }
                 if delta > 0 { counter.increment(by: Int64(delta)) }
             } else {
-                let counter = floatingCounters[key] ?? CoreMetrics.FloatingPointCounter(label: name, dimensions: dimensions, factory: factory)
+                let counter =
+                    floatingCounters[key]
+                    ?? CoreMetrics.FloatingPointCounter(label: name, dimensions: dimensions, factory: factory)
                 floatingCounters[key] = counter
                 if value < previous { counter.reset() }
                 if delta > 0 { counter.increment(by: delta) }

@@ -1,7 +1,8 @@
+import NIOCore
+
 #if os(Linux)
 import CEpoll
 #endif
-import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -53,7 +54,10 @@ public enum Privileges {
         }
         let target = name ?? "nobody"
         guard let entry = getpwnam(target) else {
-            throw Failure(description: "cannot switch to account '\(target)': no such user. Moat refuses to serve as root; create the account or pass -u NAME")
+            throw Failure(
+                description:
+                    "cannot switch to account '\(target)': no such user. Moat refuses to serve as root; create the account or pass -u NAME"
+            )
         }
         let uid = entry.pointee.pw_uid
         let gid = entry.pointee.pw_gid
@@ -61,9 +65,15 @@ public enum Privileges {
             throw Failure(description: "-u \(target): that account is root; Moat refuses to serve as root")
         }
         // glibc applies these to every thread of the process, including the event loops started already.
-        guard setgroups(0, nil) == 0 else { throw Failure(description: "setgroups failed: \(String(cString: strerror(errno)))") }
-        guard setgid(gid) == 0 else { throw Failure(description: "setgid(\(gid)) failed: \(String(cString: strerror(errno)))") }
-        guard setuid(uid) == 0 else { throw Failure(description: "setuid(\(uid)) failed: \(String(cString: strerror(errno)))") }
+        guard setgroups(0, nil) == 0 else {
+            throw Failure(description: "setgroups failed: \(String(cString: strerror(errno)))")
+        }
+        guard setgid(gid) == 0 else {
+            throw Failure(description: "setgid(\(gid)) failed: \(String(cString: strerror(errno)))")
+        }
+        guard setuid(uid) == 0 else {
+            throw Failure(description: "setuid(\(uid)) failed: \(String(cString: strerror(errno)))")
+        }
         guard getuid() == uid, geteuid() == uid, setuid(0) != 0 else {
             throw Failure(description: "dropping root privileges did not stick; refusing to serve")
         }
@@ -96,7 +106,10 @@ public enum Privileges {
         }
         let holders = threadsHoldingCapabilities()
         guard holders.isEmpty else {
-            throw Failure(description: "threads \(holders.prefix(8).joined(separator: ", ")) still hold capabilities after dropping them; refusing to serve")
+            throw Failure(
+                description:
+                    "threads \(holders.prefix(8).joined(separator: ", ")) still hold capabilities after dropping them; refusing to serve"
+            )
         }
         #endif
     }
@@ -107,7 +120,9 @@ public enum Privileges {
         defer { closedir(directory) }
         var holders: [String] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             guard name.first?.isNumber == true else { continue }
             guard let file = fopen("/proc/self/task/\(name)/status", "r") else { continue }  // exited meanwhile
             defer { fclose(file) }

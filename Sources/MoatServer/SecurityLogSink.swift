@@ -39,7 +39,8 @@ public final class SecurityLogSink: Sendable {
         default:
             let opened = open(destination, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard opened >= 0 else {
-                throw ListenError(description: "-o security_log=\(destination): cannot open: \(String(cString: strerror(errno)))")
+                throw ListenError(
+                    description: "-o security_log=\(destination): cannot open: \(String(cString: strerror(errno)))")
             }
             fd = opened
         }
@@ -68,7 +69,8 @@ public final class SecurityLogSink: Sendable {
                 return (true, owed.0, owed.1)
             }
             budget.routine += 1
-            let admitted = budget.routine <= Self.routineLinesPerSecond
+            let admitted =
+                budget.routine <= Self.routineLinesPerSecond
                 || (budget.routine - Self.routineLinesPerSecond) % Self.routineSampling == 0
             if !admitted { budget.dropped += 1 }
             return (admitted, owed.0, owed.1)
@@ -82,7 +84,8 @@ public final class SecurityLogSink: Sendable {
         let timestamp = SecurityLog.timestamp()
         var line = ""
         if dropped > 0 {
-            line = "{\"ts\":\"\(timestamp)\",\"event\":\"security_log_dropped\",\"severity\":\"warning\",\"lines\":\(dropped),\"important\":\(droppedImportant)}\n"
+            line =
+                "{\"ts\":\"\(timestamp)\",\"event\":\"security_log_dropped\",\"severity\":\"warning\",\"lines\":\(dropped),\"important\":\(droppedImportant)}\n"
         }
         if admitted { line += SecurityLog.jsonLine(event, timestamp: timestamp) + "\n" }
         var bytes = Array(line.utf8)

@@ -41,7 +41,8 @@ public final class Server: Sendable {
             configuration: CacheConfiguration(
                 memoryLimit: configuration.memoryLimit, maxItemSize: configuration.maxItemSize,
                 evictionsEnabled: configuration.evictionsEnabled,
-                shardCount: CacheConfiguration.shardCount(forThreads: configuration.threads, memoryLimit: configuration.memoryLimit)))
+                shardCount: CacheConfiguration.shardCount(
+                    forThreads: configuration.threads, memoryLimit: configuration.memoryLimit)))
         var limits = ProtocolLimits(maxItemSize: configuration.maxItemSize)
         limits.allowControlBytesInKeys = configuration.lenientKeys
         var settings = EngineSettings(
@@ -56,7 +57,9 @@ public final class Server: Sendable {
         settings.outputBudgetBytes = configuration.outputBudgetMegabytes << 20
         let securityLog = SecurityLog { event in securityLogSink?.write(event) }
         let authenticator = authentication.map { settings in
-            Authenticator(settings: settings, now: monotonicSeconds) { event in securityLog.record(.authentication(event)) }
+            Authenticator(settings: settings, now: monotonicSeconds) { event in
+                securityLog.record(.authentication(event))
+            }
         }
         let reloader: (@Sendable () -> String?)? = tlsCertificates.map { certificates in
             { @Sendable in
@@ -71,15 +74,20 @@ public final class Server: Sendable {
             }
         }
         self.engine = Engine(
-            cache: cache, settings: settings, authenticator: authenticator, securityLog: securityLog, certificateReloader: reloader)
-        self.gate = ConnectionGate(configuration: configuration, counters: engine.connections, securityLog: securityLog, logger: logger)
+            cache: cache, settings: settings, authenticator: authenticator, securityLog: securityLog,
+            certificateReloader: reloader)
+        self.gate = ConnectionGate(
+            configuration: configuration, counters: engine.connections, securityLog: securityLog, logger: logger)
         let engine = self.engine
         self.udp = configuration.udp.map { options in
             let limiter = SourceRateLimiter(
-                limits: .init(datagramsPerSecond: Double(options.datagramsPerSecond), bytesPerSecond: Double(options.bytesPerSecond)),
+                limits: .init(
+                    datagramsPerSecond: Double(options.datagramsPerSecond),
+                    bytesPerSecond: Double(options.bytesPerSecond)),
                 now: monotonicSeconds)
             let responder = UDPResponder(
-                engine: engine, policy: .init(amplification: options.amplification, allowsWrites: options.writes), filter: configuration.addressFilter, limiter: limiter)
+                engine: engine, policy: .init(amplification: options.amplification, allowsWrites: options.writes),
+                filter: configuration.addressFilter, limiter: limiter)
             return (UDPListener(logger: logger), responder)
         }
         self.metrics = configuration.metrics.map {
@@ -102,7 +110,8 @@ public final class Server: Sendable {
         let descriptors = Privileges.raiseDescriptorLimit(toServe: configuration.maxConnections)
         if descriptors < configuration.maxConnections + 64 {
             logger.warning(
-                "-c \(configuration.maxConnections): the open-file limit is \(descriptors); connections beyond about \(max(0, descriptors - 64)) will be refused (raise LimitNOFILE or ulimit -n)")
+                "-c \(configuration.maxConnections): the open-file limit is \(descriptors); connections beyond about \(max(0, descriptors - 64)) will be refused (raise LimitNOFILE or ulimit -n)"
+            )
         }
         do {
             try epoll.bindAll()

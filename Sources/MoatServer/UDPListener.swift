@@ -65,10 +65,12 @@ final class UDPListener: @unchecked Sendable {
             let worker = Worker(fd: fd, responder: responder, stopping: stopping)
             var thread = pthread_t()
             let box = Unmanaged.passRetained(worker)
-            let created = pthread_create(&thread, nil, { raw in
-                Unmanaged<Worker>.fromOpaque(raw!).takeRetainedValue().run()
-                return nil
-            }, box.toOpaque())
+            let created = pthread_create(
+                &thread, nil,
+                { raw in
+                    Unmanaged<Worker>.fromOpaque(raw!).takeRetainedValue().run()
+                    return nil
+                }, box.toOpaque())
             guard created == 0 else {
                 box.release()
                 throw ListenError(description: "cannot start UDP thread: \(String(cString: strerror(created)))")
@@ -107,7 +109,9 @@ final class UDPListener: @unchecked Sendable {
                 var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
                 let count = buffer.withUnsafeMutableBytes { bytes in
                     withUnsafeMutablePointer(to: &source) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, bytes.baseAddress, bytes.count, 0, $0, &length) }
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            recvfrom(fd, bytes.baseAddress, bytes.count, 0, $0, &length)
+                        }
                     }
                 }
                 guard count >= 0 else { continue }  // timeout (EAGAIN) or EINTR: check the stop flag
@@ -115,11 +119,15 @@ final class UDPListener: @unchecked Sendable {
                 let peer = withUnsafePointer(to: &source) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { PeerAddress($0, length: length) }
                 }
-                let reply = buffer.withUnsafeBytes { responder.respond(to: UnsafeRawBufferPointer(rebasing: $0[..<count]), from: peer) }
+                let reply = buffer.withUnsafeBytes {
+                    responder.respond(to: UnsafeRawBufferPointer(rebasing: $0[..<count]), from: peer)
+                }
                 guard let reply else { continue }
                 _ = reply.withUnsafeBytes { bytes in
                     withUnsafePointer(to: &source) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, length) }
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(fd, bytes.baseAddress, bytes.count, 0, $0, length)
+                        }
                     }
                 }
             }

@@ -61,7 +61,9 @@ public struct MetaDebugInfo: Sendable, Equatable {
 }
 
 extension Cache {
-    public func metaGet<R>(_ key: UnsafeRawBufferPointer, _ options: MetaGetOptions, _ body: (MetaItemView) throws -> R) rethrows -> R? {
+    public func metaGet<R>(_ key: UnsafeRawBufferPointer, _ options: MetaGetOptions, _ body: (MetaItemView) throws -> R)
+        rethrows -> R?
+    {
         let hash = Self.hash(key)
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
@@ -70,7 +72,8 @@ extension Cache {
         let recacheBefore = options.recacheExptime.map(relativeDeadline)
         return try shard(for: hash).withLock {
             try $0.metaGet(
-                key, hash: hash, options: options, touchTo: touchTo, vivifyTo: vivifyTo, recacheBefore: recacheBefore, now: now,
+                key, hash: hash, options: options, touchTo: touchTo, vivifyTo: vivifyTo, recacheBefore: recacheBefore,
+                now: now,
                 flushDeadline: deadline, body)
         }
     }
@@ -106,7 +109,8 @@ extension Cache {
     }
 
     public func metaDelete(
-        _ key: UnsafeRawBufferPointer, compareCAS: UInt64?, invalidate: Bool, removeValue: Bool, newExptime: Int64?, newCAS: UInt64
+        _ key: UnsafeRawBufferPointer, compareCAS: UInt64?, invalidate: Bool, removeValue: Bool, newExptime: Int64?,
+        newCAS: UInt64
     ) -> DeleteOutcome {
         let hash = Self.hash(key)
         let now = relativeNow()
@@ -114,7 +118,8 @@ extension Cache {
         let newExpiry = newExptime.map(relativeDeadline)
         return shard(for: hash).withLock {
             $0.metaDelete(
-                key, hash: hash, compareCAS: compareCAS, invalidate: invalidate, removeValue: removeValue, newExpiry: newExpiry,
+                key, hash: hash, compareCAS: compareCAS, invalidate: invalidate, removeValue: removeValue,
+                newExpiry: newExpiry,
                 newCAS: newCAS, now: now, flushDeadline: deadline)
         }
     }
@@ -130,7 +135,8 @@ extension Cache {
         let touchTo = touchExptime.map(relativeDeadline)
         return shard(for: hash).withLock {
             $0.metaArithmetic(
-                key, hash: hash, delta: delta, increment: increment, compareCAS: compareCAS, newCAS: newCAS, vivifyTo: vivifyTo,
+                key, hash: hash, delta: delta, increment: increment, compareCAS: compareCAS, newCAS: newCAS,
+                vivifyTo: vivifyTo,
                 initial: initial, touchTo: touchTo, now: now, flushDeadline: deadline)
         }
     }

@@ -135,7 +135,9 @@ public final class Cache: Sendable {
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
         for shard in shards {
-            shard.withLock { $0.resize(budget: budget, evictionsEnabled: evictionsEnabled, now: now, flushDeadline: deadline) }
+            shard.withLock {
+                $0.resize(budget: budget, evictionsEnabled: evictionsEnabled, now: now, flushDeadline: deadline)
+            }
         }
     }
 
@@ -172,7 +174,9 @@ public final class Cache: Sendable {
     /// Looks `key` up and, on a hit, passes the item to `body` while its shard is locked.
     /// With `touchExptime`, also sets a new expiry (gat). Returns nil on a miss.
     @inline(__always)
-    public func read<R>(_ key: UnsafeRawBufferPointer, touchExptime: Int64? = nil, _ body: (ItemView) throws -> R) rethrows -> R? {
+    public func read<R>(_ key: UnsafeRawBufferPointer, touchExptime: Int64? = nil, _ body: (ItemView) throws -> R)
+        rethrows -> R?
+    {
         let hash = Self.hash(key)
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
@@ -187,7 +191,9 @@ public final class Cache: Sendable {
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
         let expiresAt = relativeDeadline(exptime)
-        return shard(for: hash).withLock { $0.touch(key, hash: hash, expiresAt: expiresAt, now: now, flushDeadline: deadline) }
+        return shard(for: hash).withLock {
+            $0.touch(key, hash: hash, expiresAt: expiresAt, now: now, flushDeadline: deadline)
+        }
     }
 
     public func store(
@@ -199,7 +205,9 @@ public final class Cache: Sendable {
         let deadline = flushDeadline.load(ordering: .relaxed)
         let expiresAt = relativeDeadline(exptime)
         return shard(for: hash).withLock {
-            $0.store(mode: mode, key: key, hash: hash, value: value, flags: flags, expiresAt: expiresAt, now: now, flushDeadline: deadline)
+            $0.store(
+                mode: mode, key: key, hash: hash, value: value, flags: flags, expiresAt: expiresAt, now: now,
+                flushDeadline: deadline)
         }
     }
 
@@ -229,7 +237,9 @@ public final class Cache: Sendable {
         let hash = Self.hash(key)
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
-        return shard(for: hash).withLock { $0.delete(key, hash: hash, now: now, flushDeadline: deadline, expectedCAS: expectedCAS) }
+        return shard(for: hash).withLock {
+            $0.delete(key, hash: hash, now: now, flushDeadline: deadline, expectedCAS: expectedCAS)
+        }
     }
 
     /// incr/decr checking `expectedCAS` (0: no check); reports the item's new CAS unique in `cas`.
@@ -241,7 +251,8 @@ public final class Cache: Sendable {
         let deadline = flushDeadline.load(ordering: .relaxed)
         let (outcome, unique) = shard(for: hash).withLock { shard -> (ArithmeticOutcome, UInt64) in
             let outcome = shard.arithmetic(
-                key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: deadline, expectedCAS: expectedCAS)
+                key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: deadline,
+                expectedCAS: expectedCAS)
             if case .value = outcome { return (outcome, shard.lastCAS) }
             return (outcome, 0)
         }
@@ -290,7 +301,9 @@ public final class Cache: Sendable {
     }
 
     public func store(_ mode: StoreMode, key: [UInt8], value: [UInt8], flags: UInt32, exptime: Int64) -> StoreOutcome {
-        key.withUnsafeBytes { k in value.withUnsafeBytes { v in store(mode, key: k, value: v, flags: flags, exptime: exptime) } }
+        key.withUnsafeBytes { k in
+            value.withUnsafeBytes { v in store(mode, key: k, value: v, flags: flags, exptime: exptime) }
+        }
     }
 
     public func delete(_ key: [UInt8]) -> DeleteOutcome {

@@ -70,7 +70,8 @@ extension SlabShard {
             empty.expiresAt = item.expiresAt
             empty.lastAccess = item.lastAccess
             empty.hash = item.hash
-            (empty.raw + ItemPointer.headerSize).copyMemory(from: item.raw + ItemPointer.headerSize, byteCount: item.keyCount)
+            (empty.raw + ItemPointer.headerSize).copyMemory(
+                from: item.raw + ItemPointer.headerSize, byteCount: item.keyCount)
             let bits = item.state & (ItemPointer.fetchedBit | ItemPointer.staleBit | ItemPointer.tokenSentBit)
             unlinkAndFree(item)
             link(empty, hash: hash)
@@ -97,17 +98,20 @@ extension SlabShard {
             let outcome = withUnsafeMutableBytes(of: &digits) { scratch -> StoreOutcome in
                 let count = Self.formatDecimal(initial, into: scratch)
                 return store(
-                    mode: .add, key: key, hash: hash, value: UnsafeRawBufferPointer(rebasing: scratch[(scratch.count - count)...]),
+                    mode: .add, key: key, hash: hash,
+                    value: UnsafeRawBufferPointer(rebasing: scratch[(scratch.count - count)...]),
                     flags: 0, expiresAt: vivifyTo, now: now, flushDeadline: flushDeadline, newCAS: newCAS)
             }
             guard outcome == .stored, let fresh = find(key, hash: hash) else {
                 return MetaArithmeticResult(outcome: outcome == .noMemory ? .noMemory : .notStored)
             }
             if let touchTo { fresh.expiresAt = touchTo }
-            return MetaArithmeticResult(outcome: .created(initial), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))
+            return MetaArithmeticResult(
+                outcome: .created(initial), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))
         }
         if let compareCAS, item.cas != compareCAS { return MetaArithmeticResult(outcome: .exists) }
-        let outcome = arithmetic(key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: flushDeadline)
+        let outcome = arithmetic(
+            key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: flushDeadline)
         switch outcome {
         case .value(let value):
             // The result may live in a new chunk.
@@ -123,8 +127,12 @@ extension SlabShard {
     }
 
     /// `me`: one item's metadata, without bumping or marking it.
-    mutating func metaDebug(_ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32) -> MetaDebugInfo? {
-        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else { return nil }
+    mutating func metaDebug(_ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32)
+        -> MetaDebugInfo?
+    {
+        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
+            return nil
+        }
         return MetaDebugInfo(
             ttl: Self.remaining(item, now: now), idle: now >= item.lastAccess ? Int64(now - item.lastAccess) : 0,
             cas: item.cas, fetched: item.fetched,

@@ -117,7 +117,9 @@ struct SlabShard {
         _ key: UnsafeRawBufferPointer, hash: Int, touchingTo newExpiry: UInt32?, now: UInt32, flushDeadline: UInt32,
         _ body: (ItemView) throws -> R
     ) rethrows -> R? {
-        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: true) else { return nil }
+        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: true) else {
+            return nil
+        }
         item.fetched = true
         item.lastAccess = now
         if let newExpiry { item.expiresAt = newExpiry }
@@ -125,8 +127,12 @@ struct SlabShard {
         return try body(ItemView(key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas))
     }
 
-    mutating func touch(_ key: UnsafeRawBufferPointer, hash: Int, expiresAt: UInt32, now: UInt32, flushDeadline: UInt32) -> TouchOutcome {
-        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else { return .notFound }
+    mutating func touch(_ key: UnsafeRawBufferPointer, hash: Int, expiresAt: UInt32, now: UInt32, flushDeadline: UInt32)
+        -> TouchOutcome
+    {
+        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
+            return .notFound
+        }
         item.expiresAt = expiresAt
         item.lastAccess = now
         moveToNewest(item)
@@ -213,7 +219,9 @@ struct SlabShard {
         item.hash = UInt32(truncatingIfNeeded: hash)
         // memcached's E flag: the client picks the new CAS (0 keeps the server's counter).
         item.cas = newCAS != 0 ? newCAS : nextCAS()
-        if let base = key.baseAddress { (item.raw + ItemPointer.headerSize).copyMemory(from: base, byteCount: key.count) }
+        if let base = key.baseAddress {
+            (item.raw + ItemPointer.headerSize).copyMemory(from: base, byteCount: key.count)
+        }
         let valueStart = item.raw + ItemPointer.headerSize + key.count
         if let spare {
             let old = spare.valueBytes
@@ -240,7 +248,9 @@ struct SlabShard {
     mutating func delete(
         _ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32, expectedCAS: UInt64 = 0
     ) -> DeleteOutcome {
-        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else { return .notFound }
+        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
+            return .notFound
+        }
         if expectedCAS != 0, item.cas != expectedCAS { return .exists }
         unlinkAndFree(item)
         return .deleted
@@ -250,7 +260,9 @@ struct SlabShard {
         _ key: UnsafeRawBufferPointer, hash: Int, delta: UInt64, increment: Bool, now: UInt32, flushDeadline: UInt32,
         expectedCAS: UInt64 = 0
     ) -> ArithmeticOutcome {
-        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else { return .notFound }
+        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
+            return .notFound
+        }
         if expectedCAS != 0, item.cas != expectedCAS { return .exists }
         guard let current = Self.parseCounter(item.valueBytes) else { return .nonNumeric }
         let result = increment ? current &+ delta : (delta > current ? 0 : current - delta)
@@ -260,7 +272,9 @@ struct SlabShard {
             let text = UnsafeRawBufferPointer(rebasing: scratch[(scratch.count - count)...])
             if text.count == item.valueCount {
                 // Same length: rewrite in place (the common case for counters).
-                if let b = text.baseAddress { item.mutableValue.baseAddress?.copyMemory(from: b, byteCount: text.count) }
+                if let b = text.baseAddress {
+                    item.mutableValue.baseAddress?.copyMemory(from: b, byteCount: text.count)
+                }
                 item.cas = nextCAS()
                 moveToNewest(item)
                 return .value(result)
@@ -280,7 +294,8 @@ struct SlabShard {
             fresh.lastAccess = item.lastAccess
             fresh.hash = item.hash
             fresh.cas = nextCAS()
-            (fresh.raw + ItemPointer.headerSize).copyMemory(from: item.raw + ItemPointer.headerSize, byteCount: item.keyCount)
+            (fresh.raw + ItemPointer.headerSize).copyMemory(
+                from: item.raw + ItemPointer.headerSize, byteCount: item.keyCount)
             if let b = text.baseAddress { fresh.mutableValue.baseAddress?.copyMemory(from: b, byteCount: text.count) }
             let wasFetched = item.fetched
             unlinkAndFree(item)
@@ -361,7 +376,10 @@ struct SlabShard {
         var visited = 0
         var reclaimedNow = 0
         while visited < limit, !pages.isEmpty {
-            if crawlPage >= pages.count { crawlPage = 0; crawlChunk = 0 }
+            if crawlPage >= pages.count {
+                crawlPage = 0
+                crawlChunk = 0
+            }
             let page = pages[crawlPage]
             let chunkSize = classes.chunkSizes[Int(page.classID)]
             // Chunks past the bump offset of the page being filled have never held an item.
@@ -518,7 +536,9 @@ struct SlabShard {
     /// A chunk for an item of `size` bytes, evicting as the policy allows; nil when nothing can go.
     mutating func allocate(size: Int, sparing: ItemPointer?, now: UInt32, flushDeadline: UInt32) -> ItemPointer? {
         let id = classes.classFor(size: size)
-        if id == SizeClasses.large { return allocateLarge(size: size, sparing: sparing, now: now, flushDeadline: flushDeadline) }
+        if id == SizeClasses.large {
+            return allocateLarge(size: size, sparing: sparing, now: now, flushDeadline: flushDeadline)
+        }
         let index = Int(id)
         let chunkSize = classes.chunkSizes[index]
         while true {
@@ -545,7 +565,9 @@ struct SlabShard {
             }
             if evictOldest(of: id, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
             if evictOldest(of: SizeClasses.large, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
-            if evictionsEnabled, reclaimPage(for: id, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
+            if evictionsEnabled, reclaimPage(for: id, sparing: sparing, now: now, flushDeadline: flushDeadline) {
+                continue
+            }
             return nil
         }
     }
@@ -564,7 +586,9 @@ struct SlabShard {
         classStates[Int(id)].pages += 1
     }
 
-    private mutating func allocateLarge(size: Int, sparing: ItemPointer?, now: UInt32, flushDeadline: UInt32) -> ItemPointer? {
+    private mutating func allocateLarge(size: Int, sparing: ItemPointer?, now: UInt32, flushDeadline: UInt32)
+        -> ItemPointer?
+    {
         let bytes = Self.largeAllocationSize(size)
         while committed + bytes > budget {
             if let page = freePages.popLast() {
@@ -573,7 +597,9 @@ struct SlabShard {
                 continue
             }
             if evictOldest(of: SizeClasses.large, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
-            if evictionsEnabled, reclaimPage(for: nil, sparing: sparing, now: now, flushDeadline: flushDeadline) { continue }
+            if evictionsEnabled, reclaimPage(for: nil, sparing: sparing, now: now, flushDeadline: flushDeadline) {
+                continue
+            }
             return nil
         }
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
@@ -605,7 +631,8 @@ struct SlabShard {
     /// Empties one page of the class holding the most pages (other than `id`, and not counting the
     /// page of the item being spared), choosing the page that holds that class's coldest item, and
     /// puts it on the free-page list.
-    private mutating func reclaimPage(for id: UInt8?, sparing: ItemPointer?, now: UInt32, flushDeadline: UInt32) -> Bool {
+    private mutating func reclaimPage(for id: UInt8?, sparing: ItemPointer?, now: UInt32, flushDeadline: UInt32) -> Bool
+    {
         var donor: Int?
         var donorPages = 0
         let sparedClass = sparing.map { Int($0.classID) }
@@ -624,7 +651,9 @@ struct SlabShard {
         }
         let coldest = classStates[donor].oldest
         let candidates = pages.indices.filter { pages[$0].classID == UInt8(donor) && !contains(pages[$0], sparing) }
-        guard let chosen = candidates.first(where: { contains(pages[$0], coldest) }) ?? candidates.first else { return false }
+        guard let chosen = candidates.first(where: { contains(pages[$0], coldest) }) ?? candidates.first else {
+            return false
+        }
         let page = pages[chosen]
         let chunkSize = classes.chunkSizes[donor]
         for chunk in 0..<(pageSize / chunkSize) {

@@ -12,9 +12,12 @@ package final class TLSContext: @unchecked Sendable {
 
     /// A server context: the chain and key files (key nil: in the chain), the CA client certificates must
     /// chain to, memcached's ssl_verify_mode, and TLS 1.3 as the floor (else 1.2); throws with OpenSSL's reason.
-    package static func server(chain: String, key: String?, ca: String?, verifyMode: Int, minimumTLS13: Bool) throws -> TLSContext {
+    package static func server(chain: String, key: String?, ca: String?, verifyMode: Int, minimumTLS13: Bool) throws
+        -> TLSContext
+    {
         var error = [CChar](repeating: 0, count: 512)
-        let made = moat_tls_server_context_new(chain, key, ca, Int32(verifyMode), minimumTLS13 ? 1 : 0, &error, error.count)
+        let made = moat_tls_server_context_new(
+            chain, key, ca, Int32(verifyMode), minimumTLS13 ? 1 : 0, &error, error.count)
         guard let made else { throw TLSSetupError(description: String(nulTerminated: error)) }
         return TLSContext(made)
     }
@@ -36,7 +39,6 @@ public struct TLSSetupError: Error, CustomStringConvertible {
 
     public init(description: String) { self.description = description }
 }
-
 
 /// One connection's TLS, as a transform with no socket: ciphertext received goes in (`receive`),
 /// plaintext comes out (`decrypt`); plaintext replies go in (`encrypt`), records come out

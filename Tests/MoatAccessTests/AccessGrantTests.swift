@@ -20,7 +20,8 @@ import Testing
 
     @Test func keyListsCombineAsRedisDoes() throws {
         let grant = AccessGrant(
-            permissions: [.read, .write], keys: try KeyPatterns(patterns: ["app:*"]), readKeys: try KeyPatterns(patterns: ["pub:*"]),
+            permissions: [.read, .write], keys: try KeyPatterns(patterns: ["app:*"]),
+            readKeys: try KeyPatterns(patterns: ["pub:*"]),
             writeKeys: nil)
         func read(_ k: String) -> Bool { bytes(k).withUnsafeBytes { grant.mayRead($0) } }
         func write(_ k: String) -> Bool { bytes(k).withUnsafeBytes { grant.mayWrite($0) } }
@@ -39,7 +40,9 @@ import Testing
         #expect(readOnly.isRestricted)
         #expect(!AccessGrant.unrestricted.isRestricted)
         // Every key, every category: nothing to check on the hot path.
-        #expect(!AccessGrant(permissions: .all, keys: try KeyPatterns(patterns: ["*"]), readKeys: nil, writeKeys: nil).isRestricted)
+        #expect(
+            !AccessGrant(permissions: .all, keys: try KeyPatterns(patterns: ["*"]), readKeys: nil, writeKeys: nil)
+                .isRestricted)
         #expect(Permissions(name: "all") == .all)
         #expect(Permissions(name: "fly") == nil)
         #expect(Permissions([.read, .admin]).description == "read,admin")
@@ -48,7 +51,10 @@ import Testing
     @Test func quotasLeaveTheRestToTheDefaultBucket() throws {
         let mb = 1_048_576
         let plan = TenantPlan(
-            buckets: [BucketPlan(name: "a", memoryLimit: 16 * mb), BucketPlan(name: "b", memoryLimit: 8 * mb, evictionsEnabled: false)],
+            buckets: [
+                BucketPlan(name: "a", memoryLimit: 16 * mb),
+                BucketPlan(name: "b", memoryLimit: 8 * mb, evictionsEnabled: false),
+            ],
             users: [UserPlan(name: "u", bucket: "a", grant: .unrestricted)])
         let quotas = try plan.quotas(total: 64 * mb).get()
         #expect(quotas.map(\.name) == ["default", "a", "b"])

@@ -6,10 +6,16 @@ import Testing
     func block(_ text: String) -> AddressBlock { AddressBlock(text)! }
 
     @Test func blocksParseAndRefuseTypos() {
-        for good in ["10.0.0.0/8", "192.0.2.7", "127.0.0.0/8", "::1", "2001:db8::/32", "0.0.0.0/0", "::/0", "::ffff:10.0.0.0/104"] {
+        for good in [
+            "10.0.0.0/8", "192.0.2.7", "127.0.0.0/8", "::1", "2001:db8::/32", "0.0.0.0/0", "::/0",
+            "::ffff:10.0.0.0/104",
+        ] {
             #expect(AddressBlock(good) != nil, "\(good)")
         }
-        for bad in ["10.0.0.1/8", "10.0.0.0/33", "::1/129", "10.0.0", "example.com", "", "10.0.0.0/", "10.0.0.0/-1", "1.2.3.4/8x", "2001:db8::1/32"] {
+        for bad in [
+            "10.0.0.1/8", "10.0.0.0/33", "::1/129", "10.0.0", "example.com", "", "10.0.0.0/", "10.0.0.0/-1",
+            "1.2.3.4/8x", "2001:db8::1/32",
+        ] {
             #expect(AddressBlock(bad) == nil, "\(bad)")
         }
         #expect(block("0.0.0.0/0").coversEveryone)
@@ -56,7 +62,9 @@ import Testing
             bytes[15] = last
         }
         return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { PeerAddress($0, length: socklen_t(MemoryLayout<sockaddr_in6>.size))! }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                PeerAddress($0, length: socklen_t(MemoryLayout<sockaddr_in6>.size))!
+            }
         }
     }
 
@@ -103,7 +111,9 @@ import Testing
         var short = sockaddr_in6()
         short.sin6_family = sa_family_t(AF_INET6)
         let none = withUnsafePointer(to: &short) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { PeerAddress($0, length: socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                PeerAddress($0, length: socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         #expect(none == nil)
     }

@@ -26,7 +26,11 @@ final class TestClock: Sendable {
     }
 
     @Test func delayDoublesPerConsecutiveFailureUpToTheCap() {
-        let (throttle, clock) = throttle { $0.failureBurst = 1; $0.lockoutThreshold = 100; $0.window = 10_000 }
+        let (throttle, clock) = throttle {
+            $0.failureBurst = 1
+            $0.lockoutThreshold = 100
+            $0.window = 10_000
+        }
         #expect(throttle.admit("a") == .allowed)
         var expected = 1.0
         for _ in 0..<8 {
@@ -52,7 +56,10 @@ final class TestClock: Sendable {
             if index < 3 {
                 #expect(next == .allowed)  // the burst
             } else if index < 10 {
-                guard case .throttled(let wait) = next else { Issue.record("\(next)"); return }
+                guard case .throttled(let wait) = next else {
+                    Issue.record("\(next)")
+                    return
+                }
                 clock.advance(wait)
             } else {
                 #expect(next == .lockedOut(retryAfter: 600))
@@ -72,7 +79,11 @@ final class TestClock: Sendable {
     }
 
     @Test func failuresOutsideTheWindowDoNotCount() {
-        let (throttle, clock) = throttle { $0.failureDelay = 0; $0.lockoutThreshold = 3; $0.window = 10 }
+        let (throttle, clock) = throttle {
+            $0.failureDelay = 0
+            $0.lockoutThreshold = 3
+            $0.window = 10
+        }
         #expect(throttle.recordFailure("a") == .allowed)  // no delay configured
         clock.advance(6)
         #expect(throttle.recordFailure("a") == .allowed)
@@ -98,10 +109,16 @@ final class TestClock: Sendable {
     }
 
     @Test func memoryIsBoundedAndExpiredEntriesGoFirst() {
-        let (throttle, clock) = throttle { $0.failureBurst = 1; $0.maxTrackedAddresses = 100 }
+        let (throttle, clock) = throttle {
+            $0.failureBurst = 1
+            $0.maxTrackedAddresses = 100
+        }
         for index in 0..<50 { _ = throttle.recordFailure("old\(index)") }
         clock.advance(700)  // all expired
-        for index in 0..<10 { _ = throttle.recordFailure("lock") ; clock.advance(0.001 * Double(index)) }
+        for index in 0..<10 {
+            _ = throttle.recordFailure("lock")
+            clock.advance(0.001 * Double(index))
+        }
         #expect(throttle.admit("lock") != .allowed)
         clock.advance(1)
         for index in 0..<100 {
@@ -110,15 +127,27 @@ final class TestClock: Sendable {
         }
         #expect(throttle.trackedAddresses <= 100)
         // The most recent failures are still remembered, and so is the lockout (it lasts longer).
-        guard case .throttled = throttle.admit("new99") else { Issue.record(); return }
-        guard case .lockedOut = throttle.admit("lock") else { Issue.record(); return }
+        guard case .throttled = throttle.admit("new99") else {
+            Issue.record()
+            return
+        }
+        guard case .lockedOut = throttle.admit("lock") else {
+            Issue.record()
+            return
+        }
         for index in 0..<10_000 { _ = throttle.recordFailure("spray\(index)") }
         #expect(throttle.trackedAddresses <= 100)
-        guard case .lockedOut = throttle.admit("lock") else { Issue.record(); return }
+        guard case .lockedOut = throttle.admit("lock") else {
+            Issue.record()
+            return
+        }
     }
 
     @Test func concurrentUse() {
-        let (throttle, _) = throttle { $0.lockoutThreshold = 1_000_000; $0.window = 1e9 }
+        let (throttle, _) = throttle {
+            $0.lockoutThreshold = 1_000_000
+            $0.window = 1e9
+        }
         DispatchQueue.concurrentPerform(iterations: 8) { worker in
             for index in 0..<2_000 {
                 _ = throttle.admit("addr\(index % 50)")
@@ -132,7 +161,10 @@ final class TestClock: Sendable {
 
 extension AuthThrottleTests {
     @Test func lockoutCanBeTurnedOff() {
-        let (throttle, _) = throttle { $0.failureDelay = 0; $0.lockoutThreshold = 0 }
+        let (throttle, _) = throttle {
+            $0.failureDelay = 0
+            $0.lockoutThreshold = 0
+        }
         for _ in 0..<100 { #expect(throttle.recordFailure("a") == .allowed) }
         #expect(throttle.admit("a") == .allowed)
         #expect(throttle.lockouts == 0)
@@ -181,7 +213,10 @@ extension AuthThrottleTests {
             clock.advance(0.1)
         }
         #expect(failures == 10)
-        guard case .lockedOut = throttle.admit("a") else { Issue.record("\(throttle.admit("a"))"); return }
+        guard case .lockedOut = throttle.admit("a") else {
+            Issue.record("\(throttle.admit("a"))")
+            return
+        }
     }
 
     /// A guesser who tries the moment it is allowed, for an hour, with and without logging in with

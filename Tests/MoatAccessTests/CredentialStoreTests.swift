@@ -23,7 +23,8 @@ import Testing
 
     @Test func keysHaveIndependentRandomSalts() throws {
         let users = try store([("a", "same"), ("b", "same")])
-        let a = users.credential(for: "a")!, b = users.credential(for: "b")!
+        let a = users.credential(for: "a")!
+        let b = users.credential(for: "b")!
         #expect(a.sha256.salt.count == 16 && a.sha1.salt.count == 16)
         #expect(a.sha256.salt != a.sha1.salt)
         #expect(a.sha256.salt != b.sha256.salt)
@@ -37,13 +38,21 @@ import Testing
         #expect(CredentialStore.defaultIterations >= 4096)
     }
 
-    @Test(arguments: ["", "a b", "a:b", "a\tb", "a\nb", "a\u{1}b", "a\u{7F}b", "a\u{85}b", "a\u{A0}b", "#a", String(repeating: "x", count: 251)])
+    @Test(arguments: [
+        "", "a b", "a:b", "a\tb", "a\nb", "a\u{1}b", "a\u{7F}b", "a\u{85}b", "a\u{A0}b", "#a",
+        String(repeating: "x", count: 251),
+    ])
     func invalidNames(_ name: String) {
         var users = CredentialStore()
-        #expect(throws: CredentialError.self) { try users.add(user: name, password: bytes("pw"), iterations: testIterations) }
+        #expect(throws: CredentialError.self) {
+            try users.add(user: name, password: bytes("pw"), iterations: testIterations)
+        }
     }
 
-    @Test(arguments: ["a", "a#b", "alice@example.com", "ünïcödé", "a=b,c", String(repeating: "x", count: 250), String(repeating: "é", count: 125)])
+    @Test(arguments: [
+        "a", "a#b", "alice@example.com", "ünïcödé", "a=b,c", String(repeating: "x", count: 250),
+        String(repeating: "é", count: 125),
+    ])
     func validNames(_ name: String) throws {
         var users = CredentialStore()
         try users.add(user: name, password: bytes("pw"), iterations: testIterations)
@@ -53,7 +62,9 @@ import Testing
     @Test func passwordAndIterationBounds() throws {
         var users = CredentialStore()
         #expect(throws: CredentialError.self) { try users.add(user: "a", password: [], iterations: testIterations) }
-        #expect(throws: CredentialError.self) { try users.add(user: "a", password: Array(repeating: 1, count: 1025), iterations: testIterations) }
+        #expect(throws: CredentialError.self) {
+            try users.add(user: "a", password: Array(repeating: 1, count: 1025), iterations: testIterations)
+        }
         #expect(throws: CredentialError.self) { try users.add(user: "a", password: bytes("pw"), iterations: 4095) }
         try users.add(user: "a", password: Array(repeating: 1, count: 1024), iterations: testIterations)
         #expect(users.verifyPassword(user: "a", password: Array(repeating: 1, count: 1024)))
@@ -82,7 +93,8 @@ import Testing
                 return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             }.sorted()[2]
         }
-        let known = time("alice"), unknown = time("nobody")
+        let known = time("alice")
+        let unknown = time("nobody")
         #expect(!users.verifyPassword(user: "nobody", password: bytes("s3cret")))
         #expect(unknown > known / 3 && unknown < known * 3, "known \(known) s, unknown \(unknown) s")
     }
@@ -154,7 +166,10 @@ import Testing
             }
         }
         fields[0] = "bob"
-        #expect(try CredentialStore.parse(header + line + "\n" + fields.joined(separator: ":")).userNames == ["alice", "bob"])
+        #expect(
+            try CredentialStore.parse(header + line + "\n" + fields.joined(separator: ":")).userNames == [
+                "alice", "bob",
+            ])
     }
 
     // MARK: Files
@@ -229,11 +244,16 @@ import Testing
         #expect(refusal(big).contains("more than"))
 
         let notText = directory + "/binary"
-        #expect(FileManager.default.createFile(atPath: notText, contents: Data([0xFF, 0xFE, 0x00]), attributes: [.posixPermissions: 0o600]))
+        #expect(
+            FileManager.default.createFile(
+                atPath: notText, contents: Data([0xFF, 0xFE, 0x00]), attributes: [.posixPermissions: 0o600]))
         #expect(refusal(notText).contains("not valid UTF-8"))
 
         let garbage = directory + "/garbage"
-        #expect(FileManager.default.createFile(atPath: garbage, contents: Data("# moat credentials v1\nalice:pw\n".utf8), attributes: [.posixPermissions: 0o600]))
+        #expect(
+            FileManager.default.createFile(
+                atPath: garbage, contents: Data("# moat credentials v1\nalice:pw\n".utf8),
+                attributes: [.posixPermissions: 0o600]))
         #expect(refusal(garbage).hasPrefix("\(garbage): line 2: "))
     }
 
@@ -245,7 +265,8 @@ import Testing
         let path = directory + "/credentials"
         try store([("old", "pw")]).save(path: path)
         chmod(path, 0o644)
-        let oldInode = (try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as! NSNumber).uint64Value
+        let oldInode = (try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as! NSNumber)
+            .uint64Value
         let reader = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? reader.close() }
 
@@ -254,7 +275,8 @@ import Testing
         try store([("new", "pw")]).save(path: path)
 
         #expect(try mode(path) == 0o600)
-        let newInode = (try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as! NSNumber).uint64Value
+        let newInode = (try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as! NSNumber)
+            .uint64Value
         #expect(newInode != oldInode)
         #expect(String(decoding: reader.readDataToEndOfFile(), as: UTF8.self).contains("\nold:"))
         #expect(try CredentialStore.load(path: path).userNames == ["new"])

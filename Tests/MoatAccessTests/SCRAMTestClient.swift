@@ -22,7 +22,10 @@ struct SCRAMTestClient {
     private(set) var authMessage: [UInt8] = []
     private(set) var serverKey: [UInt8] = []
 
-    init(_ mechanism: SASLMechanism, user: String, password: String, nonce: String = UUID().uuidString.replacingOccurrences(of: "-", with: "")) {
+    init(
+        _ mechanism: SASLMechanism, user: String, password: String,
+        nonce: String = UUID().uuidString.replacingOccurrences(of: "-", with: "")
+    ) {
         self.mechanism = mechanism
         self.user = user
         self.password = Array(password.utf8)
@@ -40,9 +43,9 @@ struct SCRAMTestClient {
     mutating func clientFinal(serverFirst: [UInt8]) -> [UInt8]? {
         let attributes = text(serverFirst).split(separator: ",")
         guard attributes.count == 3,
-              attributes[0].hasPrefix("r=" + clientNonce), attributes[0].count > clientNonce.count + 2,
-              attributes[1].hasPrefix("s="), let salt = unbase64(attributes[1].dropFirst(2)),
-              attributes[2].hasPrefix("i="), let iterations = Int(attributes[2].dropFirst(2))
+            attributes[0].hasPrefix("r=" + clientNonce), attributes[0].count > clientNonce.count + 2,
+            attributes[1].hasPrefix("s="), let salt = unbase64(attributes[1].dropFirst(2)),
+            attributes[2].hasPrefix("i="), let iterations = Int(attributes[2].dropFirst(2))
         else { return nil }
         let salted = pbkdf2(salt: salt, iterations: iterations)
         let clientKey = hmac(salted, bytes("Client Key"))
@@ -80,7 +83,9 @@ struct SCRAMTestClient {
 }
 
 /// Drives a whole SCRAM exchange; returns the final step and the client.
-func runSCRAM(_ client: inout SCRAMTestClient, store: CredentialStore, secret: [UInt8] = Array(repeating: 9, count: 32)) -> SASLStep {
+func runSCRAM(_ client: inout SCRAMTestClient, store: CredentialStore, secret: [UInt8] = Array(repeating: 9, count: 32))
+    -> SASLStep
+{
     var exchange = SASLExchange(mechanism: client.mechanism, store: store, serverSecret: secret)
     guard case .challenge(let serverFirst) = exchange.start(client.clientFirst()) else {
         return .failure(.malformed)

@@ -5,10 +5,12 @@ import Testing
     /// The credential of RFC 5802 §5 / RFC 7677 §3: user "user", password "pencil", 4096 rounds.
     static func rfcStore() throws -> CredentialStore {
         var store = CredentialStore()
-        try store.add(UserCredential(
-            name: "user",
-            sha256: .sha256(password: bytes("pencil"), salt: unbase64("W22ZaJ0SNY7soEsUEjb6gQ==")!, iterations: 4096),
-            sha1: .sha1(password: bytes("pencil"), salt: unbase64("QSXCR+Q6sek8bf92")!, iterations: 4096)))
+        try store.add(
+            UserCredential(
+                name: "user",
+                sha256: .sha256(
+                    password: bytes("pencil"), salt: unbase64("W22ZaJ0SNY7soEsUEjb6gQ==")!, iterations: 4096),
+                sha1: .sha1(password: bytes("pencil"), salt: unbase64("QSXCR+Q6sek8bf92")!, iterations: 4096)))
         return store
     }
 
@@ -20,21 +22,31 @@ import Testing
 
     @Test func rfc7677TestVector() throws {
         var server = exchange(.scramSHA256, try Self.rfcStore(), nonce: "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0")
-        #expect(server.start(bytes("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")) == .challenge(bytes(
-            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")))
-        #expect(server.step(bytes(
-            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="))
-            == .challenge(bytes("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")))
+        #expect(
+            server.start(bytes("n,,n=user,r=rOprNGfwEbeRWgbNEkqO"))
+                == .challenge(
+                    bytes(
+                        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")))
+        #expect(
+            server.step(
+                bytes(
+                    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+                ))
+                == .challenge(bytes("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")))
         #expect(server.step([]) == .success(user: "user", data: []))
         #expect(server.step([]) == .failure(.outOfSequence))
     }
 
     @Test func rfc5802TestVector() throws {
         var server = exchange(.scramSHA1, try Self.rfcStore(), nonce: "3rfcNHYJY1ZVvWVs7j")
-        #expect(server.start(bytes("n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL")) == .challenge(bytes(
-            "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")))
-        #expect(server.step(bytes("c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="))
-            == .challenge(bytes("v=rmF9pqV8S7suAoZWja4dJRkFsKQ=")))
+        #expect(
+            server.start(bytes("n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL"))
+                == .challenge(
+                    bytes(
+                        "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")))
+        #expect(
+            server.step(bytes("c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="))
+                == .challenge(bytes("v=rmF9pqV8S7suAoZWja4dJRkFsKQ=")))
         #expect(server.step([]) == .success(user: "user", data: []))
     }
 
@@ -53,7 +65,10 @@ import Testing
         let users = try store([("alice", "s3cret")])
         var server = SASLExchange(mechanism: mechanism, store: users, serverSecret: Self.secret)
         var client = SCRAMTestClient(mechanism, user: "alice", password: "guess")
-        guard case .challenge(let serverFirst) = server.start(client.clientFirst()) else { Issue.record(); return }
+        guard case .challenge(let serverFirst) = server.start(client.clientFirst()) else {
+            Issue.record()
+            return
+        }
         #expect(server.step(client.clientFinal(serverFirst: serverFirst)!) == .failure(.badCredentials))
         #expect(server.step([]) == .failure(.outOfSequence))
     }
@@ -119,17 +134,17 @@ import Testing
         "x,,n=user,r=abc",
         "p=tls-server-end-point,,n=user,r=abc",  // channel binding: this server has none to offer
         "p,,n=user,r=abc",
-        "n,,m=ext,n=user,r=abc",                  // unknown mandatory extension
-        "n,,n=user",                               // no nonce
-        "n,,r=abc,n=user",                         // reordered
+        "n,,m=ext,n=user,r=abc",  // unknown mandatory extension
+        "n,,n=user",  // no nonce
+        "n,,r=abc,n=user",  // reordered
         "n,,n=user,r=",
         "n,,n=,r=abc",
-        "n,,n=us=41er,r=abc",                      // only =2C and =3D are escapes
+        "n,,n=us=41er,r=abc",  // only =2C and =3D are escapes
         "n,,n=user=,r=abc",
         "n,,n=user=2,r=abc",
         "n,,n=user,r=ab\u{7F}c",
         "n,,n=user,r=ab c",
-        "n,,n=user,r=abc,",                        // empty extension
+        "n,,n=user,r=abc,",  // empty extension
         "n,,n=user,r=abc,1=x",
         "n,,n=user,r=abc,x",
         "n,x=user,n=user,r=abc",
@@ -160,7 +175,10 @@ import Testing
         #expect(server.start(bytes("n,,n=user,r=\(hugeNonce)")) == .failure(.malformed))
 
         server = SASLExchange(mechanism: .scramSHA256, store: users, serverSecret: Self.secret)
-        guard case .challenge = server.start(bytes("n,,n=user,r=abc")) else { Issue.record(); return }
+        guard case .challenge = server.start(bytes("n,,n=user,r=abc")) else {
+            Issue.record()
+            return
+        }
         #expect(server.step([UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)) == .failure(.malformed))
     }
 
@@ -170,7 +188,10 @@ import Testing
         var client = SCRAMTestClient(.scramSHA256, user: "alice", password: "s3cret")
         let nonce = "SERVERNONCE0123456789abcdef"
         var server = exchange(.scramSHA256, users, nonce: nonce)
-        guard case .challenge(let serverFirst) = server.start(client.clientFirst()) else { Issue.record(); return }
+        guard case .challenge(let serverFirst) = server.start(client.clientFirst()) else {
+            Issue.record()
+            return
+        }
         let good = text(client.clientFinal(serverFirst: serverFirst)!)
         let parts = good.split(separator: ",").map(String.init)  // c=, r=, p=
         let (c, r, p) = (parts[0], parts[1], parts[2])
@@ -179,16 +200,16 @@ import Testing
 
         let cases: [(String, SASLStep)] = [
             ("", .failure(.malformed)),
-            ("\(c),\(r)", .failure(.malformed)),                          // no proof
-            ("\(r),\(c),\(p)", .failure(.malformed)),                     // reordered
+            ("\(c),\(r)", .failure(.malformed)),  // no proof
+            ("\(r),\(c),\(p)", .failure(.malformed)),  // reordered
             ("\(c),\(p),\(r)", .failure(.malformed)),
-            ("\(c),\(r),p=!!!!", .failure(.malformed)),                   // bad base64
-            ("\(c),\(r),p=\(p.dropFirst(2).dropLast(4))", .failure(.malformed)),   // truncated proof
-            ("\(c),\(r),p=\(base64(proof + [0]))", .failure(.malformed)), // wrong length
+            ("\(c),\(r),p=!!!!", .failure(.malformed)),  // bad base64
+            ("\(c),\(r),p=\(p.dropFirst(2).dropLast(4))", .failure(.malformed)),  // truncated proof
+            ("\(c),\(r),p=\(base64(proof + [0]))", .failure(.malformed)),  // wrong length
             ("c=biws=,\(r),\(p)", .failure(.malformed)),
-            ("c=eSws,\(r),\(p)", .failure(.badCredentials)),              // "y,," instead of "n,,": downgrade
+            ("c=eSws,\(r),\(p)", .failure(.badCredentials)),  // "y,," instead of "n,,": downgrade
             ("c=cD10bHMtdW5pcXVlLCw=,\(r),\(p)", .failure(.badCredentials)),  // "p=tls-unique,,"
-            ("\(c),\(r)X,\(p)", .failure(.badCredentials)),               // nonce not ours
+            ("\(c),\(r)X,\(p)", .failure(.badCredentials)),  // nonce not ours
             ("\(c),r=\(client.clientNonce),\(p)", .failure(.badCredentials)),
             ("\(c),\(r),p=\(flipped)", .failure(.badCredentials)),
             ("\(c),\(r),1=x,\(p)", .failure(.malformed)),
@@ -201,7 +222,10 @@ import Testing
             #expect(fresh.step(bytes(message)) == expected, "client-final \(message)")
             #expect(fresh.step([]) == .failure(.outOfSequence))
         }
-        guard case .challenge(let serverFinal) = server.step(bytes(good)) else { Issue.record(); return }
+        guard case .challenge(let serverFinal) = server.step(bytes(good)) else {
+            Issue.record()
+            return
+        }
         #expect(client.verifies(serverFinal: serverFinal))
         #expect(server.step(bytes("extra")) == .failure(.malformed))  // the acknowledgement must be empty
         #expect(server.step([]) == .failure(.outOfSequence))
@@ -212,12 +236,21 @@ import Testing
         let users = try store([("alice", "s3cret")])
         var client = SCRAMTestClient(.scramSHA256, user: "alice", password: "s3cret", nonce: "fixedclientnonce")
         var first = SASLExchange(mechanism: .scramSHA256, store: users, serverSecret: Self.secret)
-        guard case .challenge(let serverFirst) = first.start(client.clientFirst()) else { Issue.record(); return }
+        guard case .challenge(let serverFirst) = first.start(client.clientFirst()) else {
+            Issue.record()
+            return
+        }
         let recorded = client.clientFinal(serverFirst: serverFirst)!
-        guard case .challenge = first.step(recorded) else { Issue.record(); return }
+        guard case .challenge = first.step(recorded) else {
+            Issue.record()
+            return
+        }
 
         var second = SASLExchange(mechanism: .scramSHA256, store: users, serverSecret: Self.secret)
-        guard case .challenge(let otherFirst) = second.start(client.clientFirst()) else { Issue.record(); return }
+        guard case .challenge(let otherFirst) = second.start(client.clientFirst()) else {
+            Issue.record()
+            return
+        }
         #expect(otherFirst != serverFirst)
         #expect(second.step(recorded) == .failure(.badCredentials))
     }
@@ -226,7 +259,10 @@ import Testing
         var seen: Set<String> = []
         for _ in 0..<20 {
             var server = SASLExchange(mechanism: .scramSHA256, store: try Self.rfcStore(), serverSecret: Self.secret)
-            guard case .challenge(let reply) = server.start(bytes("n,,n=user,r=abc")) else { Issue.record(); return }
+            guard case .challenge(let reply) = server.start(bytes("n,,n=user,r=abc")) else {
+                Issue.record()
+                return
+            }
             let nonce = text(reply).split(separator: ",")[0].dropFirst(5)  // "r=abc"
             #expect(nonce.count >= 24)  // >= 18 random bytes in base64
             #expect(nonce.utf8.allSatisfy { (0x21...0x7E).contains($0) && $0 != UInt8(ascii: ",") })
@@ -241,7 +277,10 @@ import Testing
         #expect(server.start(bytes("n,,n=user,r=abc")) == .failure(.outOfSequence))  // the exchange is over
 
         server = SASLExchange(mechanism: .scramSHA256, store: try Self.rfcStore(), serverSecret: Self.secret)
-        guard case .challenge = server.start(bytes("n,,n=user,r=abc")) else { Issue.record(); return }
+        guard case .challenge = server.start(bytes("n,,n=user,r=abc")) else {
+            Issue.record()
+            return
+        }
         #expect(server.start(bytes("n,,n=user,r=abc")) == .failure(.outOfSequence))
         #expect(server.step(bytes("c=biws,r=abc,p=AAAA")) == .failure(.outOfSequence))
     }
@@ -253,7 +292,10 @@ import Testing
         var client = SCRAMTestClient(mechanism, user: "alice", password: "s3cret")
         let first = client.clientFirst()
         var probe = exchange(mechanism, users, nonce: "N0NCE")
-        guard case .challenge(let serverFirst) = probe.start(first) else { Issue.record(); return }
+        guard case .challenge(let serverFirst) = probe.start(first) else {
+            Issue.record()
+            return
+        }
         let final = client.clientFinal(serverFirst: serverFirst)!
 
         for length in 0..<first.count {
@@ -267,7 +309,8 @@ import Testing
                 corrupted = Array(final.prefix(round))
             } else {
                 for _ in 0..<Int.random(in: 1...4, using: &generator) {
-                    corrupted[Int.random(in: 0..<corrupted.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                    corrupted[Int.random(in: 0..<corrupted.count, using: &generator)] = UInt8.random(
+                        in: 0...255, using: &generator)
                 }
                 if corrupted == final { continue }
             }

@@ -1,9 +1,12 @@
-@testable import MoatAccess
 import Testing
+
+@testable import MoatAccess
 
 /// Issue 17 finding 9: an unknown name must look like a known one, across restarts too.
 @Suite struct UnknownUserTests {
-    func serverFirst(_ user: String, _ store: CredentialStore, _ mechanism: SASLMechanism = .scramSHA256) -> [String: String] {
+    func serverFirst(_ user: String, _ store: CredentialStore, _ mechanism: SASLMechanism = .scramSHA256) -> [String:
+        String]
+    {
         var server = SASLExchange(mechanism: mechanism, store: store, serverSecret: store.unknownUserSaltKey)
         guard case .challenge(let reply) = server.start(bytes("n,,n=\(user),r=abc")) else { return [:] }
         var fields: [String: String] = [:]

@@ -25,13 +25,16 @@ import Testing
 
     @Test func theSameOpenCacheIsGradedByWhoCanReachIt() {
         let loopback = severities(AuditAssessment.findings(for: openMemcached("127.0.0.1")))
-        #expect(loopback == ["unauthenticated-access": .info, "key-enumeration": .medium, "udp-amplification": .medium])
+        #expect(
+            loopback == ["unauthenticated-access": .info, "key-enumeration": .medium, "udp-amplification": .medium])
         let lan = severities(AuditAssessment.findings(for: openMemcached("10.0.0.5")))
         #expect(lan == ["unauthenticated-access": .high, "key-enumeration": .high, "udp-amplification": .high])
         let internet = severities(AuditAssessment.findings(for: openMemcached("203.0.114.9")))
-        #expect(internet == [
-            "unauthenticated-access": .critical, "key-enumeration": .critical, "udp-amplification": .critical, "public-address": .high,
-        ])
+        #expect(
+            internet == [
+                "unauthenticated-access": .critical, "key-enumeration": .critical, "udp-amplification": .critical,
+                "public-address": .high,
+            ])
     }
 
     @Test func theAmplificationFactorIsMeasuredBytesOverRequestBytes() throws {
@@ -83,26 +86,31 @@ import Testing
 
     @Test func reportsFailAtTheChosenLevelAndRenderEveryFormat() throws {
         let findings = AuditAssessment.findings(for: openMemcached("127.0.0.1"))
-        let passing = Report(command: .audit, toolVersion: "t", inputs: ["127.0.0.1"], endpointsScanned: 1,
-                             services: [openMemcached("127.0.0.1")], findings: findings, failOn: .high)
+        let passing = Report(
+            command: .audit, toolVersion: "t", inputs: ["127.0.0.1"], endpointsScanned: 1,
+            services: [openMemcached("127.0.0.1")], findings: findings, failOn: .high)
         #expect(!passing.failed)
-        let failing = Report(command: .audit, toolVersion: "t", inputs: ["127.0.0.1"], endpointsScanned: 1,
-                             services: [openMemcached("127.0.0.1")], findings: findings, failOn: .medium)
+        let failing = Report(
+            command: .audit, toolVersion: "t", inputs: ["127.0.0.1"], endpointsScanned: 1,
+            services: [openMemcached("127.0.0.1")], findings: findings, failOn: .medium)
         #expect(failing.failed)
         #expect(failing.findings.first?.severity == .medium)  // most severe first
         #expect(failing.render(.table).contains("FAILED"))
         #expect(!failing.render(.table).contains("\u{1B}["))
         #expect(failing.render(.table, color: true).contains("\u{1B}["))
 
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(failing.render(.json).utf8)) as? [String: Any])
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(failing.render(.json).utf8)) as? [String: Any])
         let summary = try #require(json["summary"] as? [String: Any])
         #expect(summary["failed"] as? Bool == true)
         #expect((json["findings"] as? [[String: Any]])?.count == findings.count)
 
-        let sarif = try #require(try JSONSerialization.jsonObject(with: Data(failing.render(.sarif).utf8)) as? [String: Any])
+        let sarif = try #require(
+            try JSONSerialization.jsonObject(with: Data(failing.render(.sarif).utf8)) as? [String: Any])
         #expect(sarif["version"] as? String == "2.1.0")
         let run = try #require((sarif["runs"] as? [[String: Any]])?.first)
-        let rules = try #require(((run["tool"] as? [String: Any])?["driver"] as? [String: Any])?["rules"] as? [[String: Any]])
+        let rules = try #require(
+            ((run["tool"] as? [String: Any])?["driver"] as? [String: Any])?["rules"] as? [[String: Any]])
         let results = try #require(run["results"] as? [[String: Any]])
         #expect(results.count == findings.count)
         for result in results {

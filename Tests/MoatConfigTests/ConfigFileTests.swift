@@ -29,14 +29,18 @@ import Testing
 
     @Test func readsServerSettingsBucketsAndUsers() throws {
         let file = try ConfigFile.parse(example, path: "moat.yaml")
-        #expect(file.serverArguments == [
-            "--memory-limit", "256", "--listen", "127.0.0.1", "--listen", "::1", "--enable-sasl", "--verbose", "--verbose",
-            "--extended", "idle_timeout=600",
-        ])
+        #expect(
+            file.serverArguments == [
+                "--memory-limit", "256", "--listen", "127.0.0.1", "--listen", "::1", "--enable-sasl", "--verbose",
+                "--verbose",
+                "--extended", "idle_timeout=600",
+            ])
         #expect(file.setsListen)
-        #expect(file.tenants.buckets == [
-            BucketPlan(name: "shop", memoryLimit: 64 << 20), BucketPlan(name: "blog", memoryLimit: 32 << 20, evictionsEnabled: false),
-        ])
+        #expect(
+            file.tenants.buckets == [
+                BucketPlan(name: "shop", memoryLimit: 64 << 20),
+                BucketPlan(name: "blog", memoryLimit: 32 << 20, evictionsEnabled: false),
+            ])
         let users = try #require(file.tenants.users)
         #expect(users.map(\.name) == ["shop-web", "blog", "ops"])
         #expect(users[0].grant.permissions == [.read, .write])
@@ -89,7 +93,9 @@ import Testing
 
     @Test func aliasesCannotMakeASmallFileHuge() throws {
         // 400 users that all point at one 1,000-entry list: 400,000 values from a 6 KB file.
-        var text = "users:\n  u0: &u { permissions: [" + Array(repeating: "read", count: 1000).joined(separator: ", ") + "] }\n"
+        var text =
+            "users:\n  u0: &u { permissions: [" + Array(repeating: "read", count: 1000).joined(separator: ", ")
+            + "] }\n"
         for index in 1..<400 { text += "  u\(index): *u\n" }
         do {
             _ = try ConfigFile.parse(text, path: "f")
@@ -111,13 +117,16 @@ import Testing
             _ = try ConfigFile.parse(text, path: "f")
             Issue.record("accepted")
         } catch {
-            #expect(error.description.contains(location) && error.description.contains("nested deeper than 64"), "\(error.description)")
+            #expect(
+                error.description.contains(location) && error.description.contains("nested deeper than 64"),
+                "\(error.description)")
         }
     }
 
     @Test func aliasesOfAliasesCannotDescribeAnExponentialTree() throws {
         // 2^40 nodes in 40 lines; hashing the key to check for duplicates would walk them all.
-        let text = (["a0: &a0 [x, x]"] + (1..<40).map { "a\($0): &a\($0) [*a\($0 - 1), *a\($0 - 1)]" }).joined(separator: "\n")
+        let text =
+            (["a0: &a0 [x, x]"] + (1..<40).map { "a\($0): &a\($0) [*a\($0 - 1), *a\($0 - 1)]" }).joined(separator: "\n")
             + "\n? *a39\n: 1\n"
         do {
             _ = try ConfigFile.parse(text, path: "f")
@@ -128,11 +137,14 @@ import Testing
     }
 
     @Test func ordinaryAliasesAndNestingStillWork() throws {
-        let text = "users:\n  a: { permissions: &rw [read, write], keys: &k ['app:*'] }\n  b: { permissions: *rw, keys: *k }\n"
+        let text =
+            "users:\n  a: { permissions: &rw [read, write], keys: &k ['app:*'] }\n  b: { permissions: *rw, keys: *k }\n"
         let users = try #require(try ConfigFile.parse(text, path: "f").tenants.users)
         #expect(users.map(\.name) == ["a", "b"] && users[0].grant == users[1].grant)
-        let nested = "server:\n  extended: " + String(repeating: "[", count: 62) + "x" + String(repeating: "]", count: 62) + "\n"
-        #expect(throws: ConfigurationError.self) { try ConfigFile.parse(nested, path: "f") }  // 64 deep: the walker's error, not the bound
+        let nested =
+            "server:\n  extended: " + String(repeating: "[", count: 62) + "x" + String(repeating: "]", count: 62) + "\n"
+        // 64 deep: the walker's error, not the bound.
+        #expect(throws: ConfigurationError.self) { try ConfigFile.parse(nested, path: "f") }
         do {
             _ = try ConfigFile.parse(nested, path: "f")
         } catch {

@@ -8,7 +8,8 @@ import Testing
 
     @Test func defaultsAreTheSafeOnes() throws {
         let c = try resolve([])
-        #expect(c.listeners == [ListenAddress(host: "127.0.0.1", port: 11211), ListenAddress(host: "::1", port: 11211)])
+        #expect(
+            c.listeners == [ListenAddress(host: "127.0.0.1", port: 11211), ListenAddress(host: "::1", port: 11211)])
         #expect(c.publicListeners.isEmpty)
         #expect(c.memoryLimit == 64 * 1024 * 1024)
         #expect(c.maxItemSize == 1024 * 1024)
@@ -46,7 +47,10 @@ import Testing
         #expect(tuned.authentication?.failureDelay == 0.25)
         #expect(tuned.authentication?.lockoutFailures == 4)
         #expect(tuned.authentication?.lockoutSeconds == 30)
-        for bad in ["sasl_mechs=CRAM-MD5", "sasl_mechs=", "auth_max_failures=0", "auth_burst=0", "auth_delay=-1", "auth_timeout=x"] {
+        for bad in [
+            "sasl_mechs=CRAM-MD5", "sasl_mechs=", "auth_max_failures=0", "auth_burst=0", "auth_delay=-1",
+            "auth_timeout=x",
+        ] {
             #expect(throws: ConfigurationError.self) { try resolve(["--credentials", "f", "-o", bad]) }
         }
         #expect(tuned.settingsReport.contains { $0 == ("auth_enabled_sasl", "yes") })
@@ -59,7 +63,10 @@ import Testing
     }
 
     @Test func accessControlOptions() throws {
-        let c = try resolve(["-o", "allow=10.0.0.0/8,::1,192.0.2.7", "-o", "deny=10.9.0.0/16,max_conns_per_ip=8,command_timeout=5,output_timeout=0"])
+        let c = try resolve([
+            "-o", "allow=10.0.0.0/8,::1,192.0.2.7", "-o",
+            "deny=10.9.0.0/16,max_conns_per_ip=8,command_timeout=5,output_timeout=0",
+        ])
         #expect(c.addressFilter.allow.map(\.description) == ["10.0.0.0/8", "::1", "192.0.2.7"])
         #expect(c.addressFilter.deny.map(\.description) == ["10.9.0.0/16"])
         #expect(c.maxConnectionsPerAddress == 8)
@@ -85,8 +92,10 @@ import Testing
 
     @Test func tlsOptions() throws {
         let c = try resolve([
-            "-Z", "-o", "ssl_chain_cert=/etc/moat/chain.pem,ssl_key=/etc/moat/key.pem,ssl_ca_cert=/etc/moat/ca.pem,ssl_verify_mode=2",
-            "-o", "ssl_min_version=tlsv1.3,ssl_handshake_timeout=5,ssl_ciphers=HIGH", "-l", "127.0.0.1,notls:127.0.0.2:11311",
+            "-Z", "-o",
+            "ssl_chain_cert=/etc/moat/chain.pem,ssl_key=/etc/moat/key.pem,ssl_ca_cert=/etc/moat/ca.pem,ssl_verify_mode=2",
+            "-o", "ssl_min_version=tlsv1.3,ssl_handshake_timeout=5,ssl_ciphers=HIGH", "-l",
+            "127.0.0.1,notls:127.0.0.2:11311",
         ])
         #expect(c.tls?.chainCertificate == "/etc/moat/chain.pem")
         #expect(c.tls?.privateKey == "/etc/moat/key.pem")
@@ -99,20 +108,30 @@ import Testing
         #expect(c.ignored.contains("-o ssl_ciphers=HIGH"))
         #expect(try resolve(["-Z", "-o", "ssl_chain_cert=c.pem"]).tls?.minimumVersion == "1.2")
         #expect(try resolve([]).tls == nil)
-        let certAuth = try resolve(["-Z", "--credentials", "f", "-o", "ssl_chain_cert=c.pem,ssl_ca_cert=ca.pem,ssl_verify_mode=1,ssl_cert_auth"])
+        let certAuth = try resolve([
+            "-Z", "--credentials", "f", "-o", "ssl_chain_cert=c.pem,ssl_ca_cert=ca.pem,ssl_verify_mode=1,ssl_cert_auth",
+        ])
         #expect(certAuth.tls?.certificateAuthentication == true)
-        #expect(throws: ConfigurationError.self) { try resolve(["-Z", "-o", "ssl_chain_cert=c.pem,ssl_ca_cert=ca.pem,ssl_verify_mode=1,ssl_cert_auth"]) }
-        #expect(throws: ConfigurationError.self) { try resolve(["-Z", "--credentials", "f", "-o", "ssl_chain_cert=c.pem,ssl_cert_auth"]) }
+        #expect(throws: ConfigurationError.self) {
+            try resolve(["-Z", "-o", "ssl_chain_cert=c.pem,ssl_ca_cert=ca.pem,ssl_verify_mode=1,ssl_cert_auth"])
+        }
+        #expect(throws: ConfigurationError.self) {
+            try resolve(["-Z", "--credentials", "f", "-o", "ssl_chain_cert=c.pem,ssl_cert_auth"])
+        }
         for bad in [
             ["-Z"], ["-o", "ssl_chain_cert=c.pem"], ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=1"],
-            ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_min_version=tlsv1.1"], ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=4"],
+            ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_min_version=tlsv1.1"],
+            ["-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=4"],
         ] {
             #expect(throws: ConfigurationError.self) { try resolve(bad) }
         }
     }
 
     @Test func memcachedOptionsLineParses() throws {
-        let c = try resolve(["-m", "128", "-p", "11311", "-u", "memcache", "-l", "127.0.0.1,::1", "-c", "2048", "-t", "2", "-I", "2m", "-M", "-vv", "-U", "0"])
+        let c = try resolve([
+            "-m", "128", "-p", "11311", "-u", "memcache", "-l", "127.0.0.1,::1", "-c", "2048", "-t", "2", "-I", "2m",
+            "-M", "-vv", "-U", "0",
+        ])
         #expect(c.memoryLimit == 128 * 1024 * 1024)
         #expect(c.listeners.map(\.description) == ["127.0.0.1:11311", "[::1]:11311"])
         #expect(c.user == "memcache")
@@ -124,7 +143,10 @@ import Testing
     }
 
     @Test func joinedShortOptionsAndLongFormsWork() throws {
-        let c = try resolve(["-p11400", "--memory-limit=32", "--listen", "127.0.0.2:9000", "-l", "[::1]:9001", "--enable-shutdown", "--disable-flush-all"])
+        let c = try resolve([
+            "-p11400", "--memory-limit=32", "--listen", "127.0.0.2:9000", "-l", "[::1]:9001", "--enable-shutdown",
+            "--disable-flush-all",
+        ])
         #expect(c.listeners.map(\.description) == ["127.0.0.2:9000", "[::1]:9001"])
         #expect(c.memoryLimit == 32 * 1024 * 1024)
         #expect(c.shutdownEnabled)
@@ -137,7 +159,8 @@ import Testing
         #expect(c.lenientKeys == false)
         #expect(try resolve(["-o", "lenient_keys"]).lenientKeys)
         #expect(try resolve(["-o", "io=epoll"]).ignored.isEmpty)
-        #expect(try resolve(["-o", "io=nio"]).ignored.contains { $0.hasPrefix("-o io=nio") })  // retired: warned, not refused
+        // Retired: warned, not refused.
+        #expect(try resolve(["-o", "io=nio"]).ignored.contains { $0.hasPrefix("-o io=nio") })
         #expect(throws: ConfigurationError.self) { try resolve(["-o", "io=kqueue"]) }
         #expect(c.ignored.contains("-o modern"))
         #expect(throws: ConfigurationError.self) { try resolve(["-o", "no_such_option"]) }
@@ -187,11 +210,17 @@ import Testing
         let udp = try resolve(["-U", "11211", "-o", "allow=10.0.0.0/8"])
         #expect(udp.udp?.port == 11211 && udp.udp?.amplification == 3 && udp.udp?.datagramsPerSecond == 1000)
         #expect(try resolve(["-U", "11211", "-o", "insecure_udp"]).udp != nil)
-        let tuned = try resolve(["-U", "1", "-o", "allow=127.0.0.1,udp_amplification=1,udp_rate=50,udp_bytes_rate=4096"]).udp
+        let tuned = try resolve([
+            "-U", "1", "-o", "allow=127.0.0.1,udp_amplification=1,udp_rate=50,udp_bytes_rate=4096",
+        ]).udp
         #expect(tuned?.amplification == 1 && tuned?.datagramsPerSecond == 50 && tuned?.bytesPerSecond == 4096)
         #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211", "-o", "allow=0.0.0.0/0"]) }
-        #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211", "-o", "allow=10.0.0.0/8,udp_amplification=20"]) }
-        #expect(throws: ConfigurationError.self) { try resolve(["-U", "11211", "-o", "insecure_udp", "--credentials", "f"]) }
+        #expect(throws: ConfigurationError.self) {
+            try resolve(["-U", "11211", "-o", "allow=10.0.0.0/8,udp_amplification=20"])
+        }
+        #expect(throws: ConfigurationError.self) {
+            try resolve(["-U", "11211", "-o", "insecure_udp", "--credentials", "f"])
+        }
         #expect(throws: ConfigurationError.self) { try resolve(["-o", "udp_rate=5"]) }
         #expect(try resolve(["-U", "0"]).udp == nil)
     }

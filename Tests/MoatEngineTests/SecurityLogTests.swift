@@ -10,19 +10,30 @@ final class EventSink: Sendable {
 
 @Suite struct SecurityLogTests {
     @Test func jsonLinesAreEscapedAndBounded() {
-        let line = SecurityLog.jsonLine(.canaryRead(peer: "10.0.0.1", key: "a\"b\\c\u{1}\n"), timestamp: "2026-01-01T00:00:00.000Z")
-        #expect(line == #"{"ts":"2026-01-01T00:00:00.000Z","event":"canary_read","severity":"critical","peer":"10.0.0.1","key":"a\"b\\c\u0001\n"}"#)
-        let long = SecurityLog.jsonLine(.connectionRefused(peer: String(repeating: "x", count: 5000), reason: "allowlist"), timestamp: "t")
+        let line = SecurityLog.jsonLine(
+            .canaryRead(peer: "10.0.0.1", key: "a\"b\\c\u{1}\n"), timestamp: "2026-01-01T00:00:00.000Z")
+        #expect(
+            line
+                == #"{"ts":"2026-01-01T00:00:00.000Z","event":"canary_read","severity":"critical","peer":"10.0.0.1","key":"a\"b\\c\u0001\n"}"#
+        )
+        let long = SecurityLog.jsonLine(
+            .connectionRefused(peer: String(repeating: "x", count: 5000), reason: "allowlist"), timestamp: "t")
         #expect(long.utf8.count < 700)
-        let auth = SecurityLog.jsonLine(.authentication(.failed(user: nil, peer: "::1", mechanism: "PLAIN")), timestamp: "t")
-        #expect(auth == #"{"ts":"t","event":"auth_failure","severity":"warning","peer":"::1","user":null,"mechanism":"PLAIN"}"#)
-        let command = SecurityLog.jsonLine(.dangerousCommand(peer: "p", command: "flush_all", allowed: true), timestamp: "t")
+        let auth = SecurityLog.jsonLine(
+            .authentication(.failed(user: nil, peer: "::1", mechanism: "PLAIN")), timestamp: "t")
+        #expect(
+            auth
+                == #"{"ts":"t","event":"auth_failure","severity":"warning","peer":"::1","user":null,"mechanism":"PLAIN"}"#
+        )
+        let command = SecurityLog.jsonLine(
+            .dangerousCommand(peer: "p", command: "flush_all", allowed: true), timestamp: "t")
         #expect(command.hasSuffix(#""command":"flush_all","allowed":true}"#))
         #expect(SecurityLog.timestamp().count == 24)
     }
 
     func session(_ settings: EngineSettings, _ sink: EventSink) -> Session {
-        let cache = Cache(configuration: CacheConfiguration(memoryLimit: 8 << 20, maxItemSize: 1 << 20, evictionsEnabled: true))
+        let cache = Cache(
+            configuration: CacheConfiguration(memoryLimit: 8 << 20, maxItemSize: 1 << 20, evictionsEnabled: true))
         let log = SecurityLog { event in sink.events.withLock { $0.append(event) } }
         return Engine(cache: cache, settings: settings, securityLog: log).makeSession(peer: "192.0.2.1")
     }
@@ -33,15 +44,26 @@ final class EventSink: Sendable {
         settings.verbosityEnabled = false
         let sink = EventSink()
         var s = session(settings, sink)
-        let replies = String(decoding: drive(&s, Array("set trap 0 0 1\r\nx\r\nget tra trap traps\r\nverbosity 1\r\nwatch\r\nstats detail on\r\nstats detail dump\r\n".utf8)).replies, as: UTF8.self)
-        #expect(replies == "STORED\r\nVALUE trap 0 1\r\nx\r\nEND\r\nCLIENT_ERROR verbosity not allowed\r\nCLIENT_ERROR watch not allowed\r\nOK\r\nCLIENT_ERROR stats detail not allowed\r\n")
-        #expect(sink.all == [
-            .canaryRead(peer: "192.0.2.1", key: "trap"),
-            .dangerousCommand(peer: "192.0.2.1", command: "verbosity", allowed: false),
-            .keyDumpAttempt(peer: "192.0.2.1", command: "watch"),
-            .dangerousCommand(peer: "192.0.2.1", command: "stats detail on", allowed: true),  // accepted, changes nothing
-            .dangerousCommand(peer: "192.0.2.1", command: "stats detail", allowed: false),
-        ])
+        let replies = String(
+            decoding: drive(
+                &s,
+                Array(
+                    "set trap 0 0 1\r\nx\r\nget tra trap traps\r\nverbosity 1\r\nwatch\r\nstats detail on\r\nstats detail dump\r\n"
+                        .utf8)
+            ).replies, as: UTF8.self)
+        #expect(
+            replies
+                == "STORED\r\nVALUE trap 0 1\r\nx\r\nEND\r\nCLIENT_ERROR verbosity not allowed\r\nCLIENT_ERROR watch not allowed\r\nOK\r\nCLIENT_ERROR stats detail not allowed\r\n"
+        )
+        #expect(
+            sink.all == [
+                .canaryRead(peer: "192.0.2.1", key: "trap"),
+                .dangerousCommand(peer: "192.0.2.1", command: "verbosity", allowed: false),
+                .keyDumpAttempt(peer: "192.0.2.1", command: "watch"),
+                // Accepted, changes nothing.
+                .dangerousCommand(peer: "192.0.2.1", command: "stats detail on", allowed: true),
+                .dangerousCommand(peer: "192.0.2.1", command: "stats detail", allowed: false),
+            ])
     }
 
     @Test func noCanariesNoEvents() {

@@ -24,14 +24,18 @@ struct AuthFixture {
     let clock = ManualSeconds()
     let events = EventLog()
 
-    init(mechanisms: [SASLMechanism] = [.scramSHA256, .plain], maxFailures: Int = 3, policy: AuthPolicy = AuthPolicy()) throws {
+    init(mechanisms: [SASLMechanism] = [.scramSHA256, .plain], maxFailures: Int = 3, policy: AuthPolicy = AuthPolicy())
+        throws
+    {
         var store = CredentialStore()
         try store.add(user: "alice", password: Array("secret words".utf8), iterations: 4096)
-        let settings = AuthenticationSettings(store: store, mechanisms: mechanisms, policy: policy, maxFailuresPerConnection: maxFailures)
+        let settings = AuthenticationSettings(
+            store: store, mechanisms: mechanisms, policy: policy, maxFailuresPerConnection: maxFailures)
         let clock = self.clock
         let events = self.events
         let authenticator = Authenticator(settings: settings, now: { clock.now() }) { event in events.append(event) }
-        let cache = Cache(configuration: CacheConfiguration(memoryLimit: 8 << 20, maxItemSize: 1 << 20, evictionsEnabled: true))
+        let cache = Cache(
+            configuration: CacheConfiguration(memoryLimit: 8 << 20, maxItemSize: 1 << 20, evictionsEnabled: true))
         engine = Engine(cache: cache, settings: EngineSettings(), authenticator: authenticator)
     }
 
@@ -50,7 +54,9 @@ struct AuthFixture {
         #expect(!s.isAuthenticated)
         #expect(AuthFixture.text(&s, "get k\r\n").0 == "CLIENT_ERROR unauthenticated\r\n")
         #expect(AuthFixture.text(&s, "stats\r\n").0 == "CLIENT_ERROR unauthenticated\r\n")
-        #expect(AuthFixture.text(&s, "delete k\r\nincr n 1\r\n").0 == "CLIENT_ERROR unauthenticated\r\nCLIENT_ERROR unauthenticated\r\n")
+        #expect(
+            AuthFixture.text(&s, "delete k\r\nincr n 1\r\n").0
+                == "CLIENT_ERROR unauthenticated\r\nCLIENT_ERROR unauthenticated\r\n")
         // The version, but not Moat's build.
         #expect(AuthFixture.text(&s, "version\r\n").0 == "VERSION 1.6.21\r\n")
         // A wrong password, a missing space, then the right one.
@@ -77,8 +83,12 @@ struct AuthFixture {
         policy.failureDelay = 0
         let f = try AuthFixture(maxFailures: 2, policy: policy)
         var s = f.session()
-        #expect(AuthFixture.text(&s, "set a 0 0 7\r\nalice x\r\n") == ("CLIENT_ERROR authentication failure\r\n", .needInput))
-        #expect(AuthFixture.text(&s, "set a 0 0 7\r\nalice y\r\n") == ("CLIENT_ERROR authentication failure\r\n", .close))
+        #expect(
+            AuthFixture.text(&s, "set a 0 0 7\r\nalice x\r\n") == (
+                "CLIENT_ERROR authentication failure\r\n", .needInput
+            ))
+        #expect(
+            AuthFixture.text(&s, "set a 0 0 7\r\nalice y\r\n") == ("CLIENT_ERROR authentication failure\r\n", .close))
         #expect(f.events.all.contains(.disconnected(peer: "10.0.0.1", failures: 2)))
     }
 
@@ -115,7 +125,8 @@ struct AuthFixture {
     @Test func aMistypedPasswordThenTheRightOneLogsIn() throws {
         let f = try AuthFixture()
         var text = f.session(from: "10.0.0.7")
-        #expect(AuthFixture.text(&text, "set a 0 0 11\r\nalice wrong\r\n").0 == "CLIENT_ERROR authentication failure\r\n")
+        #expect(
+            AuthFixture.text(&text, "set a 0 0 11\r\nalice wrong\r\n").0 == "CLIENT_ERROR authentication failure\r\n")
         #expect(AuthFixture.text(&text, "set a 0 0 18\r\nalice secret words\r\n").0 == "STORED\r\n")
         var binary = f.session(from: "10.0.0.7")
         func send(_ bytes: [UInt8]) -> [Response] { parse(drive(&binary, bytes).replies) }
@@ -124,7 +135,9 @@ struct AuthFixture {
         #expect(send(request(0x21, key: "PLAIN", value: wrong)).map(\.status) == [0x20])
         #expect(send(request(0x21, key: "PLAIN", value: right)).map(\.text) == ["Authenticated"])
         var misconfigured = f.session(from: "10.0.0.7")
-        #expect(AuthFixture.text(&misconfigured, "set a 0 0 11\r\nalice wrong\r\n").0 == "CLIENT_ERROR authentication failure\r\n")
+        #expect(
+            AuthFixture.text(&misconfigured, "set a 0 0 11\r\nalice wrong\r\n").0
+                == "CLIENT_ERROR authentication failure\r\n")
         var healthy = f.session(from: "10.0.0.7")
         #expect(AuthFixture.text(&healthy, "set a 0 0 18\r\nalice secret words\r\n").0 == "STORED\r\n")
         let stats = Dictionary(uniqueKeysWithValues: f.engine.generalStats())
@@ -147,18 +160,24 @@ struct AuthFixture {
         let plain: [UInt8] = [0] + Array("alice".utf8) + [0] + Array("secret words".utf8)
         #expect(send(request(0x21, key: "PLAIN", value: plain)).map(\.text) == ["Authenticated"])
         #expect(s.isAuthenticated)
-        #expect(send(request(0x01, key: "k", extras: setExtras(), value: [0x76]) + request(0x00, key: "k")).map(\.status) == [0, 0])
+        #expect(
+            send(request(0x01, key: "k", extras: setExtras(), value: [0x76]) + request(0x00, key: "k")).map(\.status)
+                == [0, 0])
         // A new exchange de-authenticates until it succeeds.
-        #expect(send(request(0x21, key: "PLAIN", value: [0] + Array("alice".utf8) + [0, 0x78])).map(\.status) == [0x20])
+        #expect(
+            send(request(0x21, key: "PLAIN", value: [0] + Array("alice".utf8) + [0, 0x78])).map(\.status) == [0x20])
         #expect(!s.isAuthenticated)
         #expect(send(request(0x00, key: "k")).map(\.status) == [0x20])
     }
 
     @Test func saslOpcodesAreUnknownWithoutAuthentication() {
-        let cache = Cache(configuration: CacheConfiguration(memoryLimit: 8 << 20, maxItemSize: 1 << 20, evictionsEnabled: true))
+        let cache = Cache(
+            configuration: CacheConfiguration(memoryLimit: 8 << 20, maxItemSize: 1 << 20, evictionsEnabled: true))
         var s = Engine(cache: cache, settings: EngineSettings()).makeSession()
         #expect(s.isAuthenticated)
-        #expect(parse(drive(&s, request(0x20) + request(0x21, key: "PLAIN", value: [0, 0x61, 0, 0x62])).replies).map(\.status) == [0x81, 0x81])
+        #expect(
+            parse(drive(&s, request(0x20) + request(0x21, key: "PLAIN", value: [0, 0x61, 0, 0x62])).replies).map(
+                \.status) == [0x81, 0x81])
     }
 
     @Test func mechanismsAreLimitedToTheConfiguredOnes() throws {

@@ -19,7 +19,9 @@ func request(
 
 func be<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.bigEndian, Array.init) }
 func setExtras(flags: UInt32 = 0, exptime: UInt32 = 0) -> [UInt8] { be(flags) + be(exptime) }
-private func incrExtras(_ delta: UInt64, initial: UInt64 = 0, exptime: UInt32 = 0) -> [UInt8] { be(delta) + be(initial) + be(exptime) }
+private func incrExtras(_ delta: UInt64, initial: UInt64 = 0, exptime: UInt32 = 0) -> [UInt8] {
+    be(delta) + be(initial) + be(exptime)
+}
 
 /// A decoded response.
 struct Response: Equatable {
@@ -47,7 +49,8 @@ func parse(_ bytes: [UInt8]) -> [Response] {
         let body = Array(bytes[(i + 24)..<(i + 24 + bodyLength)])
         responses.append(
             Response(
-                opcode: bytes[i + 1], status: int(i + 6, UInt16.self), opaque: int(i + 12, UInt32.self), cas: int(i + 16, UInt64.self),
+                opcode: bytes[i + 1], status: int(i + 6, UInt16.self), opaque: int(i + 12, UInt32.self),
+                cas: int(i + 16, UInt64.self),
                 extras: Array(body[0..<extrasLength]), key: Array(body[extrasLength..<(extrasLength + keyLength)]),
                 value: Array(body[(extrasLength + keyLength)...])))
         i += 24 + bodyLength
@@ -218,7 +221,8 @@ private struct BinaryTranscript {
 
     @Test func dripFedRequestsAnswerTheSame() {
         var t = BinaryTranscript()
-        let stream = request(0x01, key: "k", extras: setExtras(), value: Array("hello".utf8)) + request(0x00, key: "k")
+        let stream =
+            request(0x01, key: "k", extras: setExtras(), value: Array("hello".utf8)) + request(0x00, key: "k")
             + request(0x0a)
         let replies = t.responses(stream, chunk: 1)
         #expect(replies.map(\.status) == [0, 0, 0])

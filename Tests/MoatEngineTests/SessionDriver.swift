@@ -4,7 +4,9 @@ import NIOCore
 /// Feeds `bytes` to a session in chunks of `chunk` bytes (0: all at once), flushing after every
 /// `process` call as a connection does, so that replies past the high-water mark keep flowing.
 /// Returns the replies, the last action, and the most bytes one call left to flush.
-func drive(_ session: inout Session, _ bytes: [UInt8], chunk: Int = 0) -> (replies: [UInt8], action: SessionAction, largestBatch: Int) {
+func drive(_ session: inout Session, _ bytes: [UInt8], chunk: Int = 0) -> (
+    replies: [UInt8], action: SessionAction, largestBatch: Int
+) {
     var input = ByteBuffer()
     var output = ByteBuffer()
     var sent: [UInt8] = []

@@ -66,7 +66,9 @@ import Testing
         #expect(t.reply("ma cnt MD D3 v\r\nma cnt M- D100 v\r\n") == "VA 1\r\n8\r\nVA 1\r\n0\r\n")
         #expect(t.reply("ma cnt C999 v\r\n") == "EX\r\n")
         #expect(t.reply("ma cnt T100 t v\r\n") == "VA 1 t100\r\n1\r\n")
-        #expect(t.reply("ms txt 3\r\nabc\r\nma txt\r\n") == "HD\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
+        #expect(
+            t.reply("ms txt 3\r\nabc\r\nma txt\r\n")
+                == "HD\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
     }
 
     @Test func base64Keys() {
@@ -93,7 +95,9 @@ import Testing
         var t = Transcript()
         _ = t.reply("ms k 1\r\na\r\n")
         let big = String(repeating: "x", count: 2 * 1024 * 1024)
-        #expect(t.reply("ms k \(big.utf8.count) q\r\n\(big)\r\nmn\r\n") == "SERVER_ERROR object too large for cache\r\nMN\r\n")
+        #expect(
+            t.reply("ms k \(big.utf8.count) q\r\n\(big)\r\nmn\r\n")
+                == "SERVER_ERROR object too large for cache\r\nMN\r\n")
         #expect(t.reply("mg k\r\n") == "EN\r\n")
     }
 
@@ -102,7 +106,8 @@ import Testing
         _ = t.reply("ms k 1\r\na\r\nmg k\r\nmg miss\r\nmg k T10\r\nmd k\r\nmd k\r\nma n\r\n")
         let stats = t.reply("stats\r\n")
         for line in [
-            "STAT cmd_get 2\r\n", "STAT get_hits 1\r\n", "STAT get_misses 1\r\n", "STAT cmd_set 1\r\n", "STAT cmd_touch 1\r\n",
+            "STAT cmd_get 2\r\n", "STAT get_hits 1\r\n", "STAT get_misses 1\r\n", "STAT cmd_set 1\r\n",
+            "STAT cmd_touch 1\r\n",
             "STAT touch_hits 1\r\n", "STAT delete_hits 1\r\n", "STAT delete_misses 1\r\n", "STAT incr_misses 1\r\n",
         ] {
             #expect(stats.contains(line), "\(line)")

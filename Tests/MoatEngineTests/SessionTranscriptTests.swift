@@ -17,9 +17,13 @@ struct Transcript {
     var session: Session
     let engine: Engine
 
-    init(settings: EngineSettings = EngineSettings(), memoryLimit: Int = 8 * 1024 * 1024, evictions: Bool = true, clock: ManualClock = ManualClock()) {
+    init(
+        settings: EngineSettings = EngineSettings(), memoryLimit: Int = 8 * 1024 * 1024, evictions: Bool = true,
+        clock: ManualClock = ManualClock()
+    ) {
         let cache = Cache(
-            configuration: CacheConfiguration(memoryLimit: memoryLimit, maxItemSize: settings.limits.maxItemSize, evictionsEnabled: evictions),
+            configuration: CacheConfiguration(
+                memoryLimit: memoryLimit, maxItemSize: settings.limits.maxItemSize, evictionsEnabled: evictions),
             clock: clock)
         engine = Engine(cache: cache, settings: settings)
         session = engine.makeSession()
@@ -139,7 +143,9 @@ struct Transcript {
         var t = Transcript(settings: settings)
         _ = t.reply("set k 0 0 1\r\na\r\n")
         let big = String(repeating: "x", count: 2000)
-        #expect(t.reply("set k 0 0 2000\r\n\(big)\r\nget k\r\n", chunk: 100) == "SERVER_ERROR object too large for cache\r\nEND\r\n")
+        #expect(
+            t.reply("set k 0 0 2000\r\n\(big)\r\nget k\r\n", chunk: 100)
+                == "SERVER_ERROR object too large for cache\r\nEND\r\n")
     }
 
     @Test func malformedInputGetsMemcachedErrors() {
@@ -187,9 +193,11 @@ struct Transcript {
     @Test func binaryFirstByteSwitchesToTheBinaryProtocol() {
         var t = Transcript()
         // A binary noop: 24-byte header, opaque 7.
-        let (text, action) = t.send([0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7] + [UInt8](repeating: 0, count: 8))
+        let (text, action) = t.send(
+            [0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7] + [UInt8](repeating: 0, count: 8))
         #expect(action == .needInput)
-        let expected: [UInt8] = [0x81, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7] + [UInt8](repeating: 0, count: 8)
+        let expected: [UInt8] =
+            [0x81, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7] + [UInt8](repeating: 0, count: 8)
         #expect(text == String(decoding: expected, as: UTF8.self))
     }
 
@@ -267,7 +275,10 @@ struct Transcript {
         var sawOOM = false
         for i in 0..<200 {
             let reply = t.reply("set k\(i) 0 0 1000\r\n\(value)\r\n")
-            if reply == "SERVER_ERROR out of memory storing object\r\n" { sawOOM = true; break }
+            if reply == "SERVER_ERROR out of memory storing object\r\n" {
+                sawOOM = true
+                break
+            }
             #expect(reply == "STORED\r\n")
         }
         #expect(sawOOM)

@@ -14,16 +14,22 @@ struct TenantFixture {
     static func plan(readerCanWrite: Bool = false, withBlog: Bool = true) throws -> TenantPlan {
         var users = [
             UserPlan(name: "shop", bucket: "shop", grant: AccessGrant(permissions: [.read, .write])),
-            UserPlan(name: "reader", bucket: "shop", grant: AccessGrant(permissions: readerCanWrite ? [.read, .write] : [.read])),
+            UserPlan(
+                name: "reader", bucket: "shop",
+                grant: AccessGrant(permissions: readerCanWrite ? [.read, .write] : [.read])),
             UserPlan(
                 name: "scoped", bucket: "shop",
                 grant: AccessGrant(
-                    permissions: [.read, .write], keys: try KeyPatterns(patterns: ["app:*"]), readKeys: try KeyPatterns(patterns: ["pub:*"]),
+                    permissions: [.read, .write], keys: try KeyPatterns(patterns: ["app:*"]),
+                    readKeys: try KeyPatterns(patterns: ["pub:*"]),
                     writeKeys: nil)),
         ]
         if withBlog { users.append(UserPlan(name: "blog", bucket: "blog", grant: AccessGrant(permissions: .all))) }
         return TenantPlan(
-            buckets: [BucketPlan(name: "shop", memoryLimit: 4 * mb), BucketPlan(name: "blog", memoryLimit: 2 * mb, evictionsEnabled: false)],
+            buckets: [
+                BucketPlan(name: "shop", memoryLimit: 4 * mb),
+                BucketPlan(name: "blog", memoryLimit: 2 * mb, evictionsEnabled: false),
+            ],
             users: users)
     }
 
@@ -67,7 +73,9 @@ struct TenantFixture {
     @Test func usersNotInTheConfigurationCannotLogIn() throws {
         let f = try TenantFixture()
         var session = f.engine.makeSession(peer: "10.0.0.9")
-        #expect(AuthFixture.text(&session, "set a 0 0 11\r\nstranger pw\r\n").0 == "CLIENT_ERROR authentication failure\r\n")
+        #expect(
+            AuthFixture.text(&session, "set a 0 0 11\r\nstranger pw\r\n").0 == "CLIENT_ERROR authentication failure\r\n"
+        )
         #expect(!session.isAuthenticated)
     }
 
@@ -84,9 +92,15 @@ struct TenantFixture {
         #expect(AuthFixture.text(&reader, "stats users\r\n").0 == "CLIENT_ERROR permission denied\r\n")
         // Binary, after SASL PLAIN: 0x24 for a set, quiet (setQ) or not.
         var b = f.engine.makeSession(peer: "10.0.0.9")
-        let login = parse(drive(&b, request(0x21, key: "PLAIN", value: [0] + Array("reader".utf8) + [0] + Array("pw".utf8))).replies)
+        let login = parse(
+            drive(&b, request(0x21, key: "PLAIN", value: [0] + Array("reader".utf8) + [0] + Array("pw".utf8))).replies)
         #expect(login.map(\.status) == [0])
-        let refused = parse(drive(&b, request(0x01, key: "k", extras: setExtras(), value: [1]) + request(0x11, key: "k", extras: setExtras(), value: [1])).replies)
+        let refused = parse(
+            drive(
+                &b,
+                request(0x01, key: "k", extras: setExtras(), value: [1])
+                    + request(0x11, key: "k", extras: setExtras(), value: [1])
+            ).replies)
         #expect(refused.map(\.status) == [0x24, 0x24])
         #expect(parse(drive(&b, request(0x00, key: "k")).replies).map(\.status) == [1])
         let users = Dictionary(uniqueKeysWithValues: f.engine.userStats())
@@ -127,7 +141,8 @@ struct TenantFixture {
         var blog = f.login("blog")
         var shop = f.login("shop")
         _ = AuthFixture.text(&shop, "set kept 0 0 1\r\nk\r\n")
-        try f.engine.reconfigure(tenants: try TenantFixture.plan(readerCanWrite: true, withBlog: false), credentials: nil)
+        try f.engine.reconfigure(
+            tenants: try TenantFixture.plan(readerCanWrite: true, withBlog: false), credentials: nil)
         #expect(AuthFixture.text(&reader, "set k 0 0 1\r\nx\r\n").0 == "STORED\r\n")
         var blogAgain = blog
         let stillValid = blogAgain.revalidate()
@@ -169,7 +184,8 @@ struct TenantFixture {
 
     @Test func theDefaultBucketKeepsTheServersEvictionPolicy() throws {
         // -M: a plan without buckets must not turn evictions back on.
-        let cache = Cache(configuration: CacheConfiguration(memoryLimit: 1 << 20, maxItemSize: 1 << 18, evictionsEnabled: false))
+        let cache = Cache(
+            configuration: CacheConfiguration(memoryLimit: 1 << 20, maxItemSize: 1 << 18, evictionsEnabled: false))
         let engine = Engine(cache: cache, settings: EngineSettings())
         try engine.reconfigure(tenants: TenantPlan(), credentials: nil)
         var session = engine.makeSession()

@@ -13,17 +13,23 @@ struct UDPFixture {
         let cache = Cache(configuration: CacheConfiguration(memoryLimit: 16 << 20, maxItemSize: 1 << 20))
         engine = Engine(cache: cache, settings: EngineSettings())
         let clock = self.clock
-        let limiter = SourceRateLimiter(limits: .init(datagramsPerSecond: datagramsPerSecond, bytesPerSecond: 1e9), now: { clock.now() })
+        let limiter = SourceRateLimiter(
+            limits: .init(datagramsPerSecond: datagramsPerSecond, bytesPerSecond: 1e9), now: { clock.now() })
         responder = UDPResponder(
-            engine: engine, policy: .init(amplification: amplification, allowsWrites: allowsWrites), filter: AddressFilter(allow: [AddressBlock("127.0.0.1")!]),
+            engine: engine, policy: .init(amplification: amplification, allowsWrites: allowsWrites),
+            filter: AddressFilter(allow: [AddressBlock("127.0.0.1")!]),
             limiter: limiter)
     }
 
-    func send(_ payload: String, id: UInt16 = 7, header: UDPFrameHeader? = nil, from source: String = "127.0.0.1") -> [UInt8]? {
+    func send(_ payload: String, id: UInt16 = 7, header: UDPFrameHeader? = nil, from source: String = "127.0.0.1")
+        -> [UInt8]?
+    {
         send(Array(payload.utf8), id: id, header: header, from: source)
     }
 
-    func send(_ payload: [UInt8], id: UInt16 = 7, header: UDPFrameHeader? = nil, from source: String = "127.0.0.1") -> [UInt8]? {
+    func send(_ payload: [UInt8], id: UInt16 = 7, header: UDPFrameHeader? = nil, from source: String = "127.0.0.1")
+        -> [UInt8]?
+    {
         let datagram = (header ?? UDPFrameHeader(requestID: id)).bytes + payload
         let reply = datagram.withUnsafeBytes { responder.respond(to: $0, from: PeerAddress(source)) }
         if let reply { #expect(reply.count <= responder.policy.amplification * datagram.count && reply.count <= 1400) }
@@ -72,10 +78,13 @@ struct UDPFixture {
     @Test func malformedFramesAreDropped() {
         let f = UDPFixture()
         let bad: [[UInt8]] = [[], [0, 1, 0], Array("get k\r\n".utf8)]
-        for datagram in bad { #expect(datagram.withUnsafeBytes { f.responder.respond(to: $0, from: PeerAddress("127.0.0.1")) } == nil) }
+        for datagram in bad {
+            #expect(datagram.withUnsafeBytes { f.responder.respond(to: $0, from: PeerAddress("127.0.0.1")) } == nil)
+        }
         #expect(f.send("get k\r\n", header: UDPFrameHeader(requestID: 1, sequence: 1, count: 2)) == nil)
         #expect(f.send("get k\r\n", header: UDPFrameHeader(requestID: 1, sequence: 0, count: 2)) == nil)
-        #expect(f.send("version\r\n", header: UDPFrameHeader(requestID: 1, reserved: 0x100)) != nil)  // ignored, as memcached
+        // Ignored, as memcached.
+        #expect(f.send("version\r\n", header: UDPFrameHeader(requestID: 1, reserved: 0x100)) != nil)
         #expect(f.send([0x80, 0, 0, 0] + [UInt8](repeating: 0, count: 20)) == nil)  // binary protocol
         #expect(f.send("get k") == nil)  // no newline
         #expect(f.send("set k 0 0 zz\r\nx\r\n") == nil)
@@ -85,17 +94,23 @@ struct UDPFixture {
 
     @Test func largeRepliesAreRefusedWithinTheBound() {
         let f = UDPFixture()
-        #expect(f.engine.cache.store(.set, key: Array("big".utf8), value: [UInt8](repeating: 1, count: 100_000), flags: 0, exptime: 0) == .stored)
+        #expect(
+            f.engine.cache.store(
+                .set, key: Array("big".utf8), value: [UInt8](repeating: 1, count: 100_000), flags: 0, exptime: 0)
+                == .stored)
         #expect(UDPFixture.text(f.send("get big\r\n")) == "SERVER_ERROR reply too large for UDP\r\n")
         #expect(UDPFixture.text(f.send("gets big\r\n")) == "SERVER_ERROR reply too large for UDP\r\n")
         #expect(UDPFixture.text(f.send("stats\r\n")) == "CLIENT_ERROR not allowed over UDP\r\n")
         #expect(UDPFixture.text(f.send("get a a a a a a a a a a\r\n")) == "CLIENT_ERROR not allowed over UDP\r\n")
         #expect(UDPFixture.text(f.send("flush_all\r\n")) == "CLIENT_ERROR not allowed over UDP\r\n")
-        #expect(f.send("get a\r\nget a\r\nget a\r\n").map { UDPFixture.text($0) } == "CLIENT_ERROR not allowed over UDP\r\n")
+        #expect(
+            f.send("get a\r\nget a\r\nget a\r\n").map { UDPFixture.text($0) } == "CLIENT_ERROR not allowed over UDP\r\n"
+        )
         #expect(f.engine.udp.oversized.load(ordering: .relaxed) == 2)
         let strict = UDPFixture(amplification: 1)
         #expect(strict.send("stats\r\n") == nil)  // the error does not fit 1 x the request
-        _ = strict.engine.cache.store(.set, key: Array("big".utf8), value: [UInt8](repeating: 1, count: 100_000), flags: 0, exptime: 0)
+        _ = strict.engine.cache.store(
+            .set, key: Array("big".utf8), value: [UInt8](repeating: 1, count: 100_000), flags: 0, exptime: 0)
         #expect(strict.send("get big\r\n") == nil)
     }
 
@@ -104,7 +119,8 @@ struct UDPFixture {
         let f = UDPFixture()
         var generator = SystemRandomNumberGenerator()
         for (index, size) in [1, 10, 40, 100, 400, 1000, 5000].enumerated() {
-            _ = f.engine.cache.store(.set, key: Array("k\(index)".utf8), value: [UInt8](repeating: 65, count: size), flags: 0, exptime: 0)
+            _ = f.engine.cache.store(
+                .set, key: Array("k\(index)".utf8), value: [UInt8](repeating: 65, count: size), flags: 0, exptime: 0)
         }
         let verbs = ["get", "gets", "mg", "delete", "incr", "touch", "stats", "version", "gat 0"]
         for _ in 0..<2000 {

@@ -28,8 +28,15 @@ import Testing
     }
 
     @Test func allowAndDenyListsBecomeSetsPerFamily() throws {
-        let text = try render(["-l", "198.18.0.1", "-l", "[fd00::1]", "-o", "allow=198.18.0.0/24,fd00::/64,deny=198.18.0.9", "-U", "11300"], .nftables)
-        #expect(text.contains("set allowed_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = { 198.18.0.0/24 }"))
+        let text = try render(
+            [
+                "-l", "198.18.0.1", "-l", "[fd00::1]", "-o", "allow=198.18.0.0/24,fd00::/64,deny=198.18.0.9", "-U",
+                "11300",
+            ], .nftables)
+        #expect(
+            text.contains(
+                "set allowed_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = { 198.18.0.0/24 }"
+            ))
         #expect(text.contains("elements = { fd00::/64 }"))
         #expect(text.contains("set denied_v4"))
         #expect(!text.contains("set denied_v6"))
@@ -47,15 +54,19 @@ import Testing
 
     @Test func iptablesReturnsAllowedSourcesAndDropsTheRest() throws {
         let text = try render(["-l", "198.18.0.1", "-o", "allow=198.18.0.2,deny=198.18.0.9"], .iptables)
-        #expect(rules(text) == [
-            "*filter", ":MOAT-INPUT - [0:0]", "-I INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT",
-            "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -s 198.18.0.9 -j DROP",
-            "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -s 198.18.0.2 -j RETURN",
-            "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -j DROP",
-            "COMMIT",
-        ])
+        #expect(
+            rules(text) == [
+                "*filter", ":MOAT-INPUT - [0:0]", "-I INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT",
+                "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -s 198.18.0.9 -j DROP",
+                "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -s 198.18.0.2 -j RETURN",
+                "-A MOAT-INPUT -d 198.18.0.1/32 -p tcp -m tcp --dport 11211 -j DROP",
+                "COMMIT",
+            ])
         #expect(text.contains("--noflush"))
-        #expect(text.contains("#   iptables -D INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT\n#   iptables -F MOAT-INPUT\n#   iptables -X MOAT-INPUT\n"))
+        #expect(
+            text.contains(
+                "#   iptables -D INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT\n#   iptables -F MOAT-INPUT\n#   iptables -X MOAT-INPUT\n"
+            ))
         let six = try render(["-l", "198.18.0.1", "-o", "allow=198.18.0.2"], .ip6tables)
         #expect(six.contains("nothing to filter: no IPv6 listener"))
         #expect(!six.contains("*filter"))
@@ -63,32 +74,47 @@ import Testing
 
     @Test func firewalldAcceptsAllowedSourcesAndDropsDeniedOnesFirst() throws {
         let text = try render(["-l", "198.18.0.1", "-o", "allow=198.18.0.0/24,deny=198.18.0.9"], .firewalld)
-        #expect(rules(text) == [
-            "set -e",
-            #"firewall-cmd --permanent --add-rich-rule='rule priority="-10" family="ipv4" source address="198.18.0.9" destination address="198.18.0.1" port port="11211" protocol="tcp" drop'"#,
-            #"firewall-cmd --permanent --add-rich-rule='rule family="ipv4" source address="198.18.0.0/24" destination address="198.18.0.1" port port="11211" protocol="tcp" accept'"#,
-            "firewall-cmd --reload",
-        ])
+        #expect(
+            rules(text) == [
+                "set -e",
+                #"firewall-cmd --permanent --add-rich-rule='rule priority="-10" family="ipv4" source address="198.18.0.9" destination address="198.18.0.1" port port="11211" protocol="tcp" drop'"#,
+                #"firewall-cmd --permanent --add-rich-rule='rule family="ipv4" source address="198.18.0.0/24" destination address="198.18.0.1" port port="11211" protocol="tcp" accept'"#,
+                "firewall-cmd --reload",
+            ])
         // With authentication and no allow list the port is simply opened.
         let open = try render(["-l", "198.18.0.1", "-o", "insecure_public_bind"], .firewalld)
-        #expect(open.contains(#"rule family="ipv4" destination address="198.18.0.1" port port="11211" protocol="tcp" accept"#))
+        #expect(
+            open.contains(
+                #"rule family="ipv4" destination address="198.18.0.1" port port="11211" protocol="tcp" accept"#))
     }
 
     @Test func namesAndEmptyConfigurations() throws {
-        let error = #expect(throws: FirewallError.self) { try render(["-l", "cache.example", "-o", "allow=10.0.0.0/8"], .nftables) }
-        #expect(error?.description.hasPrefix("cache.example:11211/tcp: cache.example is a name; give the listener an address") == true)
+        let error = #expect(throws: FirewallError.self) {
+            try render(["-l", "cache.example", "-o", "allow=10.0.0.0/8"], .nftables)
+        }
+        #expect(
+            error?.description.hasPrefix(
+                "cache.example:11211/tcp: cache.example is a name; give the listener an address") == true)
         let localhost = try render(["-l", "localhost"], .nftables)
-        #expect(localhost.contains("ip daddr 127.0.0.1 tcp dport 11211") && localhost.contains("ip6 daddr ::1 tcp dport 11211"))
+        #expect(
+            localhost.contains("ip daddr 127.0.0.1 tcp dport 11211")
+                && localhost.contains("ip6 daddr ::1 tcp dport 11211"))
         let unixOnly = try render(["-p", "0", "-s", "/tmp/moat.sock"], .iptables)
         #expect(unixOnly.contains("nothing to filter: no TCP or UDP listener (unix socket /tmp/moat.sock only)"))
     }
 
     @Test func udpSharesTheTCPHostsAndGetsOneJumpPerPort() throws {
-        let text = try render(["-l", "198.18.0.1", "-l", "198.18.0.4", "-o", "deny=198.18.0.9", "-U", "11300", "-o", "insecure_public_bind,insecure_udp"], .iptables)
+        let text = try render(
+            [
+                "-l", "198.18.0.1", "-l", "198.18.0.4", "-o", "deny=198.18.0.9", "-U", "11300", "-o",
+                "insecure_public_bind,insecure_udp",
+            ], .iptables)
         let jumps = rules(text).filter { $0.hasPrefix("-I INPUT") }
-        #expect(jumps == [
-            "-I INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT", "-I INPUT -p udp -m udp --dport 11300 -j MOAT-INPUT",
-        ])
+        #expect(
+            jumps == [
+                "-I INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT",
+                "-I INPUT -p udp -m udp --dport 11300 -j MOAT-INPUT",
+            ])
         #expect(text.contains("-A MOAT-INPUT -d 198.18.0.4/32 -p udp -m udp --dport 11300 -s 198.18.0.9 -j DROP"))
         // A deny list alone: only the denied source is dropped, nothing else of the port.
         #expect(!rules(text).contains { $0.hasSuffix("--dport 11300 -j DROP") })
@@ -139,7 +165,10 @@ import Testing
         #expect(split(["::/80"]) == [.ipv4: ["0.0.0.0/0"], .ipv6: ["::/80"]])
         #expect(split(["::ffff:c612:0/112", "198.18.0.0/16"]) == [.ipv4: ["198.18.0.0/16"], .ipv6: []])
         // Beside the mapped range: IPv6 only.
-        #expect(split(["::/96", "2001:db8::/32", "::fffe:0:0/96"]) == [.ipv4: [], .ipv6: ["::/96", "2001:db8::/32", "::fffe:0:0/96"]])
+        #expect(
+            split(["::/96", "2001:db8::/32", "::fffe:0:0/96"]) == [
+                .ipv4: [], .ipv6: ["::/96", "2001:db8::/32", "::fffe:0:0/96"],
+            ])
     }
 
     @Test func aHexIPv4MappedListenerIsFilteredAsIPv4() throws {
@@ -149,10 +178,12 @@ import Testing
     }
 
     @Test func commentsEscapeControlCharactersAndStayShort() throws {
-        let text = try FirewallRules.render(configuration([]), format: .iptables, source: "-P /tmp/p\n-A INPUT -j ACCEPT\r\u{85}x")
+        let text = try FirewallRules.render(
+            configuration([]), format: .iptables, source: "-P /tmp/p\n-A INPUT -j ACCEPT\r\u{85}x")
         #expect(text.contains("-P /tmp/p\\x{a}-A INPUT -j ACCEPT\\x{d}\\x{85}x"))
         #expect(!text.split(separator: "\n").contains { $0.hasPrefix("-A INPUT") })
-        let long = try FirewallRules.render(configuration([]), format: .iptables, source: String(repeating: "x", count: 20_000))
+        let long = try FirewallRules.render(
+            configuration([]), format: .iptables, source: String(repeating: "x", count: 20_000))
         #expect(long.split(separator: "\n").allSatisfy { $0.utf8.count < 2_048 })
         #expect(long.contains("... (cut short)"))
     }

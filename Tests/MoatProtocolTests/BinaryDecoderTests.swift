@@ -4,7 +4,8 @@ import Testing
 
 /// A binary request: header, then extras, key and value.
 func binaryRequest(
-    _ opcode: UInt8, key: [UInt8] = [], extras: [UInt8] = [], value: [UInt8] = [], opaque: UInt32 = 0xdead_beef, cas: UInt64 = 0,
+    _ opcode: UInt8, key: [UInt8] = [], extras: [UInt8] = [], value: [UInt8] = [], opaque: UInt32 = 0xdead_beef,
+    cas: UInt64 = 0,
     bodyLength: UInt32? = nil, keyLength: UInt16? = nil, magic: UInt8 = 0x80
 ) -> [UInt8] {
     var out: [UInt8] = [magic, opcode]
@@ -31,7 +32,9 @@ func binaryDecode(chunks: [[UInt8]], limits: ProtocolLimits = ProtocolLimits()) 
     return requests
 }
 
-func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits = ProtocolLimits()) -> [BinaryOperation<[UInt8]>] {
+func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits = ProtocolLimits()) -> [BinaryOperation<
+    [UInt8]
+>] {
     binaryDecode(chunks: dripFed ? bytes.map { [$0] } : [bytes], limits: limits).map(\.operation)
 }
 
@@ -41,20 +44,36 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
         (binaryRequest(0x09, key: b("k")), .get(key: b("k"), quiet: true, includeKey: false)),
         (binaryRequest(0x0c, key: b("k")), .get(key: b("k"), quiet: false, includeKey: true)),
         (binaryRequest(0x0d, key: b("k")), .get(key: b("k"), quiet: true, includeKey: true)),
-        (binaryRequest(0x01, key: b("k"), extras: be32(7) + be32(100), value: b("abc")),
-         .store(verb: .set, key: b("k"), value: b("abc"), flags: 7, exptime: 100, quiet: false)),
-        (binaryRequest(0x12, key: b("k"), extras: be32(0) + be32(0), value: []),
-         .store(verb: .add, key: b("k"), value: [], flags: 0, exptime: 0, quiet: true)),
-        (binaryRequest(0x03, key: b("k"), extras: be32(1) + be32(2), value: b("v")),
-         .store(verb: .replace, key: b("k"), value: b("v"), flags: 1, exptime: 2, quiet: false)),
-        (binaryRequest(0x0e, key: b("k"), value: b("++")), .store(verb: .append, key: b("k"), value: b("++"), flags: 0, exptime: 0, quiet: false)),
-        (binaryRequest(0x1a, key: b("k"), value: b("--")), .store(verb: .prepend, key: b("k"), value: b("--"), flags: 0, exptime: 0, quiet: true)),
+        (
+            binaryRequest(0x01, key: b("k"), extras: be32(7) + be32(100), value: b("abc")),
+            .store(verb: .set, key: b("k"), value: b("abc"), flags: 7, exptime: 100, quiet: false)
+        ),
+        (
+            binaryRequest(0x12, key: b("k"), extras: be32(0) + be32(0), value: []),
+            .store(verb: .add, key: b("k"), value: [], flags: 0, exptime: 0, quiet: true)
+        ),
+        (
+            binaryRequest(0x03, key: b("k"), extras: be32(1) + be32(2), value: b("v")),
+            .store(verb: .replace, key: b("k"), value: b("v"), flags: 1, exptime: 2, quiet: false)
+        ),
+        (
+            binaryRequest(0x0e, key: b("k"), value: b("++")),
+            .store(verb: .append, key: b("k"), value: b("++"), flags: 0, exptime: 0, quiet: false)
+        ),
+        (
+            binaryRequest(0x1a, key: b("k"), value: b("--")),
+            .store(verb: .prepend, key: b("k"), value: b("--"), flags: 0, exptime: 0, quiet: true)
+        ),
         (binaryRequest(0x04, key: b("k")), .delete(key: b("k"), quiet: false)),
         (binaryRequest(0x14, key: b("k")), .delete(key: b("k"), quiet: true)),
-        (binaryRequest(0x05, key: b("n"), extras: be64(5) + be64(10) + be32(0xffff_ffff)),
-         .arithmetic(key: b("n"), increment: true, delta: 5, initial: 10, exptime: 0xffff_ffff, quiet: false)),
-        (binaryRequest(0x16, key: b("n"), extras: be64(1) + be64(0) + be32(60)),
-         .arithmetic(key: b("n"), increment: false, delta: 1, initial: 0, exptime: 60, quiet: true)),
+        (
+            binaryRequest(0x05, key: b("n"), extras: be64(5) + be64(10) + be32(0xffff_ffff)),
+            .arithmetic(key: b("n"), increment: true, delta: 5, initial: 10, exptime: 0xffff_ffff, quiet: false)
+        ),
+        (
+            binaryRequest(0x16, key: b("n"), extras: be64(1) + be64(0) + be32(60)),
+            .arithmetic(key: b("n"), increment: false, delta: 1, initial: 0, exptime: 60, quiet: true)
+        ),
         (binaryRequest(0x07), .quit(quiet: false)),
         (binaryRequest(0x17), .quit(quiet: true)),
         (binaryRequest(0x08), .flush(exptime: 0, quiet: false)),
@@ -65,13 +84,31 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
         (binaryRequest(0x10, key: b("settings")), .stat(key: b("settings"))),
         (binaryRequest(0x1b, extras: be32(1)), .verbosity(level: 1)),
         (binaryRequest(0x1c, key: b("k"), extras: be32(10)), .touch(key: b("k"), exptime: 10)),
-        (binaryRequest(0x1d, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: false)),
-        (binaryRequest(0x1e, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: false)),
-        (binaryRequest(0x23, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: true)),
-        (binaryRequest(0x24, key: b("k"), extras: be32(10)), .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: true)),
+        (
+            binaryRequest(0x1d, key: b("k"), extras: be32(10)),
+            .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: false)
+        ),
+        (
+            binaryRequest(0x1e, key: b("k"), extras: be32(10)),
+            .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: false)
+        ),
+        (
+            binaryRequest(0x23, key: b("k"), extras: be32(10)),
+            .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: true)
+        ),
+        (
+            binaryRequest(0x24, key: b("k"), extras: be32(10)),
+            .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: true)
+        ),
         (binaryRequest(0x20), .saslListMechanisms),
-        (binaryRequest(0x21, key: b("PLAIN"), value: b("\0u\0p")), .saslAuthenticate(mechanism: b("PLAIN"), data: b("\0u\0p"), isStep: false)),
-        (binaryRequest(0x22, key: b("SCRAM-SHA-256"), value: []), .saslAuthenticate(mechanism: b("SCRAM-SHA-256"), data: [], isStep: true)),
+        (
+            binaryRequest(0x21, key: b("PLAIN"), value: b("\0u\0p")),
+            .saslAuthenticate(mechanism: b("PLAIN"), data: b("\0u\0p"), isStep: false)
+        ),
+        (
+            binaryRequest(0x22, key: b("SCRAM-SHA-256"), value: []),
+            .saslAuthenticate(mechanism: b("SCRAM-SHA-256"), data: [], isStep: true)
+        ),
         (binaryRequest(0x7f, value: b("whatever")), .unknownCommand),
     ]
 
@@ -87,7 +124,9 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
     }
 
     @Test func headerFieldsAreKept() {
-        let requests = binaryDecode(chunks: [binaryRequest(0x01, key: b("k"), extras: be32(0) + be32(0), value: b("v"), opaque: 42, cas: 99)])
+        let requests = binaryDecode(chunks: [
+            binaryRequest(0x01, key: b("k"), extras: be32(0) + be32(0), value: b("v"), opaque: 42, cas: 99)
+        ])
         #expect(requests.count == 1)
         #expect(requests[0].header.opaque == 42)
         #expect(requests[0].header.cas == 99)
@@ -114,13 +153,21 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
         var decoder = BinaryDecoder()
         var huge = ByteBuffer(bytes: binaryRequest(0x21, key: b("PLAIN"), bodyLength: 0x7fff_fff0))
         #expect(decoder.next(&huge)?.operation == .invalidArguments)
-        #expect(binaryOps(binaryRequest(0x21, key: [UInt8](repeating: 0x41, count: 33), value: b("x")) + binaryRequest(0x0a))
-            == [.mechanismTooLong, .noop])
+        #expect(
+            binaryOps(
+                binaryRequest(0x21, key: [UInt8](repeating: 0x41, count: 33), value: b("x")) + binaryRequest(0x0a))
+                == [.mechanismTooLong, .noop])
         #expect(binaryOps(binaryRequest(0x21, key: b("PLAIN"), extras: be32(1))) == [.invalidArguments])
         #expect(binaryOps(binaryRequest(0x22, value: b("x"))) == [.invalidArguments])
-        #expect(binaryOps(binaryRequest(0x21, key: b("PLAIN"), value: [UInt8](repeating: 0, count: 4097))) == [.invalidArguments])
+        #expect(
+            binaryOps(binaryRequest(0x21, key: b("PLAIN"), value: [UInt8](repeating: 0, count: 4097))) == [
+                .invalidArguments
+            ])
         let largest = [UInt8](repeating: 0, count: 4096)
-        #expect(binaryOps(binaryRequest(0x21, key: b("PLAIN"), value: largest)) == [.saslAuthenticate(mechanism: b("PLAIN"), data: largest, isStep: false)])
+        #expect(
+            binaryOps(binaryRequest(0x21, key: b("PLAIN"), value: largest)) == [
+                .saslAuthenticate(mechanism: b("PLAIN"), data: largest, isStep: false)
+            ])
     }
 
     @Test func inconsistentLengthsAreInvalidArguments() {
@@ -181,7 +228,10 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
     }
 
     @Test func unknownOpcodesSkipTheirBody() {
-        #expect(binaryOps(binaryRequest(0x55, value: b("abcdef")) + binaryRequest(0x0a), dripFed: true) == [.unknownCommand, .noop])
+        #expect(
+            binaryOps(binaryRequest(0x55, value: b("abcdef")) + binaryRequest(0x0a), dripFed: true) == [
+                .unknownCommand, .noop,
+            ])
     }
 }
 
@@ -189,8 +239,12 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
     @Test func responseHeaderLayout() {
         var out = ByteBuffer()
         BinaryEncoder.writeHeader(
-            opcode: 0x01, status: .keyExists, keyLength: 3, extrasLength: 4, bodyLength: 10, opaque: 0x0102_0304, cas: 0x0a0b, into: &out)
-        #expect(Array(out.readableBytesView) == [0x81, 0x01, 0, 3, 4, 0, 0, 2, 0, 0, 0, 10, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b])
+            opcode: 0x01, status: .keyExists, keyLength: 3, extrasLength: 4, bodyLength: 10, opaque: 0x0102_0304,
+            cas: 0x0a0b, into: &out)
+        #expect(
+            Array(out.readableBytesView) == [
+                0x81, 0x01, 0, 3, 4, 0, 0, 2, 0, 0, 0, 10, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b,
+            ])
     }
 
     @Test func errorsCarryMemcachedsMessage() {

@@ -60,7 +60,9 @@ func store(
     _ verb: StoreVerb, _ key: String, flags: UInt32 = 0, exptime: Int64 = 0, _ value: String, cas: UInt64 = 0,
     noreply: Bool = false
 ) -> TextRequest {
-    .store(StoreRequest(verb: verb, key: b(key), flags: flags, exptime: exptime, value: b(value), casUnique: cas, noreply: noreply))
+    .store(
+        StoreRequest(
+            verb: verb, key: b(key), flags: flags, exptime: exptime, value: b(value), casUnique: cas, noreply: noreply))
 }
 
 func failure(_ reply: ErrorReply, noreply: Bool = false) -> TextRequest {

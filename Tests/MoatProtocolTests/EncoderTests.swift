@@ -4,16 +4,24 @@ import Testing
 
 @Suite struct EncoderTests {
     @Test func valueWithoutCAS() {
-        #expect(encoded { TextEncoder.writeValue(key: b("k"), flags: 5, data: b("abc"), cas: nil, into: &$0) } == "VALUE k 5 3\r\nabc\r\n")
-        #expect(encoded { TextEncoder.writeValue(key: b("empty"), flags: 0, data: [], cas: nil, into: &$0) } == "VALUE empty 0 0\r\n\r\n")
+        #expect(
+            encoded { TextEncoder.writeValue(key: b("k"), flags: 5, data: b("abc"), cas: nil, into: &$0) }
+                == "VALUE k 5 3\r\nabc\r\n")
+        #expect(
+            encoded { TextEncoder.writeValue(key: b("empty"), flags: 0, data: [], cas: nil, into: &$0) }
+                == "VALUE empty 0 0\r\n\r\n")
     }
 
     @Test func valueWithCAS() {
-        #expect(encoded { TextEncoder.writeValue(key: b("k"), flags: 0, data: b("hello"), cas: 42, into: &$0) } == "VALUE k 0 5 42\r\nhello\r\n")
+        #expect(
+            encoded { TextEncoder.writeValue(key: b("k"), flags: 0, data: b("hello"), cas: 42, into: &$0) }
+                == "VALUE k 0 5 42\r\nhello\r\n")
         #expect(
             encoded { TextEncoder.writeValue(key: b("k"), flags: UInt32.max, data: b("x"), cas: UInt64.max, into: &$0) }
                 == "VALUE k 4294967295 1 18446744073709551615\r\nx\r\n")
-        #expect(encoded { TextEncoder.writeValue(key: b("k"), flags: 0, data: b("x"), cas: 0, into: &$0) } == "VALUE k 0 1 0\r\nx\r\n")
+        #expect(
+            encoded { TextEncoder.writeValue(key: b("k"), flags: 0, data: b("x"), cas: 0, into: &$0) }
+                == "VALUE k 0 1 0\r\nx\r\n")
     }
 
     @Test func binaryDataIsCopiedVerbatim() {
@@ -44,9 +52,12 @@ import Testing
 
     @Test func errorsLinesAndStats() {
         #expect(encoded { TextEncoder.writeError(.error, into: &$0) } == "ERROR\r\n")
-        #expect(encoded { TextEncoder.writeError(.badCommandLine, into: &$0) } == "CLIENT_ERROR bad command line format\r\n")
+        #expect(
+            encoded { TextEncoder.writeError(.badCommandLine, into: &$0) } == "CLIENT_ERROR bad command line format\r\n"
+        )
         #expect(encoded { TextEncoder.writeError(.badDataChunk, into: &$0) } == "CLIENT_ERROR bad data chunk\r\n")
-        #expect(encoded { TextEncoder.writeError(.tooLarge, into: &$0) } == "SERVER_ERROR object too large for cache\r\n")
+        #expect(
+            encoded { TextEncoder.writeError(.tooLarge, into: &$0) } == "SERVER_ERROR object too large for cache\r\n")
         #expect(encoded { TextEncoder.writeError(.lineTooLong, into: &$0) } == "CLIENT_ERROR line too long\r\n")
         #expect(
             encoded { TextEncoder.writeError(.badDeleteUsage, into: &$0) }

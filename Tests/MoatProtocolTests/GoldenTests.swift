@@ -66,7 +66,9 @@ let goldens: [Golden] = [
     Golden("delete a b c d\r\n", failure(.error)),
     // Arithmetic.
     Golden("incr k 5\r\n", .arithmetic(key: b("k"), delta: 5, increment: true, noreply: false)),
-    Golden("decr k 18446744073709551615 noreply\r\n", .arithmetic(key: b("k"), delta: UInt64.max, increment: false, noreply: true)),
+    Golden(
+        "decr k 18446744073709551615 noreply\r\n",
+        .arithmetic(key: b("k"), delta: UInt64.max, increment: false, noreply: true)),
     Golden("incr k -1\r\n", failure(.invalidDelta)),
     Golden("incr k 18446744073709551616\r\n", failure(.invalidDelta)),
     Golden("decr k abc noreply\r\n", failure(.invalidDelta, noreply: true)),
@@ -150,17 +152,19 @@ let goldens: [Golden] = [
     }
 
     @Test func pipelinedCommandsDecodeInOrder() {
-        let input = "set a 0 0 1\r\nx\r\nget a b\r\ndelete a\r\nincr n 1\r\nversion\r\nset b 1 0 2 noreply\r\nyz\r\ngets b\r\nquit\r\n"
-        #expect(decode(input) == [
-            store(.set, "a", "x"),
-            get("a", "b"),
-            .delete(key: b("a"), noreply: false),
-            .arithmetic(key: b("n"), delta: 1, increment: true, noreply: false),
-            .version,
-            store(.set, "b", flags: 1, "yz", noreply: true),
-            get("b", cas: true),
-            .quit,
-        ])
+        let input =
+            "set a 0 0 1\r\nx\r\nget a b\r\ndelete a\r\nincr n 1\r\nversion\r\nset b 1 0 2 noreply\r\nyz\r\ngets b\r\nquit\r\n"
+        #expect(
+            decode(input) == [
+                store(.set, "a", "x"),
+                get("a", "b"),
+                .delete(key: b("a"), noreply: false),
+                .arithmetic(key: b("n"), delta: 1, increment: true, noreply: false),
+                .version,
+                store(.set, "b", flags: 1, "yz", noreply: true),
+                get("b", cas: true),
+                .quit,
+            ])
     }
 
     @Test func decoderStopsAtIncompleteRequestsAndLeavesBytes() {

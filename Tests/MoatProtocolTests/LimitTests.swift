@@ -45,7 +45,10 @@ import Testing
         // The refused block must not be read as commands: "get x" inside it is swallowed.
         #expect(decode("set \(key251) 0 0 7\r\nget x\r\n\r\nversion\r\n") == [failure(.badCommandLine), .version])
         #expect(dripFeed(b("set \(key251) 0 0 7\r\nget x\r\n\r\nversion\r\n")) == [failure(.badCommandLine), .version])
-        #expect(decode("set \(key251) 0 0 1 noreply\r\nx\r\nversion\r\n") == [failure(.badCommandLine, noreply: true), .version])
+        #expect(
+            decode("set \(key251) 0 0 1 noreply\r\nx\r\nversion\r\n") == [
+                failure(.badCommandLine, noreply: true), .version,
+            ])
     }
 
     @Test func controlBytesRejected() {
@@ -140,7 +143,10 @@ import Testing
     @Test func retrievalLineWithNewlineUpToItsLimit() {
         var keys: [String] = []
         var length = 3
-        while length + 10 < 60_000 { keys.append("k\(keys.count)"); length += 1 + keys.last!.utf8.count }
+        while length + 10 < 60_000 {
+            keys.append("k\(keys.count)")
+            length += 1 + keys.last!.utf8.count
+        }
         let line = "get " + keys.joined(separator: " ") + "\r\n"
         #expect(decode(line) == [.retrieve(keys: keys.map(b), withCAS: false, touchExptime: nil)])
     }
@@ -181,14 +187,26 @@ import Testing
         #expect(dripFeed(input, limits: limits) == expected)
         // A block missing its "\n": framing is lost, the swallow reports a bad data chunk (which closes).
         let short = b("set big 0 0 101\r\n") + Array(repeating: 0x7A, count: 101) + b("\rversion\r\n")
-        #expect(decode(short, limits: limits).prefix(2) == [.storeTooLarge(verb: .set, key: b("big"), noreply: false), failure(.badDataChunk)])
+        #expect(
+            decode(short, limits: limits).prefix(2) == [
+                .storeTooLarge(verb: .set, key: b("big"), noreply: false), failure(.badDataChunk),
+            ])
     }
 
     @Test func oversizeForEveryVerb() {
         let block = String(repeating: "z", count: 200) + "\r\n"
-        #expect(decode("add k 0 0 200 noreply\r\n\(block)", limits: limits) == [.storeTooLarge(verb: .add, key: b("k"), noreply: true)])
-        #expect(decode("append k 0 0 200\r\n\(block)", limits: limits) == [.storeTooLarge(verb: .append, key: b("k"), noreply: false)])
-        #expect(decode("cas k 0 0 200 5\r\n\(block)", limits: limits) == [.storeTooLarge(verb: .cas, key: b("k"), noreply: false)])
+        #expect(
+            decode("add k 0 0 200 noreply\r\n\(block)", limits: limits) == [
+                .storeTooLarge(verb: .add, key: b("k"), noreply: true)
+            ])
+        #expect(
+            decode("append k 0 0 200\r\n\(block)", limits: limits) == [
+                .storeTooLarge(verb: .append, key: b("k"), noreply: false)
+            ])
+        #expect(
+            decode("cas k 0 0 200 5\r\n\(block)", limits: limits) == [
+                .storeTooLarge(verb: .cas, key: b("k"), noreply: false)
+            ])
     }
 
     @Test func hugeDeclaredLengthIsSwallowedNotBuffered() {
@@ -206,7 +224,8 @@ import Testing
     @Test func badDataChunk() {
         #expect(decode("set k 0 0 3\r\nabcXYversion\r\n") == [failure(.badDataChunk), .version])
         #expect(dripFeed(b("set k 0 0 3\r\nabcXYversion\r\n")) == [failure(.badDataChunk), .version])
-        #expect(decode("set k 0 0 3 noreply\r\nabc\n\nversion\r\n") == [failure(.badDataChunk, noreply: true), .version])
+        #expect(
+            decode("set k 0 0 3 noreply\r\nabc\n\nversion\r\n") == [failure(.badDataChunk, noreply: true), .version])
         #expect(decode("set k 0 0 3\r\nabc\nversion\r\n") == [failure(.badDataChunk), failure(.error)])
     }
 
@@ -216,7 +235,8 @@ import Testing
         #expect(decode("set k 0 0 abc\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
         #expect(decode("set k 0 0 2147483645\r\n") == [.storeTooLarge(verb: .set, key: b("k"), noreply: false)])
         #expect(decode("set k 0 0 2147483646\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
-        #expect(decode("set k 0 0 99999999999999999999999\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
+        #expect(
+            decode("set k 0 0 99999999999999999999999\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
     }
 
     @Test func forgedHTTPCloses() {

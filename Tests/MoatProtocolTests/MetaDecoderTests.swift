@@ -23,12 +23,16 @@ import Testing
     @Test func setWaitsForItsDataBlock() throws {
         #expect(decode("ms k 5 T10 F7 MA\r\nhel").isEmpty)
         let r = try #require(meta("ms k 5 T10 F7 MA C12 E13 I\r\nhello\r\n"))
-        #expect(r.verb == .set && r.value == b("hello") && r.flags.clientFlags == 7 && r.flags.mode == UInt8(ascii: "A"))
+        #expect(
+            r.verb == .set && r.value == b("hello") && r.flags.clientFlags == 7 && r.flags.mode == UInt8(ascii: "A"))
         #expect(r.flags.compareCAS == 12 && r.flags.newCAS == 13 && r.flags.has("I"))
         // Drip-fed, byte by byte.
         let dripped = dripFeed(b("ms k 2 q\r\nhi\r\nmn\r\n"))
         #expect(dripped.count == 2)
-        guard case .meta(let m)? = dripped.first else { Issue.record("no ms"); return }
+        guard case .meta(let m)? = dripped.first else {
+            Issue.record("no ms")
+            return
+        }
         #expect(m.value == b("hi"))
     }
 
@@ -68,7 +72,9 @@ import Testing
         let ok = "mg k b c f h k l O1 q s t u v P L I C1 N1"
         #expect(error(ok + "\r\n") != "CLIENT_ERROR options flags are too long")
         #expect(error(ok + " T1\r\n") == "CLIENT_ERROR options flags are too long")
-        #expect(error("md k " + Array(repeating: "q", count: 18).joined(separator: " ") + "\r\n") == "CLIENT_ERROR options flags too long")
+        #expect(
+            error("md k " + Array(repeating: "q", count: 18).joined(separator: " ") + "\r\n")
+                == "CLIENT_ERROR options flags too long")
     }
 
     @Test func refusedSetSwallowsItsData() {
@@ -85,15 +91,23 @@ import Testing
         #expect(refused.count == 3)
         #expect(refused.first == .error(.badCommandLine, noreply: false))
         #expect(!refused.contains { if case .store = $0 { return true } else { return false } })
-        if case .meta(let noop)? = refused.last { #expect(noop.verb == .noop) } else { Issue.record("no mn after the block: \(refused)") }
+        if case .meta(let noop)? = refused.last {
+            #expect(noop.verb == .noop)
+        } else {
+            Issue.record("no mn after the block: \(refused)")
+        }
     }
 
     @Test func tooLargeSetIsRefusedUnbuffered() throws {
         var limits = ProtocolLimits()
         limits.maxItemSize = 10
-        let requests = decode(chunks: [b("ms k 20 T5\r\n"), b("0123456789"), b("0123456789\r\nmn\r\n")], limits: limits)
+        let requests = decode(
+            chunks: [b("ms k 20 T5\r\n"), b("0123456789"), b("0123456789\r\nmn\r\n")], limits: limits)
         #expect(requests.count == 2)
-        guard case .meta(let r)? = requests.first else { Issue.record("no ms"); return }
+        guard case .meta(let r)? = requests.first else {
+            Issue.record("no ms")
+            return
+        }
         #expect(r.valueTooLarge && r.value.isEmpty)
     }
 

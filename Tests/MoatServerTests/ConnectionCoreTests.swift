@@ -2,12 +2,13 @@ import Logging
 import MoatAccess
 import MoatConfig
 import MoatEngine
-@testable import MoatServer
 import MoatStorage
 import MoatTLS
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import MoatServer
 
 /// The connection core with no socket and a manual clock: a `Wire` stands in for the socket (what the
 /// client sent, read one chunk per read; how much the socket takes before it is full), and the test
@@ -50,7 +51,11 @@ import Testing
         /// Whether what was sent since the last call is `expected` (compared whole, reported short).
         func took(_ expected: String) -> Bool {
             let sent = take()
-            if sent != expected { print("sent \(sent.utf8.count) bytes: \(sent.prefix(120))…, expected \(expected.utf8.count): \(expected.prefix(120))…") }
+            if sent != expected {
+                print(
+                    "sent \(sent.utf8.count) bytes: \(sent.prefix(120))…, expected \(expected.utf8.count): \(expected.prefix(120))…"
+                )
+            }
             return sent == expected
         }
 
@@ -78,12 +83,15 @@ import Testing
             limits: Limits = Limits(), settings: EngineSettings = EngineSettings(), users: CredentialStore? = nil,
             certificateAuthentication: Bool = false
         ) throws {
-            let cache = Cache(configuration: CacheConfiguration(memoryLimit: 64 << 20, maxItemSize: 1 << 20, evictionsEnabled: true))
+            let cache = Cache(
+                configuration: CacheConfiguration(memoryLimit: 64 << 20, maxItemSize: 1 << 20, evictionsEnabled: true))
             let events = events
             let log = SecurityLog { event in events.seen.withLock { $0.append(event) } }
             var policy = AuthPolicy()
             policy.failureDelay = 0
-            let authenticator = users.map { Authenticator(settings: AuthenticationSettings(store: $0, policy: policy), now: { 0 }) }
+            let authenticator = users.map {
+                Authenticator(settings: AuthenticationSettings(store: $0, policy: policy), now: { 0 })
+            }
             engine = Engine(cache: cache, settings: settings, authenticator: authenticator, securityLog: log)
             gate = ConnectionGate(
                 configuration: try ServeOptions.parse([]).resolve(), counters: engine.connections, securityLog: log,
@@ -101,7 +109,9 @@ import Testing
 
         var open: Int { engine.connections.current.load(ordering: .relaxed) }
         var closedEvents: [String] {
-            events.all.compactMap { if case .connectionClosed(_, let reason) = $0 { return reason } else { return nil } }
+            events.all.compactMap {
+                if case .connectionClosed(_, let reason) = $0 { return reason } else { return nil }
+            }
         }
     }
 
@@ -293,7 +303,12 @@ import Testing
         let cases: [(prepare: (Wire) -> Void, step: ConnectionStep)] = [
             ({ $0.peerClosed = true }, .close(.normal)),
             ({ $0.readFails = true }, .close(.error)),
-            ({ $0.send("version\r\n"); $0.sendFails = true }, .close(.error)),
+            (
+                {
+                    $0.send("version\r\n")
+                    $0.sendFails = true
+                }, .close(.error)
+            ),
             ({ $0.send("quit\r\n") }, .close(.normal)),
             ({ $0.send("shutdown\r\n") }, .closeAndStopServer),
         ]
@@ -354,7 +369,9 @@ import Testing
     }
 
     /// Client records onto the wire; the core's records into the client, decrypted.
-    func exchange(_ client: TLSStream, _ core: ConnectionCore, _ wire: Wire, at now: Int64) -> (ConnectionStep, String, TLSStream.Status) {
+    func exchange(_ client: TLSStream, _ core: ConnectionCore, _ wire: Wire, at now: Int64) -> (
+        ConnectionStep, String, TLSStream.Status
+    ) {
         var records = ByteBuffer()
         var plaintext = ByteBuffer()
         _ = client.decrypt(into: &plaintext, limit: .max)

@@ -1,6 +1,7 @@
 import MoatConfig
-@testable import MoatServer
 import Testing
+
+@testable import MoatServer
 
 /// The deadlines the epoll loops close connections by, driven with a manual clock (milliseconds).
 @Suite struct ConnectionDeadlinesTests {
@@ -66,13 +67,19 @@ import Testing
     }
 
     @Test func limitsComeFromTheFlags() throws {
-        let configuration = try ServeOptions.parse(["-o", "idle_timeout=7,command_timeout=3,output_timeout=0"]).resolve()
+        let configuration = try ServeOptions.parse(["-o", "idle_timeout=7,command_timeout=3,output_timeout=0"])
+            .resolve()
         #expect(Limits(configuration) == Limits(idle: 7, authentication: 0, command: 3, output: 0))
-        #expect(Limits(try ServeOptions.parse([]).resolve()) == Limits(idle: 0, authentication: 0, command: 10, output: 30))
+        #expect(
+            Limits(try ServeOptions.parse([]).resolve()) == Limits(idle: 0, authentication: 0, command: 10, output: 30))
     }
 
     @Test func onlyMoatsOwnDecisionsAreLimits() {
         let limits = CloseReason.allCases.filter(\.isLimit).map(\.rawValue)
-        #expect(Set(limits) == ["idle_timeout", "auth_timeout", "slow_command", "output_stalled", "output_budget", "access_revoked", "tls_handshake_timeout", "tls_error"])
+        #expect(
+            Set(limits) == [
+                "idle_timeout", "auth_timeout", "slow_command", "output_stalled", "output_budget", "access_revoked",
+                "tls_handshake_timeout", "tls_error",
+            ])
     }
 }

@@ -2,9 +2,10 @@ import Logging
 import MoatAccess
 import MoatConfig
 import MoatEngine
-@testable import MoatServer
 import Synchronization
 import Testing
+
+@testable import MoatServer
 
 /// The one admission of every listener: lists, per-address cap, `-c`, and what each records.
 @Suite struct ConnectionGateTests {
@@ -27,13 +28,18 @@ import Testing
         let counters = ConnectionCounters()
         let events = Events()
         let log = SecurityLog { events.record($0) }
-        return (ConnectionGate(configuration: configuration, counters: counters, securityLog: log, logger: Logger(label: "test")), counters, events)
+        return (
+            ConnectionGate(
+                configuration: configuration, counters: counters, securityLog: log, logger: Logger(label: "test")),
+            counters, events
+        )
     }
 
     @Test func theListsRefuseBeforeAnythingIsCounted() throws {
         let (gate, counters, events) = try gate(["-o", "allow=127.0.0.2"])
         #expect(gate.enter(peer: PeerAddress("127.0.0.3"), described: "127.0.0.3:1") == .refused(reason: "allowlist"))
-        #expect(gate.enter(peer: nil, described: "?") == .refused(reason: "allowlist"))  // unknown: refused while a list exists
+        // Unknown: refused while a list exists.
+        #expect(gate.enter(peer: nil, described: "?") == .refused(reason: "allowlist"))
         #expect(counters.current.load(ordering: .relaxed) == 0 && counters.total.load(ordering: .relaxed) == 0)
         #expect(counters.refusedByFilter.load(ordering: .relaxed) == 2)
         #expect(gate.enter(peer: PeerAddress("127.0.0.2"), described: "127.0.0.2:1") == .admitted)
@@ -55,7 +61,8 @@ import Testing
 
     @Test func overMaxConnectionsGetsMemcachedsReplyAndGivesEverythingBack() throws {
         let (gate, counters, events) = try gate(["-c", "1", "-o", "max_conns_per_ip=1"])
-        let first = PeerAddress("127.0.0.7"), second = PeerAddress("127.0.0.8")
+        let first = PeerAddress("127.0.0.7")
+        let second = PeerAddress("127.0.0.8")
         #expect(gate.enter(peer: first, described: "a") == .admitted)
         #expect(gate.enter(peer: second, described: "b") == .tooManyConnections)
         #expect(counters.current.load(ordering: .relaxed) == 1)

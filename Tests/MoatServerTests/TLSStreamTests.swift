@@ -1,9 +1,10 @@
 import Foundation
 import MoatConfig
-@testable import MoatServer
 import MoatTLS
 import NIOCore
 import Testing
+
+@testable import MoatServer
 
 /// The TLS transform with no socket: a client and a server stream hand records to each other in memory.
 /// Certificates are made by the openssl command for these tests only.
@@ -36,12 +37,15 @@ import Testing
             process.standardError = FileHandle.nullDevice
             try process.run()
             process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw TLSSetupError(description: "openssl \(arguments.first ?? "") failed") }
+            guard process.terminationStatus == 0 else {
+                throw TLSSetupError(description: "openssl \(arguments.first ?? "") failed")
+            }
         }
 
         private func make(ca name: String) throws {
             try openssl([
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", name + ".key",
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                name + ".key",
                 "-out", name + ".pem", "-days", "2", "-subj", "/CN=" + name,
             ])
         }
@@ -70,7 +74,8 @@ import Testing
     func client(_ name: String? = nil) throws -> TLSStream {
         let pki = try #require(Self.pki)
         let context = try TLSContext.client(
-            ca: pki.path("ca.pem"), certificate: name.map { pki.path($0 + ".pem") }, key: name.map { pki.path($0 + ".key") })
+            ca: pki.path("ca.pem"), certificate: name.map { pki.path($0 + ".pem") },
+            key: name.map { pki.path($0 + ".key") })
         return try #require(TLSStream(context: context, server: false, host: "localhost"))
     }
 

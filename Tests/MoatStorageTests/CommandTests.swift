@@ -139,22 +139,34 @@ import Testing
 
     @Test func valueLargerThanMaxItemSizeIsTooLarge() {
         let cache = makeCache(maxItemSize: 100)
-        #expect(cache.store(.set, key: b("k"), value: Array(repeating: 0x61, count: 101), flags: 0, exptime: 0) == .tooLarge)
-        #expect(cache.store(.set, key: b("k"), value: Array(repeating: 0x61, count: 100), flags: 0, exptime: 0) == .stored)
-        #expect(cache.store(.add, key: b("j"), value: Array(repeating: 0x61, count: 101), flags: 0, exptime: 0) == .tooLarge)
+        #expect(
+            cache.store(.set, key: b("k"), value: Array(repeating: 0x61, count: 101), flags: 0, exptime: 0) == .tooLarge
+        )
+        #expect(
+            cache.store(.set, key: b("k"), value: Array(repeating: 0x61, count: 100), flags: 0, exptime: 0) == .stored)
+        #expect(
+            cache.store(.add, key: b("j"), value: Array(repeating: 0x61, count: 101), flags: 0, exptime: 0) == .tooLarge
+        )
     }
 
     @Test func appendThatWouldPassMaxItemSizeIsTooLarge() {
         let cache = makeCache(maxItemSize: 100)
-        #expect(cache.store(.set, key: b("k"), value: Array(repeating: 0x61, count: 60), flags: 0, exptime: 0) == .stored)
-        #expect(cache.store(.append, key: b("k"), value: Array(repeating: 0x62, count: 41), flags: 0, exptime: 0) == .tooLarge)
-        #expect(cache.store(.prepend, key: b("k"), value: Array(repeating: 0x62, count: 40), flags: 0, exptime: 0) == .stored)
+        #expect(
+            cache.store(.set, key: b("k"), value: Array(repeating: 0x61, count: 60), flags: 0, exptime: 0) == .stored)
+        #expect(
+            cache.store(.append, key: b("k"), value: Array(repeating: 0x62, count: 41), flags: 0, exptime: 0)
+                == .tooLarge)
+        #expect(
+            cache.store(.prepend, key: b("k"), value: Array(repeating: 0x62, count: 40), flags: 0, exptime: 0)
+                == .stored)
         #expect(cache.get(b("k"))?.value.count == 100)
     }
 
     @Test func valueLargerThanShardBudgetIsTooLarge() {
         let cache = makeCache(memoryLimit: 1000, maxItemSize: 4096, shards: 1)
-        #expect(cache.store(.set, key: b("k"), value: Array(repeating: 0x61, count: 2000), flags: 0, exptime: 0) == .tooLarge)
+        #expect(
+            cache.store(.set, key: b("k"), value: Array(repeating: 0x61, count: 2000), flags: 0, exptime: 0)
+                == .tooLarge)
         #expect(cache.counters().currentItems == 0)
     }
 

@@ -18,18 +18,24 @@ import Testing
                 let value = b("\(thread):\(round)")
                 _ = cache.store(.set, key: key, value: value, flags: UInt32(thread), exptime: 0)
                 if let hit = cache.get(key) {
-                    if hit.value != value || hit.flags != UInt32(thread) { local.append("thread \(thread) round \(round) read a foreign value") }
+                    if hit.value != value || hit.flags != UInt32(thread) {
+                        local.append("thread \(thread) round \(round) read a foreign value")
+                    }
                 } else {
                     local.append("thread \(thread) lost its own key")
                 }
                 if case .value = cache.increment(b("shared-counter"), by: 1) {} else { local.append("incr failed") }
                 // Contended keys: every write is a whole value from one writer.
                 let contended = b("shared-\(round % 4)")
-                _ = cache.store(.set, key: contended, value: b(String(repeating: "\(thread)", count: 32)), flags: 0, exptime: 0)
+                _ = cache.store(
+                    .set, key: contended, value: b(String(repeating: "\(thread)", count: 32)), flags: 0, exptime: 0)
                 if let hit = cache.get(contended) {
                     if Set(hit.value).count != 1 || hit.value.count != 32 { local.append("torn value") }
                 }
-                if round % 100 == 0 { _ = cache.counters(); _ = cache.reclaimExpired() }
+                if round % 100 == 0 {
+                    _ = cache.counters()
+                    _ = cache.reclaimExpired()
+                }
                 if round % 7 == 0 { _ = cache.delete(contended) }
             }
             if !local.isEmpty { failures.withLock { $0.append(contentsOf: local.prefix(3)) } }
@@ -67,7 +73,10 @@ import Testing
             for i in 0..<3_000 {
                 let key = b("k\(Int.random(in: 0..<500, using: &rng))")
                 switch i % 4 {
-                case 0, 1: _ = cache.store(.set, key: key, value: Array(repeating: 0x41, count: Int.random(in: 0...800, using: &rng)), flags: 0, exptime: 0)
+                case 0, 1:
+                    _ = cache.store(
+                        .set, key: key, value: Array(repeating: 0x41, count: Int.random(in: 0...800, using: &rng)),
+                        flags: 0, exptime: 0)
                 case 2: _ = cache.get(key)
                 default: _ = cache.store(.append, key: key, value: [0x41, 0x41], flags: 0, exptime: 0)
                 }

@@ -163,9 +163,11 @@ import Testing
         let counters = cache.counters()
         #expect(counters.totalItems == 60)
         #expect(counters.currentItems == 50)
-        #expect(counters.bytes == (0..<50).reduce(0) { total, i in
-            total + charge(key: "key\(i)".utf8.count, value: i < 10 ? 1 : 5)
-        })
+        #expect(
+            counters.bytes
+                == (0..<50).reduce(0) { total, i in
+                    total + charge(key: "key\(i)".utf8.count, value: i < 10 ? 1 : 5)
+                })
     }
 
     @Test func shardCountIsPowerOfTwoAndEachShardHasAtLeast16MiB() {
@@ -248,7 +250,9 @@ import Testing
         #expect(cache.counters().currentItems == after.currentItems)
         // With evictions off, a full cache refuses instead of evicting.
         var outcomes: [StoreOutcome] = []
-        for i in 0..<6000 { outcomes.append(cache.store(.set, key: Array("n\(i)".utf8), value: value, flags: 0, exptime: 0)) }
+        for i in 0..<6000 {
+            outcomes.append(cache.store(.set, key: Array("n\(i)".utf8), value: value, flags: 0, exptime: 0))
+        }
         #expect(outcomes.contains(.noMemory))
         #expect(cache.get(Array("k5999".utf8)) != nil)
     }

@@ -13,7 +13,8 @@ import Testing
         return b(key).withUnsafeBytes { k in
             cache.metaGet(k, options) {
                 Seen(
-                    value: String(decoding: $0.value, as: UTF8.self), ttl: $0.ttl, idle: $0.idle, fetchedBefore: $0.fetchedBefore,
+                    value: String(decoding: $0.value, as: UTF8.self), ttl: $0.ttl, idle: $0.idle,
+                    fetchedBefore: $0.fetchedBefore,
                     stale: $0.stale, tokenSentBefore: $0.tokenSentBefore, won: $0.won)
             }
         }
@@ -26,7 +27,11 @@ import Testing
         let cache = makeCache(clock: clock)
         cache.set("k", "v", exptime: 100)
         clock.advance(by: 7)
-        #expect(metaGet(cache, "k") == Seen(value: "v", ttl: 93, idle: 7, fetchedBefore: false, stale: false, tokenSentBefore: false, won: false))
+        #expect(
+            metaGet(cache, "k")
+                == Seen(
+                    value: "v", ttl: 93, idle: 7, fetchedBefore: false, stale: false, tokenSentBefore: false, won: false
+                ))
         clock.advance(by: 2)
         #expect(metaGet(cache, "k")?.idle == 2)
         #expect(metaGet(cache, "k")?.fetchedBefore == true)
@@ -78,25 +83,38 @@ import Testing
         cache.set("k", "value", flags: 9)
         let cas = cache.get(b("k"))!.cas
         b("k").withUnsafeBytes { k in
-            #expect(cache.metaDelete(k, compareCAS: cas + 1, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0) == .exists)
-            #expect(cache.metaDelete(k, compareCAS: cas, invalidate: false, removeValue: true, newExptime: nil, newCAS: 77) == .deleted)
+            #expect(
+                cache.metaDelete(
+                    k, compareCAS: cas + 1, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
+                    == .exists)
+            #expect(
+                cache.metaDelete(k, compareCAS: cas, invalidate: false, removeValue: true, newExptime: nil, newCAS: 77)
+                    == .deleted)
         }
         let emptied = cache.get(b("k"))
         #expect(emptied?.value == [] && emptied?.flags == 9 && emptied?.cas == 77)
         b("k").withUnsafeBytes { k in
-            #expect(cache.metaDelete(k, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0) == .deleted)
-            #expect(cache.metaDelete(k, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0) == .notFound)
+            #expect(
+                cache.metaDelete(k, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
+                    == .deleted)
+            #expect(
+                cache.metaDelete(k, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
+                    == .notFound)
         }
     }
 
     @Test func storeWithCompareExplicitCASAndInvalidate() {
         let cache = makeCache()
-        func store(_ mode: StoreMode, _ value: String, compare: UInt64? = nil, newCAS: UInt64 = 0, invalidate: Bool = false)
+        func store(
+            _ mode: StoreMode, _ value: String, compare: UInt64? = nil, newCAS: UInt64 = 0, invalidate: Bool = false
+        )
             -> (StoreOutcome, cas: UInt64)
         {
             b("k").withUnsafeBytes { k in
                 b(value).withUnsafeBytes { v in
-                    cache.metaStore(mode, key: k, value: v, flags: 0, exptime: 0, compareCAS: compare, newCAS: newCAS, invalidate: invalidate)
+                    cache.metaStore(
+                        mode, key: k, value: v, flags: 0, exptime: 0, compareCAS: compare, newCAS: newCAS,
+                        invalidate: invalidate)
                 }
             }
         }
@@ -115,11 +133,15 @@ import Testing
 
     @Test func arithmeticVivifiesChecksCASAndSetsTTL() {
         let cache = makeCache()
-        func ma(_ delta: UInt64 = 1, increment: Bool = true, compare: UInt64? = nil, newCAS: UInt64 = 0, vivify: Int64? = nil,
-                initial: UInt64 = 0, touch: Int64? = nil) -> MetaArithmeticResult {
+        func ma(
+            _ delta: UInt64 = 1, increment: Bool = true, compare: UInt64? = nil, newCAS: UInt64 = 0,
+            vivify: Int64? = nil,
+            initial: UInt64 = 0, touch: Int64? = nil
+        ) -> MetaArithmeticResult {
             b("n").withUnsafeBytes {
                 cache.metaArithmetic(
-                    $0, delta: delta, increment: increment, compareCAS: compare, newCAS: newCAS, vivifyExptime: vivify, initial: initial,
+                    $0, delta: delta, increment: increment, compareCAS: compare, newCAS: newCAS, vivifyExptime: vivify,
+                    initial: initial,
                     touchExptime: touch)
             }
         }

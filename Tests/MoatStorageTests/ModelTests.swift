@@ -52,7 +52,9 @@ import Testing
         var failures = 0
 
         func randomValue() -> [UInt8] {
-            if Int.random(in: 0..<4, using: &rng) == 0 { return b(String(UInt64.random(in: 0...UInt64.max, using: &rng) >> Int.random(in: 0..<64, using: &rng))) }
+            if Int.random(in: 0..<4, using: &rng) == 0 {
+                return b(String(UInt64.random(in: 0...UInt64.max, using: &rng) >> Int.random(in: 0..<64, using: &rng)))
+            }
             let count = Int.random(in: 0...(scenario.maxItemSize + 20), using: &rng)
             return (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
         }
@@ -98,7 +100,10 @@ import Testing
                 let append = Bool.random(using: &rng)
                 switch cache.store(append ? .append : .prepend, key: key, value: value, flags: 0, exptime: 0) {
                 case .stored:
-                    guard let old = model[key] else { fail("step \(step) append \(name): phantom key"); break }
+                    guard let old = model[key] else {
+                        fail("step \(step) append \(name): phantom key")
+                        break
+                    }
                     model[key] = append ? old + value : value + old
                 case .notStored: model[key] = nil
                 case .tooLarge, .noMemory: break
@@ -119,7 +124,9 @@ import Testing
                 switch outcome {
                 case .value(let result):
                     guard let old = model[key], let current = Self.parseCounter(old) else {
-                        fail("step \(step) arithmetic on \(name) model \(model[key].map { String(decoding: $0, as: UTF8.self) } ?? "nil")")
+                        fail(
+                            "step \(step) arithmetic on \(name) model \(model[key].map { String(decoding: $0, as: UTF8.self) } ?? "nil")"
+                        )
                         break
                     }
                     let expected = increment ? current &+ delta : (delta > current ? 0 : current - delta)
@@ -127,7 +134,9 @@ import Testing
                     model[key] = b(String(result))
                 case .notFound: model[key] = nil
                 case .nonNumeric:
-                    if let old = model[key], Self.parseCounter(old) != nil { fail("step \(step) numeric value reported non-numeric") }
+                    if let old = model[key], Self.parseCounter(old) != nil {
+                        fail("step \(step) numeric value reported non-numeric")
+                    }
                 case .noMemory:
                     // Only without evictions, and the old value must stay as it was (checked by the next hit).
                     if scenario.evictions { fail("step \(step) arithmetic out of memory with evictions on") }
@@ -135,7 +144,10 @@ import Testing
                     fail("step \(step) arithmetic reported a CAS mismatch without a CAS")
                 }
             case 7:
-                guard let hit = cache.get(key) else { model[key] = nil; break }
+                guard let hit = cache.get(key) else {
+                    model[key] = nil
+                    break
+                }
                 let useCurrent = Bool.random(using: &rng)
                 let value = randomValue()
                 let unique = useCurrent ? hit.cas : hit.cas &+ 1
@@ -150,7 +162,9 @@ import Testing
                 }
             default:
                 if let hit = cache.get(key) {
-                    if hit.value != model[key] { fail("step \(step) get \(name) returned a value that is not the last stored") }
+                    if hit.value != model[key] {
+                        fail("step \(step) get \(name) returned a value that is not the last stored")
+                    }
                 } else {
                     model[key] = nil
                 }
@@ -159,7 +173,9 @@ import Testing
             if counters.mallocedBytes > scenario.memoryLimit {
                 fail("step \(step) mallocedBytes \(counters.mallocedBytes) > \(scenario.memoryLimit)")
             }
-            if counters.bytes > counters.mallocedBytes { fail("step \(step) bytes \(counters.bytes) > mallocedBytes \(counters.mallocedBytes)") }
+            if counters.bytes > counters.mallocedBytes {
+                fail("step \(step) bytes \(counters.bytes) > mallocedBytes \(counters.mallocedBytes)")
+            }
         }
 
         // Final sweep: everything the cache still has agrees with the model.

@@ -23,7 +23,9 @@ import Testing
         #expect(bigPerPage >= 2)
 
         // Two pages of small items spend the whole budget.
-        for i in 0..<(2 * perPage) { #expect(cache.store(.set, key: key("a", i), value: value(100), flags: 0, exptime: 0) == .stored) }
+        for i in 0..<(2 * perPage) {
+            #expect(cache.store(.set, key: key("a", i), value: value(100), flags: 0, exptime: 0) == .stored)
+        }
         #expect(cache.counters().mallocedBytes == 2 * Self.pageSize)
         #expect(cache.counters().evictions == 0)
         // Reading the first page's items makes the second page hold the coldest item.
@@ -40,7 +42,9 @@ import Testing
         for i in perPage..<(2 * perPage) { #expect(cache.get(key("a", i)) == nil, "a\(i) was on the reclaimed page") }
 
         // The handed-over page now serves its new class without further evictions...
-        for i in 1..<bigPerPage { #expect(cache.store(.set, key: key("b", i), value: value(300), flags: 0, exptime: 0) == .stored) }
+        for i in 1..<bigPerPage {
+            #expect(cache.store(.set, key: key("b", i), value: value(300), flags: 0, exptime: 0) == .stored)
+        }
         #expect(cache.counters().evictions == UInt64(perPage))
         // ...and once full, that class evicts its own least recently used item, not the other class's.
         #expect(cache.store(.set, key: key("b", bigPerPage), value: value(300), flags: 0, exptime: 0) == .stored)
@@ -57,7 +61,9 @@ import Testing
             memoryLimit: 2 * Self.pageSize, maxItemSize: 1024, evictions: false, shards: 1, pageSize: Self.pageSize)
         let small = try #require(cache.configuration.chunkSize(keyCount: 3, valueCount: 100))
         let perPage = Self.pageSize / small
-        for i in 0..<(2 * perPage) { #expect(cache.store(.set, key: key("a", i), value: value(100), flags: 0, exptime: 0) == .stored) }
+        for i in 0..<(2 * perPage) {
+            #expect(cache.store(.set, key: key("a", i), value: value(100), flags: 0, exptime: 0) == .stored)
+        }
         #expect(cache.store(.set, key: key("b", 0), value: value(300), flags: 0, exptime: 0) == .noMemory)
         #expect(cache.counters().evictions == 0)
         #expect(cache.counters().currentItems == 2 * perPage)
@@ -82,7 +88,9 @@ import Testing
         // Four pages of small items spend the budget; the large item empties the two coldest pages.
         let small = try #require(cache.configuration.chunkSize(keyCount: 3, valueCount: 100))
         let perPage = Self.pageSize / small
-        for i in 0..<(4 * perPage) { #expect(cache.store(.set, key: key("k", i), value: value(100), flags: 0, exptime: 0) == .stored) }
+        for i in 0..<(4 * perPage) {
+            #expect(cache.store(.set, key: key("k", i), value: value(100), flags: 0, exptime: 0) == .stored)
+        }
         #expect(cache.counters().mallocedBytes == limit)
         #expect(cache.store(.set, key: b("big"), value: bigValue, flags: 0, exptime: 0) == .stored)
         var counters = cache.counters()
@@ -130,7 +138,8 @@ import Testing
 
     @Test func largeItemsWithoutEvictionsRefuseWhenFull() {
         let limit = 4 * Self.pageSize
-        let cache = makeCache(memoryLimit: limit, maxItemSize: 4096, evictions: false, shards: 1, pageSize: Self.pageSize)
+        let cache = makeCache(
+            memoryLimit: limit, maxItemSize: 4096, evictions: false, shards: 1, pageSize: Self.pageSize)
         #expect(cache.store(.set, key: b("b1"), value: value(1500), flags: 0, exptime: 0) == .stored)
         #expect(cache.store(.set, key: b("b2"), value: value(1500), flags: 0, exptime: 0) == .stored)
         #expect(cache.store(.set, key: b("b3"), value: value(1500), flags: 0, exptime: 0) == .noMemory)
@@ -142,13 +151,18 @@ import Testing
 
     @Test func crawlerReclaimsExpiredItemsAcrossPages() throws {
         let clock = ManualClock()
-        let cache = makeCache(memoryLimit: 64 * 1024, maxItemSize: 1024, shards: 1, pageSize: Self.pageSize, clock: clock)
+        let cache = makeCache(
+            memoryLimit: 64 * 1024, maxItemSize: 1024, shards: 1, pageSize: Self.pageSize, clock: clock)
         let small = try #require(cache.configuration.chunkSize(keyCount: 3, valueCount: 100))
         let big = try #require(cache.configuration.chunkSize(keyCount: 3, valueCount: 300))
         // Items of two classes spread over many pages; every other small item and every big one expire.
-        for i in 0..<60 { cache.store(.set, key: key("s", i), value: value(100), flags: 0, exptime: i % 2 == 0 ? 10 : 0) }
+        for i in 0..<60 {
+            cache.store(.set, key: key("s", i), value: value(100), flags: 0, exptime: i % 2 == 0 ? 10 : 0)
+        }
         for i in 0..<10 { cache.store(.set, key: key("t", i), value: value(300), flags: 0, exptime: 10) }
-        let pages = (60 + Self.pageSize / small - 1) / (Self.pageSize / small) + (10 + Self.pageSize / big - 1) / (Self.pageSize / big)
+        let pages =
+            (60 + Self.pageSize / small - 1) / (Self.pageSize / small) + (10 + Self.pageSize / big - 1)
+            / (Self.pageSize / big)
         #expect(pages >= 10)
         let malloced = cache.counters().mallocedBytes
         #expect(malloced == pages * Self.pageSize)
@@ -174,8 +188,12 @@ import Testing
         #expect(cache.reclaimExpired() == 0)
 
         // The freed chunks are reused: new items take no new pages.
-        for i in 0..<30 { #expect(cache.store(.set, key: key("u", i), value: value(100), flags: 0, exptime: 0) == .stored) }
-        for i in 0..<10 { #expect(cache.store(.set, key: key("v", i), value: value(300), flags: 0, exptime: 0) == .stored) }
+        for i in 0..<30 {
+            #expect(cache.store(.set, key: key("u", i), value: value(100), flags: 0, exptime: 0) == .stored)
+        }
+        for i in 0..<10 {
+            #expect(cache.store(.set, key: key("v", i), value: value(300), flags: 0, exptime: 0) == .stored)
+        }
         counters = cache.counters()
         #expect(counters.mallocedBytes == malloced)
         #expect(counters.currentItems == 70)
@@ -255,7 +273,10 @@ import Testing
         // One page of another class: the budget is spent with one page each.
         let other = try #require(config.chunkSize(keyCount: 3, valueCount: 100))
         for i in 0..<(pageSize / other) {
-            #expect(cache.store(.set, key: b("o\(i < 10 ? "0" : "")\(i)"), value: Array(repeating: 1, count: 100), flags: 0, exptime: 0) == .stored)
+            #expect(
+                cache.store(
+                    .set, key: b("o\(i < 10 ? "0" : "")\(i)"), value: Array(repeating: 1, count: 100), flags: 0,
+                    exptime: 0) == .stored)
         }
         #expect(cache.counters().mallocedBytes == 2 * pageSize)
         #expect(cache.increment(b("count1"), by: 1) == .value(100))

@@ -46,19 +46,24 @@ func makeCache(
 
 /// The chunk an item of this key and value length occupies under `pageSize` (nil: allocated on its own).
 func chunk(key: Int, value: Int, pageSize: Int) -> Int? {
-    CacheConfiguration(memoryLimit: pageSize, shardCount: 1, pageSize: pageSize).chunkSize(keyCount: key, valueCount: value)
+    CacheConfiguration(memoryLimit: pageSize, shardCount: 1, pageSize: pageSize).chunkSize(
+        keyCount: key, valueCount: value)
 }
 
 /// A one-shard cache whose memory is exactly one page holding `slots` items of this key and value
 /// length: the page is `slots` chunks of the item's size class.
 func slotCache(
-    slots: Int, key: Int, value: Int, maxItemSize: Int = 1024, evictions: Bool = true, clock: ManualClock = ManualClock()
+    slots: Int, key: Int, value: Int, maxItemSize: Int = 1024, evictions: Bool = true,
+    clock: ManualClock = ManualClock()
 ) -> Cache {
     let size = chunk(key: key, value: value, pageSize: 1024 * 1024)!
     let pageSize = slots * size
     let cache = makeCache(
-        memoryLimit: pageSize, maxItemSize: maxItemSize, evictions: evictions, shards: 1, pageSize: pageSize, clock: clock)
-    precondition(cache.configuration.chunkSize(keyCount: key, valueCount: value) == size, "item class changed with the page size")
+        memoryLimit: pageSize, maxItemSize: maxItemSize, evictions: evictions, shards: 1, pageSize: pageSize,
+        clock: clock)
+    precondition(
+        cache.configuration.chunkSize(keyCount: key, valueCount: value) == size, "item class changed with the page size"
+    )
     return cache
 }
 

@@ -25,13 +25,20 @@ public struct ConfigurationCheck: Sendable {
 
     /// The finding for a configuration `moat serve` refuses.
     public func refused(_ message: String) -> [Finding] {
-        [Finding(rule: CheckRules.refused, severity: .high, subject: subject, message: "moat serve would refuse to start: \(message)")]
+        [
+            Finding(
+                rule: CheckRules.refused, severity: .high, subject: subject,
+                message: "moat serve would refuse to start: \(message)")
+        ]
     }
 
-    public func findings(for configuration: ServerConfiguration, tenants: TenantPlan? = nil, configPath: String? = nil) -> [Finding] {
+    public func findings(for configuration: ServerConfiguration, tenants: TenantPlan? = nil, configPath: String? = nil)
+        -> [Finding]
+    {
         var findings: [Finding] = []
         func add(_ rule: Rule, _ severity: Severity, _ message: String, _ evidence: [String: String] = [:]) {
-            findings.append(Finding(rule: rule, severity: severity, subject: subject, message: message, evidence: evidence))
+            findings.append(
+                Finding(rule: rule, severity: severity, subject: subject, message: message, evidence: evidence))
         }
         let exposed = configuration.publicListeners
         let exposedText = exposed.map(\.description).joined(separator: ", ")
@@ -40,24 +47,29 @@ public struct ConfigurationCheck: Sendable {
 
         if !exposed.isEmpty {
             if !authenticated && !allowList {
-                add(CheckRules.publicWithoutProtection, .critical,
+                add(
+                    CheckRules.publicWithoutProtection, .critical,
                     "\(exposedText) accepts anyone: no authentication and no allow list (-o insecure_public_bind)",
                     ["listeners": exposedText])
             } else if !authenticated {
-                add(CheckRules.publicAllowListOnly, .medium,
+                add(
+                    CheckRules.publicAllowListOnly, .medium,
                     "\(exposedText) is guarded by the allow list \(configuration.addressFilter.allow.map(\.description).joined(separator: " ")) and nothing else",
                     ["listeners": exposedText])
             }
             let plain = exposed.filter { configuration.tls == nil || !$0.tls }
             if !plain.isEmpty {
-                add(CheckRules.publicPlaintext, authenticated ? .medium : .low,
-                    "\(plain.map(\.description).joined(separator: ", ")) speaks without TLS", ["listeners": plain.map(\.description).joined(separator: ", ")])
+                add(
+                    CheckRules.publicPlaintext, authenticated ? .medium : .low,
+                    "\(plain.map(\.description).joined(separator: ", ")) speaks without TLS",
+                    ["listeners": plain.map(\.description).joined(separator: ", ")])
             }
         }
         if let udp = configuration.udp {
             let restricted = configuration.addressFilter.isRestrictive
             let severity: Severity = !restricted ? .high : (udp.amplification > 3 ? .medium : .low)
-            add(CheckRules.udpOn, severity,
+            add(
+                CheckRules.udpOn, severity,
                 "UDP is on (port \(udp.port)), replies up to \(udp.amplification)x the request, "
                     + (restricted ? "for the allow list only" : "for any source (-o insecure_udp)"),
                 ["udp_port": "\(udp.port)", "amplification": "\(udp.amplification)"])
@@ -65,17 +77,23 @@ public struct ConfigurationCheck: Sendable {
         if let users = tenants?.users {
             let dumpers = users.filter { $0.grant.permissions.contains(.dump) }.map(\.name)
             if !dumpers.isEmpty {
-                add(CheckRules.dumping, .low,
-                    "users granted dump: \(dumpers.joined(separator: ", ")) (moat serves no key dumps yet; the grant would apply when it does)")
+                add(
+                    CheckRules.dumping, .low,
+                    "users granted dump: \(dumpers.joined(separator: ", ")) (moat serves no key dumps yet; the grant would apply when it does)"
+                )
             }
         }
         if !authenticated {
             let anyoneRemote = !exposed.isEmpty
             if configuration.shutdownEnabled {
-                add(CheckRules.dangerousCommands, anyoneRemote ? .high : .medium, "any client may stop the server: shutdown is on (-A) without authentication")
+                add(
+                    CheckRules.dangerousCommands, anyoneRemote ? .high : .medium,
+                    "any client may stop the server: shutdown is on (-A) without authentication")
             }
             if configuration.flushEnabled && anyoneRemote {
-                add(CheckRules.dangerousCommands, .medium, "any allowed client may empty the cache: flush_all is on without authentication (-F refuses it)")
+                add(
+                    CheckRules.dangerousCommands, .medium,
+                    "any allowed client may empty the cache: flush_all is on without authentication (-F refuses it)")
             }
         }
         if let user = configuration.user, user == "root" || user == "0" {
@@ -83,11 +101,15 @@ public struct ConfigurationCheck: Sendable {
         }
         if let tls = configuration.tls {
             if tls.verifyMode == 0 && !authenticated {
-                add(CheckRules.tlsUnverified, exposed.isEmpty ? .low : .high,
-                    "TLS is on, but without client certificates (ssl_verify_mode=0) and without authentication anyone may connect")
+                add(
+                    CheckRules.tlsUnverified, exposed.isEmpty ? .low : .high,
+                    "TLS is on, but without client certificates (ssl_verify_mode=0) and without authentication anyone may connect"
+                )
             } else if tls.verifyMode == 1 && !authenticated {
-                add(CheckRules.tlsUnverified, exposed.isEmpty ? .low : .medium,
-                    "client certificates are requested but not required (ssl_verify_mode=1) and there is no authentication")
+                add(
+                    CheckRules.tlsUnverified, exposed.isEmpty ? .low : .medium,
+                    "client certificates are requested but not required (ssl_verify_mode=1) and there is no authentication"
+                )
             }
             secret(tls.privateKey ?? tls.chainCertificate, what: "TLS private key", add: add)
         }
@@ -102,7 +124,8 @@ public struct ConfigurationCheck: Sendable {
             add(CheckRules.securityLogOff, .low, "-o security_log=off")
         }
         if let configPath, let status = status(configPath), status.mode & 0o022 != 0 || !status.ownerIsRootOrSelf {
-            add(CheckRules.writableConfig, .high,
+            add(
+                CheckRules.writableConfig, .high,
                 "\(configPath) (mode \(String(status.mode & 0o7777, radix: 8))) can be changed by others",
                 ["mode": String(status.mode & 0o7777, radix: 8)])
         }
@@ -118,11 +141,17 @@ public struct ConfigurationCheck: Sendable {
         }
         let mode = String(status.mode & 0o7777, radix: 8)
         if status.mode & 0o002 != 0 {
-            add(CheckRules.readableSecret, .high, "\(what) \(path) is writable by every account (mode \(mode))", ["path": path, "mode": mode])
+            add(
+                CheckRules.readableSecret, .high, "\(what) \(path) is writable by every account (mode \(mode))",
+                ["path": path, "mode": mode])
         } else if status.mode & 0o004 != 0 {
-            add(CheckRules.readableSecret, .high, "\(what) \(path) is readable by every account (mode \(mode))", ["path": path, "mode": mode])
+            add(
+                CheckRules.readableSecret, .high, "\(what) \(path) is readable by every account (mode \(mode))",
+                ["path": path, "mode": mode])
         } else if status.mode & 0o040 != 0 {
-            add(CheckRules.readableSecret, .low, "\(what) \(path) is readable by its group (mode \(mode))", ["path": path, "mode": mode])
+            add(
+                CheckRules.readableSecret, .low, "\(what) \(path) is readable by its group (mode \(mode))",
+                ["path": path, "mode": mode])
         }
     }
 }

@@ -13,7 +13,10 @@ struct JSONReport: Encodable {
         var failOn: String
         var failed: Bool
         enum CodingKeys: String, CodingKey {
-            case endpoints, services, findings, bySeverity = "by_severity", failOn = "fail_on", failed
+            case endpoints, services, findings
+            case bySeverity = "by_severity"
+            case failOn = "fail_on"
+            case failed
         }
     }
     struct UDPExchange: Encodable {
@@ -23,7 +26,10 @@ struct JSONReport: Encodable {
         var datagrams: Int
         var factor: Double
         enum CodingKeys: String, CodingKey {
-            case command, requestBytes = "request_bytes", replyBytes = "reply_bytes", datagrams, factor
+            case command
+            case requestBytes = "request_bytes"
+            case replyBytes = "reply_bytes"
+            case datagrams, factor
         }
     }
     struct Service: Encodable {
@@ -41,8 +47,14 @@ struct JSONReport: Encodable {
         var tls: String
         var udp: [UDPExchange]?
         enum CodingKeys: String, CodingKey {
-            case endpoint, host, port, addressClass = "address_class", version, text, binary, saslMechanisms = "sasl_mechanisms",
-                statsReadable = "stats_readable", keyEnumeration = "key_enumeration", writable, tls, udp
+            case endpoint, host, port
+            case addressClass = "address_class"
+            case version, text, binary
+            case saslMechanisms = "sasl_mechanisms"
+            case
+                statsReadable = "stats_readable"
+            case keyEnumeration = "key_enumeration"
+            case writable, tls, udp
         }
         // Nil fields are written as null, so every service object has the same keys.
         func encode(to encoder: Encoder) throws {
@@ -80,25 +92,30 @@ struct JSONReport: Encodable {
     var findings: [FindingEntry]
     var summary: Summary
     enum CodingKeys: String, CodingKey {
-        case schemaVersion = "schema_version", tool, generated, inputs, services, findings, summary
+        case schemaVersion = "schema_version"
+        case tool, generated, inputs, services, findings, summary
     }
 }
 
 extension Report {
     func jsonText() -> String {
         let bySeverity = Dictionary(uniqueKeysWithValues: Severity.allCases.map { ($0.description, count($0)) })
-        let services = command == .audit
+        let services =
+            command == .audit
             ? self.services.map { service in
                 JSONReport.Service(
                     endpoint: service.endpoint.description, host: service.endpoint.host, port: service.endpoint.port,
                     addressClass: AddressClass(address: service.endpoint.host).rawValue, version: service.version,
-                    text: service.text.rawValue, binary: service.binary.rawValue, saslMechanisms: service.saslMechanisms,
-                    statsReadable: service.statsReadable, keyEnumeration: service.enumeration, writable: service.writable,
+                    text: service.text.rawValue, binary: service.binary.rawValue,
+                    saslMechanisms: service.saslMechanisms,
+                    statsReadable: service.statsReadable, keyEnumeration: service.enumeration,
+                    writable: service.writable,
                     tls: Report.tlsName(service),
                     udp: service.udpProbed
                         ? service.udp.map {
                             JSONReport.UDPExchange(
-                                command: $0.command, requestBytes: $0.requestBytes, replyBytes: $0.replyBytes, datagrams: $0.datagrams,
+                                command: $0.command, requestBytes: $0.requestBytes, replyBytes: $0.replyBytes,
+                                datagrams: $0.datagrams,
                                 factor: ($0.factor * 100).rounded() / 100)
                         } : nil)
             } : nil
@@ -107,11 +124,13 @@ extension Report {
             generated: generated.formatted(.iso8601), inputs: inputs, services: services,
             findings: findings.map {
                 JSONReport.FindingEntry(
-                    rule: $0.rule.id, name: $0.rule.name, severity: $0.severity.description, subject: $0.subject, message: $0.message,
+                    rule: $0.rule.id, name: $0.rule.name, severity: $0.severity.description, subject: $0.subject,
+                    message: $0.message,
                     remedy: $0.rule.remedy, evidence: $0.evidence)
             },
             summary: .init(
-                endpoints: endpointsScanned, services: command == .audit ? self.services.count : nil, findings: findings.count,
+                endpoints: endpointsScanned, services: command == .audit ? self.services.count : nil,
+                findings: findings.count,
                 bySeverity: bySeverity, failOn: failOn.description, failed: failed))
         return Report.encode(report)
     }

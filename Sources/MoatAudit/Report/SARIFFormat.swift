@@ -6,7 +6,10 @@ struct SARIFLog: Encodable {
     struct RuleProperties: Encodable {
         var tags: [String]
         var securitySeverity: String
-        enum CodingKeys: String, CodingKey { case tags, securitySeverity = "security-severity" }
+        enum CodingKeys: String, CodingKey {
+            case tags
+            case securitySeverity = "security-severity"
+        }
     }
     struct ReportingDescriptor: Encodable {
         var id: String
@@ -62,7 +65,10 @@ struct SARIFLog: Encodable {
     var schema = "https://json.schemastore.org/sarif-2.1.0.json"
     var version = "2.1.0"
     var runs: [Run]
-    enum CodingKeys: String, CodingKey { case schema = "$schema", version, runs }
+    enum CodingKeys: String, CodingKey {
+        case schema = "$schema"
+        case version, runs
+    }
 }
 
 extension Report {
@@ -70,7 +76,8 @@ extension Report {
         let rules = self.rules
         let descriptors = rules.map { rule in
             SARIFLog.ReportingDescriptor(
-                id: rule.id, name: rule.name, shortDescription: .init(text: rule.summary), fullDescription: .init(text: rule.summary),
+                id: rule.id, name: rule.name, shortDescription: .init(text: rule.summary),
+                fullDescription: .init(text: rule.summary),
                 help: .init(text: rule.remedy), defaultConfiguration: .init(level: rule.ceiling.sarifLevel),
                 properties: .init(tags: ["security", "memcached"], securitySeverity: rule.ceiling.securitySeverity))
         }
@@ -81,13 +88,17 @@ extension Report {
             } else {
                 location = .init(
                     physicalLocation: nil,
-                    logicalLocations: [.init(name: finding.subject, fullyQualifiedName: finding.subject, kind: "resource")])
+                    logicalLocations: [
+                        .init(name: finding.subject, fullyQualifiedName: finding.subject, kind: "resource")
+                    ])
             }
             return SARIFLog.Result(
-                ruleId: finding.rule.id, ruleIndex: rules.firstIndex(of: finding.rule) ?? -1, level: finding.severity.sarifLevel,
+                ruleId: finding.rule.id, ruleIndex: rules.firstIndex(of: finding.rule) ?? -1,
+                level: finding.severity.sarifLevel,
                 message: .init(text: "\(finding.subject): \(finding.message)"), locations: [location],
                 partialFingerprints: ["moatFinding/v1": "\(finding.rule.id):\(finding.subject)"],
-                properties: .init(severity: finding.severity.description, subject: finding.subject, evidence: finding.evidence))
+                properties: .init(
+                    severity: finding.severity.description, subject: finding.subject, evidence: finding.evidence))
         }
         let log = SARIFLog(runs: [
             .init(

@@ -11,11 +11,12 @@ public enum AddressClass: String, Sendable, Equatable {
     case `public`
 
     static let loopbackBlocks = AddressFilter(allow: ["127.0.0.0/8", "::1"].compactMap(AddressBlock.init))
-    static let privateBlocks = AddressFilter(allow: [
-        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "198.18.0.0/15",
-        "192.0.0.0/24", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "0.0.0.0/8",
-        "fc00::/7", "fe80::/10", "2001:db8::/32",
-    ].compactMap(AddressBlock.init))
+    static let privateBlocks = AddressFilter(
+        allow: [
+            "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "198.18.0.0/15",
+            "192.0.0.0/24", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "0.0.0.0/8",
+            "fc00::/7", "fe80::/10", "2001:db8::/32",
+        ].compactMap(AddressBlock.init))
 
     /// The class of a numeric address; a name that is not an address counts as public.
     public init(address: String) {

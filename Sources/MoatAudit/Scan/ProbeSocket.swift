@@ -29,7 +29,9 @@ final class ProbeSocket {
             var address = sockaddr_in6()
             address.sin6_family = sa_family_t(AF_INET6)
             address.sin6_port = in_port_t(UInt16(endpoint.port).bigEndian)
-            guard inet_pton(AF_INET6, endpoint.host, &address.sin6_addr) == 1 else { throw .other("bad address \(endpoint.host)") }
+            guard inet_pton(AF_INET6, endpoint.host, &address.sin6_addr) == 1 else {
+                throw .other("bad address \(endpoint.host)")
+            }
             withUnsafeBytes(of: address) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
             length = socklen_t(MemoryLayout<sockaddr_in6>.size)
             family = AF_INET6
@@ -37,13 +39,17 @@ final class ProbeSocket {
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = in_port_t(UInt16(endpoint.port).bigEndian)
-            guard inet_pton(AF_INET, endpoint.host, &address.sin_addr) == 1 else { throw .other("bad address \(endpoint.host)") }
+            guard inet_pton(AF_INET, endpoint.host, &address.sin_addr) == 1 else {
+                throw .other("bad address \(endpoint.host)")
+            }
             withUnsafeBytes(of: address) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
             length = socklen_t(MemoryLayout<sockaddr_in>.size)
             family = AF_INET
         }
         #if canImport(Glibc)
-        let type = Int32(datagram ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
+        let type =
+            Int32(datagram ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue)
+            | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
         #else
         let type = datagram ? SOCK_DGRAM : SOCK_STREAM
         #endif
@@ -103,7 +109,9 @@ final class ProbeSocket {
         var offset = 0
         let deadline = Self.now() + timeout
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             if sent > 0 {
                 offset += sent
                 continue
@@ -118,13 +126,17 @@ final class ProbeSocket {
 
     /// Reads until `complete` says the reply is whole, `limit` bytes arrived, the peer closed, or
     /// the deadline passed; returns what arrived (the caller judges a partial reply).
-    func receive(limit: Int, within seconds: Double? = nil, until complete: ([UInt8]) -> Bool) -> (bytes: [UInt8], closed: Bool) {
+    func receive(limit: Int, within seconds: Double? = nil, until complete: ([UInt8]) -> Bool) -> (
+        bytes: [UInt8], closed: Bool
+    ) {
         var buffer: [UInt8] = []
         let deadline = Self.now() + (seconds ?? timeout)
         var chunk = [UInt8](repeating: 0, count: 16_384)
         while buffer.count < limit {
             guard wait(for: Int16(POLLIN), until: deadline) else { return (buffer, false) }
-            let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, min($0.count, limit - buffer.count), 0) }
+            let count = chunk.withUnsafeMutableBytes {
+                recv(descriptor, $0.baseAddress, min($0.count, limit - buffer.count), 0)
+            }
             if count == 0 { return (buffer, true) }
             if count < 0 {
                 if errno == EAGAIN || errno == EINTR { continue }

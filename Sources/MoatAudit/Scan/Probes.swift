@@ -36,7 +36,9 @@ struct EndpointProber {
 
     // MARK: text protocol
 
-    static func endsLine(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[bytes.count - 2] == 13 && bytes.last == 10 }
+    static func endsLine(_ bytes: [UInt8]) -> Bool {
+        bytes.count >= 2 && bytes[bytes.count - 2] == 13 && bytes.last == 10
+    }
 
     static func firstLine(_ bytes: [UInt8]) -> String {
         let end = bytes.firstIndex(of: 13) ?? bytes.firstIndex(of: 10) ?? bytes.count
@@ -109,13 +111,19 @@ struct EndpointProber {
         if let dump = request(connection, "stats cachedump \(slab) 5\r\n", multiLine: true, limit: Self.dumpLimit) {
             let line = Self.firstLine(dump)
             if !Self.isError(line), Self.multiLineComplete(dump) {
-                let keys = String(decoding: dump, as: UTF8.self).components(separatedBy: "\r\n").filter { $0.hasPrefix("ITEM ") }.count
-                observation.enumeration["stats cachedump"] = keys == 0 ? "accepted (slab class \(slab) empty)" : "listed \(keys) keys"
+                let keys = String(decoding: dump, as: UTF8.self).components(separatedBy: "\r\n").filter {
+                    $0.hasPrefix("ITEM ")
+                }.count
+                observation.enumeration["stats cachedump"] =
+                    keys == 0 ? "accepted (slab class \(slab) empty)" : "listed \(keys) keys"
             }
         }
         if intrusive {
             let value = "moat-audit"
-            if let stored = request(connection, "set \(probeKey) 0 60 \(value.utf8.count)\r\n\(value)\r\n", multiLine: false, limit: Self.lineLimit) {
+            if let stored = request(
+                connection, "set \(probeKey) 0 60 \(value.utf8.count)\r\n\(value)\r\n", multiLine: false,
+                limit: Self.lineLimit)
+            {
                 observation.writable = Self.firstLine(stored) == "STORED"
                 if observation.writable == true {
                     _ = request(connection, "delete \(probeKey)\r\n", multiLine: false, limit: Self.lineLimit)
@@ -131,11 +139,15 @@ struct EndpointProber {
     func probeMetadump(_ endpoint: Endpoint, into observation: inout ServiceObservation) {
         guard let connection = try? ProbeSocket(endpoint, timeout: timeout) else { return }
         defer { connection.close() }
-        guard let dump = request(connection, "lru_crawler metadump all\r\n", multiLine: true, limit: Self.dumpLimit) else { return }
+        guard let dump = request(connection, "lru_crawler metadump all\r\n", multiLine: true, limit: Self.dumpLimit)
+        else { return }
         let line = Self.firstLine(dump)
         if line.hasPrefix("key=") {
-            let keys = String(decoding: dump, as: UTF8.self).components(separatedBy: "\r\n").filter { $0.hasPrefix("key=") }.count
-            observation.enumeration["lru_crawler metadump"] = "listed \(keys)\(dump.count >= Self.dumpLimit ? "+" : "") keys"
+            let keys = String(decoding: dump, as: UTF8.self).components(separatedBy: "\r\n").filter {
+                $0.hasPrefix("key=")
+            }.count
+            observation.enumeration["lru_crawler metadump"] =
+                "listed \(keys)\(dump.count >= Self.dumpLimit ? "+" : "") keys"
         } else if line == "END" {
             observation.enumeration["lru_crawler metadump"] = "accepted (no keys stored)"
         } else if line.hasPrefix("BUSY") {
@@ -218,14 +230,21 @@ struct EndpointProber {
             guard (try? socket.send(request)) != nil else { return }
             // A reply spread over many datagrams arrives within milliseconds on any network worth
             // scanning; the caps bound what a hostile peer can make the scanner hold.
-            guard case .success(let sizes) = socket.receiveDatagrams(
-                quiet: 0.3, maximumCount: 4_096, maximumBytes: 8 << 20,
-                belongs: { $0.count >= 8 && $0[$0.startIndex] == UInt8(id >> 8) && $0[$0.startIndex + 1] == UInt8(id & 0xff) }),
+            guard
+                case .success(let sizes) = socket.receiveDatagrams(
+                    quiet: 0.3, maximumCount: 4_096, maximumBytes: 8 << 20,
+                    belongs: {
+                        $0.count >= 8 && $0[$0.startIndex] == UInt8(id >> 8)
+                            && $0[$0.startIndex + 1] == UInt8(id & 0xff)
+                    }),
                 !sizes.isEmpty
             else { continue }
-            let name = command.split(separator: " ").first.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? command
+            let name =
+                command.split(separator: " ").first.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+                ?? command
             observation.udp.append(
-                ServiceObservation.UDPExchange(command: name, requestBytes: request.count, replyBytes: sizes.reduce(0, +), datagrams: sizes.count))
+                ServiceObservation.UDPExchange(
+                    command: name, requestBytes: request.count, replyBytes: sizes.reduce(0, +), datagrams: sizes.count))
         }
     }
 }

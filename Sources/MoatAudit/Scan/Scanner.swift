@@ -28,9 +28,10 @@ public final class AuditScanner: @unchecked Sendable {
         probeKey = "moat-audit-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
     }
 
-
     /// Observations in the order of `endpoints`; `progress(done, services)` is called as they finish.
-    public func scan(_ endpoints: [Endpoint], progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) -> [ServiceObservation] {
+    public func scan(_ endpoints: [Endpoint], progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in })
+        -> [ServiceObservation]
+    {
         final class Shared: @unchecked Sendable {
             let lock = NSLock()
             var results: [ServiceObservation?]

@@ -12,7 +12,9 @@ final class TLSProber: Sendable {
     }
 
     /// What TLS at the endpoint allows: whether it is offered, and how memcached answers `version` inside it.
-    func probe(_ endpoint: Endpoint, timeout: Double) -> (ServiceObservation.TLS, ServiceObservation.Access, version: String?) {
+    func probe(_ endpoint: Endpoint, timeout: Double) -> (
+        ServiceObservation.TLS, ServiceObservation.Access, version: String?
+    ) {
         switch exchange(endpoint, timeout: timeout) {
         case .answered(let line):
             let trimmed = line.hasSuffix("\r") ? String(line.dropLast()) : line
@@ -20,7 +22,9 @@ final class TLSProber: Sendable {
                 return (.offered(clientCertificateRequired: false), .open, String(trimmed.dropFirst(8)))
             }
             let authentication = EndpointProber.isError(trimmed) && trimmed.lowercased().contains("auth")
-            return (.offered(clientCertificateRequired: false), authentication ? .authenticationRequired : .notServed, nil)
+            return (
+                .offered(clientCertificateRequired: false), authentication ? .authenticationRequired : .notServed, nil
+            )
         case .endedAfterHandshake(let reason):
             return (.offered(clientCertificateRequired: reason.uppercased().contains("CERTIFICATE")), .notServed, nil)
         case .handshakeOnly:

@@ -61,7 +61,9 @@ public struct TargetList: Sendable {
                 for line in text.split(whereSeparator: \.isNewline) {
                     let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
                     for word in content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }) {
-                        guard !word.hasPrefix("@") else { throw TargetError("\(path): a target file cannot name another (\(word))") }
+                        guard !word.hasPrefix("@") else {
+                            throw TargetError("\(path): a target file cannot name another (\(word))")
+                        }
                         for endpoint in try endpoints(String(word)) { try add(endpoint) }
                     }
                 }
@@ -111,7 +113,9 @@ public struct TargetList: Sendable {
     /// Every address of a CIDR block (network and broadcast included, as nmap does).
     func expandBlock(_ text: String, spec: String) throws -> [String] {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let prefix = Int(parts[1]) else { throw TargetError("\(spec): expected address/prefix") }
+        guard parts.count == 2, let prefix = Int(parts[1]) else {
+            throw TargetError("\(spec): expected address/prefix")
+        }
         let address = String(parts[0])
         if address.contains(":") {
             var bytes = [UInt8](repeating: 0, count: 16)
@@ -140,7 +144,9 @@ public struct TargetList: Sendable {
         }
         let hostBits = 32 - prefix
         guard UInt64(1) << UInt64(hostBits) <= UInt64(limit) else {
-            throw TargetError("\(spec): /\(prefix) holds \(UInt64(1) << UInt64(hostBits)) addresses, more than \(limit); give a smaller range")
+            throw TargetError(
+                "\(spec): /\(prefix) holds \(UInt64(1) << UInt64(hostBits)) addresses, more than \(limit); give a smaller range"
+            )
         }
         let value = bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let mask: UInt32 = hostBits == 32 ? 0 : ~((1 << UInt32(hostBits)) - 1)
@@ -171,7 +177,10 @@ public struct TargetList: Sendable {
         var cursor: UnsafeMutablePointer<addrinfo>? = first
         while let entry = cursor {
             var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-            if getnameinfo(entry.pointee.ai_addr, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+            if getnameinfo(
+                entry.pointee.ai_addr, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0,
+                NI_NUMERICHOST) == 0
+            {
                 let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 if !addresses.contains(text) { addresses.append(text) }
             }

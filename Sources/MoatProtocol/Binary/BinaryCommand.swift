@@ -39,16 +39,21 @@ public enum BinaryOperation<Bytes> {
 
     public func map<Other>(_ transform: (Bytes) -> Other) -> BinaryOperation<Other> {
         switch self {
-        case .get(let key, let quiet, let includeKey): return .get(key: transform(key), quiet: quiet, includeKey: includeKey)
+        case .get(let key, let quiet, let includeKey):
+            return .get(key: transform(key), quiet: quiet, includeKey: includeKey)
         case .getAndTouch(let key, let exptime, let quiet, let includeKey):
             return .getAndTouch(key: transform(key), exptime: exptime, quiet: quiet, includeKey: includeKey)
         case .touch(let key, let exptime): return .touch(key: transform(key), exptime: exptime)
         case .store(let verb, let key, let value, let flags, let exptime, let quiet):
-            return .store(verb: verb, key: transform(key), value: transform(value), flags: flags, exptime: exptime, quiet: quiet)
-        case .storeTooLarge(let verb, let key, let quiet): return .storeTooLarge(verb: verb, key: transform(key), quiet: quiet)
+            return .store(
+                verb: verb, key: transform(key), value: transform(value), flags: flags, exptime: exptime, quiet: quiet)
+        case .storeTooLarge(let verb, let key, let quiet):
+            return .storeTooLarge(verb: verb, key: transform(key), quiet: quiet)
         case .delete(let key, let quiet): return .delete(key: transform(key), quiet: quiet)
         case .arithmetic(let key, let increment, let delta, let initial, let exptime, let quiet):
-            return .arithmetic(key: transform(key), increment: increment, delta: delta, initial: initial, exptime: exptime, quiet: quiet)
+            return .arithmetic(
+                key: transform(key), increment: increment, delta: delta, initial: initial, exptime: exptime,
+                quiet: quiet)
         case .quit(let quiet): return .quit(quiet: quiet)
         case .flush(let exptime, let quiet): return .flush(exptime: exptime, quiet: quiet)
         case .noop: return .noop

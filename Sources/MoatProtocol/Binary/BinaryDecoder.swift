@@ -87,8 +87,10 @@ public struct BinaryDecoder: Sendable {
             nextState = bodyLength > 0 ? .swallow(bodyLength) : .header
             return try body(BinaryCommand(header: header, operation: .unknownCommand))
         }
-        if opcode == .saslAuth || opcode == .saslStep, extrasLength == 0, keyLength > BinaryMagic.maxSASLMechanismLength,
-            bodyLength - keyLength <= BinaryMagic.maxSASLDataLength {
+        if opcode == .saslAuth || opcode == .saslStep, extrasLength == 0,
+            keyLength > BinaryMagic.maxSASLMechanismLength,
+            bodyLength - keyLength <= BinaryMagic.maxSASLDataLength
+        {
             // Framed, and bounded by the data limit: refused without closing, the body skipped unbuffered.
             consumed = BinaryMagic.headerSize
             nextState = .swallow(bodyLength)
@@ -106,7 +108,8 @@ public struct BinaryDecoder: Sendable {
             consumed = prefix
             nextState = .swallow(valueLength)
             let key = UnsafeRawBufferPointer(rebasing: bytes[(prefix - keyLength)..<prefix])
-            return try body(BinaryCommand(header: header, operation: .storeTooLarge(verb: verb, key: key, quiet: isQuiet(opcode))))
+            return try body(
+                BinaryCommand(header: header, operation: .storeTooLarge(verb: verb, key: key, quiet: isQuiet(opcode))))
         }
         // Every other request is bounded by the shape rules (body at most 250 + 20 bytes) or by -I.
         let total = BinaryMagic.headerSize + bodyLength
@@ -118,8 +121,12 @@ public struct BinaryDecoder: Sendable {
         let extras = UnsafeRawBufferPointer(rebasing: bytes[extrasStart..<keyStart])
         let key = UnsafeRawBufferPointer(rebasing: bytes[keyStart..<valueStart])
         let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<total])
-        func u32(_ offset: Int) -> UInt32 { UInt32(bigEndian: extras.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
-        func u64(_ offset: Int) -> UInt64 { UInt64(bigEndian: extras.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+        func u32(_ offset: Int) -> UInt32 {
+            UInt32(bigEndian: extras.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+        }
+        func u64(_ offset: Int) -> UInt64 {
+            UInt64(bigEndian: extras.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        }
 
         let quiet = isQuiet(opcode)
         let operation: BinaryOperation<UnsafeRawBufferPointer>
@@ -127,11 +134,13 @@ public struct BinaryDecoder: Sendable {
         case .get, .getQ, .getK, .getKQ:
             operation = .get(key: key, quiet: quiet, includeKey: opcode == .getK || opcode == .getKQ)
         case .gat, .gatQ, .gatK, .gatKQ:
-            operation = .getAndTouch(key: key, exptime: u32(0), quiet: quiet, includeKey: opcode == .gatK || opcode == .gatKQ)
+            operation = .getAndTouch(
+                key: key, exptime: u32(0), quiet: quiet, includeKey: opcode == .gatK || opcode == .gatKQ)
         case .touch:
             operation = .touch(key: key, exptime: u32(0))
         case .set, .setQ, .add, .addQ, .replace, .replaceQ:
-            operation = .store(verb: storeVerb(opcode)!, key: key, value: value, flags: u32(0), exptime: u32(4), quiet: quiet)
+            operation = .store(
+                verb: storeVerb(opcode)!, key: key, value: value, flags: u32(0), exptime: u32(4), quiet: quiet)
         case .append, .appendQ, .prepend, .prependQ:
             operation = .store(verb: storeVerb(opcode)!, key: key, value: value, flags: 0, exptime: 0, quiet: quiet)
         case .delete, .deleteQ:

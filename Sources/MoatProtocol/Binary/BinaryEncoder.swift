@@ -28,7 +28,9 @@ public enum BinaryEncoder {
         let e = extras?.count ?? 0
         let k = key?.count ?? 0
         let v = value?.count ?? 0
-        writeHeader(opcode: opcode, status: status, keyLength: k, extrasLength: e, bodyLength: e + k + v, opaque: opaque, cas: cas, into: &out)
+        writeHeader(
+            opcode: opcode, status: status, keyLength: k, extrasLength: e, bodyLength: e + k + v, opaque: opaque,
+            cas: cas, into: &out)
         if let extras { out.writeBytes(extras) }
         if let key { out.writeBytes(key) }
         if let value { out.writeBytes(value) }
@@ -37,12 +39,15 @@ public enum BinaryEncoder {
     /// A successful get/gat (and touch, without a value): 4 bytes of flags, the key when asked for,
     /// the value, from the item's memory.
     public static func writeItem(
-        opcode: UInt8, opaque: UInt32, cas: UInt64, flags: UInt32, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
+        opcode: UInt8, opaque: UInt32, cas: UInt64, flags: UInt32, key: UnsafeRawBufferPointer?,
+        value: UnsafeRawBufferPointer?,
         into out: inout ByteBuffer
     ) {
         let k = key?.count ?? 0
         let v = value?.count ?? 0
-        writeHeader(opcode: opcode, status: .ok, keyLength: k, extrasLength: 4, bodyLength: 4 + k + v, opaque: opaque, cas: cas, into: &out)
+        writeHeader(
+            opcode: opcode, status: .ok, keyLength: k, extrasLength: 4, bodyLength: 4 + k + v, opaque: opaque, cas: cas,
+            into: &out)
         out.writeInteger(flags)
         if let key { out.writeBytes(key) }
         if let value { out.writeBytes(value) }
@@ -64,13 +69,18 @@ public enum BinaryEncoder {
     }
 
     /// A not-found reply for getk/gatk: the key in the body, no message (as memcached).
-    public static func writeKeyNotFound(opcode: UInt8, opaque: UInt32, key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
-        writeHeader(opcode: opcode, status: .keyNotFound, keyLength: key.count, bodyLength: key.count, opaque: opaque, into: &out)
+    public static func writeKeyNotFound(
+        opcode: UInt8, opaque: UInt32, key: UnsafeRawBufferPointer, into out: inout ByteBuffer
+    ) {
+        writeHeader(
+            opcode: opcode, status: .keyNotFound, keyLength: key.count, bodyLength: key.count, opaque: opaque,
+            into: &out)
         out.writeBytes(key)
     }
 
     /// One `stat` line: key = name, value = value. An empty name ends the list.
-    public static func writeStat(opcode: UInt8, opaque: UInt32, name: String, value: String, into out: inout ByteBuffer) {
+    public static func writeStat(opcode: UInt8, opaque: UInt32, name: String, value: String, into out: inout ByteBuffer)
+    {
         let n = name.utf8.count
         let v = value.utf8.count
         writeHeader(opcode: opcode, status: .ok, keyLength: n, bodyLength: n + v, opaque: opaque, into: &out)

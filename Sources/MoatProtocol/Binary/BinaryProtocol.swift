@@ -12,13 +12,42 @@ public enum BinaryMagic {
 
 /// The opcodes memcached 1.6 implements.
 public enum BinaryOpcode: UInt8, Sendable, CaseIterable {
-    case get = 0x00, set = 0x01, add = 0x02, replace = 0x03, delete = 0x04, increment = 0x05, decrement = 0x06
-    case quit = 0x07, flush = 0x08, getQ = 0x09, noop = 0x0a, version = 0x0b, getK = 0x0c, getKQ = 0x0d
-    case append = 0x0e, prepend = 0x0f, stat = 0x10, setQ = 0x11, addQ = 0x12, replaceQ = 0x13, deleteQ = 0x14
-    case incrementQ = 0x15, decrementQ = 0x16, quitQ = 0x17, flushQ = 0x18, appendQ = 0x19, prependQ = 0x1a
-    case verbosity = 0x1b, touch = 0x1c, gat = 0x1d, gatQ = 0x1e
-    case saslListMechs = 0x20, saslAuth = 0x21, saslStep = 0x22
-    case gatK = 0x23, gatKQ = 0x24
+    case get = 0x00
+    case set = 0x01
+    case add = 0x02
+    case replace = 0x03
+    case delete = 0x04
+    case increment = 0x05
+    case decrement = 0x06
+    case quit = 0x07
+    case flush = 0x08
+    case getQ = 0x09
+    case noop = 0x0a
+    case version = 0x0b
+    case getK = 0x0c
+    case getKQ = 0x0d
+    case append = 0x0e
+    case prepend = 0x0f
+    case stat = 0x10
+    case setQ = 0x11
+    case addQ = 0x12
+    case replaceQ = 0x13
+    case deleteQ = 0x14
+    case incrementQ = 0x15
+    case decrementQ = 0x16
+    case quitQ = 0x17
+    case flushQ = 0x18
+    case appendQ = 0x19
+    case prependQ = 0x1a
+    case verbosity = 0x1b
+    case touch = 0x1c
+    case gat = 0x1d
+    case gatQ = 0x1e
+    case saslListMechs = 0x20
+    case saslAuth = 0x21
+    case saslStep = 0x22
+    case gatK = 0x23
+    case gatKQ = 0x24
 }
 
 /// Response status codes.
@@ -71,7 +100,8 @@ public struct BinaryHeader: Sendable, Equatable {
     public var cas: UInt64
 
     public init(
-        magic: UInt8 = BinaryMagic.request, opcode: UInt8, keyLength: UInt16 = 0, extrasLength: UInt8 = 0, dataType: UInt8 = 0,
+        magic: UInt8 = BinaryMagic.request, opcode: UInt8, keyLength: UInt16 = 0, extrasLength: UInt8 = 0,
+        dataType: UInt8 = 0,
         vbucketOrStatus: UInt16 = 0, bodyLength: UInt32 = 0, opaque: UInt32 = 0, cas: UInt64 = 0
     ) {
         self.magic = magic

@@ -58,7 +58,8 @@ public struct MetaCommand {
 
     public func owned() -> MetaRequest {
         MetaRequest(
-            verb: verb, key: Array(key), flags: flags, tokens: String(decoding: tokens, as: UTF8.self), value: Array(value),
+            verb: verb, key: Array(key), flags: flags, tokens: String(decoding: tokens, as: UTF8.self),
+            value: Array(value),
             valueTooLarge: valueTooLarge)
     }
 }
@@ -143,7 +144,9 @@ public enum Base64 {
     }
 
     /// Runs `body` on the decoded key, held on the stack (keys are at most 250 encoded bytes).
-    public static func withDecoded<R>(_ encoded: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    public static func withDecoded<R>(_ encoded: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> R)
+        rethrows -> R
+    {
         try withUnsafeTemporaryAllocation(byteCount: encoded.count / 4 * 3 + 3, alignment: 1) { scratch in
             let count = decode(encoded, into: scratch)
             return try body(UnsafeRawBufferPointer(rebasing: scratch[0..<count]))

@@ -41,7 +41,9 @@ public struct TokenList: Sequence {
 /// a `TextRequest` that outlives it.
 public enum TextCommand {
     case retrieve(keys: TokenList, withCAS: Bool, touchExptime: Int64?)
-    case store(verb: StoreVerb, key: UnsafeRawBufferPointer, flags: UInt32, exptime: Int64, value: UnsafeRawBufferPointer, casUnique: UInt64, noreply: Bool)
+    case store(
+        verb: StoreVerb, key: UnsafeRawBufferPointer, flags: UInt32, exptime: Int64, value: UnsafeRawBufferPointer,
+        casUnique: UInt64, noreply: Bool)
     case storeTooLarge(verb: StoreVerb, key: UnsafeRawBufferPointer, noreply: Bool)
     case delete(key: UnsafeRawBufferPointer, noreply: Bool)
     case arithmetic(key: UnsafeRawBufferPointer, delta: UInt64, increment: Bool, noreply: Bool)
@@ -70,7 +72,8 @@ public enum TextCommand {
         case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):
             return .store(
                 StoreRequest(
-                    verb: verb, key: Array(key), flags: flags, exptime: exptime, value: Array(value), casUnique: casUnique,
+                    verb: verb, key: Array(key), flags: flags, exptime: exptime, value: Array(value),
+                    casUnique: casUnique,
                     noreply: noreply))
         case .storeTooLarge(let verb, let key, let noreply):
             return .storeTooLarge(verb: verb, key: Array(key), noreply: noreply)

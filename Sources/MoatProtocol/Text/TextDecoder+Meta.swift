@@ -3,7 +3,8 @@
 /// memcached 1.6.18's messages.
 extension TextDecoder {
     static func meta<R>(
-        _ letter: UInt8, rest: UnsafeRawBufferPointer, newline: Int, input: UnsafeRawBufferPointer, limits: ProtocolLimits,
+        _ letter: UInt8, rest: UnsafeRawBufferPointer, newline: Int, input: UnsafeRawBufferPointer,
+        limits: ProtocolLimits,
         consumed: inout Int, nextState: inout State, _ body: (TextCommand) throws -> R
     ) rethrows -> R? {
         consumed = newline + 1
@@ -19,7 +20,11 @@ extension TextDecoder {
         }
         let empty = UnsafeRawBufferPointer(start: nil, count: 0)
         if verb == .noop {
-            return try body(.meta(MetaCommand(verb: .noop, key: empty, flags: MetaFlags(), tokens: empty, value: empty, valueTooLarge: false)))
+            return try body(
+                .meta(
+                    MetaCommand(
+                        verb: .noop, key: empty, flags: MetaFlags(), tokens: empty, value: empty, valueTooLarge: false))
+            )
         }
         var scan = Tokens(rest)
         guard let keyRange = scan.next() else {
@@ -45,7 +50,9 @@ extension TextDecoder {
         let tokens = UnsafeRawBufferPointer(rebasing: rest[scan.position...])
 
         var flags = MetaFlags()
-        let error = verb == .debug ? debugKey(key, tokens, &flags, limits: limits) : parseFlags(verb, key, tokens, &flags, limits: limits)
+        let error =
+            verb == .debug
+            ? debugKey(key, tokens, &flags, limits: limits) : parseFlags(verb, key, tokens, &flags, limits: limits)
         if let error {
             // Unlike memcached for some errors, the data block of a refused ms is always swallowed:
             // it must never be read as commands.
@@ -53,11 +60,16 @@ extension TextDecoder {
             return try body(.error(error, noreply: false))
         }
         guard verb == .set else {
-            return try body(.meta(MetaCommand(verb: verb, key: key, flags: flags, tokens: tokens, value: empty, valueTooLarge: false)))
+            return try body(
+                .meta(
+                    MetaCommand(verb: verb, key: key, flags: flags, tokens: tokens, value: empty, valueTooLarge: false))
+            )
         }
         if length > limits.maxItemSize {
             nextState = .swallow(length + 2)
-            return try body(.meta(MetaCommand(verb: .set, key: key, flags: flags, tokens: tokens, value: empty, valueTooLarge: true)))
+            return try body(
+                .meta(
+                    MetaCommand(verb: .set, key: key, flags: flags, tokens: tokens, value: empty, valueTooLarge: true)))
         }
         let dataStart = newline + 1
         guard input.count >= dataStart + length + 2 else {
@@ -69,12 +81,14 @@ extension TextDecoder {
             return try body(.error(.badDataChunk, noreply: false))
         }
         let value = UnsafeRawBufferPointer(rebasing: input[dataStart..<(dataStart + length)])
-        return try body(.meta(MetaCommand(verb: .set, key: key, flags: flags, tokens: tokens, value: value, valueTooLarge: false)))
+        return try body(
+            .meta(MetaCommand(verb: .set, key: key, flags: flags, tokens: tokens, value: value, valueTooLarge: false)))
     }
 
     /// `me <key> [b]`: only the base64 flag means anything.
     private static func debugKey(
-        _ key: UnsafeRawBufferPointer, _ tokens: UnsafeRawBufferPointer, _ flags: inout MetaFlags, limits: ProtocolLimits
+        _ key: UnsafeRawBufferPointer, _ tokens: UnsafeRawBufferPointer, _ flags: inout MetaFlags,
+        limits: ProtocolLimits
     ) -> ErrorReply? {
         var scan = Tokens(tokens)
         if let first = scan.next(), equals(tokens, first, "b") {
@@ -110,8 +124,12 @@ extension TextDecoder {
         while let range = scan.next() {
             let letter = tokens[range.lowerBound]
             let isLetter = (letter >= 0x41 && letter <= 0x5A) || (letter >= 0x61 && letter <= 0x7A)
-            guard isLetter else { return generic ? .metaInvalidOrDuplicate : (letter >= 127 ? .metaDuplicateFlag : .metaInvalidFlag) }
-            guard flags.present & MetaFlags.bit(letter) == 0 else { return generic ? .metaInvalidOrDuplicate : .metaDuplicateFlag }
+            guard isLetter else {
+                return generic ? .metaInvalidOrDuplicate : (letter >= 127 ? .metaDuplicateFlag : .metaInvalidFlag)
+            }
+            guard flags.present & MetaFlags.bit(letter) == 0 else {
+                return generic ? .metaInvalidOrDuplicate : .metaDuplicateFlag
+            }
             flags.insert(letter)
             let argument = (range.lowerBound + 1)..<range.upperBound
             switch letter {
@@ -122,7 +140,13 @@ extension TextDecoder {
                     error = .metaBadToken
                     continue
                 }
-                if letter == UInt8(ascii: "N") { flags.vivifyTTL = value } else if letter == UInt8(ascii: "T") { flags.ttl = value } else { flags.recacheTTL = value }
+                if letter == UInt8(ascii: "N") {
+                    flags.vivifyTTL = value
+                } else if letter == UInt8(ascii: "T") {
+                    flags.ttl = value
+                } else {
+                    flags.recacheTTL = value
+                }
             case UInt8(ascii: "C"), UInt8(ascii: "E"):
                 guard let value = parseUnsigned(tokens, argument) else {
                     error = .metaBadToken

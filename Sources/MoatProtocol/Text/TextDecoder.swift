@@ -45,7 +45,9 @@ public struct TextDecoder: Sendable {
     /// session says how far it got, so that the keys already answered are not walked again).
     public mutating func advanceResumedKeys(by bytes: Int) {
         guard case .resume(let newline, let keys, let from, let withCAS, let exptime) = state else { return }
-        state = .resume(newline: newline, keys: keys, from: min(keys.count, from + max(0, bytes)), withCAS: withCAS, exptime: exptime)
+        state = .resume(
+            newline: newline, keys: keys, from: min(keys.count, from + max(0, bytes)), withCAS: withCAS,
+            exptime: exptime)
     }
 
     /// The next complete request, copied out (`owned()`); nil when more bytes are needed.
@@ -64,7 +66,9 @@ public struct TextDecoder: Sendable {
     /// the buffer, so that the next call hands the same request over again (a multi-get that stopped
     /// at the output high-water mark resumes from there instead of buffering every reply).
     @inline(__always)
-    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (TextCommand, inout Bool) throws -> R) rethrows -> R? {
+    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (TextCommand, inout Bool) throws -> R) rethrows
+        -> R?
+    {
         if case .swallow = state {
             guard swallow(&buffer) else {
                 // The refused block did not end with CRLF where its length said: framing is lost.
@@ -81,16 +85,21 @@ public struct TextDecoder: Sendable {
         let limits = self.limits
         let resuming = state
         let result: R? = try buffer.withUnsafeReadableBytes { bytes in
-            if case .resume(let newline, let keys, let from, let withCAS, let exptime) = resuming, newline < bytes.count {
+            if case .resume(let newline, let keys, let from, let withCAS, let exptime) = resuming, newline < bytes.count
+            {
                 consumed = newline + 1
                 let rest = UnsafeRawBufferPointer(rebasing: bytes[(keys.lowerBound + from)..<keys.upperBound])
-                let result = try body(.retrieve(keys: TokenList(rest), withCAS: withCAS, touchExptime: exptime), &redeliver)
+                let result = try body(
+                    .retrieve(keys: TokenList(rest), withCAS: withCAS, touchExptime: exptime), &redeliver)
                 if redeliver { paused = (keys, withCAS, exptime) }
                 return result
             }
-            return try Self.decodeOne(bytes, limits: limits, scanned: &scanned, consumed: &consumed, nextState: &nextState) { command in
+            return try Self.decodeOne(
+                bytes, limits: limits, scanned: &scanned, consumed: &consumed, nextState: &nextState
+            ) { command in
                 let result = try body(command, &redeliver)
-                if redeliver, case .retrieve(let keys, let withCAS, let exptime) = command, let base = bytes.baseAddress,
+                if redeliver, case .retrieve(let keys, let withCAS, let exptime) = command,
+                    let base = bytes.baseAddress,
                     let start = keys.bytes.baseAddress
                 {
                     let offset = base.distance(to: start)
@@ -104,7 +113,9 @@ public struct TextDecoder: Sendable {
                 // Kept from the last delivery when resuming (advanceResumedKeys moves it on).
                 var from = 0
                 if case .resume(_, _, let previous, _, _) = resuming { from = previous }
-                state = .resume(newline: consumed - 1, keys: paused.keys, from: from, withCAS: paused.withCAS, exptime: paused.exptime)
+                state = .resume(
+                    newline: consumed - 1, keys: paused.keys, from: from, withCAS: paused.withCAS,
+                    exptime: paused.exptime)
             }
             self.scanned = 0
             return result
@@ -135,7 +146,8 @@ public struct TextDecoder: Sendable {
     // MARK: one request
 
     private static func decodeOne<R>(
-        _ bytes: UnsafeRawBufferPointer, limits: ProtocolLimits, scanned: inout Int, consumed: inout Int, nextState: inout State,
+        _ bytes: UnsafeRawBufferPointer, limits: ProtocolLimits, scanned: inout Int, consumed: inout Int,
+        nextState: inout State,
         _ body: (TextCommand) throws -> R
     ) rethrows -> R? {
         let from = min(scanned, bytes.count)
@@ -169,7 +181,8 @@ public struct TextDecoder: Sendable {
         // Meta commands: two bytes starting with "m" (one compare on the classic commands' path).
         if first.count == 2, line[first.lowerBound] == UInt8(ascii: "m") {
             return try meta(
-                line[first.lowerBound + 1], rest: rest, newline: newline, input: bytes, limits: limits, consumed: &consumed,
+                line[first.lowerBound + 1], rest: rest, newline: newline, input: bytes, limits: limits,
+                consumed: &consumed,
                 nextState: &nextState, body)
         }
 
@@ -207,7 +220,9 @@ public struct TextDecoder: Sendable {
         var args = Tokens(rest)
         let isCAS = verb == .cas
         let required = isCAS ? 5 : 4
-        var fields = (Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none)
+        var fields = (
+            Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none, Range<Int>?.none
+        )
         var count = 0
         while let token = args.next() {
             switch count {
@@ -263,7 +278,9 @@ public struct TextDecoder: Sendable {
         }
         let value = UnsafeRawBufferPointer(rebasing: input[dataStart..<(dataStart + length)])
         return try body(
-            .store(verb: verb, key: key, flags: flags, exptime: exptime, value: value, casUnique: casUnique, noreply: noreply))
+            .store(
+                verb: verb, key: key, flags: flags, exptime: exptime, value: value, casUnique: casUnique,
+                noreply: noreply))
     }
 
     /// True when some token is a number (an optional minus and digits, of any length): a storage line
@@ -299,7 +316,8 @@ public struct TextDecoder: Sendable {
         }()
         func validKey(_ r: Range<Int>?) -> UnsafeRawBufferPointer? {
             let key = token(r)
-            return KeyRules.isValid(key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys) ? key : nil
+            return KeyRules.isValid(
+                key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys) ? key : nil
         }
 
         switch first.count {
@@ -326,7 +344,8 @@ public struct TextDecoder: Sendable {
             guard argc == 2 || argc == 3 else { return .error(.error, noreply: false) }
             guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
             guard let delta = parseUnsigned(rest, a1!) else { return .error(.invalidDelta, noreply: lastIsNoreply) }
-            return .arithmetic(key: key, delta: delta, increment: line[first.lowerBound] == UInt8(ascii: "i"), noreply: lastIsNoreply)
+            return .arithmetic(
+                key: key, delta: delta, increment: line[first.lowerBound] == UInt8(ascii: "i"), noreply: lastIsNoreply)
         case 5 where equals(line, first, "touch"):
             guard argc == 2 || argc == 3 else { return .error(.error, noreply: false) }
             guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
@@ -361,7 +380,9 @@ public struct TextDecoder: Sendable {
             return .watch(arguments: TokenList(rest))
         case 14 where equals(line, first, "cache_memlimit"):
             guard argc == 1 || argc == 2 else { return .error(.error, noreply: false) }
-            guard let megabytes = parseUnsigned(rest, a0!) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
+            guard let megabytes = parseUnsigned(rest, a0!) else {
+                return .error(.badCommandLine, noreply: lastIsNoreply)
+            }
             return .cacheMemlimit(megabytes: megabytes, noreply: lastIsNoreply)
         default:
             // A forged HTTP request ("GET / HTTP/1.1") must not drive the cache: close, as memcached does.
@@ -377,12 +398,16 @@ public struct TextDecoder: Sendable {
     }
 
     /// Every key is checked before any is looked up, so a bad key answers one error and nothing else.
-    private static func retrieval(_ keys: UnsafeRawBufferPointer, withCAS: Bool, exptime: Int64?, limits: ProtocolLimits) -> TextCommand {
+    private static func retrieval(
+        _ keys: UnsafeRawBufferPointer, withCAS: Bool, exptime: Int64?, limits: ProtocolLimits
+    ) -> TextCommand {
         let list = TokenList(keys)
         var any = false
         for key in list {
             any = true
-            guard KeyRules.isValid(key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys) else {
+            guard
+                KeyRules.isValid(key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys)
+            else {
                 return .error(.badCommandLine, noreply: false)
             }
         }

@@ -30,15 +30,19 @@ public enum TextEncoder {
     }
 
     /// `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`
-    public static func writeValue(key: [UInt8], flags: UInt32, data: [UInt8], cas: UInt64?, into out: inout ByteBuffer) {
-        key.withUnsafeBytes { k in data.withUnsafeBytes { d in writeValue(key: k, flags: flags, data: d, cas: cas, into: &out) } }
+    public static func writeValue(key: [UInt8], flags: UInt32, data: [UInt8], cas: UInt64?, into out: inout ByteBuffer)
+    {
+        key.withUnsafeBytes { k in
+            data.withUnsafeBytes { d in writeValue(key: k, flags: flags, data: d, cas: cas, into: &out) }
+        }
     }
 
     /// `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n`, straight from the item's memory.
     /// The whole reply is written through one raw pointer: each separate ByteBuffer write pays NIO's
     /// bookkeeping (a capacity check and an exclusivity check), which dominated this function.
     public static func writeValue(
-        key: UnsafeRawBufferPointer, flags: UInt32, data: UnsafeRawBufferPointer, cas: UInt64?, into out: inout ByteBuffer
+        key: UnsafeRawBufferPointer, flags: UInt32, data: UnsafeRawBufferPointer, cas: UInt64?,
+        into out: inout ByteBuffer
     ) {
         let bound = key.count + data.count + 6 + 1 + 10 + 1 + 10 + 1 + 20 + 4
         out.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { target in
@@ -76,7 +80,10 @@ public enum TextEncoder {
     static func formatDecimal(_ value: UInt64, into target: UnsafeMutableRawPointer) -> Int {
         var digits = 1
         var probe = value
-        while probe >= 10 { probe /= 10; digits += 1 }
+        while probe >= 10 {
+            probe /= 10
+            digits += 1
+        }
         var v = value
         var index = digits
         repeat {

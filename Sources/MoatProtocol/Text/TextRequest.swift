@@ -14,7 +14,10 @@ public struct StoreRequest: Sendable, Equatable {
     public var casUnique: UInt64
     public var noreply: Bool
 
-    public init(verb: StoreVerb, key: [UInt8], flags: UInt32, exptime: Int64, value: [UInt8], casUnique: UInt64 = 0, noreply: Bool = false) {
+    public init(
+        verb: StoreVerb, key: [UInt8], flags: UInt32, exptime: Int64, value: [UInt8], casUnique: UInt64 = 0,
+        noreply: Bool = false
+    ) {
         self.verb = verb
         self.key = key
         self.flags = flags
@@ -55,7 +58,8 @@ public struct ErrorReply: Sendable, Equatable {
     public static let errorFraming = ErrorReply("ERROR", .replyAndClose)
     public static let invalidDelta = ErrorReply("CLIENT_ERROR invalid numeric delta argument")
     public static let invalidExptime = ErrorReply("CLIENT_ERROR invalid exptime argument")
-    public static let badDeleteUsage = ErrorReply("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]")
+    public static let badDeleteUsage = ErrorReply(
+        "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]")
     public static let lineTooLong = ErrorReply("CLIENT_ERROR line too long", .replyAndClose)
     public static let tooLarge = ErrorReply("SERVER_ERROR object too large for cache")
     public static let forgedHTTP = ErrorReply("", .close)

@@ -46,7 +46,10 @@ final class ConnectionContext {
     /// TLS records are read here, then decrypted into the connection's input.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
-    init(engine: Engine, gate: ConnectionGate, logger: Logger, limits: ConnectionDeadlines.Limits, certificateAuthentication: Bool) {
+    init(
+        engine: Engine, gate: ConnectionGate, logger: Logger, limits: ConnectionDeadlines.Limits,
+        certificateAuthentication: Bool
+    ) {
         self.engine = engine
         self.gate = gate
         self.logger = logger
@@ -193,7 +196,8 @@ final class ConnectionCore {
         if tenancyChanged, !session.revalidate() { return .close(.accessRevoked) }
         var outcome = TickOutcome.keep
         if now - deadlines.lastReceived >= Self.bufferReleaseMilliseconds, !blocked, input.readableBytes == 0,
-            output.readableBytes == 0, cipher.readableBytes == 0, bufferCapacity > 0 {
+            output.readableBytes == 0, cipher.readableBytes == 0, bufferCapacity > 0
+        {
             input = Self.noBuffer
             output = Self.noBuffer
             cipher = Self.noBuffer
@@ -216,7 +220,9 @@ final class ConnectionCore {
         charged = 0
         session.publishCounters()
         context.gate.leave(peer: address)
-        if reason == .tlsError || reason == .tlsHandshakeTimeout { engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed) }
+        if reason == .tlsError || reason == .tlsHandshakeTimeout {
+            engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed)
+        }
         context.logger.info("connection closed", metadata: ["peer": "\(peer)", "reason": "\(reason.rawValue)"])
         if reason.isLimit { engine.securityLog.record(.connectionClosed(peer: host, reason: reason.rawValue)) }
     }
@@ -308,7 +314,9 @@ final class ConnectionCore {
     /// Ciphertext in, plaintext onto the input; the handshake's end logs in a client certificate's user
     /// (`-o ssl_cert_auth`). `failed`: the record or handshake failed, and the connection closes;
     /// `peerClosed`: the client sent close_notify.
-    private func decrypt(_ tls: TLSStream, _ records: UnsafeRawBufferPointer, send: Send) -> (failed: ConnectionStep?, peerClosed: Bool) {
+    private func decrypt(_ tls: TLSStream, _ records: UnsafeRawBufferPointer, send: Send) -> (
+        failed: ConnectionStep?, peerClosed: Bool
+    ) {
         guard tls.receive(records) else { return (.close(.error), false) }
         // At most what one read brought in, decrypted: the input stays bounded as on plaintext.
         let (status, appended) = tls.decrypt(into: &input, limit: .max)
@@ -335,8 +343,11 @@ final class ConnectionCore {
     private func authenticateWithCertificate(_ tls: TLSStream) {
         guard let names = tls.peerCommonNames(), names.count > 0 else { return }
         guard names.count == 1, let name = names.first else {
-            context.logger.warning("client certificate with \(names.count) common names: not used to log in", metadata: ["peer": "\(peer)"])
-            context.engine.securityLog.record(.authentication(.failed(user: nil, peer: host, mechanism: "tls-client-certificate")))
+            context.logger.warning(
+                "client certificate with \(names.count) common names: not used to log in", metadata: ["peer": "\(peer)"]
+            )
+            context.engine.securityLog.record(
+                .authentication(.failed(user: nil, peer: host, mechanism: "tls-client-certificate")))
             return
         }
         _ = session.authenticateWithCertificate(user: name)

@@ -79,7 +79,9 @@ final class EpollServer: @unchecked Sendable {
             throw ListenError(description: "cannot resolve \(address.host): \(String(cString: gai_strerror(status)))")
         }
         defer { freeaddrinfo(result) }
-        let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            info.pointee.ai_family,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw failure("socket") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -110,14 +112,17 @@ final class EpollServer: @unchecked Sendable {
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw failure("socket") }
         var info = stat()
         if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
         let previous = umask(mode_t(~mask & 0o777))
         defer { umask(previous) }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard bound == 0 else {
             let error = failure("bind \(path)")
@@ -145,11 +150,13 @@ final class EpollServer: @unchecked Sendable {
             loops.append(loop)
             var thread = pthread_t()
             let box = Unmanaged.passRetained(loop)
-            let created = pthread_create(&thread, nil, { raw in
-                let loop = Unmanaged<EpollLoop>.fromOpaque(raw!).takeRetainedValue()
-                loop.run()
-                return nil
-            }, box.toOpaque())
+            let created = pthread_create(
+                &thread, nil,
+                { raw in
+                    let loop = Unmanaged<EpollLoop>.fromOpaque(raw!).takeRetainedValue()
+                    loop.run()
+                    return nil
+                }, box.toOpaque())
             guard created == 0 else {
                 box.release()
                 throw ListenError(description: "cannot start thread: \(String(cString: strerror(created)))")
@@ -245,7 +252,9 @@ final class EpollLoop: @unchecked Sendable {
         }
         for fd in listenFDs {
             // EPOLLEXCLUSIVE: one thread wakes per pending connection, spreading accepts over threads.
-            var event = epoll_event(events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: fd)) | (1 << 32)))
+            var event = epoll_event(
+                events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue,
+                data: epoll_data_t(u64: UInt64(UInt32(bitPattern: fd)) | (1 << 32)))
             guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0 else {
                 throw ListenError(description: "epoll_ctl: \(String(cString: strerror(errno)))")
             }
@@ -414,7 +423,9 @@ final class EpollLoop: @unchecked Sendable {
                 close(fd)
                 continue
             case .tooManyConnections:
-                ConnectionGate.tooManyConnectionsReply.withUTF8Buffer { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                ConnectionGate.tooManyConnectionsReply.withUTF8Buffer {
+                    _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+                }
                 close(fd)
                 continue
             }
@@ -439,7 +450,8 @@ final class EpollLoop: @unchecked Sendable {
             }
             connections[Int(fd)] = connection
             open += 1
-            var event = epoll_event(events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: fd))))
+            var event = epoll_event(
+                events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, data: epoll_data_t(u64: UInt64(UInt32(bitPattern: fd))))
             if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) != 0 {
                 closeConnection(connection, reason: .error)
                 continue
@@ -495,7 +507,9 @@ final class EpollLoop: @unchecked Sendable {
         let length = socklen_t(family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
         let status = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                getnameinfo($0, length, &host, socklen_t(host.count), &service, socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
+                getnameinfo(
+                    $0, length, &host, socklen_t(host.count), &service, socklen_t(service.count),
+                    NI_NUMERICHOST | NI_NUMERICSERV)
             }
         }
         guard status == 0 else { return "unknown" }

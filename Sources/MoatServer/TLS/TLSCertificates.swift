@@ -33,7 +33,8 @@ public final class TLSCertificates: Sendable {
         } catch {
             throw TLSSetupError(
                 description: "cannot load TLS certificates (ssl_chain_cert=\(options.chainCertificate)"
-                    + (options.privateKey.map { ", ssl_key=\($0)" } ?? "") + (options.caCertificate.map { ", ssl_ca_cert=\($0)" } ?? "")
+                    + (options.privateKey.map { ", ssl_key=\($0)" } ?? "")
+                    + (options.caCertificate.map { ", ssl_ca_cert=\($0)" } ?? "")
                     + "): \(error)")
         }
     }
