@@ -33,11 +33,18 @@ extension CredentialStore {
                 guard line == fileHeader else {
                     if line.hasPrefix("# moat credentials") {
                         throw CredentialError(
-                            "line \(number): unsupported credential file version '\(line)'; this Moat reads '\(fileHeader)'"
+                            """
+                            line \(number): unsupported credential file version '\(line)'; this Moat reads \
+                            '\(fileHeader)'
+                            """
                         )
                     }
                     throw CredentialError(
-                        "line \(number): expected the header '\(fileHeader)' as the first line; is this a Moat credential file? (a memcached 'user:password' file is read with the plaintext import instead)"
+                        """
+                        line \(number): expected the header '\(fileHeader)' as the first line; is this a Moat \
+                        credential file? (a memcached 'user:password' file is read with the plaintext import \
+                        instead)
+                        """
                     )
                 }
                 sawHeader = true
@@ -64,7 +71,10 @@ extension CredentialStore {
             }
             if let previous = definedOn[credential.name] {
                 throw CredentialError(
-                    "line \(number): user '\(escaped(credential.name))' is already defined on line \(previous); remove one of them"
+                    """
+                    line \(number): user '\(escaped(credential.name))' is already defined on line \(previous); \
+                    remove one of them
+                    """
                 )
             }
             definedOn[credential.name] = number
@@ -96,7 +106,10 @@ extension CredentialStore {
         }
         guard let iterations = Int(f[1]), (minimumIterations...maximumIterations).contains(iterations) else {
             throw CredentialError(
-                "\(marker) iterations '\(f[1].prefix(32))' is not a whole number in \(minimumIterations)...\(maximumIterations)"
+                """
+                \(marker) iterations '\(f[1].prefix(32))' is not a whole number in \
+                \(minimumIterations)...\(maximumIterations)
+                """
             )
         }
         var decoded: [[UInt8]] = []
@@ -217,12 +230,18 @@ extension CredentialStore {
         let permissions = info.st_mode & 0o7777
         guard permissions & 0o077 == 0 else {
             throw CredentialError(
-                "\(path): mode \(octal(permissions)) lets other users access the credential file; restrict it to its owner: chmod 600 \(path)"
+                """
+                \(path): mode \(octal(permissions)) lets other users access the credential file; restrict it to \
+                its owner: chmod 600 \(path)
+                """
             )
         }
         guard info.st_size <= maximumFileBytes else {
             throw CredentialError(
-                "\(path): the credential file is \(info.st_size) bytes, more than the \(maximumFileBytes) allowed; is this the right file?"
+                """
+                \(path): the credential file is \(info.st_size) bytes, more than the \(maximumFileBytes) allowed; \
+                is this the right file?
+                """
             )
         }
         var bytes: [UInt8] = []

@@ -128,7 +128,10 @@ public struct CredentialStore: Sendable {
             try Self.validate(iterations: keys.iterations)
             guard Self.saltBytes.contains(keys.salt.count) else {
                 throw CredentialError(
-                    "\(label) salt must be \(Self.saltBytes.lowerBound)...\(Self.saltBytes.upperBound) bytes, not \(keys.salt.count)"
+                    """
+                    \(label) salt must be \(Self.saltBytes.lowerBound)...\(Self.saltBytes.upperBound) bytes, not \
+                    \(keys.salt.count)
+                    """
                 )
             }
             guard keys.storedKey.count == hash.digestCount, keys.serverKey.count == hash.digestCount else {

@@ -63,7 +63,10 @@ public struct TenantPlan: Sendable, Equatable {
         guard sum <= total else {
             return .failure(
                 .init(
-                    "the bucket quotas add up to \(sum / 1_048_576) MiB, more than the memory limit (-m \(total / 1_048_576))"
+                    """
+                    the bucket quotas add up to \(sum / 1_048_576) MiB, more than the memory limit (-m \
+                    \(total / 1_048_576))
+                    """
                 ))
         }
         if !names.contains(Self.defaultBucket) {
@@ -79,7 +82,10 @@ public struct TenantPlan: Sendable, Equatable {
             {
                 return .failure(
                     .init(
-                        "user \(user.name) is in bucket default, which the other quotas leave without memory (declare it, or lower them)"
+                        """
+                        user \(user.name) is in bucket default, which the other quotas leave without memory \
+                        (declare it, or lower them)
+                        """
                     ))
             }
         }

@@ -36,12 +36,18 @@ func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous:
         let text = try readTextFile(path)
         store = try CredentialStore.fromMemcachedPlaintext(text, reusing: previous)
         logger.warning(
-            "-Y \(path) holds passwords in plaintext (memcached's format); move its users to a credentials file with `moat user add NAME --credentials FILE` and serve with --credentials"
+            """
+            -Y \(path) holds passwords in plaintext (memcached's format); move its users to a credentials file \
+            with `moat user add NAME --credentials FILE` and serve with --credentials
+            """
         )
         var status = stat()
         if stat(path, &status) == 0, status.st_mode & 0o077 != 0 {
             logger.warning(
-                "-Y \(path) can be read by other accounts (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 it"
+                """
+                -Y \(path) can be read by other accounts (mode \(String(status.st_mode & 0o777, radix: 8))): chmod \
+                600 it
+                """
             )
         }
     } else {
@@ -50,14 +56,21 @@ func loadCredentials(_ options: AuthenticationOptions, logger: Logger, previous:
     let uncommon = store.usersWithUncommonIterations
     if !uncommon.isEmpty {
         logger.warning(
-            "\(options.credentialsPath ?? options.plaintextPath ?? ""): \(uncommon.count) user(s) have other iteration counts than most (\(uncommon.prefix(5).joined(separator: ", "))); SCRAM shows a client the count, which tells that these names exist: give every user the same --iterations"
+            """
+            \(options.credentialsPath ?? options.plaintextPath ?? ""): \(uncommon.count) user(s) have other \
+            iteration counts than most (\(uncommon.prefix(5).joined(separator: ", "))); SCRAM shows a client the \
+            count, which tells that these names exist: give every user the same --iterations
+            """
         )
     }
     // No users is a valid state (nobody can log in): deleting the last user and reloading must take
     // effect, not leave the old users in place.
     if store.isEmpty {
         logger.warning(
-            "\(options.credentialsPath ?? options.plaintextPath ?? ""): no users, so nobody can log in; add one with `moat user add NAME --credentials FILE`"
+            """
+            \(options.credentialsPath ?? options.plaintextPath ?? ""): no users, so nobody can log in; add one \
+            with `moat user add NAME --credentials FILE`
+            """
         )
     }
     return store
@@ -90,7 +103,10 @@ struct UserCommand: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Add a user, or change its password. The password is asked for on a terminal, else read from standard input."
+                """
+                Add a user, or change its password. The password is asked for on a terminal, else read from \
+                standard input.
+                """
         )
 
         @Argument(help: "User name.") var name: String
@@ -101,12 +117,18 @@ struct UserCommand: ParsableCommand {
         func run() throws {
             guard (CredentialStore.minimumIterations...CredentialStore.maximumIterations).contains(iterations) else {
                 throw ValidationError(
-                    "--iterations must be between \(CredentialStore.minimumIterations) (SCRAM's minimum) and \(CredentialStore.maximumIterations) (each PLAIN attempt costs the server one derivation)"
+                    """
+                    --iterations must be between \(CredentialStore.minimumIterations) (SCRAM's minimum) and \
+                    \(CredentialStore.maximumIterations) (each PLAIN attempt costs the server one derivation)
+                    """
                 )
             }
             if iterations > CredentialStore.cyrusClientMaximumIterations {
                 FileHandleStandardError.write(
-                    "moat: warning: Cyrus SASL clients (pylibmc, memcstat) refuse SCRAM with more than \(CredentialStore.cyrusClientMaximumIterations) iterations; they can still use PLAIN\n"
+                    """
+                    moat: warning: Cyrus SASL clients (pylibmc, memcstat) refuse SCRAM with more than \
+                    \(CredentialStore.cyrusClientMaximumIterations) iterations; they can still use PLAIN\n
+                    """
                 )
             }
             let password = try readPassword()
@@ -120,7 +142,10 @@ struct UserCommand: ParsableCommand {
                 }
                 if store.usersWithUncommonIterations.contains(name) {
                     FileHandleStandardError.write(
-                        "moat: warning: \(name) has other iteration counts than most users of \(credentials); SCRAM shows a client the count, which tells that \(name) exists\n"
+                        """
+                        moat: warning: \(name) has other iteration counts than most users of \(credentials); SCRAM \
+                        shows a client the count, which tells that \(name) exists\n
+                        """
                     )
                 }
             }

@@ -62,7 +62,10 @@ struct Serve: ParsableCommand {
                 configuration.authentication == nil
             {
                 throw ConfigurationError(
-                    "\(configPath ?? ""): buckets and users need authentication: give --credentials FILE (or `credentials:` under server)"
+                    """
+                    \(configPath ?? ""): buckets and users need authentication: give --credentials FILE (or \
+                    `credentials:` under server)
+                    """
                 )
             }
         } catch let error as ConfigurationError {

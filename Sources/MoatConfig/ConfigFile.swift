@@ -63,7 +63,10 @@ public struct ConfigFile: Sendable, Equatable {
             return "line \(mark.line): \(problem)" + (context.map { " \($0.text)" } ?? "")
         case .duplicatedKeysInMapping(let duplicates, let context):
             return
-                "line \(context.mark.line): the mapping there gives \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) twice"
+                """
+                line \(context.mark.line): the mapping there gives \
+                \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) twice
+                """
         case .reader(let problem, _, _, _):
             return problem
         default:
@@ -118,7 +121,10 @@ private struct Walker {
             let names = Set(result.tenants.buckets.map(\.name)).union([TenantPlan.defaultBucket])
             for user in users where !names.contains(user.bucket) {
                 throw ConfigurationError(
-                    "\(path):\(userLines[user.name] ?? 0): user \(user.name) names bucket \"\(user.bucket)\", which is not declared under buckets"
+                    """
+                    \(path):\(userLines[user.name] ?? 0): user \(user.name) names bucket \"\(user.bucket)\", which \
+                    is not declared under buckets
+                    """
                 )
             }
         }
@@ -182,7 +188,10 @@ private struct Walker {
             guard let kind = ConfigFile.settings[key] else {
                 throw fail(
                     value,
-                    "server: unknown setting \"\(key)\" (use memcached's long flag names, as `moat serve --help` lists them)"
+                    """
+                    server: unknown setting \"\(key)\" (use memcached's long flag names, as `moat serve --help` \
+                    lists them)
+                    """
                 )
             }
             switch kind {
@@ -265,7 +274,10 @@ private struct Walker {
                         guard let category = Permissions(name: word) else {
                             throw fail(
                                 setting,
-                                "user \(name): unknown permission \"\(word)\" (expected read, write, manage, admin, dump or all)"
+                                """
+                                user \(name): unknown permission \"\(word)\" (expected read, write, manage, admin, \
+                                dump or all)
+                                """
                             )
                         }
                         permissions.formUnion(category)
@@ -278,7 +290,10 @@ private struct Walker {
                     } catch {
                         throw fail(
                             setting,
-                            "user \(name): key pattern \"\(error.pattern)\": use a key, or a prefix ending in a single '*'"
+                            """
+                            user \(name): key pattern \"\(error.pattern)\": use a key, or a prefix ending in a \
+                            single '*'
+                            """
                         )
                     }
                     if key == "keys" {
@@ -301,7 +316,10 @@ private struct Walker {
                 default:
                     throw fail(
                         setting,
-                        "user \(name): unknown setting \"\(key)\" (expected bucket, permissions, keys, read_keys, write_keys or certificate_subjects)"
+                        """
+                        user \(name): unknown setting \"\(key)\" (expected bucket, permissions, keys, read_keys, \
+                        write_keys or certificate_subjects)
+                        """
                     )
                 }
             }

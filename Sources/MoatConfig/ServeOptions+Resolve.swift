@@ -78,7 +78,10 @@ extension ServeOptions {
         func block(_ text: String, _ list: String) throws -> AddressBlock {
             guard let block = AddressBlock(text) else {
                 throw ConfigurationError(
-                    "-o \(list)=\(text): expected an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8 or 2001:db8::/32 (no host bits past the prefix)"
+                    """
+                    -o \(list)=\(text): expected an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8 or \
+                    2001:db8::/32 (no host bits past the prefix)
+                    """
                 )
             }
             return block
@@ -197,7 +200,10 @@ extension ServeOptions {
                 let names = (value ?? "").split(separator: ":").map { $0.uppercased() }
                 guard !names.isEmpty, names.allSatisfy(AuthenticationOptions.knownMechanisms.contains) else {
                     throw ConfigurationError(
-                        "-o sasl_mechs: expected mechanisms separated by ':' from \(AuthenticationOptions.knownMechanisms.joined(separator: ", "))"
+                        """
+                        -o sasl_mechs: expected mechanisms separated by ':' from \
+                        \(AuthenticationOptions.knownMechanisms.joined(separator: ", "))
+                        """
                     )
                 }
                 auth.mechanisms = names
@@ -268,7 +274,10 @@ extension ServeOptions {
             }
             if sslVerify > 0, sslCA == nil {
                 throw ConfigurationError(
-                    "-o ssl_verify_mode=\(sslVerify): client certificates are checked against -o ssl_ca_cert=PEM, which is missing"
+                    """
+                    -o ssl_verify_mode=\(sslVerify): client certificates are checked against -o ssl_ca_cert=PEM, \
+                    which is missing
+                    """
                 )
             }
             var tls = TLSOptions(chainCertificate: chain)
@@ -280,7 +289,10 @@ extension ServeOptions {
             if sslCertAuth {
                 guard sslVerify > 0, credentials != nil || authFile != nil else {
                     throw ConfigurationError(
-                        "-o ssl_cert_auth: client certificates log users in only with ssl_verify_mode=1..3, ssl_ca_cert and users (--credentials FILE)"
+                        """
+                        -o ssl_cert_auth: client certificates log users in only with ssl_verify_mode=1..3, \
+                        ssl_ca_cert and users (--credentials FILE)
+                        """
                     )
                 }
                 tls.certificateAuthentication = true
@@ -306,12 +318,18 @@ extension ServeOptions {
                 throw ConfigurationError(
                     "-U \(udpPort): UDP answers whatever address a datagram claims to come from, so an open UDP port reflects "
                         + "attacks at third parties. Name the clients that may use it (-o allow=10.0.0.0/8,...), or add "
-                        + "-o insecure_udp to answer every source (replies stay within -o udp_amplification times the request)."
+                            + """
+                            -o insecure_udp to answer every source (replies stay within -o udp_amplification times the \
+                            request).
+                            """
                 )
             }
             guard configuration.authentication == nil else {
                 throw ConfigurationError(
-                    "-U with authentication: UDP cannot authenticate (memcached serves no SASL over UDP); drop -U or the credentials"
+                    """
+                    -U with authentication: UDP cannot authenticate (memcached serves no SASL over UDP); drop -U \
+                    or the credentials
+                    """
                 )
             }
             udp.port = udpPort

@@ -83,7 +83,16 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
         help:
-            "Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, output_budget=MB, security_log=stderr|off|FILE, ssl_chain_cert=PEM, ssl_key=PEM, ssl_ca_cert=PEM, ssl_verify_mode=0-3, ssl_min_version=tlsv1.2|tlsv1.3, ssl_handshake_timeout=SECONDS, canary=KEY;KEY, disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_burst=N, auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, insecure_udp, udp_amplification=N, udp_rate=N, udp_bytes_rate=N, udp_writes, metrics_port=PORT, metrics_listen=ADDR, and memcached's tuning options (accepted, ignored)."
+            """
+            Comma-separated extended options: idle_timeout=SECONDS, insecure_public_bind, lenient_keys, \
+            allow=CIDR,..., deny=CIDR,..., max_conns_per_ip=N, command_timeout=SECONDS, output_timeout=SECONDS, \
+            output_budget=MB, security_log=stderr|off|FILE, ssl_chain_cert=PEM, ssl_key=PEM, ssl_ca_cert=PEM, \
+            ssl_verify_mode=0-3, ssl_min_version=tlsv1.2|tlsv1.3, ssl_handshake_timeout=SECONDS, canary=KEY;KEY, \
+            disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_burst=N, \
+            auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, insecure_udp, \
+            udp_amplification=N, udp_rate=N, udp_bytes_rate=N, udp_writes, metrics_port=PORT, metrics_listen=ADDR, \
+            and memcached's tuning options (accepted, ignored).
+            """
     )
     public var extended: [String] = []
 
@@ -105,7 +114,10 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Flag(
         name: [.customShort("Z"), .customLong("enable-ssl")],
         help:
-            "TLS on every TCP listener but `-l notls:ADDR` ones (-o ssl_chain_cert=, ssl_key=, ssl_ca_cert=, ssl_verify_mode=, ssl_min_version=)."
+            """
+            TLS on every TCP listener but `-l notls:ADDR` ones (-o ssl_chain_cert=, ssl_key=, ssl_ca_cert=, \
+            ssl_verify_mode=, ssl_min_version=).
+            """
     )
     public var enableTLS = false
 
@@ -154,7 +166,10 @@ public struct ServeOptions: ParsableArguments, Sendable {
     @Option(
         name: .customLong("config"),
         help:
-            "YAML configuration file: server settings, buckets and users (docs/tenants.md). Flags on the command line win over its server settings. Default: /etc/moat/moat.conf when it exists."
+            """
+            YAML configuration file: server settings, buckets and users (docs/tenants.md). Flags on the command \
+            line win over its server settings. Default: /etc/moat/moat.conf when it exists.
+            """
     )
     public var configFile: String?
 

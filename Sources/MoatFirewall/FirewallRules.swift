@@ -181,14 +181,20 @@ public enum FirewallRules {
                 source,
                 [
                     "Apply: nft -f FILE (applying it again replaces the table). Remove: nft delete table inet moat",
-                    "Its own table: it drops, never accepts for other tables, so it cannot open what another table closes.",
+                    """
+                    Its own table: it drops, never accepts for other tables, so it cannot open what another table \
+                    closes.
+                    """,
                 ])
         if let nothing = nothingToFilter(plan) { return out + nothing }
         out += "table inet moat\ndelete table inet moat\ntable inet moat {\n"
         for (kind, blocks) in [("allowed", plan.allowed), ("denied", plan.denied)] {
             for family in [FirewallPlan.Family.ipv4, .ipv6] where !(blocks[family] ?? []).isEmpty {
                 out +=
-                    "\tset \(kind)_\(family.setSuffix) {\n\t\ttype \(family.nftType)\n\t\tflags interval\n\t\tauto-merge\n"
+                    """
+                    \tset \(kind)_\(family.setSuffix) {\n\t\ttype \(family.nftType)\n\t\tflags \
+                    interval\n\t\tauto-merge\n
+                    """
                 out += "\t\telements = { \(blocks[family]!.joined(separator: ", ")) }\n\t}\n"
             }
         }
@@ -240,7 +246,10 @@ public enum FirewallRules {
         var out = header(
             source,
             [
-                "Apply: \(command)-restore --noflush < FILE  (never without --noflush: it would flush the whole filter table)",
+                """
+                Apply: \(command)-restore --noflush < FILE  (never without --noflush: it would flush the whole \
+                filter table)
+                """,
                 "Remove (also before applying a new version; restoring twice adds the jumps twice):",
             ] + removal.map { "  " + $0 } + [
                 "Allowed sources RETURN to INPUT (this chain accepts nothing itself); the rest of each port is dropped."
@@ -274,7 +283,10 @@ public enum FirewallRules {
                 source,
                 [
                     "Rich rules for firewalld's default zone (add --zone=NAME to each command for another zone).",
-                    "firewalld's zones refuse what no rule accepts, so allowed sources are accepted and denied ones dropped",
+                    """
+                    firewalld's zones refuse what no rule accepts, so allowed sources are accepted and denied ones \
+                    dropped
+                    """,
                     "first (priority -10); loopback listeners need nothing: firewalld leaves lo alone, and other",
                     "interfaces cannot reach a loopback address. Remove: the same commands with --remove-rich-rule.",
                 ])
@@ -288,13 +300,19 @@ public enum FirewallRules {
             let portPart = " port port=\"\(port.port)\" protocol=\"\(port.transport.rawValue)\""
             for block in plan.denied[port.family] ?? [] {
                 out += rich(
-                    "rule priority=\"-10\" family=\"\(port.family.rawValue)\" source address=\"\(block)\"\(destination)\(portPart) drop"
+                    """
+                    rule priority=\"-10\" family=\"\(port.family.rawValue)\" source \
+                    address=\"\(block)\"\(destination)\(portPart) drop
+                    """
                 )
             }
             if plan.hasAllowList {
                 for block in plan.allowed[port.family] ?? [] {
                     out += rich(
-                        "rule family=\"\(port.family.rawValue)\" source address=\"\(block)\"\(destination)\(portPart) accept"
+                        """
+                        rule family=\"\(port.family.rawValue)\" source \
+                        address=\"\(block)\"\(destination)\(portPart) accept
+                        """
                     )
                 }
             } else {

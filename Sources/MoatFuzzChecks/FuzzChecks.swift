@@ -120,7 +120,10 @@ public enum FuzzChecks {
             let declared = Int(String(decoding: line[line.startIndex + lengthToken].filter { $0 != 13 }, as: UTF8.self))
         else {
             problems.append(
-                "a store was decoded from a line without a length: \(String(decoding: beforeValue[lineStart...].prefix(60), as: UTF8.self))"
+                """
+                a store was decoded from a line without a length: \
+                \(String(decoding: beforeValue[lineStart...].prefix(60), as: UTF8.self))
+                """
             )
             return
         }
@@ -158,7 +161,10 @@ public enum FuzzChecks {
         // An error that closes the connection (a swallowed block without its CRLF, say) runs nothing.
         if lineStart < blockEnd, !closes {
             problems.append(
-                "a request was decoded from inside a declared data block (at \(lineStart), the block ends at \(blockEnd))"
+                """
+                a request was decoded from inside a declared data block (at \(lineStart), the block ends at \
+                \(blockEnd))
+                """
             )
         }
         var lineEnd = newline

@@ -56,7 +56,10 @@ public enum Privileges {
         guard let entry = getpwnam(target) else {
             throw Failure(
                 description:
-                    "cannot switch to account '\(target)': no such user. Moat refuses to serve as root; create the account or pass -u NAME"
+                    """
+                    cannot switch to account '\(target)': no such user. Moat refuses to serve as root; create the \
+                    account or pass -u NAME
+                    """
             )
         }
         let uid = entry.pointee.pw_uid
@@ -108,7 +111,10 @@ public enum Privileges {
         guard holders.isEmpty else {
             throw Failure(
                 description:
-                    "threads \(holders.prefix(8).joined(separator: ", ")) still hold capabilities after dropping them; refusing to serve"
+                    """
+                    threads \(holders.prefix(8).joined(separator: ", ")) still hold capabilities after dropping \
+                    them; refusing to serve
+                    """
             )
         }
         #endif

@@ -110,7 +110,10 @@ public final class Server: Sendable {
         let descriptors = Privileges.raiseDescriptorLimit(toServe: configuration.maxConnections)
         if descriptors < configuration.maxConnections + 64 {
             logger.warning(
-                "-c \(configuration.maxConnections): the open-file limit is \(descriptors); connections beyond about \(max(0, descriptors - 64)) will be refused (raise LimitNOFILE or ulimit -n)"
+                """
+                -c \(configuration.maxConnections): the open-file limit is \(descriptors); connections beyond \
+                about \(max(0, descriptors - 64)) will be refused (raise LimitNOFILE or ulimit -n)
+                """
             )
         }
         do {

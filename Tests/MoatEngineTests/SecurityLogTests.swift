@@ -48,12 +48,18 @@ final class EventSink: Sendable {
             decoding: drive(
                 &s,
                 Array(
-                    "set trap 0 0 1\r\nx\r\nget tra trap traps\r\nverbosity 1\r\nwatch\r\nstats detail on\r\nstats detail dump\r\n"
-                        .utf8)
+                    """
+                    set trap 0 0 1\r\nx\r\nget tra trap traps\r\nverbosity 1\r\nwatch\r\nstats detail on\r\nstats \
+                    detail dump\r\n
+                    """
+                    .utf8)
             ).replies, as: UTF8.self)
         #expect(
             replies
-                == "STORED\r\nVALUE trap 0 1\r\nx\r\nEND\r\nCLIENT_ERROR verbosity not allowed\r\nCLIENT_ERROR watch not allowed\r\nOK\r\nCLIENT_ERROR stats detail not allowed\r\n"
+                == """
+                STORED\r\nVALUE trap 0 1\r\nx\r\nEND\r\nCLIENT_ERROR verbosity not allowed\r\nCLIENT_ERROR watch \
+                not allowed\r\nOK\r\nCLIENT_ERROR stats detail not allowed\r\n
+                """
         )
         #expect(
             sink.all == [

@@ -35,7 +35,10 @@ import Testing
             ], .nftables)
         #expect(
             text.contains(
-                "set allowed_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = { 198.18.0.0/24 }"
+                """
+                set allowed_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = { \
+                198.18.0.0/24 }
+                """
             ))
         #expect(text.contains("elements = { fd00::/64 }"))
         #expect(text.contains("set denied_v4"))
@@ -65,7 +68,10 @@ import Testing
         #expect(text.contains("--noflush"))
         #expect(
             text.contains(
-                "#   iptables -D INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT\n#   iptables -F MOAT-INPUT\n#   iptables -X MOAT-INPUT\n"
+                """
+                #   iptables -D INPUT -p tcp -m tcp --dport 11211 -j MOAT-INPUT\n#   iptables -F MOAT-INPUT\n#   \
+                iptables -X MOAT-INPUT\n
+                """
             ))
         let six = try render(["-l", "198.18.0.1", "-o", "allow=198.18.0.2"], .ip6tables)
         #expect(six.contains("nothing to filter: no IPv6 listener"))

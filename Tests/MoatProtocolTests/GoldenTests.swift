@@ -153,7 +153,10 @@ let goldens: [Golden] = [
 
     @Test func pipelinedCommandsDecodeInOrder() {
         let input =
-            "set a 0 0 1\r\nx\r\nget a b\r\ndelete a\r\nincr n 1\r\nversion\r\nset b 1 0 2 noreply\r\nyz\r\ngets b\r\nquit\r\n"
+            """
+            set a 0 0 1\r\nx\r\nget a b\r\ndelete a\r\nincr n 1\r\nversion\r\nset b 1 0 2 noreply\r\nyz\r\ngets \
+            b\r\nquit\r\n
+            """
         #expect(
             decode(input) == [
                 store(.set, "a", "x"),

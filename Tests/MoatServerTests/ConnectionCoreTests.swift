@@ -53,7 +53,10 @@ import Testing
             let sent = take()
             if sent != expected {
                 print(
-                    "sent \(sent.utf8.count) bytes: \(sent.prefix(120))…, expected \(expected.utf8.count): \(expected.prefix(120))…"
+                    """
+                    sent \(sent.utf8.count) bytes: \(sent.prefix(120))…, expected \(expected.utf8.count): \
+                    \(expected.prefix(120))…
+                    """
                 )
             }
             return sent == expected

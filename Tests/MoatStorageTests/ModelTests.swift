@@ -125,7 +125,10 @@ import Testing
                 case .value(let result):
                     guard let old = model[key], let current = Self.parseCounter(old) else {
                         fail(
-                            "step \(step) arithmetic on \(name) model \(model[key].map { String(decoding: $0, as: UTF8.self) } ?? "nil")"
+                            """
+                            step \(step) arithmetic on \(name) model \
+                            \(model[key].map { String(decoding: $0, as: UTF8.self) } ?? "nil")
+                            """
                         )
                         break
                     }

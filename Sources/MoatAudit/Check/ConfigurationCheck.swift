@@ -54,7 +54,11 @@ public struct ConfigurationCheck: Sendable {
             } else if !authenticated {
                 add(
                     CheckRules.publicAllowListOnly, .medium,
-                    "\(exposedText) is guarded by the allow list \(configuration.addressFilter.allow.map(\.description).joined(separator: " ")) and nothing else",
+                    """
+                    \(exposedText) is guarded by the allow list \
+                    \(configuration.addressFilter.allow.map(\.description).joined(separator: " ")) and nothing \
+                    else
+                    """,
                     ["listeners": exposedText])
             }
             let plain = exposed.filter { configuration.tls == nil || !$0.tls }
@@ -79,7 +83,10 @@ public struct ConfigurationCheck: Sendable {
             if !dumpers.isEmpty {
                 add(
                     CheckRules.dumping, .low,
-                    "users granted dump: \(dumpers.joined(separator: ", ")) (moat serves no key dumps yet; the grant would apply when it does)"
+                    """
+                    users granted dump: \(dumpers.joined(separator: ", ")) (moat serves no key dumps yet; the \
+                    grant would apply when it does)
+                    """
                 )
             }
         }
@@ -103,12 +110,18 @@ public struct ConfigurationCheck: Sendable {
             if tls.verifyMode == 0 && !authenticated {
                 add(
                     CheckRules.tlsUnverified, exposed.isEmpty ? .low : .high,
-                    "TLS is on, but without client certificates (ssl_verify_mode=0) and without authentication anyone may connect"
+                    """
+                    TLS is on, but without client certificates (ssl_verify_mode=0) and without authentication \
+                    anyone may connect
+                    """
                 )
             } else if tls.verifyMode == 1 && !authenticated {
                 add(
                     CheckRules.tlsUnverified, exposed.isEmpty ? .low : .medium,
-                    "client certificates are requested but not required (ssl_verify_mode=1) and there is no authentication"
+                    """
+                    client certificates are requested but not required (ssl_verify_mode=1) and there is no \
+                    authentication
+                    """
                 )
             }
             secret(tls.privateKey ?? tls.chainCertificate, what: "TLS private key", add: add)

@@ -22,7 +22,10 @@ public enum AuditRules {
         id: "MOAT-A001", name: "unauthenticated-access",
         summary: "The service answers commands without authentication.",
         remedy:
-            "Require authentication (moat: --credentials; memcached: -S with SASL or -Y) or bind to loopback (-l 127.0.0.1), and allow only the application servers (moat: -o allow=CIDR; a firewall: moat firewall)."
+            """
+            Require authentication (moat: --credentials; memcached: -S with SASL or -Y) or bind to loopback (-l \
+            127.0.0.1), and allow only the application servers (moat: -o allow=CIDR; a firewall: moat firewall).
+            """
     )
     public static let keyEnumeration = Rule(
         id: "MOAT-A002", name: "key-enumeration",
@@ -31,21 +34,33 @@ public enum AuditRules {
     public static let unauthenticatedWrite = Rule(
         id: "MOAT-A003", name: "unauthenticated-write",
         summary:
-            "An unauthenticated client stored and deleted a probe key: anyone who reaches the port can overwrite cached data.",
+            """
+            An unauthenticated client stored and deleted a probe key: anyone who reaches the port can overwrite \
+            cached data.
+            """,
         remedy:
-            "Require authentication, restrict who may connect (allow list, firewall) and bind to the interfaces the clients use."
+            """
+            Require authentication, restrict who may connect (allow list, firewall) and bind to the interfaces the \
+            clients use.
+            """
     )
     public static let udpAmplification = Rule(
         id: "MOAT-A004", name: "udp-amplification",
         summary: "The UDP port answers: a spoofed request makes the server send a reply to a victim (reflection).",
         remedy:
-            "Turn UDP off (memcached: -U 0, the default since 1.5.6; moat: the default). Moat's -U needs an allow list and bounds replies to 3x the request."
+            """
+            Turn UDP off (memcached: -U 0, the default since 1.5.6; moat: the default). Moat's -U needs an allow \
+            list and bounds replies to 3x the request.
+            """
     )
     public static let publicAddress = Rule(
         id: "MOAT-A005", name: "public-address", ceiling: .high,
         summary: "A memcached-protocol service listens on an address outside private and loopback ranges.",
         remedy:
-            "Bind to a private or loopback address (-l) and filter the port (moat firewall); caches are rarely meant to face the Internet."
+            """
+            Bind to a private or loopback address (-l) and filter the port (moat firewall); caches are rarely \
+            meant to face the Internet.
+            """
     )
     public static let plaintextCredentials = Rule(
         id: "MOAT-A006", name: "plaintext-transport", ceiling: .medium,
@@ -80,7 +95,10 @@ public enum CheckRules {
     public static let publicAllowListOnly = Rule(
         id: "MOAT-C003", name: "public-bind-allow-list-only", ceiling: .medium,
         summary:
-            "A non-loopback listener is protected by its allow list alone: every process on an allowed host can read and write.",
+            """
+            A non-loopback listener is protected by its allow list alone: every process on an allowed host can \
+            read and write.
+            """,
         remedy: "Add authentication (--credentials) so that an allowed address is not enough.")
     public static let publicPlaintext = Rule(
         id: "MOAT-C004", name: "public-plaintext", ceiling: .high,
@@ -90,7 +108,10 @@ public enum CheckRules {
         id: "MOAT-C005", name: "udp-enabled", ceiling: .high,
         summary: "UDP is on: replies can be reflected at a spoofed source.",
         remedy:
-            "Turn UDP off (no -U); if a client needs it, keep a restrictive allow list and -o udp_amplification at 3 or less."
+            """
+            Turn UDP off (no -U); if a client needs it, keep a restrictive allow list and -o udp_amplification at \
+            3 or less.
+            """
     )
     public static let dumping = Rule(
         id: "MOAT-C006", name: "key-dumping", ceiling: .high,

@@ -21,7 +21,10 @@ extension Report {
         if command == .audit {
             let count = services.count
             lines.append(
-                "moat audit: \(endpointsScanned ?? 0) endpoint\(endpointsScanned == 1 ? "" : "s") probed, \(count) memcached-protocol service\(count == 1 ? "" : "s")"
+                """
+                moat audit: \(endpointsScanned ?? 0) endpoint\(endpointsScanned == 1 ? "" : "s") probed, \(count) \
+                memcached-protocol service\(count == 1 ? "" : "s")
+                """
             )
             if !services.isEmpty {
                 lines.append("")

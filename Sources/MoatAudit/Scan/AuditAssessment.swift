@@ -28,8 +28,11 @@ public enum AuditAssessment {
                 Finding(
                     rule: AuditRules.unauthenticatedAccess, severity: graded(.critical, .high, .info), subject: subject,
                     message:
-                        "answers without authentication on the \(openProtocols.joined(separator: " and ")) protocol\(openProtocols.count > 1 ? "s" : "") (\(version))"
-                        + (observation.statsReadable ? "; stats are readable" : "") + where_,
+                        """
+                        answers without authentication on the \(openProtocols.joined(separator: " and ")) \
+                        protocol\(openProtocols.count > 1 ? "s" : "") (\(version))
+                        """
+                            + (observation.statsReadable ? "; stats are readable" : "") + where_,
                     evidence: evidence))
         }
         if !observation.enumeration.isEmpty {
@@ -50,7 +53,10 @@ public enum AuditAssessment {
         if !observation.udp.isEmpty {
             let factor = observation.udpFactor
             let exchanges = observation.udp.map {
-                "\($0.command): \($0.requestBytes) bytes in, \($0.replyBytes) out in \($0.datagrams) datagram\($0.datagrams == 1 ? "" : "s") (\(format($0.factor))x)"
+                """
+                \($0.command): \($0.requestBytes) bytes in, \($0.replyBytes) out in \($0.datagrams) \
+                datagram\($0.datagrams == 1 ? "" : "s") (\(format($0.factor))x)
+                """
             }
             var evidence = ["amplification": format(factor)]
             for exchange in observation.udp {
@@ -65,7 +71,10 @@ public enum AuditAssessment {
                     severity: factor > 1 ? graded(.critical, .high, .medium) : graded(.medium, .low, .low),
                     subject: udpSubject,
                     message:
-                        "UDP answers with up to \(format(factor))x the request's bytes (\(exchanges.joined(separator: "; ")))",
+                        """
+                        UDP answers with up to \(format(factor))x the request's bytes \
+                        (\(exchanges.joined(separator: "; ")))
+                        """,
                     evidence: evidence))
         }
         if reach == .public && (observation.tcpOpen || !observation.udp.isEmpty) {

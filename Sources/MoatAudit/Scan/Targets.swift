@@ -145,7 +145,10 @@ public struct TargetList: Sendable {
         let hostBits = 32 - prefix
         guard UInt64(1) << UInt64(hostBits) <= UInt64(limit) else {
             throw TargetError(
-                "\(spec): /\(prefix) holds \(UInt64(1) << UInt64(hostBits)) addresses, more than \(limit); give a smaller range"
+                """
+                \(spec): /\(prefix) holds \(UInt64(1) << UInt64(hostBits)) addresses, more than \(limit); give a \
+                smaller range
+                """
             )
         }
         let value = bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
