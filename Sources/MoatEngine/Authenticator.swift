@@ -74,11 +74,10 @@ public final class Authenticator: Sendable {
         return settings.mechanisms.first { $0.rawValue == text }
     }
 
-    /// `stats` lines: memcached's two names, then Moat's.
-    func statLines() -> (cmds: UInt64, errors: UInt64, refused: UInt64, lockouts: UInt64) {
-        (
-            attempts.load(ordering: .relaxed), failures.load(ordering: .relaxed), refusals.load(ordering: .relaxed),
-            throttle.lockouts
-        )
+    /// What `stats` reports: memcached's `auth_cmds` and `auth_errors`, then Moat's.
+    var totals: AuthTotals {
+        AuthTotals(
+            attempts: attempts.load(ordering: .relaxed), failures: failures.load(ordering: .relaxed),
+            refusals: refusals.load(ordering: .relaxed), lockouts: throttle.lockouts)
     }
 }

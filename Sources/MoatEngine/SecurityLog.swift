@@ -90,18 +90,18 @@ public final class SecurityLog: Sendable {
     }
 
     /// Moat's `stats` lines for the security log.
-    public func statLines() -> [(String, String)] {
+    public func stats() -> [Stat] {
         let c = counts.withLock { $0 }
         return [
-            ("security_connections_refused", "\(c.connectionsRefused)"),
-            ("security_connections_closed", "\(c.connectionsClosed)"),
-            ("security_auth_failures", "\(c.authFailures)"),
-            ("security_lockouts", "\(c.lockouts)"),
-            ("security_dangerous_commands", "\(c.dangerousCommands)"),
-            ("security_canary_reads", "\(c.canaryReads)"),
-            ("security_key_dump_attempts", "\(c.keyDumpAttempts)"),
-            ("security_permission_denials", "\(c.permissionDenials)"),
-            ("security_udp_refusals", "\(c.udpRefusals)"),
+            Stat("security_connections_refused", c.connectionsRefused),
+            Stat("security_connections_closed", c.connectionsClosed),
+            Stat("security_auth_failures", c.authFailures),
+            Stat("security_lockouts", c.lockouts),
+            Stat("security_dangerous_commands", c.dangerousCommands),
+            Stat("security_canary_reads", c.canaryReads),
+            Stat("security_key_dump_attempts", c.keyDumpAttempts),
+            Stat("security_permission_denials", c.permissionDenials),
+            Stat("security_udp_refusals", c.udpRefusals),
         ]
     }
 

@@ -259,8 +259,9 @@ extension Session {
                 fail(.keyNotFound, &out)
                 return nil
             }
-            for (name, value) in lines {
-                BinaryEncoder.writeStat(opcode: opcode, opaque: opaque, name: name, value: value, into: &out)
+            for stat in lines {
+                BinaryEncoder.writeStat(
+                    opcode: opcode, opaque: opaque, name: stat.name, value: stat.value.text, into: &out)
             }
             BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, into: &out)
 

@@ -365,15 +365,15 @@ public struct Session {
     }
 
     /// The stat lines of a `stats` group (nil: unknown group); `reset` resets and returns none.
-    mutating func statLines(_ group: String?) -> [(String, String)]? {
+    mutating func statLines(_ group: String?) -> [Stat]? {
         switch group {
         case nil:
             publishCounters()
-            return engine.generalStats(for: bucket, serverWide: grant.permissions.contains(.admin))
-        case "settings": return engine.settings.settingsReport
-        case "items": return engine.itemStats(for: bucket)
-        case "slabs": return engine.slabStats(for: bucket)
-        case "buckets": return engine.bucketStats()
+            return engine.statsSnapshot(for: bucket).general(serverWide: grant.permissions.contains(.admin))
+        case "settings": return engine.settings.settingsReport.map { Stat($0.0, .text($0.1)) }
+        case "items": return engine.statsSnapshot(for: bucket).items
+        case "slabs": return engine.statsSnapshot(for: bucket).slabs
+        case "buckets": return engine.bucketStats().flatMap(\.lines)
         case "users": return engine.userStats()
         case "reset":
             resetStats()
@@ -423,7 +423,7 @@ public struct Session {
             TextEncoder.writeError(.error, into: &out)
             return
         }
-        for (name, value) in lines { TextEncoder.writeStat(name, value, into: &out) }
+        for stat in lines { TextEncoder.writeStat(stat.name, stat.value.text, into: &out) }
         TextEncoder.write(.end, into: &out)
     }
 }

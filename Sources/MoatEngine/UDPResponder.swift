@@ -17,17 +17,17 @@ public final class UDPCounters: Sendable {
 
     public init() {}
 
-    func statLines() -> [(String, String)] {
+    func stats() -> [Stat] {
         [
-            ("udp_datagrams", "\(datagrams.load(ordering: .relaxed))"),
-            ("udp_request_bytes", "\(requestBytes.load(ordering: .relaxed))"),
-            ("udp_replies", "\(replies.load(ordering: .relaxed))"),
-            ("udp_reply_bytes", "\(replyBytes.load(ordering: .relaxed))"),
-            ("udp_refused_source", "\(refusedSource.load(ordering: .relaxed))"),
-            ("udp_rate_limited", "\(rateLimited.load(ordering: .relaxed))"),
-            ("udp_malformed", "\(malformed.load(ordering: .relaxed))"),
-            ("udp_refused_command", "\(refusedCommand.load(ordering: .relaxed))"),
-            ("udp_oversized", "\(oversized.load(ordering: .relaxed))"),
+            Stat("udp_datagrams", datagrams.load(ordering: .relaxed)),
+            Stat("udp_request_bytes", requestBytes.load(ordering: .relaxed)),
+            Stat("udp_replies", replies.load(ordering: .relaxed)),
+            Stat("udp_reply_bytes", replyBytes.load(ordering: .relaxed)),
+            Stat("udp_refused_source", refusedSource.load(ordering: .relaxed)),
+            Stat("udp_rate_limited", rateLimited.load(ordering: .relaxed)),
+            Stat("udp_malformed", malformed.load(ordering: .relaxed)),
+            Stat("udp_refused_command", refusedCommand.load(ordering: .relaxed)),
+            Stat("udp_oversized", oversized.load(ordering: .relaxed)),
         ]
     }
 }

@@ -35,24 +35,27 @@ public final class StatsExporter: @unchecked Sendable {
         factory = PrometheusMetricsFactory(registry: registry)
     }
 
-    /// The text exposition format (version 0.0.4) for the given `stats` lines, server-wide and per bucket.
-    public func scrape(stats: [(String, String)], buckets: [(String, String)] = []) -> String {
+    /// The text exposition format (version 0.0.4) for `stats` figures (by their `stats` names, as
+    /// numbers), the server's version, and per-bucket figures (by their `stats buckets` field names).
+    public func scrape(
+        stats: [(name: String, value: Double)], version: String? = nil,
+        buckets: [(bucket: String, field: String, value: Double)] = []
+    ) -> String {
         lock.lock()
         defer { lock.unlock() }
         record(name: "memcached_up", kind: .gauge, labels: [:], value: 1)
-        for (name, value) in stats {
-            if name == "version" {
-                record(name: "memcached_version", kind: .gauge, labels: ["version": value], value: 1)
-                continue
-            }
-            guard let mapping = Self.mapping(for: name), let number = Double(value) else { continue }
-            record(name: mapping.name, kind: mapping.kind, labels: mapping.labels, value: number)
+        if let version {
+            record(name: "memcached_version", kind: .gauge, labels: ["version": version], value: 1)
         }
-        for (name, value) in buckets {
-            guard let (bucket, mapping) = Self.bucketMapping(for: name), let number = Double(value) else { continue }
+        for (name, value) in stats {
+            guard let mapping = Self.mapping(for: name) else { continue }
+            record(name: mapping.name, kind: mapping.kind, labels: mapping.labels, value: value)
+        }
+        for (bucket, field, value) in buckets {
+            guard let mapping = Self.bucketMapping(for: field) else { continue }
             record(
                 name: mapping.name, kind: mapping.kind, labels: mapping.labels.merging(["bucket": bucket]) { $1 },
-                value: number)
+                value: value)
         }
         return registry.emitToString()
     }
@@ -154,21 +157,18 @@ public final class StatsExporter: @unchecked Sendable {
         return nil
     }
 
-    /// `stats buckets` lines (`bucket:NAME:FIELD`) as `moat_bucket_*{bucket=NAME}`.
-    static func bucketMapping(for stat: String) -> (String, Mapping)? {
-        let parts = stat.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "bucket" else { return nil }
-        let bucket = String(parts[1])
-        switch parts[2] {
-        case "limit_maxbytes", "memory": return (bucket, Mapping(.gauge, "moat_bucket_limit_bytes"))
-        case "curr_items": return (bucket, Mapping(.gauge, "moat_bucket_current_items"))
-        case "bytes": return (bucket, Mapping(.gauge, "moat_bucket_current_bytes"))
-        case "cmd_get": return (bucket, Mapping(.counter, "moat_bucket_get_commands_total"))
-        case "cmd_set": return (bucket, Mapping(.counter, "moat_bucket_set_commands_total"))
-        case "get_hits": return (bucket, Mapping(.counter, "moat_bucket_get_total", ["status": "hit"]))
-        case "get_misses": return (bucket, Mapping(.counter, "moat_bucket_get_total", ["status": "miss"]))
-        case "evictions": return (bucket, Mapping(.counter, "moat_bucket_evictions_total"))
-        case "store_no_memory": return (bucket, Mapping(.counter, "moat_bucket_out_of_memory_total"))
+    /// A `stats buckets` field (`bucket:NAME:FIELD`) as `moat_bucket_*{bucket=NAME}`.
+    static func bucketMapping(for field: String) -> Mapping? {
+        switch field {
+        case "limit_maxbytes": return Mapping(.gauge, "moat_bucket_limit_bytes")
+        case "curr_items": return Mapping(.gauge, "moat_bucket_current_items")
+        case "bytes": return Mapping(.gauge, "moat_bucket_current_bytes")
+        case "cmd_get": return Mapping(.counter, "moat_bucket_get_commands_total")
+        case "cmd_set": return Mapping(.counter, "moat_bucket_set_commands_total")
+        case "get_hits": return Mapping(.counter, "moat_bucket_get_total", ["status": "hit"])
+        case "get_misses": return Mapping(.counter, "moat_bucket_get_total", ["status": "miss"])
+        case "evictions": return Mapping(.counter, "moat_bucket_evictions_total")
+        case "store_no_memory": return Mapping(.counter, "moat_bucket_out_of_memory_total")
         default: return nil
         }
     }

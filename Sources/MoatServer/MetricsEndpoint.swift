@@ -78,7 +78,12 @@ final class MetricsEndpoint: Sendable {
 
     /// The exposition text: every bucket summed in memcached_exporter's names, plus per-bucket lines.
     func render() -> String {
-        exporter.scrape(stats: engine.generalStats(summed: true), buckets: engine.bucketStats())
+        let snapshot = engine.statsSnapshot(summed: true)
+        let figures = snapshot.general().compactMap { stat in stat.value.number.map { (stat.name, $0) } }
+        let buckets = engine.bucketStats().flatMap { bucket in
+            bucket.fields.compactMap { field in field.value.number.map { (bucket.name, field.field, $0) } }
+        }
+        return exporter.scrape(stats: figures, version: snapshot.version, buckets: buckets)
     }
 }
 

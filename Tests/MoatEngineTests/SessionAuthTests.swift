@@ -113,7 +113,8 @@ struct AuthFixture {
         #expect(AuthFixture.text(&other, good).0 == "STORED\r\n")
         f.clock.advance(31)
         #expect(AuthFixture.text(&s, good).0 == "STORED\r\n")
-        let stats = Dictionary(uniqueKeysWithValues: f.engine.generalStats())
+        let stats = Dictionary(
+            uniqueKeysWithValues: f.engine.statsSnapshot().general().map { ($0.name, $0.value.text) })
         #expect(stats["auth_cmds"] == "6")
         #expect(stats["auth_errors"] == "2")
         #expect(stats["auth_refused"] == "2")
@@ -140,7 +141,8 @@ struct AuthFixture {
                 == "CLIENT_ERROR authentication failure\r\n")
         var healthy = f.session(from: "10.0.0.7")
         #expect(AuthFixture.text(&healthy, "set a 0 0 18\r\nalice secret words\r\n").0 == "STORED\r\n")
-        let stats = Dictionary(uniqueKeysWithValues: f.engine.generalStats())
+        let stats = Dictionary(
+            uniqueKeysWithValues: f.engine.statsSnapshot().general().map { ($0.name, $0.value.text) })
         #expect(stats["auth_errors"] == "3" && stats["auth_refused"] == "0")
     }
 

@@ -103,7 +103,7 @@ struct TenantFixture {
             ).replies)
         #expect(refused.map(\.status) == [0x24, 0x24])
         #expect(parse(drive(&b, request(0x00, key: "k")).replies).map(\.status) == [1])
-        let users = Dictionary(uniqueKeysWithValues: f.engine.userStats())
+        let users = Dictionary(uniqueKeysWithValues: f.engine.userStats().map { ($0.name, $0.value.text) })
         #expect(users["user:reader:acl_denied"] == "8")
         #expect(users["user:reader:auth_success"] == "2")
     }

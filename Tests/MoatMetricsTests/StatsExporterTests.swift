@@ -16,12 +16,11 @@ import Testing
 
     @Test func statsBecomeMemcachedExporterMetrics() {
         let exporter = StatsExporter()
-        let text = exporter.scrape(stats: [
-            ("version", "1.6.21"), ("curr_items", "3"), ("get_hits", "5"), ("get_misses", "2"), ("cmd_set", "4"),
-            ("evictions", "1"), ("rusage_user", "0.250000"), ("security_key_dump_attempts", "2"),
-            ("udp_datagrams", "7"),
-            ("not_a_metric", "x"),
-        ])
+        let text = exporter.scrape(
+            stats: [
+                ("curr_items", 3), ("get_hits", 5), ("get_misses", 2), ("cmd_set", 4), ("evictions", 1),
+                ("rusage_user", 0.25), ("security_key_dump_attempts", 2), ("udp_datagrams", 7), ("not_a_metric", 1),
+            ], version: "1.6.21")
         #expect(samples(text, "memcached_up") == ["memcached_up": 1])
         #expect(samples(text, "memcached_version") == [#"memcached_version{version="1.6.21"}"#: 1])
         #expect(samples(text, "memcached_current_items") == ["memcached_current_items": 3])
@@ -46,13 +45,13 @@ import Testing
 
     @Test func countersFollowTheTotalsAcrossScrapes() {
         let exporter = StatsExporter()
-        _ = exporter.scrape(stats: [("get_hits", "5"), ("curr_items", "3")])
-        var text = exporter.scrape(stats: [("get_hits", "9"), ("curr_items", "1")])
+        _ = exporter.scrape(stats: [("get_hits", 5), ("curr_items", 3)])
+        var text = exporter.scrape(stats: [("get_hits", 9), ("curr_items", 1)])
         #expect(
             samples(text, "memcached_commands_total")[#"memcached_commands_total{command="get",status="hit"}"#] == 9)
         #expect(samples(text, "memcached_current_items") == ["memcached_current_items": 1])
         // A total that went down (counters reset with `stats reset`) starts over rather than going negative.
-        text = exporter.scrape(stats: [("get_hits", "2")])
+        text = exporter.scrape(stats: [("get_hits", 2)])
         #expect(
             samples(text, "memcached_commands_total")[#"memcached_commands_total{command="get",status="hit"}"#] == 2)
     }
@@ -60,7 +59,7 @@ import Testing
     @Test func bucketsGetALabel() {
         let exporter = StatsExporter()
         let text = exporter.scrape(
-            stats: [], buckets: [("bucket:shop:curr_items", "4"), ("bucket:blog:get_hits", "6"), ("bucket:x", "1")])
+            stats: [], buckets: [("shop", "curr_items", 4), ("blog", "get_hits", 6), ("x", "no_such_field", 1)])
         #expect(samples(text, "moat_bucket_current_items") == [#"moat_bucket_current_items{bucket="shop"}"#: 4])
         #expect(samples(text, "moat_bucket_get_total") == [#"moat_bucket_get_total{bucket="blog",status="hit"}"#: 6])
     }
