@@ -12,11 +12,10 @@ import Darwin
 public final class SecurityLog: Sendable {
     public enum Event: Sendable, Equatable {
         case connectionAccepted(peer: String)
-        /// Refused before a byte was read or written: `reason` is "allowlist", "denylist",
-        /// "per_address_limit" or "max_connections".
-        case connectionRefused(peer: String, reason: String)
-        /// Closed by Moat for a limit: "slow_command", "output_stalled", "idle_timeout", "auth_timeout".
-        case connectionClosed(peer: String, reason: String)
+        /// Refused before a byte was read or written.
+        case connectionRefused(peer: String, reason: ConnectionRefusal)
+        /// Closed by Moat for a limit (a `CloseReason` whose `isLimit` holds).
+        case connectionClosed(peer: String, reason: CloseReason)
         case authentication(AuthEvent)
         /// A command the operator may switch off (`flush_all`, `shutdown`, `verbosity`, ...), allowed or refused.
         case dangerousCommand(peer: String, command: String, allowed: Bool)
@@ -26,9 +25,8 @@ public final class SecurityLog: Sendable {
         case keyDumpAttempt(peer: String, command: String)
         /// A command the user's permissions do not cover (the key is never logged).
         case permissionDenied(peer: String, user: String, bucket: String, command: String, category: String)
-        /// A UDP datagram not answered in full: `reason` is "refused_source", "rate_limited", "malformed",
-        /// "refused_command" or "oversized".
-        case udpRefused(peer: String, reason: String)
+        /// A UDP datagram not answered in full.
+        case udpRefused(peer: String, reason: UDPResponder.Refusal)
         /// A reload of the configuration file, applied or rejected (`detail` says why).
         case configReload(applied: Bool, detail: String)
     }
@@ -129,9 +127,9 @@ public final class SecurityLog: Sendable {
         case .connectionAccepted(let peer):
             return ("connection_accepted", .info, [("peer", .string(peer))])
         case .connectionRefused(let peer, let reason):
-            return ("connection_refused", .notice, [("peer", .string(peer)), ("reason", .string(reason))])
+            return ("connection_refused", .notice, [("peer", .string(peer)), ("reason", .string(reason.rawValue))])
         case .connectionClosed(let peer, let reason):
-            return ("connection_closed", .notice, [("peer", .string(peer)), ("reason", .string(reason))])
+            return ("connection_closed", .notice, [("peer", .string(peer)), ("reason", .string(reason.rawValue))])
         case .authentication(.succeeded(let user, let peer, let mechanism)):
             return (
                 "auth_success", .info,
@@ -178,7 +176,7 @@ public final class SecurityLog: Sendable {
                 ]
             )
         case .udpRefused(let peer, let reason):
-            return ("udp_refused", .notice, [("peer", .string(peer)), ("reason", .string(reason))])
+            return ("udp_refused", .notice, [("peer", .string(peer)), ("reason", .string(reason.rawValue))])
         case .configReload(let applied, let detail):
             return (
                 "config_reload", applied ? .notice : .warning,

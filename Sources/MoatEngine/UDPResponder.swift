@@ -126,7 +126,7 @@ public final class UDPResponder: Sendable {
         case .refusedCommand: counters.refusedCommand.add(1, ordering: .relaxed)
         case .oversized: counters.oversized.add(1, ordering: .relaxed)
         }
-        engine.securityLog.record(.udpRefused(peer: source, reason: reason.rawValue))
+        engine.securityLog.record(.udpRefused(peer: source, reason: reason))
         return nil
     }
 

@@ -10,7 +10,7 @@ enum Admission: Equatable {
     /// Served: the connection holds its slots until `ConnectionGate.leave`.
     case admitted
     /// Refused by the allow/deny lists or the per-address cap: closed without a byte exchanged.
-    case refused(reason: String)
+    case refused(reason: ConnectionRefusal)
     /// Over `-c`: sent `tooManyConnectionsReply` (memcached's), then closed.
     case tooManyConnections
 }
@@ -42,7 +42,7 @@ final class ConnectionGate: Sendable {
     func enter(peer: PeerAddress?, described: String) -> Admission {
         let host = peer?.description ?? "unknown"
         if let reason = admit(peer: peer) {
-            logger.info("connection refused", metadata: ["peer": "\(described)", "reason": "\(reason)"])
+            logger.info("connection refused", metadata: ["peer": "\(described)", "reason": "\(reason.rawValue)"])
             securityLog.record(.connectionRefused(peer: host, reason: reason))
             return .refused(reason: reason)
         }
@@ -53,7 +53,7 @@ final class ConnectionGate: Sendable {
             counters.current.wrappingSubtract(1, ordering: .relaxed)
             counters.rejected.wrappingAdd(1, ordering: .relaxed)
             logger.notice("connection refused: too many open connections", metadata: ["peer": "\(described)"])
-            securityLog.record(.connectionRefused(peer: host, reason: "max_connections"))
+            securityLog.record(.connectionRefused(peer: host, reason: .maxConnections))
             return .tooManyConnections
         }
         logger.info("connection opened", metadata: ["peer": "\(described)"])
@@ -70,21 +70,21 @@ final class ConnectionGate: Sendable {
     /// Nil when `peer` may connect (and then holds one of its slots until `release`), else the reason.
     /// An unknown peer (nil) is refused whenever a list exists; unix clients pass the lists and the cap
     /// (the socket file's mode decides who reaches them).
-    private func admit(peer: PeerAddress?) -> String? {
+    private func admit(peer: PeerAddress?) -> ConnectionRefusal? {
         switch filter.decision(for: peer) {
         case .allowed: break
         case .notAllowed:
             counters.refusedByFilter.add(1, ordering: .relaxed)
-            return "allowlist"
+            return .allowlist
         case .denied:
             counters.refusedByFilter.add(1, ordering: .relaxed)
-            return "denylist"
+            return .denylist
         }
         guard let key = capKey(peer) else { return nil }
         let admitted = open.withLock { $0.take(key, limit: maxPerAddress) }
         if admitted { return nil }
         counters.refusedPerAddress.add(1, ordering: .relaxed)
-        return "per_address_limit"
+        return .perAddressLimit
     }
 
     /// Gives back the slot `admit` took.

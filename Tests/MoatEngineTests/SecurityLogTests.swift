@@ -17,7 +17,7 @@ final class EventSink: Sendable {
                 == #"{"ts":"2026-01-01T00:00:00.000Z","event":"canary_read","severity":"critical","peer":"10.0.0.1","key":"a\"b\\c\u0001\n"}"#
         )
         let long = SecurityLog.jsonLine(
-            .connectionRefused(peer: String(repeating: "x", count: 5000), reason: "allowlist"), timestamp: "t")
+            .connectionRefused(peer: String(repeating: "x", count: 5000), reason: .allowlist), timestamp: "t")
         #expect(long.utf8.count < 700)
         let auth = SecurityLog.jsonLine(
             .authentication(.failed(user: nil, peer: "::1", mechanism: "PLAIN")), timestamp: "t")

@@ -113,7 +113,7 @@ import Testing
         var open: Int { engine.connections.current.load(ordering: .relaxed) }
         var closedEvents: [String] {
             events.all.compactMap {
-                if case .connectionClosed(_, let reason) = $0 { return reason } else { return nil }
+                if case .connectionClosed(_, let reason) = $0 { return reason.rawValue } else { return nil }
             }
         }
     }

@@ -1,4 +1,5 @@
 import MoatConfig
+import MoatEngine
 import Testing
 
 @testable import MoatServer

@@ -15,7 +15,7 @@ import Testing
             let text: String
             switch event {
             case .connectionAccepted(let peer): text = "accepted \(peer)"
-            case .connectionRefused(let peer, let reason): text = "refused \(peer) \(reason)"
+            case .connectionRefused(let peer, let reason): text = "refused \(peer) \(reason.rawValue)"
             default: text = "other"
             }
             seen.withLock { $0.append(text) }
@@ -37,9 +37,9 @@ import Testing
 
     @Test func theListsRefuseBeforeAnythingIsCounted() throws {
         let (gate, counters, events) = try gate(["-o", "allow=127.0.0.2"])
-        #expect(gate.enter(peer: PeerAddress("127.0.0.3"), described: "127.0.0.3:1") == .refused(reason: "allowlist"))
+        #expect(gate.enter(peer: PeerAddress("127.0.0.3"), described: "127.0.0.3:1") == .refused(reason: .allowlist))
         // Unknown: refused while a list exists.
-        #expect(gate.enter(peer: nil, described: "?") == .refused(reason: "allowlist"))
+        #expect(gate.enter(peer: nil, described: "?") == .refused(reason: .allowlist))
         #expect(counters.current.load(ordering: .relaxed) == 0 && counters.total.load(ordering: .relaxed) == 0)
         #expect(counters.refusedByFilter.load(ordering: .relaxed) == 2)
         #expect(gate.enter(peer: PeerAddress("127.0.0.2"), described: "127.0.0.2:1") == .admitted)
@@ -51,7 +51,7 @@ import Testing
         let peer = PeerAddress("127.0.0.5")
         #expect(gate.enter(peer: peer, described: "a") == .admitted)
         #expect(gate.enter(peer: peer, described: "b") == .admitted)
-        #expect(gate.enter(peer: peer, described: "c") == .refused(reason: "per_address_limit"))
+        #expect(gate.enter(peer: peer, described: "c") == .refused(reason: .perAddressLimit))
         #expect(gate.enter(peer: PeerAddress("127.0.0.6"), described: "d") == .admitted)
         gate.leave(peer: peer)
         #expect(gate.enter(peer: peer, described: "e") == .admitted)

@@ -224,7 +224,7 @@ final class ConnectionCore {
             engine.connections.tlsHandshakeErrors.add(1, ordering: .relaxed)
         }
         context.logger.info("connection closed", metadata: ["peer": "\(peer)", "reason": "\(reason.rawValue)"])
-        if reason.isLimit { engine.securityLog.record(.connectionClosed(peer: host, reason: reason.rawValue)) }
+        if reason.isLimit { engine.securityLog.record(.connectionClosed(peer: host, reason: reason)) }
     }
 
     // MARK: the drive loop

@@ -1,30 +1,5 @@
 import MoatConfig
-
-/// Why Moat ends a connection. The limit reasons (a deadline, the output budget, a revoked user, a failed
-/// TLS handshake or record) are Moat's decision about the client and go to the security log as
-/// `connection_closed`.
-enum CloseReason: String, Sendable, CaseIterable {
-    case normal
-    case error
-    case shutdown
-    case idleTimeout = "idle_timeout"
-    case authTimeout = "auth_timeout"
-    case slowCommand = "slow_command"
-    case outputStalled = "output_stalled"
-    case outputBudget = "output_budget"
-    case accessRevoked = "access_revoked"
-    /// TLS: the handshake did not complete within `-o ssl_handshake_timeout`.
-    case tlsHandshakeTimeout = "tls_handshake_timeout"
-    /// TLS: the handshake or a record failed (plaintext on a TLS port, an unknown CA, a corrupt record).
-    case tlsError = "tls_error"
-
-    var isLimit: Bool {
-        switch self {
-        case .normal, .error, .shutdown: return false
-        default: return true
-        }
-    }
-}
+import MoatEngine
 
 /// One connection's clocks and the deadlines they run against: the one place that says when a client
 /// has been idle, unauthenticated, slow to finish a request or slow to read its replies for too long.
