@@ -117,20 +117,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "MoatStorageTests", dependencies: ["MoatStorage"]),
+        // Clocks moved by hand, a seeded generator and byte helpers, shared by the test targets.
+        .target(name: "MoatTestSupport", dependencies: ["MoatStorage"], path: "Tests/MoatTestSupport"),
+        .testTarget(name: "MoatStorageTests", dependencies: ["MoatStorage", "MoatTestSupport"]),
         .testTarget(
             name: "MoatProtocolTests",
-            dependencies: ["MoatProtocol", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["MoatProtocol", "MoatTestSupport", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "MoatEngineTests",
             dependencies: [
-                "MoatEngine", "MoatStorage", "MoatProtocol", "MoatAccess",
+                "MoatEngine", "MoatStorage", "MoatProtocol", "MoatAccess", "MoatTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "MoatConfigTests", dependencies: ["MoatConfig", "MoatAccess"]),
-        .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess"]),
+        .testTarget(name: "MoatAccessTests", dependencies: ["MoatAccess", "MoatTestSupport"]),
         .testTarget(name: "MoatAuditTests", dependencies: ["MoatAudit", "MoatConfig", "MoatAccess"]),
         .testTarget(name: "MoatMetricsTests", dependencies: ["MoatMetrics"]),
         .testTarget(name: "MoatFirewallTests", dependencies: ["MoatFirewall", "MoatConfig", "MoatAccess"]),

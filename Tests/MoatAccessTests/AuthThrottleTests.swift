@@ -1,21 +1,15 @@
 import Dispatch
 import MoatAccess
+import MoatTestSupport
 import Synchronization
 import Testing
 
-/// A clock the test moves by hand.
-final class TestClock: Sendable {
-    private let time = Mutex(1000.0)
-    var now: Double { time.withLock { $0 } }
-    func advance(_ seconds: Double) { time.withLock { $0 += seconds } }
-}
-
 @Suite struct AuthThrottleTests {
-    func throttle(_ configure: (inout AuthPolicy) -> Void = { _ in }) -> (AuthThrottle, TestClock) {
+    func throttle(_ configure: (inout AuthPolicy) -> Void = { _ in }) -> (AuthThrottle, ManualSeconds) {
         var policy = AuthPolicy()
         configure(&policy)
-        let clock = TestClock()
-        return (AuthThrottle(policy: policy, now: { clock.now }), clock)
+        let clock = ManualSeconds()
+        return (AuthThrottle(policy: policy, now: { clock.now() }), clock)
     }
 
     @Test func defaults() {
@@ -224,12 +218,12 @@ extension AuthThrottleTests {
     @Test(arguments: [false, true]) func guessingStaysWithinTheBudget(interleavingSuccesses: Bool) {
         let (throttle, clock) = throttle()
         var times: [Double] = []
-        let start = clock.now
-        while clock.now - start < 3600 {
+        let start = clock.now()
+        while clock.now() - start < 3600 {
             switch throttle.admit("a") {
             case .allowed:
                 _ = throttle.recordFailure("a")
-                times.append(clock.now)
+                times.append(clock.now())
                 if interleavingSuccesses { throttle.recordSuccess("a") }
             case .throttled(let wait), .lockedOut(let wait):
                 clock.advance(wait)

@@ -1,10 +1,12 @@
 import MoatAccess
+import MoatTestSupport
 import Testing
 
 @Suite struct SourceRateLimiterTests {
     @Test func datagramsAndBytesAreBothLimited() {
-        let clock = TestClock()
-        let limiter = SourceRateLimiter(limits: .init(datagramsPerSecond: 5, bytesPerSecond: 1000), now: { clock.now })
+        let clock = ManualSeconds()
+        let limiter = SourceRateLimiter(
+            limits: .init(datagramsPerSecond: 5, bytesPerSecond: 1000), now: { clock.now() })
         #expect((0..<10).filter { _ in limiter.admit("a", bytes: 10) }.count == 5)
         #expect(limiter.admit("b", bytes: 600))
         #expect(!limiter.admit("b", bytes: 600))  // bytes run out before datagrams
@@ -14,9 +16,9 @@ import Testing
     }
 
     @Test func theTableIsBoundedAndFailsClosed() {
-        let clock = TestClock()
+        let clock = ManualSeconds()
         let limiter = SourceRateLimiter(
-            limits: .init(datagramsPerSecond: 5, bytesPerSecond: 1000, maximumSources: 3), now: { clock.now })
+            limits: .init(datagramsPerSecond: 5, bytesPerSecond: 1000, maximumSources: 3), now: { clock.now() })
         for source in ["a", "b", "c"] { #expect(limiter.admit(source, bytes: 1)) }
         #expect(!limiter.admit("d", bytes: 1))  // full of active sources: a new one is refused
         #expect(limiter.admit("a", bytes: 1))  // known ones go on

@@ -1,16 +1,10 @@
 import MoatAccess
 import MoatEngine
 import MoatStorage
+import MoatTestSupport
 import NIOCore
 import Synchronization
 import Testing
-
-/// A monotonic clock the test moves by hand (seconds).
-final class ManualSeconds: Sendable {
-    let value = Mutex<Double>(1000)
-    func now() -> Double { value.withLock { $0 } }
-    func advance(_ seconds: Double) { value.withLock { $0 += seconds } }
-}
 
 final class EventLog: Sendable {
     let events = Mutex<[AuthEvent]>([])

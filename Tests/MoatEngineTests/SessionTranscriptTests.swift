@@ -1,16 +1,10 @@
 import MoatEngine
 import MoatProtocol
 import MoatStorage
+import MoatTestSupport
 import NIOCore
 import Synchronization
 import Testing
-
-/// A clock the test moves by hand.
-final class ManualClock: CacheClock {
-    let seconds = Mutex<Int64>(1_700_000_000)
-    func now() -> Int64 { seconds.withLock { $0 } }
-    func advance(_ delta: Int64) { seconds.withLock { $0 += delta } }
-}
 
 /// Drives one session with bytes and returns what it would send, as text.
 struct Transcript {
@@ -100,15 +94,15 @@ struct Transcript {
         var t = Transcript(clock: clock)
         _ = t.reply("set short 0 2 1\r\na\r\nset never 0 0 1\r\nb\r\nset gone 0 -1 1\r\nc\r\n")
         #expect(t.reply("get gone\r\n") == "END\r\n")
-        clock.advance(1)
+        clock.advance(by: 1)
         #expect(t.reply("get short\r\n") == "VALUE short 0 1\r\na\r\nEND\r\n")
-        clock.advance(1)
+        clock.advance(by: 1)
         #expect(t.reply("get short never\r\n") == "VALUE never 0 1\r\nb\r\nEND\r\n")
         let absolute = clock.now() + 10
         _ = t.reply("set abs 0 \(absolute) 1\r\nd\r\n")
-        clock.advance(9)
+        clock.advance(by: 9)
         #expect(t.reply("get abs\r\n") == "VALUE abs 0 1\r\nd\r\nEND\r\n")
-        clock.advance(1)
+        clock.advance(by: 1)
         #expect(t.reply("get abs\r\n") == "END\r\n")
     }
 
@@ -117,9 +111,9 @@ struct Transcript {
         var t = Transcript(clock: clock)
         _ = t.reply("set k 0 2 1\r\na\r\n")
         #expect(t.reply("touch k 100\r\n") == "TOUCHED\r\n")
-        clock.advance(50)
+        clock.advance(by: 50)
         #expect(t.reply("gat 1 k\r\n") == "VALUE k 0 1\r\na\r\nEND\r\n")
-        clock.advance(1)
+        clock.advance(by: 1)
         #expect(t.reply("gats 10 k\r\n") == "END\r\n")
         #expect(t.reply("touch k 10\r\n") == "NOT_FOUND\r\n")
     }
@@ -130,7 +124,7 @@ struct Transcript {
         _ = t.reply("set old 0 0 1\r\na\r\n")
         #expect(t.reply("flush_all 5\r\n") == "OK\r\n")
         #expect(t.reply("get old\r\n") == "VALUE old 0 1\r\na\r\nEND\r\n")
-        clock.advance(5)
+        clock.advance(by: 5)
         _ = t.reply("set new 0 0 1\r\nb\r\n")
         #expect(t.reply("get old new\r\n") == "VALUE new 0 1\r\nb\r\nEND\r\n")
         #expect(t.reply("flush_all\r\n") == "OK\r\n")

@@ -2,6 +2,7 @@ import MoatAccess
 import MoatEngine
 import MoatProtocol
 import MoatStorage
+import MoatTestSupport
 import Testing
 
 struct UDPFixture {

@@ -1,7 +1,6 @@
 import MoatProtocol
+import MoatTestSupport
 import NIOCore
-
-func b(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// Feeds `chunks` one after another into a single accumulating buffer (as a connection would),
 /// draining every complete request after each chunk.
@@ -26,19 +25,6 @@ func decode(_ text: String, limits: ProtocolLimits = ProtocolLimits()) -> [TextR
 
 func dripFeed(_ bytes: [UInt8], limits: ProtocolLimits = ProtocolLimits()) -> [TextRequest] {
     decode(chunks: bytes.map { [$0] }, limits: limits)
-}
-
-/// SplitMix64, for reproducible random splits.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 func text(_ buffer: ByteBuffer) -> String {

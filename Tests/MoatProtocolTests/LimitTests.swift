@@ -1,4 +1,5 @@
 import MoatProtocol
+import MoatTestSupport
 import NIOCore
 import Testing
 

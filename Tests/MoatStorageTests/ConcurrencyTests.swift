@@ -1,5 +1,6 @@
 import Dispatch
 import MoatStorage
+import MoatTestSupport
 import Synchronization
 import Testing
 

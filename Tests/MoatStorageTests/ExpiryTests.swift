@@ -1,4 +1,5 @@
 import MoatStorage
+import MoatTestSupport
 import Testing
 
 @Suite struct ExpiryRuleTests {

@@ -1,4 +1,5 @@
 import MoatStorage
+import MoatTestSupport
 import Testing
 
 /// The storage side of the meta commands.

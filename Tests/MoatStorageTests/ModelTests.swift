@@ -1,4 +1,5 @@
 import MoatStorage
+import MoatTestSupport
 import Testing
 
 /// Random operations against a dictionary model. Evictions may drop keys at any time, so the model

@@ -1,4 +1,5 @@
 import MoatStorage
+import MoatTestSupport
 import Testing
 
 /// Slab memory: pages handed between size classes, items larger than a page, the crawler walking

@@ -1,33 +1,5 @@
 import MoatStorage
-import Synchronization
-
-/// A clock the test moves by hand (no sleeping).
-final class ManualClock: CacheClock {
-    private let time: Mutex<Int64>
-
-    init(_ start: Int64 = 1_700_000_000) { time = Mutex(start) }
-
-    func now() -> Int64 { time.withLock { $0 } }
-
-    func advance(by seconds: Int64) { time.withLock { $0 += seconds } }
-
-    func set(_ value: Int64) { time.withLock { $0 = value } }
-}
-
-/// SplitMix64: a small deterministic generator for reproducible random tests.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-func b(_ text: String) -> [UInt8] { Array(text.utf8) }
+import MoatTestSupport
 
 /// Bytes one item is charged: key + value + fixed overhead.
 let itemOverhead = CacheConfiguration.perItemOverhead
