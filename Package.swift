@@ -55,6 +55,7 @@ let package = Package(
         .target(
             name: "MoatAccess",
             dependencies: [
+                "MoatProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ]

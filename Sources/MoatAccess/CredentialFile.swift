@@ -1,3 +1,5 @@
+import MoatProtocol
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -1,4 +1,5 @@
 import Crypto
+import MoatProtocol
 
 /// Why an exchange failed. The server reports all of them as an authentication error; the cases
 /// exist for logs and statistics.
