@@ -1,4 +1,3 @@
-import Foundation
 import Logging
 import MoatEngine
 
@@ -52,25 +51,19 @@ struct JSONLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var fields: [(String, String)] = [
-            ("ts", Self.timestamp()), ("level", event.level.rawValue), ("label", label), ("source", event.source),
-            ("message", event.message.description),
-        ]
+        // A log message may be long (a configuration error), so strings are cut generously.
+        var line = JSONLine(stringLimit: 16_384)
+        line.append("ts", .string(JSONLine.timestamp()))
+        line.append("level", .string(event.level.rawValue))
+        line.append("label", .string(label))
+        line.append("source", .string(event.source))
+        line.append("message", .string(event.message.description))
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         for (key, value) in merged.sorted(by: { $0.key < $1.key })
         where !["ts", "level", "label", "source", "message"].contains(key) {
-            fields.append((key, value.description))
+            line.append(key, .string(value.description))
         }
-        let line = "{" + fields.map { "\(Self.quote($0.0)):\(Self.quote($0.1))" }.joined(separator: ",") + "}\n"
-        var bytes = Array(line.utf8)
+        var bytes = Array((line.line + "\n").utf8)
         _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-    }
-
-    /// The security log's escaping; a log message may be long (a configuration error), so the cut is generous.
-    static func quote(_ text: String) -> String { SecurityLog.quote(text, limit: 16_384) }
-
-    static func timestamp() -> String {
-        Date().formatted(
-            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 }

@@ -185,68 +185,17 @@ public final class SecurityLog: Sendable {
         }
     }
 
-    public enum JSONValue: Sendable {
-        case string(String)
-        case number(Double)
-        case bool(Bool)
-        case null
-    }
+    public typealias JSONValue = JSONLine.Value
 
-    /// One JSON object on one line (no newline): `ts`, `event`, `severity`, then the event's fields.
-    /// Strings are escaped per RFC 8259 and cut at 512 bytes, so a line stays bounded.
+    /// One JSON object on one line (no newline): `ts`, `event`, `severity`, then the event's fields;
+    /// strings cut at 512 bytes, so a line stays bounded.
     public static func jsonLine(_ event: Event, timestamp: String) -> String {
         let (name, severity, fields) = describe(event)
-        var line =
-            "{\"ts\":" + quote(timestamp) + ",\"event\":" + quote(name) + ",\"severity\":" + quote(severity.rawValue)
-        for (key, value) in fields {
-            line += "," + quote(key) + ":"
-            switch value {
-            case .string(let text): line += quote(text)
-            case .number(let number):
-                line += number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)
-            case .bool(let flag): line += flag ? "true" : "false"
-            case .null: line += "null"
-            }
-        }
-        return line + "}"
-    }
-
-    /// A JSON string literal: quotes, backslashes and control characters escaped, cut at `limit` bytes.
-    public static func quote(_ text: String, limit: Int = 512) -> String {
-        var out = "\""
-        var bytes = 0
-        for scalar in text.unicodeScalars {
-            bytes += String(scalar).utf8.count
-            if bytes > limit {
-                out += "..."
-                break
-            }
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
-
-    /// RFC 3339 UTC with milliseconds, from the wall clock.
-    public static func timestamp() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        var seconds = time_t(spec.tv_sec)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let millis = Int(spec.tv_nsec) / 1_000_000
-        let ms = millis < 10 ? "00\(millis)" : (millis < 100 ? "0\(millis)" : "\(millis)")
-        return
-            "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(ms)Z"
+        var line = JSONLine()
+        line.append("ts", .string(timestamp))
+        line.append("event", .string(name))
+        line.append("severity", .string(severity.rawValue))
+        for (key, value) in fields { line.append(key, value) }
+        return line.line
     }
 }

@@ -81,11 +81,16 @@ public final class SecurityLogSink: Sendable {
         guard fd >= 0 else { return }
         let (admitted, dropped, droppedImportant) = admit(event)
         guard admitted || dropped > 0 else { return }
-        let timestamp = SecurityLog.timestamp()
+        let timestamp = JSONLine.timestamp()
         var line = ""
         if dropped > 0 {
-            line =
-                "{\"ts\":\"\(timestamp)\",\"event\":\"security_log_dropped\",\"severity\":\"warning\",\"lines\":\(dropped),\"important\":\(droppedImportant)}\n"
+            var notice = JSONLine()
+            notice.append("ts", .string(timestamp))
+            notice.append("event", .string("security_log_dropped"))
+            notice.append("severity", .string("warning"))
+            notice.append("lines", .number(Double(dropped)))
+            notice.append("important", .number(Double(droppedImportant)))
+            line = notice.line + "\n"
         }
         if admitted { line += SecurityLog.jsonLine(event, timestamp: timestamp) + "\n" }
         var bytes = Array(line.utf8)

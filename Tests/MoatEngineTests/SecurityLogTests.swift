@@ -28,7 +28,7 @@ final class EventSink: Sendable {
         let command = SecurityLog.jsonLine(
             .dangerousCommand(peer: "p", command: "flush_all", allowed: true), timestamp: "t")
         #expect(command.hasSuffix(#""command":"flush_all","allowed":true}"#))
-        #expect(SecurityLog.timestamp().count == 24)
+        #expect(JSONLine.timestamp().count == 24)
     }
 
     func session(_ settings: EngineSettings, _ sink: EventSink) -> Session {
@@ -77,5 +77,36 @@ final class EventSink: Sendable {
         var s = session(EngineSettings(), sink)
         _ = drive(&s, Array("get a b c\r\nmg a v\r\n".utf8))
         #expect(sink.all.isEmpty)
+    }
+}
+
+/// The one writer of Moat's JSON log lines.
+@Suite struct JSONLineTests {
+    @Test func fieldsInOrderWithTypedValues() {
+        var line = JSONLine()
+        line.append("a", .string("x"))
+        line.append("n", .number(3))
+        line.append("f", .number(0.5))
+        line.append("b", .bool(false))
+        line.append("z", .null)
+        #expect(line.line == #"{"a":"x","n":3,"f":0.5,"b":false,"z":null}"#)
+        #expect(JSONLine().line == "{}")
+    }
+
+    @Test func stringsAreEscapedForJSONAndForTerminals() {
+        #expect(JSONLine.quote("a\"b\\c\n\u{1b}[2J") == #""a\"b\\c\n\u001b[2J""#)
+        // C1 (a one-character CSI), DEL, a line separator and a bidi override: escaped, not passed on.
+        #expect(JSONLine.quote("\u{9b}\u{7f}\u{2028}\u{202e}é") == #""\u009b\u007f\u2028\u202eé""#)
+        #expect(JSONLine.quote(String(repeating: "x", count: 600)).utf8.count == 512 + 2 + 3)
+        #expect(JSONLine.quote(String(repeating: "x", count: 600), limit: 16_384).utf8.count == 602)
+    }
+
+    @Test func timestampIsRFC3339UTCWithMilliseconds() {
+        let ts = JSONLine.timestamp()
+        #expect(ts.count == 24 && ts.hasSuffix("Z"))
+        let bytes = Array(ts.utf8)
+        for (index, separator) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, ".")] {
+            #expect(bytes[index] == UInt8(ascii: Unicode.Scalar(separator)!))
+        }
     }
 }
