@@ -106,7 +106,6 @@ extension Session {
             }
 
         case .store(let verb, let key, let value, let flags, let exptime, let quiet):
-            counters.cmdSet &+= 1
             let expected = header.cas
             // A CAS makes set/add/replace a compare-and-swap (memcached: NREAD_CAS); append/prepend check it.
             let isCAS = expected != 0 && (verb == .set || verb == .add || verb == .replace)
@@ -123,6 +122,7 @@ extension Session {
             let outcome = cache.store(
                 mode, key: key, value: value, flags: flags, exptime: Int64(exptime), expectedCAS: isCAS ? 0 : expected,
                 cas: &cas)
+            account(outcome, key: key, unlinksStale: verb == .set)
             if isCAS { counters.countCAS(outcome) }
             switch outcome {
             case .stored: succeed(quiet: quiet, cas: cas, &out)
@@ -135,19 +135,12 @@ extension Session {
                 case .replace: fail(.keyNotFound, &out)
                 default: fail(.notStored, &out)
                 }
-            case .tooLarge:
-                counters.storeTooLarge &+= 1
-                fail(.valueTooLarge, &out)
-            case .noMemory:
-                counters.storeNoMemory &+= 1
-                fail(.outOfMemory, &out)
+            case .tooLarge: fail(.valueTooLarge, &out)
+            case .noMemory: fail(.outOfMemory, &out)
             }
 
         case .storeTooLarge(let verb, let key, _):
-            counters.cmdSet &+= 1
-            counters.storeTooLarge &+= 1
-            // As memcached: a failed `set` must not leave the previous value looking current.
-            if verb == .set { _ = cache.delete(key) }
+            refuseStore(key: key, tooLarge: true, unlinksStale: verb == .set)
             fail(.valueTooLarge, &out)
 
         case .delete(let key, let quiet):

@@ -113,13 +113,10 @@ extension Session {
         let flags = command.flags
         let cache = bucket.cache
         if command.valueTooLarge {
-            counters.storeTooLarge &+= 1
-            // As memcached: a failed store must not leave the previous value looking current.
-            _ = cache.delete(key)
+            refuseStore(key: key, tooLarge: true, unlinksStale: true)
             TextEncoder.writeError(.tooLarge, into: &out)
             return
         }
-        counters.cmdSet &+= 1
         let mode: StoreMode
         switch flags.mode {
         case UInt8(ascii: "E"): mode = .add
@@ -132,6 +129,7 @@ extension Session {
         let (outcome, cas) = cache.metaStore(
             mode, key: key, value: command.value, flags: flags.clientFlags, exptime: flags.has("T") ? flags.ttl : 0,
             compareCAS: compareCAS, newCAS: flags.newCAS, invalidate: flags.has("I"))
+        account(outcome, key: key, unlinksStale: true)
         if compareCAS != nil, mode == .set || mode == .replace { counters.countCAS(outcome) }
         switch outcome {
         case .stored:
@@ -141,11 +139,9 @@ extension Session {
         case .exists: out.writeStaticString("EX")
         case .notFound: out.writeStaticString("NF")
         case .tooLarge:
-            counters.storeTooLarge &+= 1
             TextEncoder.writeError(.tooLarge, into: &out)
             return
         case .noMemory:
-            counters.storeNoMemory &+= 1
             TextEncoder.write(.outOfMemory, into: &out)
             return
         }

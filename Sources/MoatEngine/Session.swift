@@ -212,7 +212,6 @@ public struct Session {
             TextEncoder.write(.end, into: &out)
 
         case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):
-            counters.cmdSet &+= 1
             let mode: StoreMode
             switch verb {
             case .set: mode = .set
@@ -223,6 +222,7 @@ public struct Session {
             case .cas: mode = .cas(casUnique)
             }
             let outcome = cache.store(mode, key: key, value: value, flags: flags, exptime: exptime)
+            account(outcome, key: key, unlinksStale: verb == .set)
             if verb == .cas { counters.countCAS(outcome) }
             let reply: TextReply
             switch outcome {
@@ -231,20 +231,14 @@ public struct Session {
             case .exists: reply = .exists
             case .notFound: reply = .notFound
             case .tooLarge:
-                counters.storeTooLarge &+= 1
                 if !noreply { TextEncoder.writeError(.tooLarge, into: &out) }
                 return nil
-            case .noMemory:
-                counters.storeNoMemory &+= 1
-                reply = .outOfMemory
+            case .noMemory: reply = .outOfMemory
             }
             if !noreply { TextEncoder.write(reply, into: &out) }
 
         case .storeTooLarge(let verb, let key, let noreply):
-            counters.cmdSet &+= 1
-            counters.storeTooLarge &+= 1
-            // As memcached: a failed `set` must not leave the previous value looking current.
-            if verb == .set { _ = cache.delete(key) }
+            refuseStore(key: key, tooLarge: true, unlinksStale: verb == .set)
             if !noreply { TextEncoder.writeError(.tooLarge, into: &out) }
 
         case .delete(let key, let noreply):

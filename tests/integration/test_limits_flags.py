@@ -69,6 +69,28 @@ def test_max_item_size_small(server_factory):
         assert c.sync() == []
 
 
+def test_a_store_refused_for_size_is_counted_as_memcached_counts_it(server_factory):
+    """A store refused for its size is not a cmd_set but a store_too_large, in the text and the meta
+    protocol; a refused set (text) or any refused ms (meta) takes the key's old value out, so that it
+    does not look current, while a refused append leaves it (memcached 1.6.18 does the same)."""
+    srv = server_factory.start(["-I", "512k"])
+    big = b"x" * 600_000
+    with Conn.to(srv, timeout=10) as c:
+        for key in (b"s", b"a", b"m"):
+            assert c.store(b"set", key, b"old") == b"STORED"
+        before = c.stats_dict()
+        assert c.store(b"set", b"s", big) == b"SERVER_ERROR object too large for cache"
+        assert c.store(b"append", b"a", big) == b"SERVER_ERROR object too large for cache"
+        c.send(b"ms m %d MA\r\n" % len(big) + big + b"\r\n")
+        assert c.readline() == b"SERVER_ERROR object too large for cache"
+        after = c.stats_dict()
+        assert int(after["cmd_set"]) - int(before["cmd_set"]) == 0
+        assert int(after["store_too_large"]) - int(before["store_too_large"]) == 3
+        assert c.get(b"s") is None and c.get(b"m") is None
+        assert c.get(b"a") == b"old"
+        assert c.sync() == []
+
+
 def test_no_evictions_out_of_memory(server_factory):
     srv = server_factory.start(["-M", "-m", "1"] + SMALL_MEM_EXTRA)
     val = b"m" * 50_000
