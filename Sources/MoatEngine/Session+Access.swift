@@ -70,55 +70,91 @@ extension Session {
                 peer: peer, user: user ?? "", bucket: bucket.name, command: command, category: category.description))
     }
 
-    // MARK: text
+    // MARK: what each operation needs
 
-    /// Checks a text command against the grant; on refusal writes the error and returns false.
-    mutating func permits(_ command: TextCommand, into out: inout ByteBuffer) -> Bool {
-        let refused: (String, Permissions, Bool)?
+    /// The category `need` lacks under the session's grant; nil when the grant covers it. The one
+    /// decision: the dialects only say which operation they decoded (`need(...)` below).
+    func missing(_ need: AccessNeed) -> Permissions? {
+        switch need {
+        case .nothing:
+            return nil
+        case .read(let key):
+            return grant.mayRead(key) ? nil : .read
+        case .write(let key):
+            return grant.mayWrite(key) ? nil : .write
+        case .readWrite(let key):
+            if !grant.mayRead(key) { return .read }
+            return grant.mayWrite(key) ? nil : .write
+        case .permission(let category):
+            return grant.permissions.contains(category) ? nil : category
+        case .stats(let words):
+            let needed = Self.permissionForStats(words)
+            return needed.isEmpty || grant.permissions.contains(needed) ? nil : needed
+        }
+    }
+
+    /// What a text command needs, by the name the security log gives it. A multi-key get needs its
+    /// first key here; `permits` asks for the others.
+    static func need(_ command: TextCommand) -> (name: String, need: AccessNeed, noreply: Bool) {
         switch command {
         case .retrieve(let keys, _, let touch):
-            if !keys.allSatisfy({ grant.mayRead($0) }) {
-                refused = (touch == nil ? "get" : "gat", .read, false)
-            } else if touch != nil, !keys.allSatisfy({ grant.mayWrite($0) }) {
-                // gat/gats set a TTL (gat -1 deletes in effect): a write.
-                refused = ("gat", .write, false)
-            } else {
-                refused = nil
-            }
+            // gat/gats set a TTL (gat -1 deletes in effect): a write as well.
+            guard let first = keys.first(where: { _ in true }) else { return ("get", .nothing, false) }
+            return touch == nil ? ("get", .read(first), false) : ("gat", .readWrite(first), false)
         case .store(let verb, let key, _, _, _, _, let noreply), .storeTooLarge(let verb, let key, let noreply):
-            refused = grant.mayWrite(key) ? nil : ("\(verb)", .write, noreply)
-        case .delete(let key, let noreply):
-            refused = grant.mayWrite(key) ? nil : ("delete", .write, noreply)
+            return ("\(verb)", .write(key), noreply)
+        case .delete(let key, let noreply): return ("delete", .write(key), noreply)
         case .arithmetic(let key, _, let increment, let noreply):
-            refused = grant.mayWrite(key) ? nil : (increment ? "incr" : "decr", .write, noreply)
-        case .touch(let key, _, let noreply):
-            refused = grant.mayWrite(key) ? nil : ("touch", .write, noreply)
-        case .flushAll(_, let noreply):
-            refused = grant.permissions.contains(.manage) ? nil : ("flush_all", .manage, noreply)
-        case .verbosity(_, let noreply):
-            refused = grant.permissions.contains(.admin) ? nil : ("verbosity", .admin, noreply)
-        case .shutdown:
-            refused = grant.permissions.contains(.admin) ? nil : ("shutdown", .admin, false)
-        case .refreshCerts:
-            refused = grant.permissions.contains(.admin) ? nil : ("refresh_certs", .admin, false)
-        case .cacheMemlimit(_, let noreply):
-            refused = grant.permissions.contains(.admin) ? nil : ("cache_memlimit", .admin, noreply)
+            return (increment ? "incr" : "decr", .write(key), noreply)
+        case .touch(let key, _, let noreply): return ("touch", .write(key), noreply)
+        case .flushAll(_, let noreply): return ("flush_all", .permission(.manage), noreply)
+        case .verbosity(_, let noreply): return ("verbosity", .permission(.admin), noreply)
+        case .shutdown: return ("shutdown", .permission(.admin), false)
+        case .refreshCerts: return ("refresh_certs", .permission(.admin), false)
+        case .cacheMemlimit(_, let noreply): return ("cache_memlimit", .permission(.admin), noreply)
         case .stats(let arguments):
-            let needed = Self.permissionForStats(arguments.strings)
-            refused =
-                needed.isEmpty || grant.permissions.contains(needed)
-                ? nil : ("stats \(arguments.strings.first ?? "")", needed, false)
-        case .lruCrawler:
-            refused = grant.permissions.contains(.dump) ? nil : ("lru_crawler", .dump, false)
-        case .watch:
-            refused = grant.permissions.contains(.dump) ? nil : ("watch", .dump, false)
-        case .meta, .version, .quit, .error:
-            refused = nil  // meta commands are checked once their key is decoded
+            let words = arguments.strings
+            return ("stats \(words.first ?? "")", .stats(words), false)
+        case .lruCrawler: return ("lru_crawler", .permission(.dump), false)
+        case .watch: return ("watch", .permission(.dump), false)
+        case .meta, .version, .quit, .error: return ("", .nothing, false)  // meta: checked once its key is decoded
         }
-        guard let (name, category, noreply) = refused else { return true }
-        deny(name, category)
-        if !noreply { TextEncoder.writeLine("CLIENT_ERROR permission denied", into: &out) }
-        return false
+    }
+
+    /// What a meta command needs once its key is decoded.
+    static func need(_ command: MetaCommand, _ key: UnsafeRawBufferPointer) -> (name: String, need: AccessNeed) {
+        switch command.verb {
+        case .noop: return ("mn", .nothing)
+        case .get:
+            // mg with N creates the item on a miss, and with T sets its TTL: those are writes as well.
+            let writes = command.flags.has("N") || command.flags.has("T")
+            return ("mg", writes ? .readWrite(key) : .read(key))
+        case .debug: return ("me", .read(key))
+        case .set: return ("ms", .write(key))
+        case .delete: return ("md", .write(key))
+        case .arithmetic: return ("ma", .write(key))
+        }
+    }
+
+    /// What a binary operation needs.
+    static func need(_ operation: BinaryOperation<UnsafeRawBufferPointer>) -> (name: String, need: AccessNeed) {
+        switch operation {
+        case .get(let key, _, _): return ("get", .read(key))
+        case .getAndTouch(let key, _, _, _): return ("gat", .readWrite(key))  // setting the TTL is a write
+        case .touch(let key, _): return ("touch", .write(key))
+        case .store(let verb, let key, _, _, _, _), .storeTooLarge(let verb, let key, _):
+            return ("\(verb)", .write(key))
+        case .delete(let key, _): return ("delete", .write(key))
+        case .arithmetic(let key, let increment, _, _, _, _): return (increment ? "incr" : "decr", .write(key))
+        case .flush: return ("flush_all", .permission(.manage))
+        case .verbosity: return ("verbosity", .permission(.admin))
+        case .stat(let key):
+            let words = String(decoding: key, as: UTF8.self).split(separator: " ").map(String.init)
+            return ("stats \(words.first ?? "")", .stats(words))
+        case .quit, .noop, .version, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments,
+            .mechanismTooLong, .badMagic:
+            return ("", .nothing)
+        }
     }
 
     /// `stats detail on` / `stats detail off`: accepted and changing nothing (Moat keeps no per-prefix
@@ -138,64 +174,49 @@ extension Session {
         }
     }
 
+    // MARK: checks, per dialect
+
+    /// Checks a text command against the grant; on refusal writes the error and returns false.
+    mutating func permits(_ command: TextCommand, into out: inout ByteBuffer) -> Bool {
+        let (name, need, noreply) = Self.need(command)
+        var category = missing(need)
+        if category == nil, case .retrieve(let keys, _, let touch) = command {
+            for key in keys where category == nil {
+                category = missing(touch == nil ? .read(key) : .readWrite(key))
+            }
+        }
+        guard let category else { return true }
+        deny(name, category)
+        if !noreply { TextEncoder.writeLine("CLIENT_ERROR permission denied", into: &out) }
+        return false
+    }
+
     /// Checks a meta command once its key is known; on refusal writes the error and returns false.
     mutating func permitsMeta(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) -> Bool
     {
-        let allowed: Bool
-        let category: Permissions
-        switch command.verb {
-        case .noop: return true
-        case .get, .debug:
-            // mg with N creates the item on a miss, and with T sets its TTL: those are writes as well.
-            let writes = command.verb == .get && (command.flags.has("N") || command.flags.has("T"))
-            if !grant.mayRead(key) {
-                allowed = false
-                category = .read
-            } else {
-                allowed = !writes || grant.mayWrite(key)
-                category = .write
-            }
-        case .set, .delete, .arithmetic:
-            allowed = grant.mayWrite(key)
-            category = .write
-        }
-        guard !allowed else { return true }
-        let names: [MetaVerb: String] = [.get: "mg", .debug: "me", .set: "ms", .delete: "md", .arithmetic: "ma"]
-        deny(names[command.verb] ?? "meta", category)
+        let (name, need) = Self.need(command, key)
+        guard let category = missing(need) else { return true }
+        deny(name, category)
         TextEncoder.writeLine("CLIENT_ERROR permission denied", into: &out)
         return false
     }
 
-    // MARK: binary
-
-    /// The category a binary operation needs when the grant refuses it; nil when allowed.
+    /// The name and category a binary operation lacks under the grant; nil when allowed.
     func binaryRefusal(_ operation: BinaryOperation<UnsafeRawBufferPointer>) -> (String, Permissions)? {
-        switch operation {
-        case .get(let key, _, _):
-            return grant.mayRead(key) ? nil : ("get", .read)
-        case .getAndTouch(let key, _, _, _):
-            // Setting the TTL is a write.
-            if !grant.mayRead(key) { return ("gat", .read) }
-            return grant.mayWrite(key) ? nil : ("gat", .write)
-        case .touch(let key, _):
-            return grant.mayWrite(key) ? nil : ("touch", .write)
-        case .store(let verb, let key, _, _, _, _), .storeTooLarge(let verb, let key, _):
-            return grant.mayWrite(key) ? nil : ("\(verb)", .write)
-        case .delete(let key, _):
-            return grant.mayWrite(key) ? nil : ("delete", .write)
-        case .arithmetic(let key, let increment, _, _, _, _):
-            return grant.mayWrite(key) ? nil : (increment ? "incr" : "decr", .write)
-        case .flush:
-            return grant.permissions.contains(.manage) ? nil : ("flush_all", .manage)
-        case .verbosity:
-            return grant.permissions.contains(.admin) ? nil : ("verbosity", .admin)
-        case .stat(let key):
-            let words = String(decoding: key, as: UTF8.self).split(separator: " ").map(String.init)
-            let needed = Self.permissionForStats(words)
-            return needed.isEmpty || grant.permissions.contains(needed) ? nil : ("stats \(words.first ?? "")", needed)
-        case .quit, .noop, .version, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments,
-            .mechanismTooLong, .badMagic:
-            return nil
-        }
+        let (name, need) = Self.need(operation)
+        return missing(need).map { (name, $0) }
     }
+}
+
+/// What an operation needs of the user's grant, whatever dialect carried it.
+enum AccessNeed {
+    case nothing
+    case read(UnsafeRawBufferPointer)
+    case write(UnsafeRawBufferPointer)
+    /// Reads the key and changes it (gat's TTL, mg with N or T).
+    case readWrite(UnsafeRawBufferPointer)
+    /// A category that covers no keys (manage: flush_all; admin; dump).
+    case permission(Permissions)
+    /// `stats` and its group: `permissionForStats`.
+    case stats([String])
 }

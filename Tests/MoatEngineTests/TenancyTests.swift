@@ -196,3 +196,38 @@ struct TenantFixture {
         #expect(cache.counters().evictions == 0)
     }
 }
+
+/// One permission table for every dialect: the same operation is allowed or refused alike, and
+/// counted once, whether it came as text, meta or binary.
+@Suite struct PermissionTableTests {
+    func denied(_ f: TenantFixture) -> String? {
+        f.engine.userStats().first { $0.name == "user:scoped:acl_denied" }?.value.text
+    }
+
+    @Test func textMetaAndBinaryAgree() throws {
+        let f = try TenantFixture()
+        var text = f.login("scoped")
+        // scoped: reads and writes app:*, only reads pub:*.
+        #expect(AuthFixture.text(&text, "set app:k 0 0 1\r\nv\r\n").0 == "STORED\r\n")
+        #expect(AuthFixture.text(&text, "get pub:k\r\n").0 == "END\r\n")
+        #expect(AuthFixture.text(&text, "set pub:k 0 0 1\r\nv\r\n").0 == "CLIENT_ERROR permission denied\r\n")
+        #expect(AuthFixture.text(&text, "gat 0 pub:k\r\n").0 == "CLIENT_ERROR permission denied\r\n")
+        #expect(AuthFixture.text(&text, "get app:k other\r\n").0 == "CLIENT_ERROR permission denied\r\n")
+        #expect(AuthFixture.text(&text, "flush_all\r\n").0 == "CLIENT_ERROR permission denied\r\n")
+        #expect(denied(f) == "4")
+        #expect(AuthFixture.text(&text, "mg pub:k v\r\n").0 == "EN\r\n")
+        #expect(AuthFixture.text(&text, "ms pub:k 1\r\nv\r\n").0 == "CLIENT_ERROR permission denied\r\n")
+        #expect(AuthFixture.text(&text, "mg pub:k T0 v\r\n").0 == "CLIENT_ERROR permission denied\r\n")
+        #expect(AuthFixture.text(&text, "md other\r\n").0 == "CLIENT_ERROR permission denied\r\n")
+        #expect(denied(f) == "7")
+        var binary = f.engine.makeSession(peer: "10.0.0.9")
+        func send(_ bytes: [UInt8]) -> [UInt16] { parse(drive(&binary, bytes).replies).map(\.status) }
+        #expect(send(request(0x21, key: "PLAIN", value: [0] + Array("scoped".utf8) + [0] + Array("pw".utf8))) == [0])
+        #expect(send(request(0x00, key: "pub:k")) == [0x01])  // allowed: not found
+        #expect(send(request(0x01, key: "pub:k", extras: setExtras(), value: [0x76])) == [0x24])
+        #expect(send(request(0x1d, key: "pub:k", extras: be(UInt32(0)))) == [0x24])  // gat: a write too
+        #expect(send(request(0x04, key: "other")) == [0x24])
+        #expect(send(request(0x08, extras: be(UInt32(0)))) == [0x24])  // flush
+        #expect(denied(f) == "11")
+    }
+}
