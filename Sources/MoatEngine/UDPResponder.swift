@@ -95,7 +95,7 @@ public final class UDPResponder: Sendable {
         let payload = UnsafeRawBufferPointer(rebasing: datagram[UDPFrameHeader.size...])
         let limit = min(policy.amplification * datagram.count, policy.maximumDatagram)
         let reply = UDPFrameHeader(requestID: header.requestID)
-        switch Self.check(payload, allowsWrites: policy.allowsWrites) {
+        switch Self.check(payload, allowsWrites: policy.allowsWrites, limits: engine.settings.limits) {
         case .malformed:
             return refuse(.malformed, source)
         case .refused:
@@ -140,47 +140,48 @@ public final class UDPResponder: Sendable {
 
     enum Check: Equatable { case serve, refused, malformed }
 
-    /// memcached commands not served over UDP, answered with a short refusal (when it fits the bound).
-    static let refusedCommands: Set<String> = [
-        "stats", "flush_all", "verbosity", "shutdown", "quit", "lru_crawler", "watch", "cache_memlimit",
-        "refresh_certs",
-        "slabs", "lru", "me", "misbehave", "debugtime", "extstore",
-    ]
-
-    /// One whole command and nothing after it; single-key retrievals, stores, deletes, arithmetic,
-    /// touch, version and the meta commands. Everything else (stats, multi-key gets, flush_all, ...)
-    /// is refused: large replies and destructive commands from a spoofable source.
-    static func check(_ payload: UnsafeRawBufferPointer, allowsWrites: Bool = false) -> Check {
-        guard let newline = payload.firstIndex(of: UInt8(ascii: "\n")), newline < 2048 else { return .malformed }
-        var lineEnd = newline
-        if lineEnd > 0, payload[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
-        let tokens = payload[..<lineEnd].split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-        guard let first = tokens.first, payload[0] != 0x80 else { return .malformed }
-        let command = String(decoding: first, as: UTF8.self)
-        let afterLine = newline + 1
-        func lineOnly() -> Check { afterLine == payload.count ? .serve : .refused }
-        func write(_ check: Check) -> Check { check == .serve && !allowsWrites ? .refused : check }
-        func withData(_ lengthToken: Int) -> Check {
-            guard tokens.count > lengthToken,
-                let length = Int(
-                    String(decoding: tokens[tokens.index(tokens.startIndex, offsetBy: lengthToken)], as: UTF8.self)),
-                length >= 0, length <= payload.count
-            else { return .malformed }
-            return afterLine + length + 2 == payload.count ? .serve : .refused
+    /// Decides a datagram by the operation the text decoder reads from it (the one TCP's sessions
+    /// use), not by its words: one whole command and nothing after it; single-key retrievals, stores,
+    /// deletes, arithmetic, touch, version and the meta commands but `me`. Everything else (stats,
+    /// multi-key gets, flush_all, ...) is refused: large replies and destructive commands from a
+    /// spoofable source. Writes only with `allowsWrites`. What does not decode as a command, or only
+    /// as an error, gets no answer at all.
+    static func check(_ payload: UnsafeRawBufferPointer, allowsWrites: Bool = false, limits: ProtocolLimits) -> Check {
+        guard let first = payload.first, first != BinaryMagic.request else { return .malformed }  // text only
+        var decoder = TextDecoder(limits: limits)
+        var input = ByteBuffer(bytes: payload)
+        guard let verdict = decoder.decode(&input, { classify($0, allowsWrites: allowsWrites) }) else {
+            return .malformed  // no whole command
         }
+        guard verdict == .serve else { return verdict }
+        return input.readableBytes == 0 && !decoder.isMidRequest ? .serve : .refused
+    }
+
+    /// UDP's limits on one decoded operation.
+    static func classify(_ command: TextCommand, allowsWrites: Bool) -> Check {
+        let write: Check = allowsWrites ? .serve : .refused
         switch command {
-        case "get", "gets": return tokens.count == 2 ? lineOnly() : .refused
-        case "gat", "gats": return tokens.count == 3 ? write(lineOnly()) : .refused
-        case "set", "add", "replace", "append", "prepend", "cas": return write(withData(4))
-        case "ms": return write(withData(2))
-        case "delete", "incr", "decr", "touch", "md", "ma": return write(lineOnly())
-        case "mg":
+        case .retrieve(let keys, _, let touch):
+            var iterator = keys.makeIterator()
+            _ = iterator.next()
+            guard iterator.next() == nil else { return .refused }  // one key: no reply built from many
+            return touch == nil ? .serve : write
+        case .store, .storeTooLarge, .delete, .arithmetic, .touch:
+            return write
+        case .meta(let meta):
+            switch meta.verb {
+            case .noop: return .serve
             // N creates the item on a miss and T sets its TTL: writes.
-            let writes = tokens.dropFirst(2).contains { $0.first == UInt8(ascii: "N") || $0.first == UInt8(ascii: "T") }
-            return writes ? write(lineOnly()) : lineOnly()
-        case "version", "mn": return lineOnly()
-        case _ where refusedCommands.contains(command): return .refused
-        default: return .malformed  // not a memcached command: garbage gets no answer at all
+            case .get: return meta.flags.has("N") || meta.flags.has("T") ? write : .serve
+            case .set, .delete, .arithmetic: return write
+            case .debug: return .refused
+            }
+        case .version:
+            return .serve
+        case .flushAll, .verbosity, .quit, .shutdown, .stats, .lruCrawler, .watch, .refreshCerts, .cacheMemlimit:
+            return .refused
+        case .error:
+            return .malformed
         }
     }
 }

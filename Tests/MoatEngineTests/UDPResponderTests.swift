@@ -93,6 +93,25 @@ struct UDPFixture {
         #expect(f.engine.udp.malformed.load(ordering: .relaxed) == 9)
     }
 
+    /// The datagram is judged by the operation the text decoder reads, as TCP's sessions read it.
+    @Test func theDecodedOperationDecides() {
+        let f = UDPFixture(allowsWrites: true)
+        let refused = "CLIENT_ERROR not allowed over UDP\r\n"
+        #expect(UDPFixture.text(f.send("get k\r\nget")) == refused)  // something after the command
+        #expect(UDPFixture.text(f.send("set k 0 0 1\r\nxy\r\n")) == nil)  // its data block is not where it says
+        #expect(UDPFixture.text(f.send("me some-key-long-enough\r\n")) == refused)  // the refusal must fit 3x
+        #expect(UDPFixture.text(f.send("gets a b\r\n")) == refused)
+        #expect(UDPFixture.text(f.send("mn\r\n")) == "MN\r\n")
+        #expect(UDPFixture.text(f.send("ms k 2 T0\r\nab\r\n")) == "HD\r\n")
+        #expect(UDPFixture.text(f.send("mg k v\r\n")) == "VA 2\r\nab\r\n")
+        let before = f.engine.udp.malformed.load(ordering: .relaxed)
+        // Not a command Moat serves, or a command with an error: no answer at all, not even an error.
+        for garbage in ["slabs reassign 1 2\r\n", "get \(String(repeating: "k", count: 251))\r\n", "incr k x\r\n"] {
+            #expect(f.send(garbage) == nil, "\(garbage)")
+        }
+        #expect(f.engine.udp.malformed.load(ordering: .relaxed) == before + 3)
+    }
+
     @Test func largeRepliesAreRefusedWithinTheBound() {
         let f = UDPFixture()
         #expect(
