@@ -204,8 +204,7 @@ extension Session {
             return .close
 
         case .flush(let exptime, let quiet):
-            dangerous("flush_all", allowed: engine.settings.flushEnabled)
-            guard engine.settings.flushEnabled else {
+            guard allows(.flushAll) else {
                 BinaryEncoder.writeError(
                     opcode: opcode, status: .authenticationError, opaque: opaque, message: "flush_all not allowed",
                     into: &out)
@@ -225,42 +224,27 @@ extension Session {
             }
 
         case .stat(let key):
-            let group = key.isEmpty ? nil : String(decoding: key, as: UTF8.self)
-            let words = group?.split(separator: " ").map(String.init) ?? []
-            if Self.isDetailToggle(words) {
-                // Accepted, changing nothing, as the text protocol: only the terminating STAT packet.
-                dangerous("stats \(group!)", allowed: true)
-                BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, into: &out)
-                return nil
-            }
-            switch words.first {
-            case "cachedump", "detail", "conns":
-                if words.first == "cachedump" {
-                    engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "stats cachedump"))
-                } else {
-                    dangerous("stats \(words[0])", allowed: false)
+            let group = String(decoding: key, as: UTF8.self)
+            switch answerStats(group.split(separator: " ").map(String.init)) {
+            case .lines(let lines):
+                for stat in lines {
+                    BinaryEncoder.writeStat(
+                        opcode: opcode, opaque: opaque, name: stat.name, value: stat.value.text, into: &out)
                 }
-                // Key dumping, other clients' key prefixes and addresses: not offered (as the text protocol).
+                BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, into: &out)
+            case .reset, .accepted:
+                // Only the terminating STAT packet, as the text protocol's RESET and OK.
+                BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, into: &out)
+            case .refused:
                 BinaryEncoder.writeError(
-                    opcode: opcode, status: .invalidArguments, opaque: opaque, message: "stats \(group!) not allowed",
+                    opcode: opcode, status: .invalidArguments, opaque: opaque, message: "stats \(group) not allowed",
                     into: &out)
-                return nil
-            default:
-                break
-            }
-            guard let lines = statLines(group) else {
+            case .unknown:
                 fail(.keyNotFound, &out)
-                return nil
             }
-            for stat in lines {
-                BinaryEncoder.writeStat(
-                    opcode: opcode, opaque: opaque, name: stat.name, value: stat.value.text, into: &out)
-            }
-            BinaryEncoder.writeHeader(opcode: opcode, status: .ok, opaque: opaque, into: &out)
 
         case .verbosity(let level):
-            dangerous("verbosity", allowed: engine.settings.verbosityEnabled)
-            guard engine.settings.verbosityEnabled else {
+            guard allows(.verbosity) else {
                 BinaryEncoder.writeError(
                     opcode: opcode, status: .authenticationError, opaque: opaque, message: "verbosity not allowed",
                     into: &out)

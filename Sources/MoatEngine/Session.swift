@@ -273,8 +273,7 @@ public struct Session {
             if !noreply { TextEncoder.write(outcome == .touched ? .touched : .notFound, into: &out) }
 
         case .flushAll(let delay, let noreply):
-            dangerous("flush_all", allowed: engine.settings.flushEnabled)
-            guard engine.settings.flushEnabled else {
+            guard allows(.flushAll) else {
                 if !noreply { TextEncoder.writeLine("CLIENT_ERROR flush_all not allowed", into: &out) }
                 return nil
             }
@@ -286,8 +285,7 @@ public struct Session {
             TextEncoder.writeLine("VERSION \(engine.settings.version)", into: &out)
 
         case .verbosity(let level, let noreply):
-            dangerous("verbosity", allowed: engine.settings.verbosityEnabled)
-            guard engine.settings.verbosityEnabled else {
+            guard allows(.verbosity) else {
                 TextEncoder.writeLine("CLIENT_ERROR verbosity not allowed", into: &out)
                 return nil
             }
@@ -298,8 +296,7 @@ public struct Session {
             return .close
 
         case .shutdown:
-            dangerous("shutdown", allowed: engine.settings.shutdownEnabled)
-            guard engine.settings.shutdownEnabled else {
+            guard allows(.shutdown) else {
                 TextEncoder.writeLine("ERROR: shutdown not enabled", into: &out)
                 return nil
             }
@@ -322,7 +319,7 @@ public struct Session {
                 TextEncoder.writeLine("CLIENT_ERROR SSL not enabled", into: &out)
                 return nil
             }
-            dangerous("refresh_certs", allowed: true)
+            _ = allows(.refreshCerts)
             TextEncoder.writeLine(reload() == nil ? "OK" : "ERROR: Failed to refresh SSL keys", into: &out)
 
         case .watch:
@@ -331,8 +328,7 @@ public struct Session {
             TextEncoder.writeLine("CLIENT_ERROR watch not allowed", into: &out)
 
         case .cacheMemlimit:
-            dangerous("cache_memlimit", allowed: false)
-            // The memory limit is fixed at start (-m); changing it from the network is not offered.
+            _ = allows(.cacheMemlimit)
             TextEncoder.writeLine("ERROR cache_memlimit not supported", into: &out)
 
         case .meta(let command):
@@ -358,7 +354,7 @@ public struct Session {
         return nil
     }
 
-    /// The stat lines of a `stats` group (nil: unknown group); `reset` resets and returns none.
+    /// The stat lines of a `stats` group (nil: unknown group).
     mutating func statLines(_ group: String?) -> [Stat]? {
         switch group {
         case nil:
@@ -369,15 +365,12 @@ public struct Session {
         case "slabs": return engine.statsSnapshot(for: bucket).slabs
         case "buckets": return engine.bucketStats().flatMap(\.lines)
         case "users": return engine.userStats()
-        case "reset":
-            resetStats()
-            return []
         default: return nil
         }
     }
 
     /// `stats reset`: every bucket's counters for an administrator, only the caller's bucket's otherwise.
-    private mutating func resetStats() {
+    mutating func resetStats() {
         publishCounters()
         if grant.permissions.contains(.admin) {
             engine.resetTotals()
@@ -387,37 +380,14 @@ public struct Session {
     }
 
     private mutating func stats(_ arguments: [String], into out: inout ByteBuffer) {
-        switch arguments.first {
-        case "reset":
-            resetStats()
-            TextEncoder.write(.reset, into: &out)
-            return
-        case "cachedump":
-            engine.securityLog.record(.keyDumpAttempt(peer: peer, command: "stats cachedump"))
-            TextEncoder.writeLine("CLIENT_ERROR stats cachedump not allowed", into: &out)
-            return
-        case "detail" where Self.isDetailToggle(arguments):
-            dangerous("stats detail \(arguments[1])", allowed: true)
-            TextEncoder.writeLine("OK", into: &out)
-            return
-        case "detail":
-            // Key prefixes of other clients' traffic (`stats detail dump`): not offered.
-            dangerous("stats detail", allowed: false)
-            TextEncoder.writeLine("CLIENT_ERROR stats detail not allowed", into: &out)
-            return
-        case "conns":
-            // Other clients' addresses: not offered.
-            dangerous("stats conns", allowed: false)
-            TextEncoder.writeLine("CLIENT_ERROR stats conns not allowed", into: &out)
-            return
-        default:
-            break
+        switch answerStats(arguments) {
+        case .lines(let lines):
+            for stat in lines { TextEncoder.writeStat(stat.name, stat.value.text, into: &out) }
+            TextEncoder.write(.end, into: &out)
+        case .reset: TextEncoder.write(.reset, into: &out)
+        case .accepted: TextEncoder.writeLine("OK", into: &out)
+        case .refused: TextEncoder.writeLine("CLIENT_ERROR stats \(arguments[0]) not allowed", into: &out)
+        case .unknown: TextEncoder.writeError(.error, into: &out)
         }
-        guard let lines = statLines(arguments.first) else {
-            TextEncoder.writeError(.error, into: &out)
-            return
-        }
-        for stat in lines { TextEncoder.writeStat(stat.name, stat.value.text, into: &out) }
-        TextEncoder.write(.end, into: &out)
     }
 }
