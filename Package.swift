@@ -1,16 +1,17 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layout (see docs/architecture.md): pure modules below, one module that knows SwiftNIO channels.
+// Layout (see docs/architecture.md): pure modules below, one module that does I/O (MoatServer).
 //   MoatStorage   cache engine: shards, LRU, memory budget, TTL, CAS (no networking)
-//   MoatProtocol  wire codecs; Text/ is memcached's ASCII protocol (pure: bytes in, requests out)
-//   MoatEngine    per-connection session: request -> storage -> reply bytes (no channels)
+//   MoatProtocol  wire codecs: text and meta, binary, UDP frames, base64 (pure: bytes in, requests out)
 //   MoatAccess    who may use the cache: credential store, SASL (PLAIN, SCRAM), guessing throttle (no networking)
+//   MoatEngine    per-connection session: request -> storage -> reply bytes; stats, security log (no sockets)
+//   MoatTLS       TLS as a transform over OpenSSL 3 (CMoatTLS): records in, plaintext out (no sockets)
 //   MoatConfig    memcached-compatible flags -> one validated configuration with safe defaults
-//   MoatServer    SwiftNIO listeners, connections, limits, privilege drop
+//   MoatServer    epoll loops, the connection core, listeners (TCP, unix, TLS, UDP), limits, privilege drop
 //   MoatAudit     `moat audit` (scan for exposed memcached-protocol services) and `moat check` (static):
 //                 findings with severities, reported as a table, JSON or SARIF
-//   MoatMetrics   `stats` as Prometheus metrics (swift-metrics with swift-prometheus; no networking)
+//   MoatMetrics   `stats` figures as Prometheus metrics (swift-metrics with swift-prometheus; no networking)
 //   MoatFirewall  `moat firewall`: nftables, iptables and firewalld rules from a configuration (pure)
 //   MoatCLI       the `moat` executable
 // Release builds of Moat's own modules: optimise across module boundaries (the codec, engine and
