@@ -14,12 +14,12 @@ import Yams
 ///   shop-web: { bucket: shop, permissions: [read, write], keys: ["cart:*"] }
 /// ```
 /// Every error names the file and line; a file with any error is rejected whole.
-public struct ConfigFile: Sendable, Equatable {
+package struct ConfigFile: Sendable, Equatable {
     /// The `server` section as command-line arguments, to be parsed before the real ones.
-    public var serverArguments: [String]
+    package var serverArguments: [String]
     /// True when the `server` section sets `listen` (the command line's `-l` then replaces it).
-    public var setsListen: Bool
-    public var tenants: TenantPlan
+    package var setsListen: Bool
+    package var tenants: TenantPlan
 
     /// The `server` keys: memcached's long flag names and how each takes its value.
     enum SettingKind { case value, list, flag, count }
@@ -33,16 +33,16 @@ public struct ConfigFile: Sendable, Equatable {
     ]
 
     /// Read by `moat serve` when it exists and neither --config nor --no-config is given.
-    public static let defaultPath = "/etc/moat/moat.conf"
+    package static let defaultPath = "/etc/moat/moat.conf"
 
     /// Largest file read (a configuration of thousands of users fits easily).
-    public static let maximumBytes = 4 * 1024 * 1024
+    package static let maximumBytes = 4 * 1024 * 1024
     /// Most nodes walked: aliases can make a small file describe an exponentially large tree.
     static let maximumNodes = 200_000
     /// Deepest nesting of lists and mappings (aliases included) accepted; a configuration needs 4.
     static let maximumDepth = 64
 
-    public static func parse(_ text: String, path: String) throws(ConfigurationError) -> ConfigFile {
+    package static func parse(_ text: String, path: String) throws(ConfigurationError) -> ConfigFile {
         var parser = Walker(path: path)
         do {
             return try parser.file(text)

@@ -15,7 +15,7 @@ extension ServeOptions {
     ]
 
     /// Validates the flags and applies Moat's defaults.
-    public func resolve() throws -> ServerConfiguration {
+    package func resolve() throws -> ServerConfiguration {
         var ignored: [String] = []
         guard (0...65535).contains(port) else { throw ConfigurationError("-p: port \(port) is out of range 0-65535") }
         guard (0...65535).contains(udpPort) else {
@@ -364,7 +364,7 @@ extension ServeOptions {
     }
 
     /// `1048576`, `512k`, `1m`, `1g` (case-insensitive), as memcached's -I.
-    public static func parseSize(_ text: String, flag: String) throws -> Int {
+    package static func parseSize(_ text: String, flag: String) throws -> Int {
         let lower = text.lowercased()
         var digits = Substring(lower)
         var multiplier = 1
@@ -387,7 +387,7 @@ extension ServeOptions {
     }
 
     /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address.
-    public static func parseListen(_ text: String, defaultPort: Int) throws -> ListenAddress {
+    package static func parseListen(_ text: String, defaultPort: Int) throws -> ListenAddress {
         // memcached's `notls:` prefix keeps one listener plain when -Z is on.
         if text.hasPrefix("notls:") {
             var address = try parseListen(String(text.dropFirst(6)), defaultPort: defaultPort)

@@ -2,83 +2,83 @@ import ArgumentParser
 
 /// memcached's command-line flags, with the same short and long names, so that an OPTIONS line
 /// written for memcached starts Moat unchanged. Turned into a `ServerConfiguration` by `resolve()`.
-public struct ServeOptions: ParsableArguments, Sendable {
-    public init() {}
+package struct ServeOptions: ParsableArguments, Sendable {
+    package init() {}
 
     @Option(
         name: [.customShort("p", allowingJoined: true), .customLong("port")],
         help: "TCP port to listen on (0 disables TCP).")
-    public var port: Int = 11211
+    package var port: Int = 11211
 
     @Option(
         name: [.customShort("l", allowingJoined: true), .customLong("listen")],
         help:
             "Address to listen on: host, host:port or [v6]:port; repeat or comma-separate. Default: 127.0.0.1 and ::1.")
-    public var listen: [String] = []
+    package var listen: [String] = []
 
     @Option(
         name: [.customShort("s", allowingJoined: true), .customLong("unix-socket")],
         help: "Unix socket path to listen on.")
-    public var unixSocket: String?
+    package var unixSocket: String?
 
     @Option(
         name: [.customShort("a", allowingJoined: true), .customLong("unix-mask")],
         help: "Permissions of the unix socket, octal.")
-    public var unixMask: String = "0700"
+    package var unixMask: String = "0700"
 
     @Option(
         name: [.customShort("U", allowingJoined: true), .customLong("udp-port")],
         help: "UDP port (0, the default, is off); needs -o allow= (or -o insecure_udp); replies at most 3x the request."
     )
-    public var udpPort: Int = 0
+    package var udpPort: Int = 0
 
     @Option(
         name: [.customShort("m", allowingJoined: true), .customLong("memory-limit")], help: "Item memory in megabytes.")
-    public var memoryLimit: String = "64"
+    package var memoryLimit: String = "64"
 
     @Flag(
         name: [.customShort("M"), .customLong("disable-evictions")],
         help: "Return errors instead of evicting items when memory is full.")
-    public var disableEvictions = false
+    package var disableEvictions = false
 
     @Option(
         name: [.customShort("c", allowingJoined: true), .customLong("conn-limit")],
         help: "Maximum simultaneous connections.")
-    public var connLimit: Int = 1024
+    package var connLimit: Int = 1024
 
     @Option(name: [.customShort("t", allowingJoined: true), .customLong("threads")], help: "Worker threads.")
-    public var threads: Int = 4
+    package var threads: Int = 4
 
     @Option(
         name: [.customShort("I", allowingJoined: true), .customLong("max-item-size")],
         help: "Largest item, with k/m suffix (default 1m).")
-    public var maxItemSize: String = "1m"
+    package var maxItemSize: String = "1m"
 
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Log more (-vv: more still).")
-    public var verbose: Int
+    package var verbose: Int
 
     @Option(
         name: [.customShort("u", allowingJoined: true), .customLong("user")],
         help: "Account to serve as when started as root (default: nobody).")
-    public var user: String?
+    package var user: String?
 
     @Option(
         name: [.customShort("B", allowingJoined: true), .customLong("protocol")],
         help: "auto (sniff each connection's first byte), ascii or binary.")
-    public var protocolMode: String = "auto"
+    package var protocolMode: String = "auto"
 
     @Flag(name: [.customShort("A"), .customLong("enable-shutdown")], help: "Allow the `shutdown` command.")
-    public var enableShutdown = false
+    package var enableShutdown = false
 
     @Flag(name: [.customShort("F"), .customLong("disable-flush-all")], help: "Refuse `flush_all`.")
-    public var disableFlushAll = false
+    package var disableFlushAll = false
 
     @Flag(
         name: [.customShort("X"), .customLong("disable-dumping")], help: "Refuse key dumping (already Moat's default).")
-    public var disableDumping = false
+    package var disableDumping = false
 
     @Flag(name: [.customShort("W"), .customLong("disable-watch")], help: "Refuse `watch` (already Moat's default).")
-    public var disableWatch = false
+    package var disableWatch = false
 
     @Option(
         name: [.customShort("o", allowingJoined: true), .customLong("extended")],
@@ -94,22 +94,22 @@ public struct ServeOptions: ParsableArguments, Sendable {
             and memcached's tuning options (accepted, ignored).
             """
     )
-    public var extended: [String] = []
+    package var extended: [String] = []
 
     @Flag(
         name: [.customShort("S"), .customLong("enable-sasl")],
         help: "Require authentication on every protocol (users from --credentials or -Y).")
-    public var enableSASL = false
+    package var enableSASL = false
 
     @Option(
         name: .customLong("credentials"),
         help: "Credentials file written by `moat user add` (mode 0600); turns authentication on.")
-    public var credentials: String?
+    package var credentials: String?
 
     @Option(
         name: [.customShort("Y", allowingJoined: true), .customLong("auth-file")],
         help: "memcached's plaintext user:password file; turns authentication on (prefer --credentials).")
-    public var authFile: String?
+    package var authFile: String?
 
     @Flag(
         name: [.customShort("Z"), .customLong("enable-ssl")],
@@ -119,49 +119,49 @@ public struct ServeOptions: ParsableArguments, Sendable {
             ssl_verify_mode=, ssl_min_version=).
             """
     )
-    public var enableTLS = false
+    package var enableTLS = false
 
     @Option(
         name: [.customShort("P", allowingJoined: true), .customLong("pidfile")],
         help: "Write the process id to this file.")
-    public var pidFile: String?
+    package var pidFile: String?
 
     @Flag(
         name: [.customShort("d"), .customLong("daemon")],
         help: "Accepted for compatibility and ignored: Moat stays in the foreground (use systemd).")
-    public var daemon = false
+    package var daemon = false
 
     @Option(name: [.customShort("b", allowingJoined: true), .customLong("listen-backlog")], help: "Listen backlog.")
-    public var backlog: Int = 1024
+    package var backlog: Int = 1024
 
     @Option(
         name: [.customShort("R", allowingJoined: true), .customLong("max-reqs-per-event")],
         help: "Accepted for compatibility, ignored.")
-    public var maxRequestsPerEvent: Int?
+    package var maxRequestsPerEvent: Int?
 
     @Option(
         name: [.customShort("f", allowingJoined: true), .customLong("slab-growth-factor")],
         help: "Accepted for compatibility, ignored (no slab classes).")
-    public var growthFactor: String?
+    package var growthFactor: String?
 
     @Option(
         name: [.customShort("n", allowingJoined: true), .customLong("slab-min-size")],
         help: "Accepted for compatibility, ignored (no slab classes).")
-    public var slabMinSize: Int?
+    package var slabMinSize: Int?
 
     @Flag(
         name: [.customShort("C"), .customLong("disable-cas")],
         help: "Accepted for compatibility, ignored (CAS stays on).")
-    public var disableCAS = false
+    package var disableCAS = false
 
     @Flag(name: [.customShort("k"), .customLong("lock-memory")], help: "Accepted for compatibility, ignored.")
-    public var lockMemory = false
+    package var lockMemory = false
 
     @Flag(name: [.customShort("r"), .customLong("enable-coredumps")], help: "Accepted for compatibility, ignored.")
-    public var enableCoredumps = false
+    package var enableCoredumps = false
 
     @Flag(name: [.customShort("L"), .customLong("enable-largepages")], help: "Accepted for compatibility, ignored.")
-    public var largePages = false
+    package var largePages = false
 
     @Option(
         name: .customLong("config"),
@@ -171,15 +171,15 @@ public struct ServeOptions: ParsableArguments, Sendable {
             line win over its server settings. Default: /etc/moat/moat.conf when it exists.
             """
     )
-    public var configFile: String?
+    package var configFile: String?
 
     @Flag(name: .customLong("no-config"), help: "Do not read /etc/moat/moat.conf.")
-    public var noConfig = false
+    package var noConfig = false
 
     @Option(
         name: .customLong("log-format"), help: "auto (human lines on a terminal, JSON lines otherwise), human or json.")
-    public var logFormat: String = "auto"
+    package var logFormat: String = "auto"
 
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
-    public var showVersion = false
+    package var showVersion = false
 }

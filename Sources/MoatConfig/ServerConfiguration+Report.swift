@@ -1,6 +1,6 @@
 extension ServerConfiguration {
     /// `stats settings` lines, with memcached's names where one exists.
-    public var settingsReport: [(String, String)] {
+    package var settingsReport: [(String, String)] {
         [
             ("maxbytes", "\(memoryLimit)"),
             ("maxconns", "\(maxConnections)"),
@@ -45,7 +45,7 @@ extension ServerConfiguration {
     }
 
     /// The one line logged at start that says what is exposed.
-    public func exposureSummary(servingAs account: String) -> String {
+    package func exposureSummary(servingAs account: String) -> String {
         var parts: [String] = []
         let tcp = listeners.map(\.description)
         parts.append("tcp " + (tcp.isEmpty ? "off" : tcp.joined(separator: ", ")))

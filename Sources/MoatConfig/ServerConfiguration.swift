@@ -1,24 +1,24 @@
 import MoatAccess
 
 /// Where a TCP listener binds.
-public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
+package struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    package var host: String
+    package var port: Int
     /// False for memcached's `notls:` prefix: this listener stays plain when `-Z` is on.
-    public var tls = true
+    package var tls = true
 
-    public init(host: String, port: Int, tls: Bool = true) {
+    package init(host: String, port: Int, tls: Bool = true) {
         self.host = host
         self.port = port
         self.tls = tls
     }
 
-    public var isIPv6: Bool { host.contains(":") }
+    package var isIPv6: Bool { host.contains(":") }
 
-    public var description: String { (tls ? "" : "notls:") + (isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)") }
+    package var description: String { (tls ? "" : "notls:") + (isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)") }
 
     /// 127.0.0.0/8, ::1 and `localhost` only reach this machine.
-    public var isLoopback: Bool {
+    package var isLoopback: Bool {
         if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
         if host.hasPrefix("::ffff:127.") { return true }
         let parts = host.split(separator: ".", omittingEmptySubsequences: false)
@@ -27,127 +27,127 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// TLS (`-Z` and memcached's `-o ssl_*` options).
-public struct TLSOptions: Sendable, Equatable {
-    public var chainCertificate: String
+package struct TLSOptions: Sendable, Equatable {
+    package var chainCertificate: String
     /// Nil when the key is in the chain file.
-    public var privateKey: String?
+    package var privateKey: String?
     /// CA certificates that client certificates must chain to.
-    public var caCertificate: String?
+    package var caCertificate: String?
     /// memcached's `ssl_verify_mode`: 0 none, 1 request (verify if presented), 2 require, 3 once (as 2).
-    public var verifyMode = 0
+    package var verifyMode = 0
     /// "1.2" or "1.3".
-    public var minimumVersion = "1.2"
+    package var minimumVersion = "1.2"
     /// Seconds a client has to complete the handshake.
-    public var handshakeTimeout = 10
+    package var handshakeTimeout = 10
     /// `-o ssl_cert_auth`: a verified client certificate whose subject common name is a user in the
     /// credentials authenticates the connection as that user (no SASL needed).
-    public var certificateAuthentication = false
+    package var certificateAuthentication = false
 
-    public init(chainCertificate: String) {
+    package init(chainCertificate: String) {
         self.chainCertificate = chainCertificate
     }
 }
 
 /// Authentication (`-S`, `--credentials`, `-Y`) and its guessing limits (`-o auth_*`, `-o sasl_mechs`).
-public struct AuthenticationOptions: Sendable, Equatable {
+package struct AuthenticationOptions: Sendable, Equatable {
     /// A credentials file of salted keys (`moat user add`).
-    public var credentialsPath: String?
+    package var credentialsPath: String?
     /// memcached's plaintext `user:password` file (`-Y`).
-    public var plaintextPath: String?
+    package var plaintextPath: String?
     /// SASL mechanisms offered, in the order list-mechs gives them.
-    public var mechanisms: [String] = ["SCRAM-SHA-256", "PLAIN"]
-    public var timeout = 10
-    public var maxFailuresPerConnection = 3
-    public var failureBurst = 3
-    public var failureDelay = 1.0
-    public var lockoutFailures = 10
-    public var lockoutSeconds = 600
+    package var mechanisms: [String] = ["SCRAM-SHA-256", "PLAIN"]
+    package var timeout = 10
+    package var maxFailuresPerConnection = 3
+    package var failureBurst = 3
+    package var failureDelay = 1.0
+    package var lockoutFailures = 10
+    package var lockoutSeconds = 600
 
-    public static let knownMechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+    package static let knownMechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
 
-    public init() {}
+    package init() {}
 }
 
-public enum ProtocolChoice: String, Sendable, Equatable {
+package enum ProtocolChoice: String, Sendable, Equatable {
     case auto, ascii, binary
 }
 
 /// One validated configuration; every default here is the safe one.
-public struct ServerConfiguration: Sendable, Equatable {
-    public var listeners: [ListenAddress]
+package struct ServerConfiguration: Sendable, Equatable {
+    package var listeners: [ListenAddress]
     /// True when no `-l` was given (listening on 127.0.0.1 and ::1; a host without IPv6 is tolerated).
-    public var listenersAreDefault: Bool
-    public var unixSocket: String?
-    public var unixMask: UInt32
-    public var memoryLimit: Int
-    public var evictionsEnabled: Bool
-    public var maxConnections: Int
-    public var threads: Int
-    public var maxItemSize: Int
-    public var verbosity: Int
-    public var user: String?
-    public var protocolMode: ProtocolChoice
-    public var shutdownEnabled: Bool
-    public var flushEnabled: Bool
-    public var dumpEnabled: Bool
+    package var listenersAreDefault: Bool
+    package var unixSocket: String?
+    package var unixMask: UInt32
+    package var memoryLimit: Int
+    package var evictionsEnabled: Bool
+    package var maxConnections: Int
+    package var threads: Int
+    package var maxItemSize: Int
+    package var verbosity: Int
+    package var user: String?
+    package var protocolMode: ProtocolChoice
+    package var shutdownEnabled: Bool
+    package var flushEnabled: Bool
+    package var dumpEnabled: Bool
     /// Seconds; 0 disables.
-    public var idleTimeout: Int
-    public var insecurePublicBind: Bool
+    package var idleTimeout: Int
+    package var insecurePublicBind: Bool
     /// Accept control bytes in keys, as memcached does (`-o lenient_keys`).
-    public var lenientKeys: Bool
+    package var lenientKeys: Bool
     /// Who may connect over TCP (`-o allow=`, `-o deny=`).
-    public var addressFilter = AddressFilter()
+    package var addressFilter = AddressFilter()
     /// Connections one source address (an IPv6 /64) may hold at once; 0: no limit beyond `-c`.
-    public var maxConnectionsPerAddress = 0
+    package var maxConnectionsPerAddress = 0
     /// Seconds a client may take to finish a request it has started sending; 0: no deadline.
-    public var commandTimeout = 10
+    package var commandTimeout = 10
     /// Seconds a client may leave replies unread (Moat has stopped reading it) before it is closed; 0: never.
-    public var outputTimeout = 30
+    package var outputTimeout = 30
     /// Megabytes of unread replies all stalled connections together may hold; a connection whose stall
     /// would pass it is closed (`-o output_budget=MB`); 0: no global budget.
-    public var outputBudgetMegabytes = 64
+    package var outputBudgetMegabytes = 64
     /// memcached's UDP protocol on `-U`; nil when off (the default).
-    public var udp: UDPOptions?
+    package var udp: UDPOptions?
     /// Where the security log's JSON lines go: "stderr", "off" or a file (`-o security_log=`).
-    public var securityLog = "stderr"
+    package var securityLog = "stderr"
     /// Keys no legitimate client reads (`-o canary=`): reading one raises a critical security event.
-    public var canaryKeys: [[UInt8]] = []
+    package var canaryKeys: [[UInt8]] = []
     /// `verbosity` from clients: allowed (it changes no log level in Moat) unless `-o disable_verbosity`.
-    public var verbosityEnabled = true
+    package var verbosityEnabled = true
     /// The Prometheus endpoint (`-o metrics_port=N`, `metrics_listen=ADDR`); nil when off (the default).
-    public var metrics: ListenAddress?
+    package var metrics: ListenAddress?
     /// Present with `-Z`: TCP listeners (but `notls:` ones) speak TLS.
-    public var tls: TLSOptions?
+    package var tls: TLSOptions?
     /// Present when clients must authenticate.
-    public var authentication: AuthenticationOptions?
-    public var pidFile: String?
-    public var backlog: Int
+    package var authentication: AuthenticationOptions?
+    package var pidFile: String?
+    package var backlog: Int
     /// Flags accepted for compatibility that change nothing; reported once at start.
-    public var ignored: [String]
+    package var ignored: [String]
 
-    public static let defaultPort = 11211
-    public static let defaultListenHosts = ["127.0.0.1", "::1"]
+    package static let defaultPort = 11211
+    package static let defaultListenHosts = ["127.0.0.1", "::1"]
 
     /// Addresses that are not loopback: what a firewall mistake would expose.
-    public var publicListeners: [ListenAddress] { listeners.filter { !$0.isLoopback } }
+    package var publicListeners: [ListenAddress] { listeners.filter { !$0.isLoopback } }
 }
 
 /// `-U PORT` and its `-o udp_*` limits.
-public struct UDPOptions: Sendable, Equatable {
-    public var port = 0
+package struct UDPOptions: Sendable, Equatable {
+    package var port = 0
     /// A reply may carry at most this many times the request's bytes.
-    public var amplification = 3
+    package var amplification = 3
     /// Per source address: datagrams and bytes a second (bursts of one second's worth).
-    public var datagramsPerSecond = 1000
-    public var bytesPerSecond = 262_144
+    package var datagramsPerSecond = 1000
+    package var bytesPerSecond = 262_144
     /// Stores, deletes, arithmetic and TTL changes over UDP. Off: a UDP source address can be forged, so
     /// anyone who can spoof an allowed client could otherwise poison the cache.
-    public var writes = false
+    package var writes = false
 
-    public init() {}
+    package init() {}
 }
 
-public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }

@@ -2,41 +2,41 @@ import MoatAccess
 import MoatConfig
 
 /// The kernel firewall formats `moat firewall` writes.
-public enum FirewallFormat: String, Sendable, CaseIterable {
+package enum FirewallFormat: String, Sendable, CaseIterable {
     case nftables, iptables, ip6tables, firewalld
 }
 
-public struct FirewallError: Error, CustomStringConvertible, Equatable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct FirewallError: Error, CustomStringConvertible, Equatable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// What the kernel should drop so that it refuses what Moat would refuse: per listener (address,
 /// port, TCP or UDP), sources on the deny list, sources off a non-empty allow list, and, for a
 /// loopback listener, packets that did not arrive on `lo`. Pure: a configuration in, rules out.
-public struct FirewallPlan: Sendable, Equatable {
-    public enum Family: String, Sendable { case ipv4, ipv6 }
-    public enum Transport: String, Sendable { case tcp, udp }
+package struct FirewallPlan: Sendable, Equatable {
+    package enum Family: String, Sendable { case ipv4, ipv6 }
+    package enum Transport: String, Sendable { case tcp, udp }
 
     /// One port on one destination. `address` nil: every destination of the family (a wildcard bind).
-    public struct Port: Sendable, Equatable {
-        public var family: Family
-        public var address: String?
-        public var loopback: Bool
-        public var port: Int
-        public var transport: Transport
-        public var label: String
+    package struct Port: Sendable, Equatable {
+        package var family: Family
+        package var address: String?
+        package var loopback: Bool
+        package var port: Int
+        package var transport: Transport
+        package var label: String
     }
 
-    public var ports: [Port]
+    package var ports: [Port]
     /// Address blocks by family, as CIDR text.
-    public var allowed: [Family: [String]]
-    public var denied: [Family: [String]]
+    package var allowed: [Family: [String]]
+    package var denied: [Family: [String]]
     /// True when an allow list exists: a source of a family with no allowed block is refused too.
-    public var hasAllowList: Bool
-    public var unixSocket: String?
+    package var hasAllowList: Bool
+    package var unixSocket: String?
 
-    public init(configuration: ServerConfiguration) throws {
+    package init(configuration: ServerConfiguration) throws {
         var ports: [Port] = []
         func add(_ host: String, _ port: Int, _ transport: Transport, label: String) throws {
             for (family, address) in try Self.destinations(host, label: label) {
@@ -123,8 +123,8 @@ extension FirewallPlan.Family {
 }
 
 /// Renders a plan in each format.
-public enum FirewallRules {
-    public static func render(_ configuration: ServerConfiguration, format: FirewallFormat, source: String) throws
+package enum FirewallRules {
+    package static func render(_ configuration: ServerConfiguration, format: FirewallFormat, source: String) throws
         -> String
     {
         let plan = try FirewallPlan(configuration: configuration)
@@ -174,7 +174,7 @@ public enum FirewallRules {
 
     // MARK: nftables
 
-    public static func nftables(_ plan: FirewallPlan, source: String) -> String {
+    package static func nftables(_ plan: FirewallPlan, source: String) -> String {
         var out =
             "#!/usr/sbin/nft -f\n"
             + header(
@@ -227,7 +227,7 @@ public enum FirewallRules {
 
     // MARK: iptables
 
-    public static func iptables(_ plan: FirewallPlan, family: FirewallPlan.Family, source: String) -> String {
+    package static func iptables(_ plan: FirewallPlan, family: FirewallPlan.Family, source: String) -> String {
         let command = family == .ipv4 ? "iptables" : "ip6tables"
         let ports = plan.ports.filter { $0.family == family }
         // Only Moat's ports enter the chain, and ahead of INPUT's own rules: an earlier ACCEPT for the
@@ -276,7 +276,7 @@ public enum FirewallRules {
 
     // MARK: firewalld
 
-    public static func firewalld(_ plan: FirewallPlan, source: String) -> String {
+    package static func firewalld(_ plan: FirewallPlan, source: String) -> String {
         var out =
             "#!/bin/sh\n"
             + header(

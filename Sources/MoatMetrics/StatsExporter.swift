@@ -7,22 +7,22 @@ import Prometheus
 /// reads those totals once and brings the metrics up to date: counters advance by what changed since
 /// the last scrape, gauges are set. Names follow memcached_exporter's where it has one, so existing
 /// dashboards and alerts work; Moat's own counters are `moat_*`.
-public final class StatsExporter: @unchecked Sendable {
+package final class StatsExporter: @unchecked Sendable {
     /// Where a `stats` line goes: a counter or gauge, its name and labels.
-    public struct Mapping: Sendable, Equatable {
-        public enum Kind: Sendable, Equatable { case counter, floatingCounter, gauge }
-        public var kind: Kind
-        public var name: String
-        public var labels: [String: String]
+    package struct Mapping: Sendable, Equatable {
+        package enum Kind: Sendable, Equatable { case counter, floatingCounter, gauge }
+        package var kind: Kind
+        package var name: String
+        package var labels: [String: String]
 
-        public init(_ kind: Kind, _ name: String, _ labels: [String: String] = [:]) {
+        package init(_ kind: Kind, _ name: String, _ labels: [String: String] = [:]) {
             self.kind = kind
             self.name = name
             self.labels = labels
         }
     }
 
-    public let registry: PrometheusCollectorRegistry
+    package let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
     private let lock = NSLock()
     private var counters: [String: CoreMetrics.Counter] = [:]
@@ -30,14 +30,14 @@ public final class StatsExporter: @unchecked Sendable {
     private var gauges: [String: CoreMetrics.Gauge] = [:]
     private var lastSeen: [String: Double] = [:]
 
-    public init() {
+    package init() {
         registry = PrometheusCollectorRegistry()
         factory = PrometheusMetricsFactory(registry: registry)
     }
 
     /// The text exposition format (version 0.0.4) for `stats` figures (by their `stats` names, as
     /// numbers), the server's version, and per-bucket figures (by their `stats buckets` field names).
-    public func scrape(
+    package func scrape(
         stats: [(name: String, value: Double)], version: String? = nil,
         buckets: [(bucket: String, field: String, value: Double)] = []
     ) -> String {
@@ -146,7 +146,7 @@ public final class StatsExporter: @unchecked Sendable {
 
     /// A `stats` line's metric: the table above, the security log's `security_*` counters as
     /// `moat_security_events_total{event=...}`, and UDP's `udp_*` as `moat_udp_*_total`.
-    public static func mapping(for stat: String) -> Mapping? {
+    package static func mapping(for stat: String) -> Mapping? {
         if let mapping = mappings[stat] { return mapping }
         if stat.hasPrefix("security_") {
             return Mapping(.counter, "moat_security_events_total", ["event": String(stat.dropFirst("security_".count))])

@@ -10,10 +10,10 @@ import Darwin
 #endif
 
 /// Moat never serves as root: started as root it binds its ports, then becomes an unprivileged account.
-public enum Privileges {
+package enum Privileges {
     /// prctl(PR_SET_NO_NEW_PRIVS) for the whole process: call it before any thread exists (threads
     /// inherit it; a thread started earlier would not have it).
-    public static func forbidNewPrivileges() throws {
+    package static func forbidNewPrivileges() throws {
         #if os(Linux)
         guard moat_set_no_new_privs() == 0 else {
             throw Failure(description: "prctl(PR_SET_NO_NEW_PRIVS) failed: \(String(cString: strerror(errno)))")

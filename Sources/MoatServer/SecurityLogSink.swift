@@ -15,7 +15,7 @@ import Darwin
 /// sampled (one in 100); each warning or critical event kind (`canary_read`, `auth_failure`,
 /// `key_dump_attempt`, ...) has 250 lines of its own. The budget is checked before a line is formatted.
 /// Lines dropped are reported by one `security_log_dropped` line (`stats` counts every event).
-public final class SecurityLogSink: Sendable {
+package final class SecurityLogSink: Sendable {
     private struct Budget {
         var second: Int = 0
         var routine = 0
@@ -32,7 +32,7 @@ public final class SecurityLogSink: Sendable {
     static let importantLinesPerKind = 250
 
     /// `destination`: "stderr", "off", or a file path.
-    public init(destination: String) throws {
+    package init(destination: String) throws {
         switch destination {
         case "stderr": fd = 2
         case "off": fd = -1
@@ -77,7 +77,7 @@ public final class SecurityLogSink: Sendable {
         }
     }
 
-    public func write(_ event: SecurityLog.Event) {
+    package func write(_ event: SecurityLog.Event) {
         guard fd >= 0 else { return }
         let (admitted, dropped, droppedImportant) = admit(event)
         guard admitted || dropped > 0 else { return }

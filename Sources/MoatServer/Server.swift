@@ -15,9 +15,9 @@ import Darwin
 
 /// A running Moat: the epoll loops serving every listener, UDP and the metrics endpoint, sharing one
 /// engine. SwiftNIO's event-loop group carries only the metrics endpoint.
-public final class Server: Sendable {
-    public let configuration: ServerConfiguration
-    public let engine: Engine
+package final class Server: Sendable {
+    package let configuration: ServerConfiguration
+    package let engine: Engine
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
     private let epoll: EpollServer
@@ -30,7 +30,7 @@ public final class Server: Sendable {
 
     /// `authentication`: the users and limits when clients must authenticate (loaded by the caller,
     /// before root is dropped, so the credentials file may stay readable by root only).
-    public init(
+    package init(
         configuration: ServerConfiguration, logger: Logger, authentication: AuthenticationSettings? = nil,
         securityLogSink: SecurityLogSink? = nil, tlsCertificates: TLSCertificates? = nil
     ) {
@@ -103,7 +103,7 @@ public final class Server: Sendable {
 
     /// Binds every listener, writes the pid file, drops root, and starts the connection threads.
     /// Throws (having closed what it opened) when any explicitly requested listener cannot bind.
-    public func start() throws {
+    package func start() throws {
         for notice in configuration.ignored {
             logger.warning("ignored for compatibility: \(notice)")
         }
@@ -149,7 +149,7 @@ public final class Server: Sendable {
 
     /// Blocks until the connection threads have drained and ended (after `stop()` or a `shutdown`
     /// command), then releases the rest.
-    public func waitUntilStopped() throws {
+    package func waitUntilStopped() throws {
         epoll.wait()
         udp?.listener.wait()
         metrics?.wait()
@@ -158,12 +158,12 @@ public final class Server: Sendable {
     }
 
     /// Loads the TLS certificate files again (SIGHUP); nil on success, else why the old ones stay.
-    public func reloadCertificates() -> String? {
+    package func reloadCertificates() -> String? {
         engine.certificateReloader?() ?? "TLS is not enabled (-Z)"
     }
 
     /// Stops accepting connections; the threads drain the open ones and end. Safe from any thread.
-    public func stop() {
+    package func stop() {
         epoll.stop()
         udp?.listener.stop()
         metrics?.stop()
@@ -205,6 +205,6 @@ final class WeakServer: @unchecked Sendable {
     weak var server: Server?
 }
 
-public struct ListenError: Error, CustomStringConvertible {
-    public var description: String
+package struct ListenError: Error, CustomStringConvertible {
+    package var description: String
 }

@@ -34,10 +34,10 @@ package final class TLSContext: @unchecked Sendable {
 }
 
 /// Why a TLS context could not be made (OpenSSL's reason, or which file).
-public struct TLSSetupError: Error, CustomStringConvertible {
-    public var description: String
+package struct TLSSetupError: Error, CustomStringConvertible {
+    package var description: String
 
-    public init(description: String) { self.description = description }
+    package init(description: String) { self.description = description }
 }
 
 /// One connection's TLS, as a transform with no socket: ciphertext received goes in (`receive`),

@@ -3,28 +3,28 @@ import MoatConfig
 
 /// `moat check`: the risks of a configuration, read the way `moat serve` reads it, without starting
 /// anything. A configuration moat would refuse is itself a finding.
-public struct ConfigurationCheck: Sendable {
+package struct ConfigurationCheck: Sendable {
     /// A file's permission bits and owner, or nil when it cannot be examined.
-    public struct FileStatus: Sendable, Equatable {
-        public var mode: UInt32
-        public var ownerIsRootOrSelf: Bool
-        public init(mode: UInt32, ownerIsRootOrSelf: Bool = true) {
+    package struct FileStatus: Sendable, Equatable {
+        package var mode: UInt32
+        package var ownerIsRootOrSelf: Bool
+        package init(mode: UInt32, ownerIsRootOrSelf: Bool = true) {
             self.mode = mode
             self.ownerIsRootOrSelf = ownerIsRootOrSelf
         }
     }
 
     /// Where findings point: the configuration file, or "command line".
-    public var subject: String
-    public var status: @Sendable (String) -> FileStatus?
+    package var subject: String
+    package var status: @Sendable (String) -> FileStatus?
 
-    public init(subject: String, status: @escaping @Sendable (String) -> FileStatus?) {
+    package init(subject: String, status: @escaping @Sendable (String) -> FileStatus?) {
         self.subject = subject
         self.status = status
     }
 
     /// The finding for a configuration `moat serve` refuses.
-    public func refused(_ message: String) -> [Finding] {
+    package func refused(_ message: String) -> [Finding] {
         [
             Finding(
                 rule: CheckRules.refused, severity: .high, subject: subject,
@@ -32,7 +32,7 @@ public struct ConfigurationCheck: Sendable {
         ]
     }
 
-    public func findings(for configuration: ServerConfiguration, tenants: TenantPlan? = nil, configPath: String? = nil)
+    package func findings(for configuration: ServerConfiguration, tenants: TenantPlan? = nil, configPath: String? = nil)
         -> [Finding]
     {
         var findings: [Finding] = []

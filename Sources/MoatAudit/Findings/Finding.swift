@@ -1,13 +1,13 @@
 /// How much a finding matters. `--fail-on LEVEL` turns one at or above LEVEL into a non-zero exit.
-public enum Severity: Int, Comparable, CaseIterable, Sendable, CustomStringConvertible {
+package enum Severity: Int, Comparable, CaseIterable, Sendable, CustomStringConvertible {
     case info, low, medium, high, critical
 
-    public init?(name: String) {
+    package init?(name: String) {
         guard let match = Severity.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
         self = match
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .info: "info"
         case .low: "low"
@@ -18,7 +18,7 @@ public enum Severity: Int, Comparable, CaseIterable, Sendable, CustomStringConve
     }
 
     /// SARIF's `level`: code scanning shows errors and warnings as alerts, notes as hints.
-    public var sarifLevel: String {
+    package var sarifLevel: String {
         switch self {
         case .info, .low: "note"
         case .medium: "warning"
@@ -27,7 +27,7 @@ public enum Severity: Int, Comparable, CaseIterable, Sendable, CustomStringConve
     }
 
     /// GitHub code scanning's `security-severity` property (0.1-10, CVSS-like bands).
-    public var securitySeverity: String {
+    package var securitySeverity: String {
         switch self {
         case .info: "0.1"
         case .low: "3.0"
@@ -37,21 +37,21 @@ public enum Severity: Int, Comparable, CaseIterable, Sendable, CustomStringConve
         }
     }
 
-    public static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rawValue < rhs.rawValue }
+    package static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
 /// One thing worth telling an operator about a service or a configuration.
-public struct Finding: Sendable, Equatable {
-    public var rule: Rule
-    public var severity: Severity
+package struct Finding: Sendable, Equatable {
+    package var rule: Rule
+    package var severity: Severity
     /// What it is about: `host:port/tcp`, `host:port/udp`, or a configuration file / "command line".
-    public var subject: String
+    package var subject: String
     /// The specific observation, with the evidence (a version, a factor, a mode).
-    public var message: String
+    package var message: String
     /// Measured values, for JSON and SARIF consumers (sorted by name when written).
-    public var evidence: [String: String]
+    package var evidence: [String: String]
 
-    public init(rule: Rule, severity: Severity, subject: String, message: String, evidence: [String: String] = [:]) {
+    package init(rule: Rule, severity: Severity, subject: String, message: String, evidence: [String: String] = [:]) {
         self.rule = rule
         self.severity = severity
         self.subject = subject
@@ -60,7 +60,7 @@ public struct Finding: Sendable, Equatable {
     }
 
     /// Most severe first, then by subject and rule, so reports read the same from run to run.
-    public static func ordered(_ findings: [Finding]) -> [Finding] {
+    package static func ordered(_ findings: [Finding]) -> [Finding] {
         findings.sorted {
             if $0.severity != $1.severity { return $0.severity > $1.severity }
             if $0.subject != $1.subject { return $0.subject < $1.subject }

@@ -1,13 +1,13 @@
 /// A kind of finding: a stable id for suppressions and SARIF, a short name, and the remedy.
-public struct Rule: Sendable, Equatable, Hashable {
-    public var id: String
-    public var name: String
-    public var summary: String
-    public var remedy: String
+package struct Rule: Sendable, Equatable, Hashable {
+    package var id: String
+    package var name: String
+    package var summary: String
+    package var remedy: String
     /// The most severe a finding of this rule can be (SARIF's default level and `security-severity`).
-    public var ceiling: Severity
+    package var ceiling: Severity
 
-    public init(id: String, name: String, ceiling: Severity = .critical, summary: String, remedy: String) {
+    package init(id: String, name: String, ceiling: Severity = .critical, summary: String, remedy: String) {
         self.id = id
         self.name = name
         self.ceiling = ceiling
@@ -17,8 +17,8 @@ public struct Rule: Sendable, Equatable, Hashable {
 }
 
 /// What `moat audit` can find on the network.
-public enum AuditRules {
-    public static let unauthenticatedAccess = Rule(
+package enum AuditRules {
+    package static let unauthenticatedAccess = Rule(
         id: "MOAT-A001", name: "unauthenticated-access",
         summary: "The service answers commands without authentication.",
         remedy:
@@ -27,11 +27,11 @@ public enum AuditRules {
             127.0.0.1), and allow only the application servers (moat: -o allow=CIDR; a firewall: moat firewall).
             """
     )
-    public static let keyEnumeration = Rule(
+    package static let keyEnumeration = Rule(
         id: "MOAT-A002", name: "key-enumeration",
         summary: "Keys can be listed (stats cachedump or lru_crawler metadump), so an attacker learns what to read.",
         remedy: "Disable key dumping (memcached: -X; moat refuses it by default) and require authentication.")
-    public static let unauthenticatedWrite = Rule(
+    package static let unauthenticatedWrite = Rule(
         id: "MOAT-A003", name: "unauthenticated-write",
         summary:
             """
@@ -44,7 +44,7 @@ public enum AuditRules {
             clients use.
             """
     )
-    public static let udpAmplification = Rule(
+    package static let udpAmplification = Rule(
         id: "MOAT-A004", name: "udp-amplification",
         summary: "The UDP port answers: a spoofed request makes the server send a reply to a victim (reflection).",
         remedy:
@@ -53,7 +53,7 @@ public enum AuditRules {
             list and bounds replies to 3x the request.
             """
     )
-    public static let publicAddress = Rule(
+    package static let publicAddress = Rule(
         id: "MOAT-A005", name: "public-address", ceiling: .high,
         summary: "A memcached-protocol service listens on an address outside private and loopback ranges.",
         remedy:
@@ -62,37 +62,37 @@ public enum AuditRules {
             meant to face the Internet.
             """
     )
-    public static let plaintextCredentials = Rule(
+    package static let plaintextCredentials = Rule(
         id: "MOAT-A006", name: "plaintext-transport", ceiling: .medium,
         summary:
             "Authentication is required but TLS is not offered: data (and PLAIN passwords) cross the network in clear.",
         remedy: "Turn on TLS (-Z with -o ssl_chain_cert=, ssl_key=) and prefer SCRAM-SHA-256 over PLAIN.")
-    public static let tls = Rule(
+    package static let tls = Rule(
         id: "MOAT-A007", name: "tls", ceiling: .info,
         summary: "What the service says about TLS: offered, or required.",
         remedy: "Nothing to do; keep certificates current (moat reloads them on SIGHUP).")
-    public static let authenticationRequired = Rule(
+    package static let authenticationRequired = Rule(
         id: "MOAT-A008", name: "authentication-required", ceiling: .info,
         summary: "The service requires authentication (SASL on the binary protocol, or memcached's ASCII auth).",
         remedy: "Nothing to do; keep the credentials file unreadable by others.")
 
-    public static let all = [
+    package static let all = [
         unauthenticatedAccess, keyEnumeration, unauthenticatedWrite, udpAmplification, publicAddress,
         plaintextCredentials, tls, authenticationRequired,
     ]
 }
 
 /// What `moat check` can find in a configuration.
-public enum CheckRules {
-    public static let refused = Rule(
+package enum CheckRules {
+    package static let refused = Rule(
         id: "MOAT-C001", name: "configuration-refused", ceiling: .high,
         summary: "moat serve would refuse to start with this configuration.",
         remedy: "Fix what the message names; moat check reads the configuration exactly as moat serve does.")
-    public static let publicWithoutProtection = Rule(
+    package static let publicWithoutProtection = Rule(
         id: "MOAT-C002", name: "public-bind-open",
         summary: "A listener on a non-loopback address accepts anyone: no authentication and no allow list.",
         remedy: "Add --credentials (authentication) or -o allow=CIDR, and drop -o insecure_public_bind.")
-    public static let publicAllowListOnly = Rule(
+    package static let publicAllowListOnly = Rule(
         id: "MOAT-C003", name: "public-bind-allow-list-only", ceiling: .medium,
         summary:
             """
@@ -100,11 +100,11 @@ public enum CheckRules {
             read and write.
             """,
         remedy: "Add authentication (--credentials) so that an allowed address is not enough.")
-    public static let publicPlaintext = Rule(
+    package static let publicPlaintext = Rule(
         id: "MOAT-C004", name: "public-plaintext", ceiling: .high,
         summary: "A non-loopback listener speaks without TLS: values and commands cross the network in clear.",
         remedy: "Turn on TLS (-Z, -o ssl_chain_cert=, ssl_key=) and do not mark public listeners notls:.")
-    public static let udpOn = Rule(
+    package static let udpOn = Rule(
         id: "MOAT-C005", name: "udp-enabled", ceiling: .high,
         summary: "UDP is on: replies can be reflected at a spoofed source.",
         remedy:
@@ -113,40 +113,40 @@ public enum CheckRules {
             3 or less.
             """
     )
-    public static let dumping = Rule(
+    package static let dumping = Rule(
         id: "MOAT-C006", name: "key-dumping", ceiling: .high,
         summary: "Some user may list keys.",
         remedy: "Remove the dump permission unless a tool really needs it, and give that tool its own user.")
-    public static let dangerousCommands = Rule(
+    package static let dangerousCommands = Rule(
         id: "MOAT-C007", name: "flush-shutdown", ceiling: .high,
         summary: "Clients can empty the cache (flush_all) or stop the server (shutdown) without authenticating.",
         remedy: "Require authentication, or refuse the commands: -F (flush_all) and leave -A (shutdown) off.")
-    public static let root = Rule(
+    package static let root = Rule(
         id: "MOAT-C008", name: "runs-as-root", ceiling: .high,
         summary: "The configuration asks to serve as root.",
         remedy: "Give -u an unprivileged account (moat refuses to serve as root).")
-    public static let tlsUnverified = Rule(
+    package static let tlsUnverified = Rule(
         id: "MOAT-C009", name: "tls-without-verification", ceiling: .high,
         summary: "TLS is on but neither client certificates nor authentication decide who may connect.",
         remedy: "Require client certificates (-o ssl_verify_mode=2, ssl_ca_cert=) or authentication (--credentials).")
-    public static let readableSecret = Rule(
+    package static let readableSecret = Rule(
         id: "MOAT-C010", name: "readable-secret", ceiling: .high,
         summary: "A credentials file or TLS private key can be read by other accounts, or cannot be read at all.",
         remedy: "chmod 0600 the file (owner: root or the account moat serves as); moat reads it before leaving root.")
-    public static let plaintextPasswords = Rule(
+    package static let plaintextPasswords = Rule(
         id: "MOAT-C011", name: "plaintext-password-file", ceiling: .medium,
         summary: "Users come from memcached's plaintext user:password file (-Y).",
         remedy: "Move the users to a credentials file of salted keys (moat user add; --credentials).")
-    public static let securityLogOff = Rule(
+    package static let securityLogOff = Rule(
         id: "MOAT-C012", name: "security-log-off", ceiling: .medium,
         summary: "The security log is off: refused connections, failed logins and key-dump attempts leave no trace.",
         remedy: "Leave -o security_log at stderr (journald) or give it a file.")
-    public static let writableConfig = Rule(
+    package static let writableConfig = Rule(
         id: "MOAT-C013", name: "writable-configuration", ceiling: .high,
         summary: "The configuration file can be changed by other accounts.",
         remedy: "chmod go-w the file; it decides who may log in.")
 
-    public static let all = [
+    package static let all = [
         refused, publicWithoutProtection, publicAllowListOnly, publicPlaintext, udpOn, dumping, dangerousCommands, root,
         tlsUnverified, readableSecret, plaintextPasswords, securityLogOff, writableConfig,
     ]

@@ -1,24 +1,24 @@
 import Foundation
 
 /// What one `moat audit` or `moat check` run found, ready for any output format.
-public struct Report: Sendable {
-    public enum Command: String, Sendable { case audit, check }
+package struct Report: Sendable {
+    package enum Command: String, Sendable { case audit, check }
 
-    public var command: Command
-    public var toolVersion: String
-    public var generated: Date
+    package var command: Command
+    package var toolVersion: String
+    package var generated: Date
     /// The targets as given (audit) or the configuration sources (check).
-    public var inputs: [String]
+    package var inputs: [String]
     /// Endpoints probed (audit only).
-    public var endpointsScanned: Int?
+    package var endpointsScanned: Int?
     /// Endpoints where a memcached-protocol service answered (audit only).
-    public var services: [ServiceObservation]
-    public var findings: [Finding]
-    public var failOn: Severity
+    package var services: [ServiceObservation]
+    package var findings: [Finding]
+    package var failOn: Severity
     /// For check: the configuration file, as a SARIF artifact location.
-    public var configurationFile: String?
+    package var configurationFile: String?
 
-    public init(
+    package init(
         command: Command, toolVersion: String, generated: Date = Date(), inputs: [String], endpointsScanned: Int? = nil,
         services: [ServiceObservation] = [], findings: [Finding], failOn: Severity, configurationFile: String? = nil
     ) {
@@ -34,9 +34,9 @@ public struct Report: Sendable {
     }
 
     /// True when a finding reaches `--fail-on`: the exit status is then non-zero.
-    public var failed: Bool { findings.contains { $0.severity >= failOn } }
+    package var failed: Bool { findings.contains { $0.severity >= failOn } }
 
-    public var rules: [Rule] { command == .audit ? AuditRules.all : CheckRules.all }
+    package var rules: [Rule] { command == .audit ? AuditRules.all : CheckRules.all }
 
     func count(_ severity: Severity) -> Int { findings.filter { $0.severity == severity }.count }
 
@@ -49,12 +49,12 @@ public struct Report: Sendable {
     }
 }
 
-public enum ReportFormat: String, Sendable, CaseIterable {
+package enum ReportFormat: String, Sendable, CaseIterable {
     case table, json, sarif
 }
 
 extension Report {
-    public func render(_ format: ReportFormat, color: Bool = false) -> String {
+    package func render(_ format: ReportFormat, color: Bool = false) -> String {
         switch format {
         case .table: tableText(color: color)
         case .json: jsonText()

@@ -1,7 +1,7 @@
 import MoatAccess
 
 /// Who can reach an address: the same open service is a note on loopback and an incident on the Internet.
-public enum AddressClass: String, Sendable, Equatable {
+package enum AddressClass: String, Sendable, Equatable {
     /// 127.0.0.0/8, ::1: this machine only.
     case loopback
     /// RFC 1918, shared (100.64/10), link-local, benchmarking (198.18/15), documentation and ULA ranges:
@@ -19,7 +19,7 @@ public enum AddressClass: String, Sendable, Equatable {
         ].compactMap(AddressBlock.init))
 
     /// The class of a numeric address; a name that is not an address counts as public.
-    public init(address: String) {
+    package init(address: String) {
         guard AddressBlock(address) != nil else {
             self = .public
             return

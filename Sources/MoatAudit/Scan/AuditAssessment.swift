@@ -1,7 +1,7 @@
 /// Findings from one endpoint's observation. Severity follows who can reach the address: an open
 /// cache on loopback is how Moat ships, the same cache on the Internet is an incident.
-public enum AuditAssessment {
-    public static func findings(for observation: ServiceObservation) -> [Finding] {
+package enum AuditAssessment {
+    package static func findings(for observation: ServiceObservation) -> [Finding] {
         guard observation.isMemcached else { return [] }
         let reach = AddressClass(address: observation.endpoint.host)
         let subject = "\(observation.endpoint)/tcp"

@@ -1,6 +1,6 @@
 /// What the probes of one endpoint saw; `AuditAssessment` turns it into findings.
-public struct ServiceObservation: Sendable, Equatable {
-    public enum Access: String, Sendable, Equatable {
+package struct ServiceObservation: Sendable, Equatable {
+    package enum Access: String, Sendable, Equatable {
         /// Commands are answered without authentication.
         case open
         /// The service answers, but only to say authentication is required.
@@ -9,7 +9,7 @@ public struct ServiceObservation: Sendable, Equatable {
         case notServed = "not-served"
     }
 
-    public enum TLS: Sendable, Equatable {
+    package enum TLS: Sendable, Equatable {
         case notProbed
         case notOffered
         /// The handshake completed. `clientCertificateRequired`: the server then ended the session for
@@ -18,14 +18,14 @@ public struct ServiceObservation: Sendable, Equatable {
     }
 
     /// One UDP request and everything that came back for it.
-    public struct UDPExchange: Sendable, Equatable {
-        public var command: String
-        public var requestBytes: Int
-        public var replyBytes: Int
-        public var datagrams: Int
-        public var factor: Double { requestBytes == 0 ? 0 : Double(replyBytes) / Double(requestBytes) }
+    package struct UDPExchange: Sendable, Equatable {
+        package var command: String
+        package var requestBytes: Int
+        package var replyBytes: Int
+        package var datagrams: Int
+        package var factor: Double { requestBytes == 0 ? 0 : Double(replyBytes) / Double(requestBytes) }
 
-        public init(command: String, requestBytes: Int, replyBytes: Int, datagrams: Int) {
+        package init(command: String, requestBytes: Int, replyBytes: Int, datagrams: Int) {
             self.command = command
             self.requestBytes = requestBytes
             self.replyBytes = replyBytes
@@ -33,43 +33,43 @@ public struct ServiceObservation: Sendable, Equatable {
         }
     }
 
-    public var endpoint: Endpoint
-    public var tcpOpen = false
-    public var text = Access.notServed
-    public var binary = Access.notServed
-    public var version: String?
-    public var saslMechanisms: [String] = []
-    public var statsReadable = false
+    package var endpoint: Endpoint
+    package var tcpOpen = false
+    package var text = Access.notServed
+    package var binary = Access.notServed
+    package var version: String?
+    package var saslMechanisms: [String] = []
+    package var statsReadable = false
     /// The key-listing commands the server accepted, with what they returned ("3 keys", "none stored").
-    public var enumeration: [String: String] = [:]
+    package var enumeration: [String: String] = [:]
     /// Nil unless `--intrusive`: whether an unauthenticated set (then delete) of a probe key succeeded.
-    public var writable: Bool?
-    public var tls = TLS.notProbed
+    package var writable: Bool?
+    package var tls = TLS.notProbed
     /// The text protocol inside TLS (`version` sent after the handshake).
-    public var tlsText = Access.notServed
+    package var tlsText = Access.notServed
     /// The UDP exchanges that got an answer (empty: UDP not probed or not answering).
-    public var udp: [UDPExchange] = []
-    public var udpProbed = false
+    package var udp: [UDPExchange] = []
+    package var udpProbed = false
     /// The UDP port probed (nil: the endpoint's own).
-    public var udpPort: Int?
+    package var udpPort: Int?
 
-    public init(endpoint: Endpoint) {
+    package init(endpoint: Endpoint) {
         self.endpoint = endpoint
     }
 
     /// True when something at this endpoint speaks memcached's protocols.
-    public var isMemcached: Bool {
+    package var isMemcached: Bool {
         text != .notServed || binary != .notServed || tlsText != .notServed
             || tls == .offered(clientCertificateRequired: true) || !udp.isEmpty
     }
 
-    public var tlsOffered: Bool {
+    package var tlsOffered: Bool {
         if case .offered = tls { return true }
         return false
     }
 
     /// TLS offered and neither plaintext protocol answered.
-    public var tlsRequired: Bool { tlsOffered && text == .notServed && binary == .notServed }
+    package var tlsRequired: Bool { tlsOffered && text == .notServed && binary == .notServed }
 
-    public var udpFactor: Double { udp.map(\.factor).max() ?? 0 }
+    package var udpFactor: Double { udp.map(\.factor).max() ?? 0 }
 }

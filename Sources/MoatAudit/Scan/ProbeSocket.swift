@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// Why a probe got no answer.
-public enum ProbeFailure: Error, Equatable, Sendable {
+package enum ProbeFailure: Error, Equatable, Sendable {
     /// Nothing listens (RST, or ICMP port unreachable for UDP).
     case refused
     /// No answer before the deadline (filtered, or a server that waits).

@@ -1,35 +1,35 @@
 import Foundation
 
 /// `moat audit`'s settings.
-public struct AuditSettings: Sendable {
+package struct AuditSettings: Sendable {
     /// Seconds each connect and each reply may take.
-    public var timeout = 2.0
+    package var timeout = 2.0
     /// Endpoints probed at once.
-    public var concurrency = 32
+    package var concurrency = 32
     /// Also set (then delete) a probe key to learn whether unauthenticated writes work.
-    public var intrusive = false
-    public var probeTLS = true
+    package var intrusive = false
+    package var probeTLS = true
     /// Probe UDP too; on this port, or on each endpoint's own port when nil.
-    public var udp = false
-    public var udpPort: Int?
+    package var udp = false
+    package var udpPort: Int?
 
-    public init() {}
+    package init() {}
 }
 
 /// Probes endpoints with a bounded number of threads; each endpoint's probes run one after another.
-public final class AuditScanner: @unchecked Sendable {
+package final class AuditScanner: @unchecked Sendable {
     let settings: AuditSettings
     let tls: TLSProber?
     let probeKey: String
 
-    public init(settings: AuditSettings) throws {
+    package init(settings: AuditSettings) throws {
         self.settings = settings
         tls = settings.probeTLS ? try TLSProber() : nil
         probeKey = "moat-audit-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
     }
 
     /// Observations in the order of `endpoints`; `progress(done, services)` is called as they finish.
-    public func scan(_ endpoints: [Endpoint], progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in })
+    package func scan(_ endpoints: [Endpoint], progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in })
         -> [ServiceObservation]
     {
         final class Shared: @unchecked Sendable {
@@ -77,8 +77,8 @@ public final class AuditScanner: @unchecked Sendable {
 }
 
 /// A one-line progress bar on a terminal: `[=====     ] 120/256 endpoints, 2 services`.
-public struct ProgressBar: Sendable {
-    public static func render(done: Int, total: Int, services: Int, width: Int = 30) -> String {
+package struct ProgressBar: Sendable {
+    package static func render(done: Int, total: Int, services: Int, width: Int = 30) -> String {
         let filled = total == 0 ? width : min(width, done * width / total)
         let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
         return "\r[\(bar)] \(done)/\(total) endpoints, \(services) service\(services == 1 ? "" : "s")"

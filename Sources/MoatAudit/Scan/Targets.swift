@@ -5,41 +5,41 @@ import Darwin
 #endif
 
 /// One address and port to probe.
-public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
+package struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+    package var host: String
+    package var port: Int
 
-    public init(host: String, port: Int) {
+    package init(host: String, port: Int) {
         self.host = host
         self.port = port
     }
 
-    public var isIPv6: Bool { host.contains(":") }
-    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    package var isIPv6: Bool { host.contains(":") }
+    package var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
-public struct TargetError: Error, CustomStringConvertible, Equatable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct TargetError: Error, CustomStringConvertible, Equatable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// `moat audit`'s targets: `host`, `host:port`, `[v6]:port`, `CIDR` (each address), `CIDR:port`, and
 /// `@FILE` (the same, whitespace-separated, `#` starts a comment). Nothing else is ever probed.
-public struct TargetList: Sendable {
-    public var ports: [Int]
+package struct TargetList: Sendable {
+    package var ports: [Int]
     /// Most endpoints one run may expand to: a typo such as /8 for /24 must not become a 16-million-host scan.
-    public var limit: Int
+    package var limit: Int
     /// Reads a target file; replaced in tests.
-    public var readFile: @Sendable (String) throws -> String
+    package var readFile: @Sendable (String) throws -> String
 
-    public init(ports: [Int] = [11211], limit: Int = 65_536, readFile: @escaping @Sendable (String) throws -> String) {
+    package init(ports: [Int] = [11211], limit: Int = 65_536, readFile: @escaping @Sendable (String) throws -> String) {
         self.ports = ports
         self.limit = limit
         self.readFile = readFile
     }
 
     /// Every endpoint, in the order given, each once.
-    public func expand(_ specs: [String]) throws -> [Endpoint] {
+    package func expand(_ specs: [String]) throws -> [Endpoint] {
         var seen = Set<Endpoint>()
         var result: [Endpoint] = []
         func add(_ endpoint: Endpoint) throws {

@@ -5,11 +5,11 @@ import Synchronization
 /// The server's TLS certificates (`-Z`), loaded at start (while still root) and again on SIGHUP or
 /// `refresh_certs`: new connections get the new context, open ones keep theirs, and a broken file
 /// leaves the old certificates in place.
-public final class TLSCertificates: Sendable {
-    public let options: TLSOptions
+package final class TLSCertificates: Sendable {
+    package let options: TLSOptions
     private let current: Mutex<TLSContext>
 
-    public init(options: TLSOptions) throws {
+    package init(options: TLSOptions) throws {
         self.options = options
         self.current = Mutex(try Self.makeContext(options))
     }
@@ -17,7 +17,7 @@ public final class TLSCertificates: Sendable {
     var context: TLSContext { current.withLock { $0 } }
 
     /// Reads the files again; throws (keeping the current certificates) when they do not load.
-    public func reload() throws {
+    package func reload() throws {
         let fresh = try Self.makeContext(options)
         current.withLock { $0 = fresh }
     }
