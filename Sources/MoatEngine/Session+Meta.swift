@@ -53,7 +53,7 @@ extension Session {
 
     private mutating func metaGet(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
         let flags = command.flags
-        var options = MetaGetOptions()
+        var options = LookupOptions()
         options.bump = !flags.has("u")
         if flags.has("T") { options.touchExptime = flags.ttl }
         if flags.has("N") { options.vivifyExptime = flags.vivifyTTL }
@@ -61,7 +61,7 @@ extension Session {
         options.newCAS = flags.newCAS
         let withValue = flags.has("v")
         let hit =
-            bucket.cache.metaGet(key, options) { (item: MetaItemView) -> Void in
+            bucket.cache.lookup(key, options) { (item: ItemDetails) -> Void in
                 if withValue {
                     out.writeStaticString("VA ")
                     MetaEncoder.writeNumber(UInt64(item.value.count), into: &out)
@@ -126,7 +126,7 @@ extension Session {
         default: mode = .set
         }
         let compareCAS = flags.has("C") ? flags.compareCAS : nil
-        let (outcome, cas) = cache.metaStore(
+        let (outcome, cas) = cache.store(
             mode, key: key, value: command.value, flags: flags.clientFlags, exptime: flags.has("T") ? flags.ttl : 0,
             compareCAS: compareCAS, newCAS: flags.newCAS, invalidate: flags.has("I"))
         account(outcome, key: key, unlinksStale: true)
@@ -163,7 +163,7 @@ extension Session {
     {
         let flags = command.flags
         let invalidate = flags.has("I")
-        let outcome = bucket.cache.metaDelete(
+        let outcome = bucket.cache.delete(
             key, compareCAS: flags.has("C") ? flags.compareCAS : nil, invalidate: invalidate,
             removeValue: flags.has("x"),
             newExptime: invalidate && flags.has("T") ? flags.ttl : nil, newCAS: flags.newCAS)
@@ -190,7 +190,7 @@ extension Session {
     ) {
         let flags = command.flags
         let increment = flags.mode != UInt8(ascii: "D") && flags.mode != UInt8(ascii: "-")
-        let result = bucket.cache.metaArithmetic(
+        let result = bucket.cache.arithmetic(
             key, delta: flags.delta, increment: increment, compareCAS: flags.has("C") ? flags.compareCAS : nil,
             newCAS: flags.newCAS, vivifyExptime: flags.has("N") ? flags.vivifyTTL : nil, initial: flags.initial,
             touchExptime: flags.has("T") ? flags.ttl : nil)
@@ -253,7 +253,7 @@ extension Session {
     /// One named item's metadata: not a key dump (which Moat refuses), as the client must know the key.
     /// `exp` is the TTL left (memcached 1.6.18 printed its negation; later versions fixed that).
     private func metaDebug(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
-        guard let info = bucket.cache.metaDebug(key) else {
+        guard let info = bucket.cache.inspect(key) else {
             out.writeStaticString("EN\r\n")
             return
         }

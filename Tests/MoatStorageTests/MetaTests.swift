@@ -8,11 +8,11 @@ import Testing
         var value: String, ttl: Int64, idle: Int64, fetchedBefore: Bool, stale: Bool, tokenSentBefore: Bool, won: Bool
     }
 
-    func metaGet(_ cache: Cache, _ key: String, _ configure: (inout MetaGetOptions) -> Void = { _ in }) -> Seen? {
-        var options = MetaGetOptions()
+    func metaGet(_ cache: Cache, _ key: String, _ configure: (inout LookupOptions) -> Void = { _ in }) -> Seen? {
+        var options = LookupOptions()
         configure(&options)
         return b(key).withUnsafeBytes { k in
-            cache.metaGet(k, options) {
+            cache.lookup(k, options) {
                 Seen(
                     value: String(decoding: $0.value, as: UTF8.self), ttl: $0.ttl, idle: $0.idle,
                     fetchedBefore: $0.fetchedBefore,
@@ -21,7 +21,7 @@ import Testing
         }
     }
 
-    func debug(_ cache: Cache, _ key: String) -> MetaDebugInfo? { b(key).withUnsafeBytes { cache.metaDebug($0) } }
+    func debug(_ cache: Cache, _ key: String) -> ItemInfo? { b(key).withUnsafeBytes { cache.inspect($0) } }
 
     @Test func hitBeforeAndIdleDescribeTheItemBeforeTheRequest() {
         let clock = ManualClock()
@@ -70,7 +70,7 @@ import Testing
         cache.set("k", "v", exptime: 100)
         let before = cache.get(b("k"))!.cas
         let outcome = b("k").withUnsafeBytes {
-            cache.metaDelete($0, compareCAS: nil, invalidate: true, removeValue: false, newExptime: 30, newCAS: 0)
+            cache.delete($0, compareCAS: nil, invalidate: true, removeValue: false, newExptime: 30, newCAS: 0)
         }
         #expect(outcome == .deleted)
         #expect(cache.get(b("k"))!.cas != before)
@@ -85,21 +85,21 @@ import Testing
         let cas = cache.get(b("k"))!.cas
         b("k").withUnsafeBytes { k in
             #expect(
-                cache.metaDelete(
+                cache.delete(
                     k, compareCAS: cas + 1, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
                     == .exists)
             #expect(
-                cache.metaDelete(k, compareCAS: cas, invalidate: false, removeValue: true, newExptime: nil, newCAS: 77)
+                cache.delete(k, compareCAS: cas, invalidate: false, removeValue: true, newExptime: nil, newCAS: 77)
                     == .deleted)
         }
         let emptied = cache.get(b("k"))
         #expect(emptied?.value == [] && emptied?.flags == 9 && emptied?.cas == 77)
         b("k").withUnsafeBytes { k in
             #expect(
-                cache.metaDelete(k, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
+                cache.delete(k, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
                     == .deleted)
             #expect(
-                cache.metaDelete(k, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
+                cache.delete(k, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
                     == .notFound)
         }
     }
@@ -113,7 +113,7 @@ import Testing
         {
             b("k").withUnsafeBytes { k in
                 b(value).withUnsafeBytes { v in
-                    cache.metaStore(
+                    cache.store(
                         mode, key: k, value: v, flags: 0, exptime: 0, compareCAS: compare, newCAS: newCAS,
                         invalidate: invalidate)
                 }
@@ -138,9 +138,9 @@ import Testing
             _ delta: UInt64 = 1, increment: Bool = true, compare: UInt64? = nil, newCAS: UInt64 = 0,
             vivify: Int64? = nil,
             initial: UInt64 = 0, touch: Int64? = nil
-        ) -> MetaArithmeticResult {
+        ) -> ArithmeticResult {
             b("n").withUnsafeBytes {
-                cache.metaArithmetic(
+                cache.arithmetic(
                     $0, delta: delta, increment: increment, compareCAS: compare, newCAS: newCAS, vivifyExptime: vivify,
                     initial: initial,
                     touchExptime: touch)

@@ -1,21 +1,22 @@
-/// What `mg` asks of a lookup besides the key.
-public struct MetaGetOptions: Sendable, Equatable {
-    /// False is `u`: no LRU bump, no hit mark, no access time update.
+/// What a lookup may do besides reading the item (the meta protocol's `mg` flags map onto these).
+public struct LookupOptions: Sendable, Equatable {
+    /// False: no LRU bump, no hit mark, no access time update (`mg`'s `u`).
     public var bump = true
-    /// `T`: a new expiry for a hit.
+    /// A new expiry for a hit (`T`).
     public var touchExptime: Int64?
-    /// `N`: on a miss, create an empty item with this expiry and tell the caller it won.
+    /// On a miss, create an empty item with this expiry and tell the caller it won (`N`).
     public var vivifyExptime: Int64?
-    /// `R`: a hit whose expiry comes before this one (as an exptime) wins the right to recache.
+    /// A hit whose expiry comes before this one (as an exptime) wins the right to recache (`R`).
     public var recacheExptime: Int64?
-    /// `E`: the CAS unique of an item created by `N` (0: the server's own).
+    /// The CAS unique of an item created on a miss (0: the cache's own; `E`).
     public var newCAS: UInt64 = 0
 
     public init() {}
 }
 
-/// A meta-get hit seen in place (valid only inside the closure, while the shard is locked).
-public struct MetaItemView {
+/// A lookup's hit seen in place, with its age, expiry and recache state (valid only inside the
+/// closure, while the shard is locked).
+public struct ItemDetails {
     public let key: UnsafeRawBufferPointer
     public let value: UnsafeRawBufferPointer
     public let flags: UInt32
@@ -32,7 +33,7 @@ public struct MetaItemView {
     public let won: Bool
 }
 
-public struct MetaArithmeticResult: Sendable, Equatable {
+public struct ArithmeticResult: Sendable, Equatable {
     public enum Outcome: Sendable, Equatable {
         case value(UInt64)
         /// Missed, and created with the initial value (`N`).
@@ -48,8 +49,8 @@ public struct MetaArithmeticResult: Sendable, Equatable {
     public var ttl: Int64 = -1
 }
 
-/// `me`'s view of one item.
-public struct MetaDebugInfo: Sendable, Equatable {
+/// One item's metadata, without its value (what `me` reports).
+public struct ItemInfo: Sendable, Equatable {
     public let ttl: Int64
     public let idle: Int64
     public let cas: UInt64
@@ -61,7 +62,7 @@ public struct MetaDebugInfo: Sendable, Equatable {
 }
 
 extension Cache {
-    public func metaGet<R>(_ key: UnsafeRawBufferPointer, _ options: MetaGetOptions, _ body: (MetaItemView) throws -> R)
+    public func lookup<R>(_ key: UnsafeRawBufferPointer, _ options: LookupOptions, _ body: (ItemDetails) throws -> R)
         rethrows -> R?
     {
         let hash = Self.hash(key)
@@ -71,16 +72,17 @@ extension Cache {
         let vivifyTo = options.vivifyExptime.map(relativeDeadline)
         let recacheBefore = options.recacheExptime.map(relativeDeadline)
         return try shard(for: hash).withLock {
-            try $0.metaGet(
+            try $0.lookup(
                 key, hash: hash, options: options, touchTo: touchTo, vivifyTo: vivifyTo, recacheBefore: recacheBefore,
                 now: now,
                 flushDeadline: deadline, body)
         }
     }
 
-    /// A store with meta set's options: `compareCAS` (C; for set/replace it makes the store a CAS),
-    /// `newCAS` (E), `invalidate` (I: an older CAS stores a stale item). Returns the stored item's CAS.
-    public func metaStore(
+    /// A store with options: `compareCAS` (for set/replace it makes the store a CAS), `newCAS` (the
+    /// unique the stored item gets; 0: the cache's own), `invalidate` (an older CAS stores the item as
+    /// stale instead of failing). Returns the stored item's CAS.
+    public func store(
         _ mode: StoreMode, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt32, exptime: Int64,
         compareCAS: UInt64?, newCAS: UInt64, invalidate: Bool
     ) -> (StoreOutcome, cas: UInt64) {
@@ -108,7 +110,7 @@ extension Cache {
         }
     }
 
-    public func metaDelete(
+    public func delete(
         _ key: UnsafeRawBufferPointer, compareCAS: UInt64?, invalidate: Bool, removeValue: Bool, newExptime: Int64?,
         newCAS: UInt64
     ) -> DeleteOutcome {
@@ -117,34 +119,34 @@ extension Cache {
         let deadline = flushDeadline.load(ordering: .relaxed)
         let newExpiry = newExptime.map(relativeDeadline)
         return shard(for: hash).withLock {
-            $0.metaDelete(
+            $0.delete(
                 key, hash: hash, compareCAS: compareCAS, invalidate: invalidate, removeValue: removeValue,
                 newExpiry: newExpiry,
                 newCAS: newCAS, now: now, flushDeadline: deadline)
         }
     }
 
-    public func metaArithmetic(
+    public func arithmetic(
         _ key: UnsafeRawBufferPointer, delta: UInt64, increment: Bool, compareCAS: UInt64?, newCAS: UInt64,
         vivifyExptime: Int64?, initial: UInt64, touchExptime: Int64?
-    ) -> MetaArithmeticResult {
+    ) -> ArithmeticResult {
         let hash = Self.hash(key)
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
         let vivifyTo = vivifyExptime.map(relativeDeadline)
         let touchTo = touchExptime.map(relativeDeadline)
         return shard(for: hash).withLock {
-            $0.metaArithmetic(
+            $0.arithmetic(
                 key, hash: hash, delta: delta, increment: increment, compareCAS: compareCAS, newCAS: newCAS,
                 vivifyTo: vivifyTo,
                 initial: initial, touchTo: touchTo, now: now, flushDeadline: deadline)
         }
     }
 
-    public func metaDebug(_ key: UnsafeRawBufferPointer) -> MetaDebugInfo? {
+    public func inspect(_ key: UnsafeRawBufferPointer) -> ItemInfo? {
         let hash = Self.hash(key)
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
-        return shard(for: hash).withLock { $0.metaDebug(key, hash: hash, now: now, flushDeadline: deadline) }
+        return shard(for: hash).withLock { $0.inspect(key, hash: hash, now: now, flushDeadline: deadline) }
     }
 }

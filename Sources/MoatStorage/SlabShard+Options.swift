@@ -2,9 +2,9 @@
 /// classic operations (hit-before and last-access reads before the bump, vivify on miss, stale
 /// items and recache win tokens, explicit CAS values).
 extension SlabShard {
-    mutating func metaGet<R>(
-        _ key: UnsafeRawBufferPointer, hash: Int, options: MetaGetOptions, touchTo: UInt32?, vivifyTo: UInt32?,
-        recacheBefore: UInt32?, now: UInt32, flushDeadline: UInt32, _ body: (MetaItemView) throws -> R
+    mutating func lookup<R>(
+        _ key: UnsafeRawBufferPointer, hash: Int, options: LookupOptions, touchTo: UInt32?, vivifyTo: UInt32?,
+        recacheBefore: UInt32?, now: UInt32, flushDeadline: UInt32, _ body: (ItemDetails) throws -> R
     ) rethrows -> R? {
         var created = false
         var found = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: true)
@@ -36,7 +36,7 @@ extension SlabShard {
             item.lastAccess = now
             moveToNewest(item)
         }
-        let view = MetaItemView(
+        let view = ItemDetails(
             key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas,
             ttl: Self.remaining(item, now: now), idle: idle, fetchedBefore: fetchedBefore, stale: item.stale,
             tokenSentBefore: tokenSentBefore, won: won)
@@ -45,7 +45,7 @@ extension SlabShard {
 
     /// `md`: deletes, or with `invalidate` marks stale (new CAS, token cleared so the next reader
     /// wins), or with `removeValue` keeps the item with an empty value.
-    mutating func metaDelete(
+    mutating func delete(
         _ key: UnsafeRawBufferPointer, hash: Int, compareCAS: UInt64?, invalidate: Bool, removeValue: Bool,
         newExpiry: UInt32?, newCAS: UInt64, now: UInt32, flushDeadline: UInt32
     ) -> DeleteOutcome {
@@ -88,12 +88,12 @@ extension SlabShard {
     }
 
     /// `ma`: incr/decr with an optional CAS check, explicit new CAS, new TTL, and creation on a miss.
-    mutating func metaArithmetic(
+    mutating func arithmetic(
         _ key: UnsafeRawBufferPointer, hash: Int, delta: UInt64, increment: Bool, compareCAS: UInt64?, newCAS: UInt64,
         vivifyTo: UInt32?, initial: UInt64, touchTo: UInt32?, now: UInt32, flushDeadline: UInt32
-    ) -> MetaArithmeticResult {
+    ) -> ArithmeticResult {
         guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
-            guard let vivifyTo else { return MetaArithmeticResult(outcome: .notFound) }
+            guard let vivifyTo else { return ArithmeticResult(outcome: .notFound) }
             var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
             let outcome = withUnsafeMutableBytes(of: &digits) { scratch -> StoreOutcome in
                 let count = Self.formatDecimal(initial, into: scratch)
@@ -103,37 +103,37 @@ extension SlabShard {
                     flags: 0, expiresAt: vivifyTo, now: now, flushDeadline: flushDeadline, newCAS: newCAS)
             }
             guard outcome == .stored, let fresh = find(key, hash: hash) else {
-                return MetaArithmeticResult(outcome: outcome == .noMemory ? .noMemory : .notStored)
+                return ArithmeticResult(outcome: outcome == .noMemory ? .noMemory : .notStored)
             }
             if let touchTo { fresh.expiresAt = touchTo }
-            return MetaArithmeticResult(
+            return ArithmeticResult(
                 outcome: .created(initial), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))
         }
-        if let compareCAS, item.cas != compareCAS { return MetaArithmeticResult(outcome: .exists) }
+        if let compareCAS, item.cas != compareCAS { return ArithmeticResult(outcome: .exists) }
         let outcome = arithmetic(
             key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: flushDeadline)
         switch outcome {
         case .value(let value):
             // The result may live in a new chunk.
-            guard let fresh = find(key, hash: hash) else { return MetaArithmeticResult(outcome: .notFound) }
+            guard let fresh = find(key, hash: hash) else { return ArithmeticResult(outcome: .notFound) }
             if newCAS != 0 { fresh.cas = newCAS }
             if let touchTo { fresh.expiresAt = touchTo }
-            return MetaArithmeticResult(outcome: .value(value), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))
-        case .notFound: return MetaArithmeticResult(outcome: .notFound)
-        case .nonNumeric: return MetaArithmeticResult(outcome: .nonNumeric)
-        case .noMemory: return MetaArithmeticResult(outcome: .noMemory)
-        case .exists: return MetaArithmeticResult(outcome: .exists)
+            return ArithmeticResult(outcome: .value(value), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))
+        case .notFound: return ArithmeticResult(outcome: .notFound)
+        case .nonNumeric: return ArithmeticResult(outcome: .nonNumeric)
+        case .noMemory: return ArithmeticResult(outcome: .noMemory)
+        case .exists: return ArithmeticResult(outcome: .exists)
         }
     }
 
     /// `me`: one item's metadata, without bumping or marking it.
-    mutating func metaDebug(_ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32)
-        -> MetaDebugInfo?
+    mutating func inspect(_ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32)
+        -> ItemInfo?
     {
         guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
             return nil
         }
-        return MetaDebugInfo(
+        return ItemInfo(
             ttl: Self.remaining(item, now: now), idle: now >= item.lastAccess ? Int64(now - item.lastAccess) : 0,
             cas: item.cas, fetched: item.fetched,
             sizeClass: item.classID == SizeClasses.large ? 0 : Int(item.classID) + 1, size: item.totalSize)
