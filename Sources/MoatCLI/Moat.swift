@@ -56,7 +56,7 @@ struct Serve: ParsableCommand {
         do {
             let options: ServeOptions
             (options, configFile, configPath) = try Self.withConfigFile(self.options)
-            logFormatName = options.logFormat
+            logFormatName = options.logFormat ?? "auto"
             configuration = try options.resolve()
             if let configFile, !configFile.tenants.buckets.isEmpty || configFile.tenants.users != nil,
                 configuration.authentication == nil
@@ -192,7 +192,7 @@ final class Reloader: Sendable {
             var plan = TenantPlan()
             if let path {
                 let file = try ConfigFile.parse(try readTextFile(path), path: path)
-                if file.serverArguments != started?.serverArguments {
+                if file.server != started?.server {
                     logger.warning("\(path): the server section changed; those settings apply at the next restart")
                 }
                 plan = file.tenants

@@ -14,8 +14,8 @@ struct ServeArguments {
     var path: String?
 
     /// `arguments` are serve's flags (no subcommand name). The configuration file's server settings
-    /// are parsed first and the command line after them, so a flag given on both wins (and a
-    /// command-line `-l` replaces the file's listen list). `parsed` saves parsing the flags twice.
+    /// fill what the command line leaves unset (`ServeOptions.fill(from:)`: a flag given on both wins,
+    /// a command-line `-l` replaces the file's listen list). `parsed` saves parsing the flags twice.
     static func load(_ arguments: [String], parsed: ServeOptions? = nil) throws -> ServeArguments {
         let options: ServeOptions
         if let parsed {
@@ -42,24 +42,8 @@ struct ServeArguments {
             throw ConfigurationError("--config: \(error)")
         }
         let file = try ConfigFile.parse(text, path: path)
-        var fromFile = file.serverArguments
-        if !options.listen.isEmpty {
-            var kept: [String] = []
-            var index = 0
-            while index < fromFile.count {
-                if fromFile[index] == "--listen" {
-                    index += 2
-                    continue
-                }
-                kept.append(fromFile[index])
-                index += 1
-            }
-            fromFile = kept
-        }
-        do {
-            return ServeArguments(options: try ServeOptions.parse(fromFile + arguments), file: file, path: path)
-        } catch {
-            throw ConfigurationError("\(path): server: \(ServeOptions.message(for: error))")
-        }
+        var merged = options
+        merged.fill(from: file.server)
+        return ServeArguments(options: merged, file: file, path: path)
     }
 }

@@ -15,22 +15,9 @@ import Yams
 /// ```
 /// Every error names the file and line; a file with any error is rejected whole.
 package struct ConfigFile: Sendable, Equatable {
-    /// The `server` section as command-line arguments, to be parsed before the real ones.
-    package var serverArguments: [String]
-    /// True when the `server` section sets `listen` (the command line's `-l` then replaces it).
-    package var setsListen: Bool
+    /// The `server` section, in the flags' own types.
+    package var server: ServerSection
     package var tenants: TenantPlan
-
-    /// The `server` keys: memcached's long flag names and how each takes its value.
-    enum SettingKind { case value, list, flag, count }
-    static let settings: [String: SettingKind] = [
-        "port": .value, "listen": .list, "unix-socket": .value, "unix-mask": .value, "udp-port": .value,
-        "memory-limit": .value, "disable-evictions": .flag, "conn-limit": .value, "threads": .value,
-        "max-item-size": .value, "verbose": .count, "user": .value, "protocol": .value, "enable-shutdown": .flag,
-        "disable-flush-all": .flag, "disable-dumping": .flag, "disable-watch": .flag, "extended": .list,
-        "enable-sasl": .flag, "credentials": .value, "auth-file": .value, "enable-ssl": .flag, "pidfile": .value,
-        "listen-backlog": .value, "log-format": .value,
-    ]
 
     /// Read by `moat serve` when it exists and neither --config nor --no-config is given.
     package static let defaultPath = "/etc/moat/moat.conf"
@@ -97,7 +84,7 @@ private struct Walker {
         guard text.utf8.count <= ConfigFile.maximumBytes else {
             throw ConfigurationError("\(path): larger than \(ConfigFile.maximumBytes / 1_048_576) MiB")
         }
-        var result = ConfigFile(serverArguments: [], setsListen: false, tenants: TenantPlan())
+        var result = ConfigFile(server: ServerSection(), tenants: TenantPlan())
         // Before composing: Yams recurses per level and would overflow the stack on a deep file.
         if let problem = YAMLShape.check(
             text, maximumDepth: ConfigFile.maximumDepth, maximumNodes: ConfigFile.maximumNodes)
@@ -108,7 +95,7 @@ private struct Walker {
         for (key, value) in try mapping(root, "the file") {
             switch key {
             case "server":
-                (result.serverArguments, result.setsListen) = try server(value)
+                result.server = try server(value)
             case "buckets":
                 result.tenants.buckets = try buckets(value)
             case "users":
@@ -181,11 +168,40 @@ private struct Walker {
 
     // MARK: sections
 
-    mutating func server(_ node: Node) throws(ConfigurationError) -> ([String], Bool) {
-        var arguments: [String] = []
-        var setsListen = false
+    mutating func server(_ node: Node) throws(ConfigurationError) -> ServerSection {
+        var section = ServerSection()
         for (key, value) in try mapping(node, "server") {
-            guard let kind = ConfigFile.settings[key] else {
+            switch key {
+            case "port": section.port = try integer(value, key)
+            case "listen": section.listen = try strings(value, key)
+            case "unix-socket": section.unixSocket = try scalar(value, key)
+            case "unix-mask": section.unixMask = try scalar(value, key)
+            case "udp-port": section.udpPort = try integer(value, key)
+            case "memory-limit": section.memoryLimit = try scalar(value, key)
+            case "disable-evictions": section.disableEvictions = try boolean(value, key)
+            case "conn-limit": section.connLimit = try integer(value, key)
+            case "threads": section.threads = try integer(value, key)
+            case "max-item-size": section.maxItemSize = try scalar(value, key)
+            case "verbose":
+                guard let level = Int(try scalar(value, key)), (0...3).contains(level) else {
+                    throw fail(value, "\(key) must be a number from 0 to 3")
+                }
+                section.verbose = level
+            case "user": section.user = try scalar(value, key)
+            case "protocol": section.protocolMode = try scalar(value, key)
+            case "enable-shutdown": section.enableShutdown = try boolean(value, key)
+            case "disable-flush-all": section.disableFlushAll = try boolean(value, key)
+            case "disable-dumping": section.disableDumping = try boolean(value, key)
+            case "disable-watch": section.disableWatch = try boolean(value, key)
+            case "extended": section.extended = try strings(value, key)
+            case "enable-sasl": section.enableSASL = try boolean(value, key)
+            case "credentials": section.credentials = try scalar(value, key)
+            case "auth-file": section.authFile = try scalar(value, key)
+            case "enable-ssl": section.enableTLS = try boolean(value, key)
+            case "pidfile": section.pidFile = try scalar(value, key)
+            case "listen-backlog": section.backlog = try integer(value, key)
+            case "log-format": section.logFormat = try scalar(value, key)
+            default:
                 throw fail(
                     value,
                     """
@@ -194,23 +210,14 @@ private struct Walker {
                     """
                 )
             }
-            switch kind {
-            case .value:
-                arguments += ["--\(key)", try scalar(value, key)]
-            case .list:
-                for item in try strings(value, key) { arguments += ["--\(key)", item] }
-                if key == "listen" { setsListen = true }
-            case .flag:
-                if try boolean(value, key) { arguments.append("--\(key)") }
-            case .count:
-                let text = try scalar(value, key)
-                guard let level = Int(text), (0...3).contains(level) else {
-                    throw fail(value, "\(key) must be a number from 0 to 3")
-                }
-                arguments += Array(repeating: "--\(key)", count: level)
-            }
         }
-        return (arguments, setsListen)
+        return section
+    }
+
+    mutating func integer(_ node: Node, _ what: String) throws(ConfigurationError) -> Int {
+        let text = try scalar(node, what)
+        guard let number = Int(text) else { throw fail(node, "\(what) must be a whole number, not \"\(text)\"") }
+        return number
     }
 
     mutating func buckets(_ node: Node) throws(ConfigurationError) -> [BucketPlan] {

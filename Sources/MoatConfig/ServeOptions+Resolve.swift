@@ -17,6 +17,16 @@ extension ServeOptions {
     /// Validates the flags and applies Moat's defaults.
     package func resolve() throws -> ServerConfiguration {
         var ignored: [String] = []
+        // Unset (nil) is neither the command line's nor the configuration file's: memcached's defaults.
+        let port = self.port ?? 11211
+        let unixMask = self.unixMask ?? "0700"
+        let udpPort = self.udpPort ?? 0
+        let memoryLimit = self.memoryLimit ?? "64"
+        let connLimit = self.connLimit ?? 1024
+        let threads = self.threads ?? 4
+        let maxItemSize = self.maxItemSize ?? "1m"
+        let protocolMode = self.protocolMode ?? "auto"
+        let backlog = self.backlog ?? 1024
         guard (0...65535).contains(port) else { throw ConfigurationError("-p: port \(port) is out of range 0-65535") }
         guard (0...65535).contains(udpPort) else {
             throw ConfigurationError("-U: port \(udpPort) is out of range 0-65535")

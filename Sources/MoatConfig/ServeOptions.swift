@@ -7,8 +7,8 @@ package struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("p", allowingJoined: true), .customLong("port")],
-        help: "TCP port to listen on (0 disables TCP).")
-    package var port: Int = 11211
+        help: "TCP port to listen on (0 disables TCP; default 11211).")
+    package var port: Int?
 
     @Option(
         name: [.customShort("l", allowingJoined: true), .customLong("listen")],
@@ -23,18 +23,19 @@ package struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("a", allowingJoined: true), .customLong("unix-mask")],
-        help: "Permissions of the unix socket, octal.")
-    package var unixMask: String = "0700"
+        help: "Permissions of the unix socket, octal (default 0700).")
+    package var unixMask: String?
 
     @Option(
         name: [.customShort("U", allowingJoined: true), .customLong("udp-port")],
         help: "UDP port (0, the default, is off); needs -o allow= (or -o insecure_udp); replies at most 3x the request."
     )
-    package var udpPort: Int = 0
+    package var udpPort: Int?
 
     @Option(
-        name: [.customShort("m", allowingJoined: true), .customLong("memory-limit")], help: "Item memory in megabytes.")
-    package var memoryLimit: String = "64"
+        name: [.customShort("m", allowingJoined: true), .customLong("memory-limit")],
+        help: "Item memory in megabytes (default 64).")
+    package var memoryLimit: String?
 
     @Flag(
         name: [.customShort("M"), .customLong("disable-evictions")],
@@ -43,16 +44,17 @@ package struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("c", allowingJoined: true), .customLong("conn-limit")],
-        help: "Maximum simultaneous connections.")
-    package var connLimit: Int = 1024
+        help: "Maximum simultaneous connections (default 1024).")
+    package var connLimit: Int?
 
-    @Option(name: [.customShort("t", allowingJoined: true), .customLong("threads")], help: "Worker threads.")
-    package var threads: Int = 4
+    @Option(
+        name: [.customShort("t", allowingJoined: true), .customLong("threads")], help: "Worker threads (default 4).")
+    package var threads: Int?
 
     @Option(
         name: [.customShort("I", allowingJoined: true), .customLong("max-item-size")],
         help: "Largest item, with k/m suffix (default 1m).")
-    package var maxItemSize: String = "1m"
+    package var maxItemSize: String?
 
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Log more (-vv: more still).")
     package var verbose: Int
@@ -64,8 +66,8 @@ package struct ServeOptions: ParsableArguments, Sendable {
 
     @Option(
         name: [.customShort("B", allowingJoined: true), .customLong("protocol")],
-        help: "auto (sniff each connection's first byte), ascii or binary.")
-    package var protocolMode: String = "auto"
+        help: "auto (sniff each connection's first byte; the default), ascii or binary.")
+    package var protocolMode: String?
 
     @Flag(name: [.customShort("A"), .customLong("enable-shutdown")], help: "Allow the `shutdown` command.")
     package var enableShutdown = false
@@ -131,8 +133,10 @@ package struct ServeOptions: ParsableArguments, Sendable {
         help: "Accepted for compatibility and ignored: Moat stays in the foreground (use systemd).")
     package var daemon = false
 
-    @Option(name: [.customShort("b", allowingJoined: true), .customLong("listen-backlog")], help: "Listen backlog.")
-    package var backlog: Int = 1024
+    @Option(
+        name: [.customShort("b", allowingJoined: true), .customLong("listen-backlog")],
+        help: "Listen backlog (default 1024).")
+    package var backlog: Int?
 
     @Option(
         name: [.customShort("R", allowingJoined: true), .customLong("max-reqs-per-event")],
@@ -177,8 +181,9 @@ package struct ServeOptions: ParsableArguments, Sendable {
     package var noConfig = false
 
     @Option(
-        name: .customLong("log-format"), help: "auto (human lines on a terminal, JSON lines otherwise), human or json.")
-    package var logFormat: String = "auto"
+        name: .customLong("log-format"),
+        help: "auto (human lines on a terminal, JSON lines otherwise; the default), human or json.")
+    package var logFormat: String?
 
     @Flag(name: [.customShort("V"), .customLong("version")], help: "Print the version and exit.")
     package var showVersion = false

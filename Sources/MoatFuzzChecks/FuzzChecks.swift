@@ -393,8 +393,11 @@ public enum FuzzChecks {
             for bucket in file.tenants.buckets where bucket.memoryLimit < 1_048_576 {
                 problems.append("bucket \(bucket.name) below 1 MiB")
             }
-            // The server section becomes flags the flag parser accepts or refuses, never anything else.
-            _ = try? ServeOptions.parse(file.serverArguments)
+            // The server section fills the flags' own model, which resolves or refuses, never anything else.
+            if var options = try? ServeOptions.parse([]) {
+                options.fill(from: file.server)
+                _ = try? options.resolve()
+            }
             return problems
         } catch {
             return error.description.hasPrefix("fuzz.yaml")

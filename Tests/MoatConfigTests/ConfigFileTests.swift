@@ -29,13 +29,13 @@ import Testing
 
     @Test func readsServerSettingsBucketsAndUsers() throws {
         let file = try ConfigFile.parse(example, path: "moat.yaml")
-        #expect(
-            file.serverArguments == [
-                "--memory-limit", "256", "--listen", "127.0.0.1", "--listen", "::1", "--enable-sasl", "--verbose",
-                "--verbose",
-                "--extended", "idle_timeout=600",
-            ])
-        #expect(file.setsListen)
+        var expected = ServerSection()
+        expected.memoryLimit = "256"
+        expected.listen = ["127.0.0.1", "::1"]
+        expected.enableSASL = true
+        expected.verbose = 2
+        expected.extended = ["idle_timeout=600"]
+        #expect(file.server == expected)
         #expect(
             file.tenants.buckets == [
                 BucketPlan(name: "shop", memoryLimit: 64 << 20),
@@ -48,20 +48,40 @@ import Testing
         #expect(Array("cart:9".utf8).withUnsafeBytes { users[0].grant.mayWrite($0) })
         #expect(users[1].grant == .unrestricted && users[1].certificateSubjects == ["blog.internal"])
         #expect(users[2].bucket == "default" && users[2].grant.permissions == [.admin, .manage, .dump])
-        // The server section parses as the flags it stands for.
-        let options = try ServeOptions.parse(file.serverArguments + ["--credentials", "c"])
+        // The server section fills the flags' model, and resolves as the flags it stands for would.
+        var options = try ServeOptions.parse(["--credentials", "c"])
+        options.fill(from: file.server)
         #expect(options.memoryLimit == "256" && options.verbose == 2 && options.enableSASL)
+        let configuration = try options.resolve()
+        #expect(configuration.memoryLimit == 256 << 20 && configuration.listeners.count == 2)
     }
 
-    @Test func laterFlagsWinOverEarlierOnes() throws {
-        // What `--config` relies on: the file's settings are parsed first, the command line's after.
-        let options = try ServeOptions.parse(["--conn-limit", "77", "--threads", "3", "-c", "99"])
-        #expect(options.connLimit == 99 && options.threads == 3)
+    @Test func theCommandLineWinsOverTheFile() throws {
+        var file = ServerSection()
+        file.port = 2000
+        file.threads = 8
+        file.listen = ["127.0.0.2"]
+        file.verbose = 1
+        file.extended = ["idle_timeout=600"]
+        file.disableEvictions = true
+        var options = try ServeOptions.parse(["-t", "2", "-l", "127.0.0.3", "-v", "-o", "command_timeout=5"])
+        options.fill(from: file)
+        #expect(options.port == 2000 && options.threads == 2)  // given on the command line: its value
+        #expect(options.listen == ["127.0.0.3"])  // a command-line -l replaces the file's list
+        #expect(options.verbose == 2 && options.extended == ["idle_timeout=600", "command_timeout=5"])
+        #expect(options.disableEvictions)
+        // A value the command line gives explicitly, even memcached's default, still wins.
+        var explicit = try ServeOptions.parse(["-t", "4"])
+        explicit.fill(from: file)
+        #expect(explicit.threads == 4)
+        // Unset everywhere: memcached's defaults.
+        let defaults = try ServeOptions.parse([]).resolve()
+        #expect(defaults.threads == 4 && defaults.maxConnections == 1024 && defaults.memoryLimit == 64 << 20)
     }
 
     @Test func emptyFileSetsNothing() throws {
         let file = try ConfigFile.parse("# nothing yet\n", path: "f")
-        #expect(file.serverArguments.isEmpty && file.tenants == TenantPlan())
+        #expect(file.server == ServerSection() && file.tenants == TenantPlan())
     }
 
     @Test(arguments: [
@@ -74,6 +94,7 @@ import Testing
         ("server:\n  no-such-flag: 1\n", "f:2:"),
         ("server:\n  enable-sasl: maybe\n", "f:2:"),
         ("server:\n  verbose: 9\n", "f:2:"),
+        ("server:\n  port: eleven\n", "f:2:"),
         ("buckets:\n  b: { memory: 16k }\n", "f:2:"),
         ("buckets:\n  'bad name': { memory: 16m }\n", "f:2:"),
         ("buckets:\n  b: { when_full: evict }\n", "f:2:"),
