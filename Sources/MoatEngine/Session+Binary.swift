@@ -109,15 +109,7 @@ extension Session {
             let expected = header.cas
             // A CAS makes set/add/replace a compare-and-swap (memcached: NREAD_CAS); append/prepend check it.
             let isCAS = expected != 0 && (verb == .set || verb == .add || verb == .replace)
-            let mode: StoreMode
-            switch verb {
-            case _ where isCAS: mode = .cas(expected)
-            case .set, .cas: mode = .set
-            case .add: mode = .add
-            case .replace: mode = .replace
-            case .append: mode = .append
-            case .prepend: mode = .prepend
-            }
+            let mode = isCAS ? StoreMode.cas(expected) : StoreMode(verb, cas: expected)
             var cas: UInt64 = 0
             let outcome = cache.store(
                 mode, key: key, value: value, flags: flags, exptime: Int64(exptime), expectedCAS: isCAS ? 0 : expected,

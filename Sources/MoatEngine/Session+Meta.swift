@@ -117,14 +117,7 @@ extension Session {
             TextEncoder.writeError(.tooLarge, into: &out)
             return
         }
-        let mode: StoreMode
-        switch flags.mode {
-        case UInt8(ascii: "E"): mode = .add
-        case UInt8(ascii: "A"): mode = .append
-        case UInt8(ascii: "P"): mode = .prepend
-        case UInt8(ascii: "R"): mode = .replace
-        default: mode = .set
-        }
+        let mode = StoreMode(metaMode: flags.mode)
         let compareCAS = flags.has("C") ? flags.compareCAS : nil
         let (outcome, cas) = cache.store(
             mode, key: key, value: command.value, flags: flags.clientFlags, exptime: flags.has("T") ? flags.ttl : 0,

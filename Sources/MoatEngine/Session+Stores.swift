@@ -1,3 +1,4 @@
+import MoatProtocol
 import MoatStorage
 
 /// How every dialect accounts for a store, in one place (text, binary and meta used to count
@@ -21,5 +22,32 @@ extension Session {
     mutating func refuseStore(key: UnsafeRawBufferPointer, tooLarge: Bool, unlinksStale: Bool) {
         if tooLarge { counters.storeTooLarge &+= 1 } else { counters.storeNoMemory &+= 1 }
         if unlinksStale { _ = bucket.cache.delete(key) }
+    }
+}
+
+/// Which store each dialect's request is, in one place.
+extension StoreMode {
+    /// A text or binary storage verb; `cas` is what text's `cas` compares (binary turns set, add and
+    /// replace into a CAS itself when its header carries one).
+    init(_ verb: StoreVerb, cas: UInt64) {
+        switch verb {
+        case .set: self = .set
+        case .add: self = .add
+        case .replace: self = .replace
+        case .append: self = .append
+        case .prepend: self = .prepend
+        case .cas: self = .cas(cas)
+        }
+    }
+
+    /// Meta set's `M` flag (`E` add, `A` append, `P` prepend, `R` replace; anything else, `S`, is set).
+    init(metaMode letter: UInt8) {
+        switch letter {
+        case UInt8(ascii: "E"): self = .add
+        case UInt8(ascii: "A"): self = .append
+        case UInt8(ascii: "P"): self = .prepend
+        case UInt8(ascii: "R"): self = .replace
+        default: self = .set
+        }
     }
 }

@@ -212,16 +212,8 @@ public struct Session {
             TextEncoder.write(.end, into: &out)
 
         case .store(let verb, let key, let flags, let exptime, let value, let casUnique, let noreply):
-            let mode: StoreMode
-            switch verb {
-            case .set: mode = .set
-            case .add: mode = .add
-            case .replace: mode = .replace
-            case .append: mode = .append
-            case .prepend: mode = .prepend
-            case .cas: mode = .cas(casUnique)
-            }
-            let outcome = cache.store(mode, key: key, value: value, flags: flags, exptime: exptime)
+            let outcome = cache.store(
+                StoreMode(verb, cas: casUnique), key: key, value: value, flags: flags, exptime: exptime)
             account(outcome, key: key, unlinksStale: verb == .set)
             if verb == .cas { counters.countCAS(outcome) }
             let reply: TextReply
