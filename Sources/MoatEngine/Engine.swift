@@ -2,12 +2,6 @@ import MoatAccess
 import MoatStorage
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Connection counts kept by the server and reported by `stats`.
 public final class ConnectionCounters: Sendable {
     public let current = Atomic<Int>(0)

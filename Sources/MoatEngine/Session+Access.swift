@@ -99,7 +99,7 @@ extension Session {
         switch command {
         case .retrieve(let keys, _, let touch):
             // gat/gats set a TTL (gat -1 deletes in effect): a write as well.
-            guard let first = keys.first(where: { _ in true }) else { return ("get", .nothing, false) }
+            guard let first = keys.first else { return ("get", .nothing, false) }
             return touch == nil ? ("get", .read(first), false) : ("gat", .readWrite(first), false)
         case .store(let verb, let key, _, _, _, _, let noreply), .storeTooLarge(let verb, let key, let noreply):
             return ("\(verb)", .write(key), noreply)
@@ -181,7 +181,7 @@ extension Session {
         let (name, need, noreply) = Self.need(command)
         var category = missing(need)
         if category == nil, case .retrieve(let keys, _, let touch) = command {
-            for key in keys where category == nil {
+            for key in keys.dropFirst() where category == nil {  // the first was `need`'s
                 category = missing(touch == nil ? .read(key) : .readWrite(key))
             }
         }

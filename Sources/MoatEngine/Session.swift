@@ -353,8 +353,8 @@ public struct Session {
             publishCounters()
             return engine.statsSnapshot(for: bucket).general(serverWide: grant.permissions.contains(.admin))
         case "settings": return engine.settings.settingsReport.map { Stat($0.0, .text($0.1)) }
-        case "items": return engine.statsSnapshot(for: bucket).items
-        case "slabs": return engine.statsSnapshot(for: bucket).slabs
+        case "items": return StatsSnapshot.items(bucket.cache.counters())
+        case "slabs": return StatsSnapshot.slabs(bucket.cache.counters())
         case "buckets": return engine.bucketStats().flatMap(\.lines)
         case "users": return engine.userStats()
         default: return nil

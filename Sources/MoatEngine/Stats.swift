@@ -153,8 +153,7 @@ public struct StatsSnapshot: Sendable {
     }
 
     /// `stats items`: Moat has no slab classes, so one class, numbered 1, stands for the whole bucket.
-    public var items: [Stat] {
-        let s = storage
+    public static func items(_ s: ShardCounters) -> [Stat] {
         guard s.currentItems > 0 else { return [] }
         return [
             Stat("items:1:number", s.currentItems), Stat("items:1:age", s.oldestItemAge),
@@ -165,8 +164,7 @@ public struct StatsSnapshot: Sendable {
     }
 
     /// `stats slabs`, in the same one-class terms.
-    public var slabs: [Stat] {
-        let s = storage
+    public static func slabs(_ s: ShardCounters) -> [Stat] {
         var lines: [Stat] = []
         if s.currentItems > 0 { lines += [Stat("1:used_chunks", s.currentItems), Stat("1:mem_requested", s.bytes)] }
         lines += [Stat("active_slabs", s.currentItems > 0 ? 1 : 0), Stat("total_malloced", s.mallocedBytes)]

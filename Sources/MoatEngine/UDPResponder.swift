@@ -95,7 +95,8 @@ public final class UDPResponder: Sendable {
         let payload = UnsafeRawBufferPointer(rebasing: datagram[UDPFrameHeader.size...])
         let limit = min(policy.amplification * datagram.count, policy.maximumDatagram)
         let reply = UDPFrameHeader(requestID: header.requestID)
-        switch Self.check(payload, allowsWrites: policy.allowsWrites, limits: engine.settings.limits) {
+        var input = ByteBuffer(bytes: payload)
+        switch Self.check(input, allowsWrites: policy.allowsWrites, limits: engine.settings.limits) {
         case .malformed:
             return refuse(.malformed, source)
         case .refused:
@@ -105,7 +106,6 @@ public final class UDPResponder: Sendable {
             break
         }
         var session = engine.makeSession(peer: source)
-        var input = ByteBuffer(bytes: payload)
         var output = ByteBuffer()
         _ = session.process(&input, into: &output)
         session.publishCounters()
@@ -146,10 +146,12 @@ public final class UDPResponder: Sendable {
     /// multi-key gets, flush_all, ...) is refused: large replies and destructive commands from a
     /// spoofable source. Writes only with `allowsWrites`. What does not decode as a command, or only
     /// as an error, gets no answer at all.
-    static func check(_ payload: UnsafeRawBufferPointer, allowsWrites: Bool = false, limits: ProtocolLimits) -> Check {
-        guard let first = payload.first, first != BinaryMagic.request else { return .malformed }  // text only
+    /// `payload` is decoded from a copy of its reader index (no copy of its bytes): the caller keeps it whole.
+    static func check(_ payload: ByteBuffer, allowsWrites: Bool = false, limits: ProtocolLimits) -> Check {
+        guard let first = payload.getInteger(at: payload.readerIndex, as: UInt8.self), first != BinaryMagic.request
+        else { return .malformed }  // text only
         var decoder = TextDecoder(limits: limits)
-        var input = ByteBuffer(bytes: payload)
+        var input = payload
         guard let verdict = decoder.decode(&input, { classify($0, allowsWrites: allowsWrites) }) else {
             return .malformed  // no whole command
         }

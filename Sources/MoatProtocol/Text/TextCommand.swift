@@ -32,6 +32,12 @@ public struct TokenList: Sequence {
 
     public func makeIterator() -> Iterator { Iterator(bytes: bytes) }
 
+    /// The first token, nil when there is none.
+    public var first: UnsafeRawBufferPointer? {
+        var iterator = makeIterator()
+        return iterator.next()
+    }
+
     /// The tokens as strings (for administrative commands only: this allocates).
     public var strings: [String] { map { String(decoding: $0, as: UTF8.self) } }
 }
