@@ -93,68 +93,43 @@ extension Session {
         }
     }
 
-    /// What a text command needs, by the name the security log gives it. A multi-key get needs its
-    /// first key here; `permits` asks for the others.
-    static func need(_ command: TextCommand) -> (name: String, need: AccessNeed, noreply: Bool) {
-        switch command {
-        case .retrieve(let keys, _, let touch):
-            // gat/gats set a TTL (gat -1 deletes in effect): a write as well.
-            guard let first = keys.first else { return ("get", .nothing, false) }
-            return touch == nil ? ("get", .read(first), false) : ("gat", .readWrite(first), false)
-        case .store(let verb, let key, _, _, _, _, let noreply), .storeTooLarge(let verb, let key, let noreply):
-            return ("\(verb)", .write(key), noreply)
-        case .delete(let key, let noreply): return ("delete", .write(key), noreply)
-        case .arithmetic(let key, _, let increment, let noreply):
-            return (increment ? "incr" : "decr", .write(key), noreply)
-        case .touch(let key, _, let noreply): return ("touch", .write(key), noreply)
-        case .flushAll(_, let noreply): return ("flush_all", .permission(.manage), noreply)
-        case .verbosity(_, let noreply): return ("verbosity", .permission(.admin), noreply)
-        case .shutdown: return ("shutdown", .permission(.admin), false)
-        case .refreshCerts: return ("refresh_certs", .permission(.admin), false)
-        case .cacheMemlimit(_, let noreply): return ("cache_memlimit", .permission(.admin), noreply)
-        case .stats(let arguments):
-            let words = arguments.strings
-            return ("stats \(words.first ?? "")", .stats(words), false)
-        case .lruCrawler: return ("lru_crawler", .permission(.dump), false)
-        case .watch: return ("watch", .permission(.dump), false)
-        case .meta, .version, .quit, .error: return ("", .nothing, false)  // meta: checked once its key is decoded
+    /// The category the grant lacks for `operation` (for a multi-get, for any of its keys); nil when
+    /// the grant covers it.
+    func missing(for operation: Operation<UnsafeRawBufferPointer>) -> Permissions? {
+        if case .getMany(let keys, let options) = operation {
+            for key in TokenList(keys) {
+                if let category = missing(options.writes ? .readWrite(key) : .read(key)) { return category }
+            }
+            return nil
         }
+        return missing(Self.need(operation))
     }
 
-    /// What a meta command needs once its key is decoded.
-    static func need(_ command: MetaCommand, _ key: UnsafeRawBufferPointer) -> (name: String, need: AccessNeed) {
-        switch command.verb {
-        case .noop: return ("mn", .nothing)
-        case .get:
-            // mg with N creates the item on a miss, and with T sets its TTL: those are writes as well.
-            let writes = command.flags.has("N") || command.flags.has("T")
-            return ("mg", writes ? .readWrite(key) : .read(key))
-        case .debug: return ("me", .read(key))
-        case .set: return ("ms", .write(key))
-        case .delete: return ("md", .write(key))
-        case .arithmetic: return ("ma", .write(key))
-        }
-    }
-
-    /// What a binary operation needs.
-    static func need(_ operation: BinaryOperation<UnsafeRawBufferPointer>) -> (name: String, need: AccessNeed) {
+    /// What an operation needs, whichever dialect carried it.
+    static func need(_ operation: Operation<UnsafeRawBufferPointer>) -> AccessNeed {
         switch operation {
-        case .get(let key, _, _): return ("get", .read(key))
-        case .getAndTouch(let key, _, _, _): return ("gat", .readWrite(key))  // setting the TTL is a write
-        case .touch(let key, _): return ("touch", .write(key))
-        case .store(let verb, let key, _, _, _, _), .storeTooLarge(let verb, let key, _):
-            return ("\(verb)", .write(key))
-        case .delete(let key, _): return ("delete", .write(key))
-        case .arithmetic(let key, let increment, _, _, _, _): return (increment ? "incr" : "decr", .write(key))
-        case .flush: return ("flush_all", .permission(.manage))
-        case .verbosity: return ("verbosity", .permission(.admin))
-        case .stat(let key):
-            let words = String(decoding: key, as: UTF8.self).split(separator: " ").map(String.init)
-            return ("stats \(words.first ?? "")", .stats(words))
-        case .quit, .noop, .version, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments,
-            .mechanismTooLong, .badMagic:
-            return ("", .nothing)
+        // gat, and mg with N or T, set a TTL or create the item (gat -1 deletes in effect): writes as well.
+        case .get(let key, let options): return options.writes ? .readWrite(key) : .read(key)
+        case .getMany(let keys, let options):
+            guard let first = TokenList(keys).first else { return .nothing }
+            return options.writes ? .readWrite(first) : .read(first)
+        case .inspect(let key): return .read(key)
+        case .store(let key, _, _), .storeTooLarge(let key, _), .delete(let key, _), .arithmetic(let key, _),
+            .touch(let key, _):
+            return .write(key)
+        case .flushAll: return .permission(.manage)
+        case .verbosity, .shutdown, .refreshCerts, .cacheMemlimit: return .permission(.admin)
+        case .stats(let arguments): return .stats(TokenList(arguments).strings)
+        case .lruCrawler, .watch: return .permission(.dump)
+        case .noop, .version, .quit, .saslListMechanisms, .saslStart, .saslStep, .saslMechanismTooLong, .error:
+            return .nothing
         }
+    }
+
+    /// The command's name in the security log (`stats` with its group).
+    static func logName(_ verb: Verb, _ operation: Operation<UnsafeRawBufferPointer>) -> String {
+        guard case .stats(let arguments) = operation else { return verb.name }
+        return "stats \(TokenList(arguments).first.map { String(decoding: $0, as: UTF8.self) } ?? "")"
     }
 
     /// `stats detail on` / `stats detail off`: accepted and changing nothing (Moat keeps no per-prefix
@@ -172,39 +147,6 @@ extension Session {
         case "reset": return .manage  // an admin resets every bucket, a manager its own
         default: return .admin  // settings, reset, buckets, users, and anything new
         }
-    }
-
-    // MARK: checks, per dialect
-
-    /// Checks a text command against the grant; on refusal writes the error and returns false.
-    mutating func permits(_ command: TextCommand, into out: inout ByteBuffer) -> Bool {
-        let (name, need, noreply) = Self.need(command)
-        var category = missing(need)
-        if category == nil, case .retrieve(let keys, _, let touch) = command {
-            for key in keys.dropFirst() where category == nil {  // the first was `need`'s
-                category = missing(touch == nil ? .read(key) : .readWrite(key))
-            }
-        }
-        guard let category else { return true }
-        deny(name, category)
-        if !noreply { TextEncoder.writeLine("CLIENT_ERROR permission denied", into: &out) }
-        return false
-    }
-
-    /// Checks a meta command once its key is known; on refusal writes the error and returns false.
-    mutating func permitsMeta(_ command: MetaCommand, _ key: UnsafeRawBufferPointer, into out: inout ByteBuffer) -> Bool
-    {
-        let (name, need) = Self.need(command, key)
-        guard let category = missing(need) else { return true }
-        deny(name, category)
-        TextEncoder.writeLine("CLIENT_ERROR permission denied", into: &out)
-        return false
-    }
-
-    /// The name and category a binary operation lacks under the grant; nil when allowed.
-    func binaryRefusal(_ operation: BinaryOperation<UnsafeRawBufferPointer>) -> (String, Permissions)? {
-        let (name, need) = Self.need(operation)
-        return missing(need).map { (name, $0) }
     }
 }
 

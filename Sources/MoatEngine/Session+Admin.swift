@@ -1,4 +1,5 @@
 import MoatProtocol
+import MoatStorage
 
 /// The commands an operator may switch off, and `stats` and its groups: decided here once, for the
 /// text and the binary protocol alike, which only encode the answer.
@@ -57,6 +58,31 @@ extension Session {
             return .refused
         default:
             return statLines(words.first).map { .lines($0) } ?? .unknown
+        }
+    }
+
+    /// The stat lines of a `stats` group (nil: unknown group).
+    mutating func statLines(_ group: String?) -> [Stat]? {
+        switch group {
+        case nil:
+            publishCounters()
+            return engine.statsSnapshot(for: bucket).general(serverWide: grant.permissions.contains(.admin))
+        case "settings": return engine.settings.settingsReport.map { Stat($0.0, .text($0.1)) }
+        case "items": return StatsSnapshot.items(bucket.cache.counters())
+        case "slabs": return StatsSnapshot.slabs(bucket.cache.counters())
+        case "buckets": return engine.bucketStats().flatMap(\.lines)
+        case "users": return engine.userStats()
+        default: return nil
+        }
+    }
+
+    /// `stats reset`: every bucket's counters for an administrator, only the caller's bucket's otherwise.
+    mutating func resetStats() {
+        publishCounters()
+        if grant.permissions.contains(.admin) {
+            engine.resetTotals()
+        } else {
+            bucket.resetTotals()
         }
     }
 }

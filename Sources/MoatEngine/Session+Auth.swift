@@ -9,45 +9,44 @@ extension Session {
     /// The version told to a client that has not authenticated: the protocol level clients parse, not the build.
     static let anonymousVersion = MoatVersion.memcachedCompatible
 
-    // MARK: text protocol
+    /// What a client may send before it authenticates: authentication itself, version, noop and quit
+    /// (and what decodes only as an error, which is answered as such).
+    static func allowedBeforeAuthentication(_ operation: Operation<UnsafeRawBufferPointer>) -> Bool {
+        switch operation {
+        case .version, .noop, .quit, .saslListMechanisms, .saslStart, .saslStep, .saslMechanismTooLong, .error:
+            return true
+        default:
+            return false
+        }
+    }
 
-    mutating func executeUnauthenticated(_ command: TextCommand, into out: inout ByteBuffer) -> SessionAction? {
-        switch command {
-        case .store(.set, _, _, _, let value, _, let noreply):
-            return asciiAuthenticate(value, noreply: noreply, success: "STORED", into: &out)
-        case .meta(let command) where command.verb == .set && !command.valueTooLarge:
-            // Meta clients authenticate the same way, with `ms <any key> <n>` (memcached has no meta auth).
-            return asciiAuthenticate(command.value, noreply: false, success: "HD", into: &out)
-        case .meta(let command) where command.verb == .noop:
-            TextEncoder.writeLine("MN", into: &out)
+    /// Anything else before authentication: a text `set` (or `ms`, for meta clients; memcached has no
+    /// meta auth) is memcached's ASCII authentication; everything else is refused.
+    mutating func refuseUnauthenticated<Reply: ReplyEncoder>(
+        _ verb: Verb, _ operation: Operation<UnsafeRawBufferPointer>, _ reply: Reply, into out: inout ByteBuffer
+    ) -> SessionAction? {
+        switch operation {
+        case .store(_, let value, _) where reply.carriesASCIIAuthentication && (verb == .set || verb == .ms):
+            return asciiAuthenticate(value, reply, into: &out)
         case .storeTooLarge:
             // Larger than any "user password" block (see ProtocolLimits.beforeAuthentication): refused
-            // from the command line, and the connection closed rather than the block read.
-            TextEncoder.writeLine("CLIENT_ERROR unauthenticated", into: &out)
+            // from the command line or header, and the connection closed rather than the block read.
+            reply.write(.refused(.unauthenticated), into: &out)
             return .close
-        case .meta(let command) where command.valueTooLarge:
-            TextEncoder.writeLine("CLIENT_ERROR unauthenticated", into: &out)
-            return .close
-        case .version:
-            TextEncoder.writeLine("VERSION \(Self.anonymousVersion)", into: &out)
-        case .quit:
-            return .close
-        case .error(let error, let noreply):
-            return protocolError(error, noreply: noreply, into: &out)
         default:
-            TextEncoder.writeLine("CLIENT_ERROR unauthenticated", into: &out)
+            reply.write(.refused(.unauthenticated), into: &out)
+            return nil
         }
-        return nil
     }
 
     /// memcached's `-Y` authentication: `data` is "user password" (the password may contain spaces).
-    mutating func asciiAuthenticate(
-        _ data: UnsafeRawBufferPointer, noreply: Bool, success: String, into out: inout ByteBuffer
+    mutating func asciiAuthenticate<Reply: ReplyEncoder>(
+        _ data: UnsafeRawBufferPointer, _ reply: Reply, into out: inout ByteBuffer
     ) -> SessionAction? {
         guard let authenticator = engine.authenticator else { return nil }
         let mechanism = "ascii"
         guard admitAttempt(authenticator, mechanism: mechanism) else {
-            TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
+            reply.write(.authenticationFailed, into: &out)
             return attemptFailed(authenticator, user: nil, mechanism: mechanism, checked: false) ? .close : nil
         }
         var user: String?
@@ -60,121 +59,104 @@ extension Session {
             accepted = store.verifyPassword(user: name, password: Array(data[(space + 1)...]))
         }
         guard accepted, let user else {
-            TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
+            reply.write(.authenticationFailed, into: &out)
             return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: true) ? .close : nil
         }
         guard attemptSucceeded(authenticator, user: user, mechanism: mechanism, credential: store.credential(for: user))
         else {
-            TextEncoder.writeLine("CLIENT_ERROR authentication failure", into: &out)
+            reply.write(.authenticationFailed, into: &out)
             return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
         }
-        if !noreply { TextEncoder.writeLine(success, into: &out) }
+        reply.write(.authenticated, into: &out)
         return nil
     }
 
-    // MARK: binary protocol
-
-    /// What a binary client may send before it authenticates.
-    static func allowedBeforeAuthentication(_ operation: BinaryOperation<UnsafeRawBufferPointer>) -> Bool {
-        switch operation {
-        case .version, .noop, .quit, .saslListMechanisms, .saslAuthenticate, .unknownCommand, .invalidArguments,
-            .mechanismTooLong, .badMagic:
-            return true
-        default:
-            return false
-        }
-    }
-
-    mutating func executeSASL(
-        _ operation: BinaryOperation<UnsafeRawBufferPointer>, opcode: UInt8, opaque: UInt32, into out: inout ByteBuffer
+    /// SASL (the binary protocol's): list the mechanisms, start an exchange, take its next step.
+    mutating func authenticate<Reply: ReplyEncoder>(
+        _ operation: Operation<UnsafeRawBufferPointer>, _ reply: Reply, into out: inout ByteBuffer
     ) -> SessionAction? {
         guard let authenticator = engine.authenticator else {
             // As memcached without -S: the SASL opcodes are unknown.
-            BinaryEncoder.writeError(opcode: opcode, status: .unknownCommand, opaque: opaque, into: &out)
+            reply.write(.error(.unknownOpcode), into: &out)
             return nil
         }
-        func refuse(_ out: inout ByteBuffer) {
-            BinaryEncoder.writeError(opcode: opcode, status: .authenticationError, opaque: opaque, into: &out)
-        }
+        let step: SASLStep
+        let mechanism: String
         switch operation {
         case .saslListMechanisms:
-            authenticator.mechanismList.withUnsafeBytes {
-                BinaryEncoder.writeResponse(opcode: opcode, opaque: opaque, value: $0, into: &out)
-            }
+            reply.write(.saslMechanisms(authenticator.mechanismList), into: &out)
             return nil
 
-        case .saslAuthenticate(let mechanismName, let data, let isStep):
-            let step: SASLStep
-            let mechanism: String
-            if isStep {
-                guard var exchange = sasl else {
-                    refuse(&out)
-                    return attemptFailed(authenticator, user: nil, mechanism: "step", checked: false) ? .close : nil
-                }
-                mechanism = saslMechanism.rawValue
-                // Admitted again at each step: exchanges started together before a failure must not each
-                // get a guess past the delay or the lockout.
-                guard admitAttempt(authenticator, mechanism: mechanism) else {
-                    sasl = nil
-                    refuse(&out)
-                    return attemptFailed(
-                        authenticator, user: exchange.claimedUser, mechanism: mechanism, checked: false) ? .close : nil
-                }
-                step = exchange.step(Array(data))
-                sasl = exchange
-            } else {
-                // A new exchange starts from scratch: the connection is not authenticated until it succeeds.
-                isAuthenticated = false
-                sasl = nil
-                guard let chosen = authenticator.enabledMechanism(named: mechanismName) else {
-                    // As memcached: "Invalid arguments", and the client may try another mechanism.
-                    BinaryEncoder.writeError(opcode: opcode, status: .invalidArguments, opaque: opaque, into: &out)
-                    return attemptFailed(authenticator, user: nil, mechanism: "unknown", checked: false) ? .close : nil
-                }
-                mechanism = chosen.rawValue
-                guard admitAttempt(authenticator, mechanism: mechanism) else {
-                    refuse(&out)
-                    return attemptFailed(authenticator, user: nil, mechanism: mechanism, checked: false) ? .close : nil
-                }
-                let store = authenticator.store
-                var exchange = SASLExchange(mechanism: chosen, store: store, serverSecret: store.unknownUserSaltKey)
-                step = exchange.start(Array(data))
-                sasl = exchange
-                saslMechanism = chosen
+        case .saslMechanismTooLong:
+            // Longer than any mechanism's name: as memcached, "Invalid arguments", and the connection stays.
+            reply.write(.error(Self.unknownMechanism), into: &out)
+            return nil
+
+        case .saslStep(let data):
+            guard var exchange = sasl else {
+                reply.write(.authenticationFailed, into: &out)
+                return attemptFailed(authenticator, user: nil, mechanism: "step", checked: false) ? .close : nil
             }
-            switch step {
-            case .challenge(let challenge):
-                challenge.withUnsafeBytes {
-                    BinaryEncoder.writeResponse(
-                        opcode: opcode, status: .authenticationContinue, opaque: opaque, value: $0, into: &out)
-                }
-                return nil
-            case .success(let user, _):
-                let credential = sasl?.store.credential(for: user)
+            mechanism = saslMechanism.rawValue
+            // Admitted again at each step: exchanges started together before a failure must not each
+            // get a guess past the delay or the lockout.
+            guard admitAttempt(authenticator, mechanism: mechanism) else {
                 sasl = nil
-                guard attemptSucceeded(authenticator, user: user, mechanism: mechanism, credential: credential) else {
-                    refuse(&out)
-                    return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
-                }
-                let text: StaticString = "Authenticated"
-                BinaryEncoder.writeHeader(
-                    opcode: opcode, status: .ok, bodyLength: text.utf8CodeUnitCount, opaque: opaque, into: &out)
-                out.writeStaticString(text)
-                return nil
-            case .failure(let reason):
-                let claimed = sasl?.claimedUser
-                sasl = nil
-                refuse(&out)
-                // Wrong credentials and garbage both count against the address; a step out of order only here.
-                let checked = reason == .badCredentials || reason == .malformed
-                return attemptFailed(authenticator, user: claimed, mechanism: mechanism, checked: checked)
+                reply.write(.authenticationFailed, into: &out)
+                return attemptFailed(authenticator, user: exchange.claimedUser, mechanism: mechanism, checked: false)
                     ? .close : nil
             }
+            step = exchange.step(Array(data))
+            sasl = exchange
+
+        case .saslStart(let mechanismName, let data):
+            // A new exchange starts from scratch: the connection is not authenticated until it succeeds.
+            isAuthenticated = false
+            sasl = nil
+            guard let chosen = authenticator.enabledMechanism(named: mechanismName) else {
+                // As memcached: "Invalid arguments", and the client may try another mechanism.
+                reply.write(.error(Self.unknownMechanism), into: &out)
+                return attemptFailed(authenticator, user: nil, mechanism: "unknown", checked: false) ? .close : nil
+            }
+            mechanism = chosen.rawValue
+            guard admitAttempt(authenticator, mechanism: mechanism) else {
+                reply.write(.authenticationFailed, into: &out)
+                return attemptFailed(authenticator, user: nil, mechanism: mechanism, checked: false) ? .close : nil
+            }
+            let store = authenticator.store
+            var exchange = SASLExchange(mechanism: chosen, store: store, serverSecret: store.unknownUserSaltKey)
+            step = exchange.start(Array(data))
+            sasl = exchange
+            saslMechanism = chosen
 
         default:
             return nil
         }
+        switch step {
+        case .challenge(let challenge):
+            reply.write(.saslChallenge(challenge), into: &out)
+            return nil
+        case .success(let user, _):
+            let credential = sasl?.store.credential(for: user)
+            sasl = nil
+            guard attemptSucceeded(authenticator, user: user, mechanism: mechanism, credential: credential) else {
+                reply.write(.authenticationFailed, into: &out)
+                return attemptFailed(authenticator, user: user, mechanism: mechanism, checked: false) ? .close : nil
+            }
+            reply.write(.authenticated, into: &out)
+            return nil
+        case .failure(let reason):
+            let claimed = sasl?.claimedUser
+            sasl = nil
+            reply.write(.authenticationFailed, into: &out)
+            // Wrong credentials and garbage both count against the address; a step out of order only here.
+            let checked = reason == .badCredentials || reason == .malformed
+            return attemptFailed(authenticator, user: claimed, mechanism: mechanism, checked: checked) ? .close : nil
+        }
     }
+
+    /// An unknown or over-long SASL mechanism: memcached's 0x04, the connection kept.
+    static let unknownMechanism = ErrorReply("CLIENT_ERROR bad command line format", binaryStatus: .invalidArguments)
 
     // MARK: TLS client certificates
 

@@ -160,27 +160,23 @@ public final class UDPResponder: Sendable {
     }
 
     /// UDP's limits on one decoded operation.
-    static func classify(_ command: TextCommand, allowsWrites: Bool) -> Check {
+    static func classify(_ request: RequestView, allowsWrites: Bool) -> Check {
         let write: Check = allowsWrites ? .serve : .refused
-        switch command {
-        case .retrieve(let keys, _, let touch):
-            var iterator = keys.makeIterator()
+        switch request.operation {
+        case .getMany(let keys, let options):
+            var iterator = TokenList(keys).makeIterator()
             _ = iterator.next()
             guard iterator.next() == nil else { return .refused }  // one key: no reply built from many
-            return touch == nil ? .serve : write
+            return options.writes ? write : .serve
+        // mg with N creates the item on a miss, and with T sets its TTL: writes.
+        case .get(_, let options):
+            return options.writes ? write : .serve
         case .store, .storeTooLarge, .delete, .arithmetic, .touch:
             return write
-        case .meta(let meta):
-            switch meta.verb {
-            case .noop: return .serve
-            // N creates the item on a miss and T sets its TTL: writes.
-            case .get: return meta.flags.has("N") || meta.flags.has("T") ? write : .serve
-            case .set, .delete, .arithmetic: return write
-            case .debug: return .refused
-            }
-        case .version:
+        case .noop, .version:
             return .serve
-        case .flushAll, .verbosity, .quit, .shutdown, .stats, .lruCrawler, .watch, .refreshCerts, .cacheMemlimit:
+        case .inspect, .flushAll, .verbosity, .quit, .shutdown, .stats, .lruCrawler, .watch, .refreshCerts,
+            .cacheMemlimit, .saslListMechanisms, .saslStart, .saslStep, .saslMechanismTooLong:
             return .refused
         case .error:
             return .malformed

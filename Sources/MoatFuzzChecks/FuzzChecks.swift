@@ -34,7 +34,7 @@ public enum FuzzChecks {
             guard let wire = encode(request) else { continue }
             var ignored: [String] = []
             let again = decodeText(chunks: [wire], problems: &ignored, checkRegions: false)
-            if again.map(normalized) != [normalized(request)] {
+            if again != [request] {
                 problems.append("re-encoded \(String(decoding: wire.prefix(80), as: UTF8.self)) decodes to \(again)")
             }
         }
@@ -50,10 +50,10 @@ public enum FuzzChecks {
         return text(prefix + data.dropFirst())
     }
 
-    static func decodeText(chunks: [[UInt8]], problems: inout [String], checkRegions: Bool) -> [TextRequest] {
+    static func decodeText(chunks: [[UInt8]], problems: inout [String], checkRegions: Bool) -> [OwnedRequest] {
         var decoder = TextDecoder()
         var buffer = ByteBuffer()
-        var requests: [TextRequest] = []
+        var requests: [OwnedRequest] = []
         var stream: [UInt8] = []
         var position = 0
         // Where the data block declared by the last storage line ends: no request may start before it.
@@ -77,7 +77,7 @@ public enum FuzzChecks {
                 position = end
                 requests.append(request)
                 // The connection closes here: whatever follows is never read (and may decode differently).
-                if case .error(let reply, _) = request, reply.disposition != .reply { return requests }
+                if closes(request) { return requests }
                 if requests.count > 100_000 { return requests }
             }
         }
@@ -86,21 +86,10 @@ public enum FuzzChecks {
 
     /// A stored value's length is the number on its command line, and the bytes the decode consumed end
     /// with that line, the value and its CRLF (a refused value swallowed just before may precede them).
-    static func checkDeclaredLength(_ request: TextRequest, region: [UInt8], _ problems: inout [String]) {
-        let value: [UInt8]
-        let command: [UInt8]
-        let lengthToken: Int
-        switch request {
-        case .store(let store):
-            value = store.value
-            command = Array("\(store.verb) ".utf8) + store.key
-            lengthToken = 4
-        case .meta(let meta) where meta.verb == .set && !meta.valueTooLarge:
-            value = meta.value
-            command = Array("ms ".utf8) + meta.key
-            lengthToken = 2
-        default: return
-        }
+    static func checkDeclaredLength(_ request: OwnedRequest, region: [UInt8], _ problems: inout [String]) {
+        guard case .store(let key, let value, _) = request.operation else { return }
+        let command = Array("\(request.verb.name) ".utf8) + sentKey(key, request)
+        let lengthToken = request.verb == .ms ? 2 : 4
         guard region.count >= value.count + 3, Array(region.suffix(value.count + 2)) == value + [13, 10],
             region[region.count - value.count - 3] == UInt8(ascii: "\n")
         else {
@@ -112,8 +101,8 @@ public enum FuzzChecks {
         // on the same line, even inside a token (a refused store swallows exactly its declared length
         // plus two), so the last place the verb and key appear is the command's start.
         let lineStart = (beforeValue.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
-        // Not found: the key arrived base64-encoded (meta `b`) or split by a swallow; the re-encoding check
-        // still covers the value's length.
+        // Not found: the key arrived split by a swallow (or in another base64 spelling of the same bytes);
+        // the re-encoding check still covers the value's length.
         guard let commandStart = lastOccurrence(of: command + [0x20], in: beforeValue, from: lineStart) else { return }
         let line = beforeValue[commandStart...].split(separator: UInt8(ascii: " "))
         guard line.count > lengthToken,
@@ -138,21 +127,16 @@ public enum FuzzChecks {
     /// A block that does not end with CRLF where its length says loses the framing too: the connection
     /// must close (`mustClose`: at the latest with the next request, when the block was being swallowed).
     static func checkFraming(
-        _ request: TextRequest, stream: [UInt8], regionStart: Int, regionEnd: Int, blockEnd: inout Int,
+        _ request: OwnedRequest, stream: [UInt8], regionStart: Int, regionEnd: Int, blockEnd: inout Int,
         mustClose: inout Bool,
         _ problems: inout [String]
     ) {
-        var closes = false
-        if case .error(let reply, _) = request, reply.disposition != .reply { closes = true }
+        let closes = closes(request)
         if mustClose, !closes { problems.append("a data block without its CRLF did not close the connection") }
         mustClose = false
         // The request's line ends at the last newline of its region (before its value, for a store).
         var valueCount = 0
-        switch request {
-        case .store(let store): valueCount = store.value.count + 2
-        case .meta(let meta) where meta.verb == .set && !meta.valueTooLarge: valueCount = meta.value.count + 2
-        default: break
-        }
+        if case .store(_, let value, _) = request.operation { valueCount = value.count + 2 }
         let newline = regionEnd - valueCount - 1
         // A line too long: it closes.
         guard newline >= regionStart, newline < stream.count, stream[newline] == 10 else { return }
@@ -222,20 +206,28 @@ public enum FuzzChecks {
         return nil
     }
 
-    /// Meta requests keep their flag tokens as sent; spacing between tokens carries no meaning.
-    static func normalized(_ request: TextRequest) -> TextRequest {
-        guard case .meta(var meta) = request else { return request }
-        meta.tokens = meta.tokens.split(separator: " ").joined(separator: " ")
-        return .meta(meta)
+    /// Whether the connection closes after this request (an error whose disposition says so).
+    static func closes(_ request: OwnedRequest) -> Bool {
+        if case .error(let reply) = request.operation { return reply.disposition != .reply }
+        return false
     }
 
-    static func keys(of request: TextRequest) -> [[UInt8]] {
-        switch request {
-        case .retrieve(let keys, _, _): return keys
-        case .store(let store): return [store.key]
-        case .storeTooLarge(_, let key, _), .delete(let key, _), .arithmetic(let key, _, _, _), .touch(let key, _, _):
+    /// The key as the client sent it: meta's `b` keys base64-encoded again.
+    static func sentKey(_ key: [UInt8], _ request: OwnedRequest) -> [UInt8] {
+        guard case .meta(let form) = request.reply, form.base64Key else { return key }
+        var out = ByteBuffer()
+        key.withUnsafeBytes { Base64.encode($0, into: &out) }
+        return Array(out.readableBytesView)
+    }
+
+    static func keys(of request: OwnedRequest) -> [[UInt8]] {
+        // Binary keys (meta `b`) may hold any byte.
+        if case .meta(let form) = request.reply, form.base64Key { return [] }
+        switch request.operation {
+        case .getMany(let keys, _): return keys.split(separator: 0x20).map(Array.init)
+        case .get(let key, _), .store(let key, _, _), .storeTooLarge(let key, _), .delete(let key, _),
+            .arithmetic(let key, _), .touch(let key, _), .inspect(let key):
             return [key]
-        case .meta(let meta) where meta.verb != .noop && !meta.flags.has("b"): return [meta.key]
         default: return []
         }
     }
@@ -247,38 +239,39 @@ public enum FuzzChecks {
         (1...250).contains(key.count) && !key.contains { $0 <= 0x20 || $0 == 0x7F }
     }
 
-    /// The request as a client would send it (keys as raw bytes); nil for the kinds not re-encoded.
-    static func encode(_ request: TextRequest) -> [UInt8]? {
+    /// The request as a client would send it; nil for the kinds not re-encoded.
+    static func encode(_ request: OwnedRequest) -> [UInt8]? {
         func line(_ parts: [[UInt8]]) -> [UInt8] { Array(parts.joined(separator: [0x20])) + [13, 10] }
         func t(_ s: String) -> [UInt8] { Array(s.utf8) }
-        func nr(_ flag: Bool) -> [[UInt8]] { flag ? [t("noreply")] : [] }
-        switch request {
-        case .retrieve(let keys, let withCAS, let touch):
-            if let touch { return line([t(withCAS ? "gats" : "gat"), t("\(touch)")] + keys) }
-            return line([t(withCAS ? "gets" : "get")] + keys)
-        case .store(let s):
-            let cas = s.verb == .cas ? [t("\(s.casUnique)")] : []
-            return line(
-                [t("\(s.verb)"), s.key, t("\(s.flags)"), t("\(s.exptime)"), t("\(s.value.count)")] + cas + nr(s.noreply)
-            )
-                + s.value + [13, 10]
-        case .delete(let key, let noreply): return line([t("delete"), key] + nr(noreply))
-        case .arithmetic(let key, let delta, let increment, let noreply):
-            return line([t(increment ? "incr" : "decr"), key, t("\(delta)")] + nr(noreply))
-        case .touch(let key, let exptime, let noreply): return line([t("touch"), key, t("\(exptime)")] + nr(noreply))
-        case .version: return line([t("version")])
-        case .quit: return line([t("quit")])
-        case .meta(let meta) where !meta.valueTooLarge:
-            // The owned form keeps flag tokens as text: bytes that are not UTF-8 cannot be re-encoded.
-            if meta.tokens.unicodeScalars.contains("\u{FFFD}") { return nil }
-            if meta.verb == .noop { return line([t("mn")]) }
-            let verb = ["mg", "ms", "md", "ma", "mn", "me"][Int(meta.verb.rawValue)]
-            let flags = meta.tokens.split(separator: " ").map { Array($0.utf8) }
-            if meta.verb == .set {
-                return line([t("ms"), meta.key, t("\(meta.value.count)")] + flags) + meta.value + [13, 10]
+        let verb = t(request.verb.name)
+        switch request.reply {
+        case .meta(let form):
+            let flags = form.tokens.split(separator: 0x20).map(Array.init)
+            switch request.operation {
+            case .noop: return line([t("mn")])
+            case .store(let key, let value, _):
+                return line([verb, sentKey(key, request), t("\(value.count)")] + flags) + value + [13, 10]
+            case .get(let key, _), .delete(let key, _), .arithmetic(let key, _), .inspect(let key):
+                return line([verb, sentKey(key, request)] + flags)
+            default: return nil
             }
-            return line([t(verb), meta.key] + flags)
-        default: return nil
+        case .text(let noreply, _):
+            let nr = noreply ? [t("noreply")] : []
+            switch request.operation {
+            case .getMany(let keys, let options):
+                return line([verb] + (options.touchTTL.map { [t("\($0)")] } ?? []) + [keys])
+            case .store(let key, let value, let o):
+                let cas = o.verb == .cas ? [t("\(o.compareCAS ?? 0)")] : []
+                return line([verb, key, t("\(o.flags)"), t("\(o.ttl)"), t("\(value.count)")] + cas + nr) + value + [
+                    13, 10,
+                ]
+            case .delete(let key, _): return line([verb, key] + nr)
+            case .arithmetic(let key, let o): return line([verb, key, t("\(o.delta)")] + nr)
+            case .touch(let key, let ttl): return line([verb, key, t("\(ttl)")] + nr)
+            case .version, .quit: return line([verb])
+            default: return nil
+            }
+        case .binary: return nil
         }
     }
 
@@ -288,26 +281,29 @@ public enum FuzzChecks {
     /// the header gives it (body less key and extras).
     public static func binary(_ data: [UInt8]) -> [String] {
         var problems: [String] = []
-        func decodeAll(_ chunks: [[UInt8]]) -> [BinaryRequest] {
+        func decodeAll(_ chunks: [[UInt8]]) -> [OwnedRequest] {
             var decoder = BinaryDecoder()
             var buffer = ByteBuffer()
-            var out: [BinaryRequest] = []
+            var out: [OwnedRequest] = []
             for chunk in chunks {
                 buffer.writeBytes(chunk)
-                while let request = decoder.decode(&buffer, { $0.owned() }) {
+                while let request = decoder.next(&buffer) {
                     out.append(request)
-                    if case .badMagic = request.operation { return out }
-                    if case .invalidArguments = request.operation { return out }
+                    if closes(request) { return out }
                     if out.count > 100_000 { return out }
                 }
             }
             return out
         }
         /// A bad magic byte is reported from whatever of the header had arrived: compare the verdict only.
-        func comparable(_ requests: [BinaryRequest]) -> [BinaryRequest] {
+        func comparable(_ requests: [OwnedRequest]) -> [OwnedRequest] {
             requests.map { request in
-                guard case .badMagic = request.operation else { return request }
-                return BinaryRequest(header: BinaryHeader(magic: request.header.magic, opcode: 0), operation: .badMagic)
+                guard case .error(.badMagic) = request.operation, case .binary(let form) = request.reply else {
+                    return request
+                }
+                var verdict = request
+                verdict.reply = .binary(BinaryReturn(header: BinaryHeader(magic: form.header.magic, opcode: 0)))
+                return verdict
             }
         }
         let whole = decodeAll([data])
@@ -316,14 +312,18 @@ public enum FuzzChecks {
             problems.append("whole and split binary input decode differently")
         }
         for request in whole {
-            let h = request.header
+            guard case .binary(let form) = request.reply else {
+                problems.append("a binary request with a \(request.reply) reply")
+                continue
+            }
+            let h = form.header
             switch request.operation {
-            case .get(let key, _, _), .getAndTouch(let key, _, _, _), .touch(let key, _), .delete(let key, _),
-                .arithmetic(let key, _, _, _, _, _), .storeTooLarge(_, let key, _):
+            case .get(let key, _), .touch(let key, _), .delete(let key, _), .arithmetic(let key, _),
+                .storeTooLarge(let key, _):
                 if key.count > 250 || key.count != Int(h.keyLength) {
                     problems.append("binary key of \(key.count) bytes, header says \(h.keyLength)")
                 }
-            case .store(_, let key, let value, _, _, _):
+            case .store(let key, let value, _):
                 if key.count > 250 || key.count != Int(h.keyLength) {
                     problems.append("binary key of \(key.count) bytes, header says \(h.keyLength)")
                 }

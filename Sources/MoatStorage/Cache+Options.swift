@@ -1,4 +1,5 @@
-/// What a lookup may do besides reading the item (the meta protocol's `mg` flags map onto these).
+/// What a lookup may do besides reading the item (gat's touch; the meta protocol's `mg` flags map onto
+/// the rest).
 public struct LookupOptions: Sendable, Equatable {
     /// False: no LRU bump, no hit mark, no access time update (`mg`'s `u`).
     public var bump = true
@@ -10,6 +11,9 @@ public struct LookupOptions: Sendable, Equatable {
     public var recacheExptime: Int64?
     /// The CAS unique of an item created on a miss (0: the cache's own; `E`).
     public var newCAS: UInt64 = 0
+    /// Hand out recache tokens: a stale item, or one past `recacheExptime`, is won by its first reader
+    /// (`mg`). Off, a lookup leaves the tokens as they are (a classic get cannot tell its client it won).
+    public var grantsTokens = false
 
     public init() {}
 }
@@ -105,8 +109,8 @@ extension Cache {
             let outcome = shard.store(
                 mode: effective, key: key, hash: hash, value: value, flags: flags, expiresAt: expiresAt, now: now,
                 flushDeadline: deadline, expectedCAS: expectedCAS, newCAS: newCAS, invalidateIfOlder: invalidate)
-            let cas = outcome == .stored ? (shard.find(key, hash: hash)?.cas ?? 0) : 0
-            return (outcome, cas)
+            // The stored item's CAS is the one the client chose, or the shard's last.
+            return (outcome, outcome != .stored ? 0 : newCAS != 0 ? newCAS : shard.lastCAS)
         }
     }
 
@@ -140,6 +144,17 @@ extension Cache {
                 key, hash: hash, delta: delta, increment: increment, compareCAS: compareCAS, newCAS: newCAS,
                 vivifyTo: vivifyTo,
                 initial: initial, touchTo: touchTo, now: now, flushDeadline: deadline)
+        }
+    }
+
+    /// Sets a new expiry; on a hit, passes the item to `body` while its shard is locked. Nil on a miss.
+    public func touch<R>(_ key: UnsafeRawBufferPointer, exptime: Int64, _ body: (ItemView) throws -> R) rethrows -> R? {
+        let hash = Self.hash(key)
+        let now = relativeNow()
+        let deadline = flushDeadline.load(ordering: .relaxed)
+        let expiresAt = relativeDeadline(exptime)
+        return try shard(for: hash).withLock {
+            try $0.touch(key, hash: hash, expiresAt: expiresAt, now: now, flushDeadline: deadline, body)
         }
     }
 

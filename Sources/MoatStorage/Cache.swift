@@ -169,102 +169,24 @@ public final class Cache: Sendable {
         shardShift == 64 ? shards[0] : shards[Int(UInt64(bitPattern: Int64(hash)) >> UInt64(shardShift))]
     }
 
-    // MARK: commands on raw bytes
-
-    /// Looks `key` up and, on a hit, passes the item to `body` while its shard is locked.
-    /// With `touchExptime`, also sets a new expiry (gat). Returns nil on a miss.
-    @inline(__always)
-    public func read<R>(_ key: UnsafeRawBufferPointer, touchExptime: Int64? = nil, _ body: (ItemView) throws -> R)
-        rethrows -> R?
-    {
-        let hash = Self.hash(key)
-        let now = relativeNow()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        let newExpiry = touchExptime.map(relativeDeadline)
-        return try shard(for: hash).withLock {
-            try $0.read(key, hash: hash, touchingTo: newExpiry, now: now, flushDeadline: deadline, body)
-        }
-    }
+    // MARK: commands on raw bytes, without options (the engine uses the forms in Cache+Options, these
+    // are the same calls with none)
 
     public func touch(_ key: UnsafeRawBufferPointer, exptime: Int64) -> TouchOutcome {
-        let hash = Self.hash(key)
-        let now = relativeNow()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        let expiresAt = relativeDeadline(exptime)
-        return shard(for: hash).withLock {
-            $0.touch(key, hash: hash, expiresAt: expiresAt, now: now, flushDeadline: deadline)
-        }
+        touch(key, exptime: exptime) { _ in } == nil ? .notFound : .touched
     }
 
     public func store(
         _ mode: StoreMode, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt32, exptime: Int64
     ) -> StoreOutcome {
-        if value.count > configuration.maxItemSize { return .tooLarge }
-        let hash = Self.hash(key)
-        let now = relativeNow()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        let expiresAt = relativeDeadline(exptime)
-        return shard(for: hash).withLock {
-            $0.store(
-                mode: mode, key: key, hash: hash, value: value, flags: flags, expiresAt: expiresAt, now: now,
-                flushDeadline: deadline)
-        }
-    }
-
-    /// A store that also checks `expectedCAS` (0: no check; for append/prepend, as memcached's binary
-    /// protocol) and reports the stored item's CAS unique in `cas` (binary replies carry it).
-    public func store(
-        _ mode: StoreMode, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt32, exptime: Int64,
-        expectedCAS: UInt64, cas: inout UInt64
-    ) -> StoreOutcome {
-        if value.count > configuration.maxItemSize { return .tooLarge }
-        let hash = Self.hash(key)
-        let now = relativeNow()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        let expiresAt = relativeDeadline(exptime)
-        let (outcome, unique) = shard(for: hash).withLock { shard -> (StoreOutcome, UInt64) in
-            let outcome = shard.store(
-                mode: mode, key: key, hash: hash, value: value, flags: flags, expiresAt: expiresAt, now: now,
-                flushDeadline: deadline, expectedCAS: expectedCAS)
-            return (outcome, outcome == .stored ? shard.lastCAS : 0)
-        }
-        cas = unique
-        return outcome
-    }
-
-    /// Deletes only when the item's CAS is `expectedCAS` (0: any); `.exists` when it differs.
-    public func delete(_ key: UnsafeRawBufferPointer, expectedCAS: UInt64) -> DeleteOutcome {
-        let hash = Self.hash(key)
-        let now = relativeNow()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        return shard(for: hash).withLock {
-            $0.delete(key, hash: hash, now: now, flushDeadline: deadline, expectedCAS: expectedCAS)
-        }
-    }
-
-    /// incr/decr checking `expectedCAS` (0: no check); reports the item's new CAS unique in `cas`.
-    public func arithmetic(
-        _ key: UnsafeRawBufferPointer, delta: UInt64, increment: Bool, expectedCAS: UInt64, cas: inout UInt64
-    ) -> ArithmeticOutcome {
-        let hash = Self.hash(key)
-        let now = relativeNow()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        let (outcome, unique) = shard(for: hash).withLock { shard -> (ArithmeticOutcome, UInt64) in
-            let outcome = shard.arithmetic(
-                key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: deadline,
-                expectedCAS: expectedCAS)
-            if case .value = outcome { return (outcome, shard.lastCAS) }
-            return (outcome, 0)
-        }
-        cas = unique
-        return outcome
+        store(
+            mode, key: key, value: value, flags: flags, exptime: exptime, compareCAS: nil, newCAS: 0, invalidate: false
+        )
+        .0
     }
 
     public func delete(_ key: UnsafeRawBufferPointer) -> DeleteOutcome {
-        let hash = Self.hash(key)
-        let now = relativeNow()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        return shard(for: hash).withLock { $0.delete(key, hash: hash, now: now, flushDeadline: deadline) }
+        delete(key, compareCAS: nil, invalidate: false, removeValue: false, newExptime: nil, newCAS: 0)
     }
 
     public func increment(_ key: UnsafeRawBufferPointer, by delta: UInt64) -> ArithmeticOutcome {
@@ -276,23 +198,31 @@ public final class Cache: Sendable {
     }
 
     private func arithmetic(_ key: UnsafeRawBufferPointer, delta: UInt64, increment: Bool) -> ArithmeticOutcome {
-        let hash = Self.hash(key)
-        let now = relativeNow()
-        let deadline = flushDeadline.load(ordering: .relaxed)
-        return shard(for: hash).withLock {
-            $0.arithmetic(key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: deadline)
+        let result = arithmetic(
+            key, delta: delta, increment: increment, compareCAS: nil, newCAS: 0, vivifyExptime: nil, initial: 0,
+            touchExptime: nil)
+        switch result.outcome {
+        case .value(let value), .created(let value): return .value(value)
+        case .notFound, .notStored: return .notFound
+        case .exists: return .exists
+        case .nonNumeric: return .nonNumeric
+        case .noMemory: return .noMemory
         }
     }
 
     // MARK: the same on arrays (tests, tools)
 
     public func get(_ key: [UInt8]) -> ItemSnapshot? {
-        key.withUnsafeBytes { k in read(k) { ItemSnapshot(value: Array($0.value), flags: $0.flags, cas: $0.cas) } }
+        key.withUnsafeBytes { k in
+            lookup(k, LookupOptions()) { ItemSnapshot(value: Array($0.value), flags: $0.flags, cas: $0.cas) }
+        }
     }
 
     public func getAndTouch(_ key: [UInt8], exptime: Int64) -> ItemSnapshot? {
-        key.withUnsafeBytes { k in
-            read(k, touchExptime: exptime) { ItemSnapshot(value: Array($0.value), flags: $0.flags, cas: $0.cas) }
+        var options = LookupOptions()
+        options.touchExptime = exptime
+        return key.withUnsafeBytes { k in
+            lookup(k, options) { ItemSnapshot(value: Array($0.value), flags: $0.flags, cas: $0.cas) }
         }
     }
 

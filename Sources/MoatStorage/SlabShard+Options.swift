@@ -1,6 +1,7 @@
-/// The shard side of memcached's meta commands: what `mg`, `md`, `ma` and `me` need beyond the
-/// classic operations (hit-before and last-access reads before the bump, vivify on miss, stale
-/// items and recache win tokens, explicit CAS values).
+/// The shard side of the operations with options, which every dialect's requests use: the one lookup
+/// (classic gets are lookups without options; meta's `mg` adds hit-before and last-access reads before
+/// the bump, vivify on miss, stale items and recache win tokens), deletes and arithmetic with CAS
+/// checks and explicit CAS values, and `me`'s inspection.
 extension SlabShard {
     mutating func lookup<R>(
         _ key: UnsafeRawBufferPointer, hash: Int, options: LookupOptions, touchTo: UInt32?, vivifyTo: UInt32?,
@@ -24,11 +25,13 @@ extension SlabShard {
         let idle = now >= item.lastAccess ? Int64(now - item.lastAccess) : 0
         let tokenSentBefore = item.tokenSent
         var won = created
-        if let recacheBefore, !tokenSentBefore, !created, item.expiresAt != 0, item.expiresAt < recacheBefore {
-            won = true
+        if options.grantsTokens {
+            if let recacheBefore, !tokenSentBefore, !created, item.expiresAt != 0, item.expiresAt < recacheBefore {
+                won = true
+            }
+            // The first client to see a stale item is the one asked to recache it.
+            if item.stale, !tokenSentBefore { won = true }
         }
-        // The first client to see a stale item is the one asked to recache it.
-        if item.stale, !tokenSentBefore { won = true }
         if won { item.tokenSent = true }
         if let touchTo { item.expiresAt = touchTo }
         if options.bump {
@@ -110,12 +113,10 @@ extension SlabShard {
                 outcome: .created(initial), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))
         }
         if let compareCAS, item.cas != compareCAS { return ArithmeticResult(outcome: .exists) }
-        let outcome = arithmetic(
-            key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: flushDeadline)
+        let (outcome, fresh) = arithmetic(
+            on: item, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: flushDeadline)
         switch outcome {
         case .value(let value):
-            // The result may live in a new chunk.
-            guard let fresh = find(key, hash: hash) else { return ArithmeticResult(outcome: .notFound) }
             if newCAS != 0 { fresh.cas = newCAS }
             if let touchTo { fresh.expiresAt = touchTo }
             return ArithmeticResult(outcome: .value(value), cas: fresh.cas, ttl: Self.remaining(fresh, now: now))

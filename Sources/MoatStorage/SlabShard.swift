@@ -113,30 +113,17 @@ struct SlabShard {
         return item
     }
 
-    mutating func read<R>(
-        _ key: UnsafeRawBufferPointer, hash: Int, touchingTo newExpiry: UInt32?, now: UInt32, flushDeadline: UInt32,
+    mutating func touch<R>(
+        _ key: UnsafeRawBufferPointer, hash: Int, expiresAt: UInt32, now: UInt32, flushDeadline: UInt32,
         _ body: (ItemView) throws -> R
     ) rethrows -> R? {
-        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: true) else {
-            return nil
-        }
-        item.fetched = true
-        item.lastAccess = now
-        if let newExpiry { item.expiresAt = newExpiry }
-        moveToNewest(item)
-        return try body(ItemView(key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas))
-    }
-
-    mutating func touch(_ key: UnsafeRawBufferPointer, hash: Int, expiresAt: UInt32, now: UInt32, flushDeadline: UInt32)
-        -> TouchOutcome
-    {
         guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
-            return .notFound
+            return nil
         }
         item.expiresAt = expiresAt
         item.lastAccess = now
         moveToNewest(item)
-        return .touched
+        return try body(ItemView(key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas))
     }
 
     // MARK: updates
@@ -245,29 +232,14 @@ struct SlabShard {
         return .stored
     }
 
-    mutating func delete(
-        _ key: UnsafeRawBufferPointer, hash: Int, now: UInt32, flushDeadline: UInt32, expectedCAS: UInt64 = 0
-    ) -> DeleteOutcome {
-        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
-            return .notFound
-        }
-        if expectedCAS != 0, item.cas != expectedCAS { return .exists }
-        unlinkAndFree(item)
-        return .deleted
-    }
-
+    /// incr/decr on a live item; `item` is the one that holds the result (a longer number may need a new chunk).
     mutating func arithmetic(
-        _ key: UnsafeRawBufferPointer, hash: Int, delta: UInt64, increment: Bool, now: UInt32, flushDeadline: UInt32,
-        expectedCAS: UInt64 = 0
-    ) -> ArithmeticOutcome {
-        guard let item = liveItem(key, hash: hash, now: now, flushDeadline: flushDeadline, counting: false) else {
-            return .notFound
-        }
-        if expectedCAS != 0, item.cas != expectedCAS { return .exists }
-        guard let current = Self.parseCounter(item.valueBytes) else { return .nonNumeric }
+        on item: ItemPointer, hash: Int, delta: UInt64, increment: Bool, now: UInt32, flushDeadline: UInt32
+    ) -> (outcome: ArithmeticOutcome, item: ItemPointer) {
+        guard let current = Self.parseCounter(item.valueBytes) else { return (.nonNumeric, item) }
         let result = increment ? current &+ delta : (delta > current ? 0 : current - delta)
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        return withUnsafeMutableBytes(of: &digits) { scratch -> ArithmeticOutcome in
+        return withUnsafeMutableBytes(of: &digits) { scratch -> (ArithmeticOutcome, ItemPointer) in
             let count = Self.formatDecimal(result, into: scratch)
             let text = UnsafeRawBufferPointer(rebasing: scratch[(scratch.count - count)...])
             if text.count == item.valueCount {
@@ -277,7 +249,7 @@ struct SlabShard {
                 }
                 item.cas = nextCAS()
                 moveToNewest(item)
-                return .value(result)
+                return (.value(result), item)
             }
             // A new length needs a new chunk; the old item stays until the new one exists (and stays
             // for good when no room can be made).
@@ -285,7 +257,7 @@ struct SlabShard {
             let size = ItemPointer.size(keyCount: item.keyCount, valueCount: text.count)
             guard let fresh = allocate(size: size, sparing: item, now: now, flushDeadline: flushDeadline) else {
                 counters.outOfMemory += 1
-                return .noMemory
+                return (.noMemory, item)
             }
             fresh.keyCount = item.keyCount
             fresh.valueCount = text.count
@@ -301,7 +273,7 @@ struct SlabShard {
             unlinkAndFree(item)
             link(fresh, hash: hash)
             fresh.fetched = wasFetched
-            return .value(result)
+            return (.value(result), fresh)
         }
     }
 

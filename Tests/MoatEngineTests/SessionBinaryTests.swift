@@ -160,6 +160,26 @@ private struct BinaryTranscript {
         #expect(t.one(request(0x05, key: "s", extras: incrExtras(1))).status == 6)
     }
 
+    @Test func countersFollowMemcached() {
+        var t = BinaryTranscript()
+        // A counter created on a miss is neither a hit nor a miss; a delete whose CAS differs is no miss.
+        _ = t.one(request(0x05, key: "n", extras: incrExtras(1, initial: 5)))
+        _ = t.one(request(0x05, key: "n", extras: incrExtras(1)))
+        _ = t.one(request(0x05, key: "gone", extras: incrExtras(1, exptime: 0xffff_ffff)))
+        let cas = t.one(request(0x01, key: "k", extras: setExtras(), value: [0x61])).cas
+        #expect(t.one(request(0x04, key: "k", cas: cas + 1)).status == 2)
+        _ = t.one(request(0x04, key: "gone"))
+        // A gat counts as a get and a touch; a CAS store counts as a CAS.
+        _ = t.one(request(0x1d, key: "k", extras: be(UInt32(100))))
+        _ = t.one(request(0x01, key: "k", extras: setExtras(), value: [0x62], cas: cas))
+        let stats = t.responses(request(0x10))
+        func stat(_ name: String) -> String? { stats.first { $0.key == Array(name.utf8) }?.text }
+        #expect(stat("incr_hits") == "1" && stat("incr_misses") == "1")
+        #expect(stat("delete_misses") == "1" && stat("delete_hits") == "0")
+        #expect(stat("cmd_get") == "1" && stat("get_hits") == "1" && stat("cmd_touch") == "1")
+        #expect(stat("touch_hits") == "1" && stat("cas_hits") == "1" && stat("cmd_set") == "2")
+    }
+
     @Test func touchGatFlushVersionStatAndVerbosity() {
         var t = BinaryTranscript()
         _ = t.one(request(0x01, key: "k", extras: setExtras(flags: 3), value: [0x61]))

@@ -58,6 +58,14 @@ import Testing
         #expect(t.reply("md vv x\r\nmg vv s\r\n") == "HD\r\nHD s0 Z X\r\n")
     }
 
+    @Test func classicAndBinaryGetsLeaveTheRecacheTokenToMetaReaders() {
+        var t = Transcript()
+        #expect(t.reply("ms k 3 T100\r\nold\r\nmd k I\r\n") == "HD\r\nHD\r\n")
+        // A classic get sees the stale value but cannot be told it won: the first mg still wins.
+        #expect(t.reply("get k\r\n") == "VALUE k 0 3\r\nold\r\nEND\r\n")
+        #expect(t.reply("mg k\r\nmg k\r\n") == "HD X W\r\nHD Z X\r\n")
+    }
+
     @Test func arithmetic() {
         var t = Transcript()
         #expect(t.reply("ma cnt\r\n") == "NF\r\n")

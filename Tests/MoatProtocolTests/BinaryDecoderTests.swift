@@ -22,10 +22,10 @@ func binaryRequest(
 func be32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.bigEndian, Array.init) }
 func be64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.bigEndian, Array.init) }
 
-func binaryDecode(chunks: [[UInt8]], limits: ProtocolLimits = ProtocolLimits()) -> [BinaryRequest] {
+func binaryDecode(chunks: [[UInt8]], limits: ProtocolLimits = ProtocolLimits()) -> [OwnedRequest] {
     var decoder = BinaryDecoder(limits: limits)
     var buffer = ByteBuffer()
-    var requests: [BinaryRequest] = []
+    var requests: [OwnedRequest] = []
     for chunk in chunks {
         buffer.writeBytes(chunk)
         while let request = decoder.next(&buffer) { requests.append(request) }
@@ -33,84 +33,105 @@ func binaryDecode(chunks: [[UInt8]], limits: ProtocolLimits = ProtocolLimits()) 
     return requests
 }
 
-func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits = ProtocolLimits()) -> [BinaryOperation<
-    [UInt8]
->] {
-    binaryDecode(chunks: dripFed ? bytes.map { [$0] } : [bytes], limits: limits).map(\.operation)
+/// What the binary decoder made of a request, without its header.
+struct BinaryDecoded: Equatable {
+    var verb: Verb
+    var operation: Operation<[UInt8]>
+    var quiet = false
+    var includeKey = false
+}
+
+func op(_ verb: Verb, _ operation: Operation<[UInt8]>, quiet: Bool = false, includeKey: Bool = false) -> BinaryDecoded {
+    BinaryDecoded(verb: verb, operation: operation, quiet: quiet, includeKey: includeKey)
+}
+
+func header(_ request: OwnedRequest) -> BinaryHeader? {
+    guard case .binary(let form) = request.reply else { return nil }
+    return form.header
+}
+
+func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits = ProtocolLimits()) -> [BinaryDecoded] {
+    binaryDecode(chunks: dripFed ? bytes.map { [$0] } : [bytes], limits: limits).map { request in
+        guard case .binary(let form) = request.reply else { return op(.none, .error(ErrorReply("not binary"))) }
+        return op(request.verb, request.operation, quiet: form.quiet, includeKey: form.includeKey)
+    }
 }
 
 @Suite struct BinaryDecoderTests {
-    static let goldens: [([UInt8], BinaryOperation<[UInt8]>)] = [
-        (binaryRequest(0x00, key: b("k")), .get(key: b("k"), quiet: false, includeKey: false)),
-        (binaryRequest(0x09, key: b("k")), .get(key: b("k"), quiet: true, includeKey: false)),
-        (binaryRequest(0x0c, key: b("k")), .get(key: b("k"), quiet: false, includeKey: true)),
-        (binaryRequest(0x0d, key: b("k")), .get(key: b("k"), quiet: true, includeKey: true)),
+    static let goldens: [([UInt8], BinaryDecoded)] = [
+        (binaryRequest(0x00, key: b("k")), op(.get, .get(key: b("k"), GetOptions()))),
+        (binaryRequest(0x09, key: b("k")), op(.get, .get(key: b("k"), GetOptions()), quiet: true)),
+        (binaryRequest(0x0c, key: b("k")), op(.get, .get(key: b("k"), GetOptions()), includeKey: true)),
+        (binaryRequest(0x0d, key: b("k")), op(.get, .get(key: b("k"), GetOptions()), quiet: true, includeKey: true)),
         (
             binaryRequest(0x01, key: b("k"), extras: be32(7) + be32(100), value: b("abc")),
-            .store(verb: .set, key: b("k"), value: b("abc"), flags: 7, exptime: 100, quiet: false)
+            op(.set, .store(key: b("k"), value: b("abc"), StoreOptions(verb: .set, flags: 7, ttl: 100)))
         ),
         (
             binaryRequest(0x12, key: b("k"), extras: be32(0) + be32(0), value: []),
-            .store(verb: .add, key: b("k"), value: [], flags: 0, exptime: 0, quiet: true)
+            op(.add, .store(key: b("k"), value: [], StoreOptions(verb: .add)), quiet: true)
         ),
         (
             binaryRequest(0x03, key: b("k"), extras: be32(1) + be32(2), value: b("v")),
-            .store(verb: .replace, key: b("k"), value: b("v"), flags: 1, exptime: 2, quiet: false)
+            op(.replace, .store(key: b("k"), value: b("v"), StoreOptions(verb: .replace, flags: 1, ttl: 2)))
         ),
         (
             binaryRequest(0x0e, key: b("k"), value: b("++")),
-            .store(verb: .append, key: b("k"), value: b("++"), flags: 0, exptime: 0, quiet: false)
+            op(.append, .store(key: b("k"), value: b("++"), StoreOptions(verb: .append)))
         ),
         (
             binaryRequest(0x1a, key: b("k"), value: b("--")),
-            .store(verb: .prepend, key: b("k"), value: b("--"), flags: 0, exptime: 0, quiet: true)
+            op(.prepend, .store(key: b("k"), value: b("--"), StoreOptions(verb: .prepend)), quiet: true)
         ),
-        (binaryRequest(0x04, key: b("k")), .delete(key: b("k"), quiet: false)),
-        (binaryRequest(0x14, key: b("k")), .delete(key: b("k"), quiet: true)),
+        (binaryRequest(0x04, key: b("k")), op(.delete, .delete(key: b("k"), DeleteOptions()))),
+        (binaryRequest(0x14, key: b("k")), op(.delete, .delete(key: b("k"), DeleteOptions()), quiet: true)),
         (
             binaryRequest(0x05, key: b("n"), extras: be64(5) + be64(10) + be32(0xffff_ffff)),
-            .arithmetic(key: b("n"), increment: true, delta: 5, initial: 10, exptime: 0xffff_ffff, quiet: false)
+            op(.incr, .arithmetic(key: b("n"), ArithmeticOptions(increment: true, delta: 5, initial: 10)))
         ),
         (
             binaryRequest(0x16, key: b("n"), extras: be64(1) + be64(0) + be32(60)),
-            .arithmetic(key: b("n"), increment: false, delta: 1, initial: 0, exptime: 60, quiet: true)
+            op(
+                .decr,
+                .arithmetic(key: b("n"), ArithmeticOptions(increment: false, delta: 1, initial: 0, vivifyTTL: 60)),
+                quiet: true)
         ),
-        (binaryRequest(0x07), .quit(quiet: false)),
-        (binaryRequest(0x17), .quit(quiet: true)),
-        (binaryRequest(0x08), .flush(exptime: 0, quiet: false)),
-        (binaryRequest(0x18, extras: be32(30)), .flush(exptime: 30, quiet: true)),
-        (binaryRequest(0x0a), .noop),
-        (binaryRequest(0x0b), .version),
-        (binaryRequest(0x10), .stat(key: [])),
-        (binaryRequest(0x10, key: b("settings")), .stat(key: b("settings"))),
-        (binaryRequest(0x1b, extras: be32(1)), .verbosity(level: 1)),
-        (binaryRequest(0x1c, key: b("k"), extras: be32(10)), .touch(key: b("k"), exptime: 10)),
+        (binaryRequest(0x07), op(.quit, .quit)),
+        (binaryRequest(0x17), op(.quit, .quit, quiet: true)),
+        (binaryRequest(0x08), op(.flushAll, .flushAll(delay: 0))),
+        (binaryRequest(0x18, extras: be32(30)), op(.flushAll, .flushAll(delay: 30), quiet: true)),
+        (binaryRequest(0x0a), op(.noop, .noop)),
+        (binaryRequest(0x0b), op(.version, .version)),
+        (binaryRequest(0x10), op(.stats, .stats(arguments: []))),
+        (binaryRequest(0x10, key: b("settings")), op(.stats, .stats(arguments: b("settings")))),
+        (binaryRequest(0x1b, extras: be32(1)), op(.verbosity, .verbosity(level: 1))),
+        (binaryRequest(0x1c, key: b("k"), extras: be32(10)), op(.touch, .touch(key: b("k"), ttl: 10))),
         (
             binaryRequest(0x1d, key: b("k"), extras: be32(10)),
-            .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: false)
+            op(.gat, .get(key: b("k"), GetOptions(touchTTL: 10)))
         ),
         (
             binaryRequest(0x1e, key: b("k"), extras: be32(10)),
-            .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: false)
+            op(.gat, .get(key: b("k"), GetOptions(touchTTL: 10)), quiet: true)
         ),
         (
             binaryRequest(0x23, key: b("k"), extras: be32(10)),
-            .getAndTouch(key: b("k"), exptime: 10, quiet: false, includeKey: true)
+            op(.gat, .get(key: b("k"), GetOptions(touchTTL: 10)), includeKey: true)
         ),
         (
             binaryRequest(0x24, key: b("k"), extras: be32(10)),
-            .getAndTouch(key: b("k"), exptime: 10, quiet: true, includeKey: true)
+            op(.gat, .get(key: b("k"), GetOptions(touchTTL: 10)), quiet: true, includeKey: true)
         ),
-        (binaryRequest(0x20), .saslListMechanisms),
+        (binaryRequest(0x20), op(.saslListMechanisms, .saslListMechanisms)),
         (
             binaryRequest(0x21, key: b("PLAIN"), value: b("\0u\0p")),
-            .saslAuthenticate(mechanism: b("PLAIN"), data: b("\0u\0p"), isStep: false)
+            op(.saslAuth, .saslStart(mechanism: b("PLAIN"), data: b("\0u\0p")))
         ),
         (
             binaryRequest(0x22, key: b("SCRAM-SHA-256"), value: []),
-            .saslAuthenticate(mechanism: b("SCRAM-SHA-256"), data: [], isStep: true)
+            op(.saslStep, .saslStep(data: []))
         ),
-        (binaryRequest(0x7f, value: b("whatever")), .unknownCommand),
+        (binaryRequest(0x7f, value: b("whatever")), op(.none, .error(.unknownOpcode))),
     ]
 
     @Test func goldenRequestsDecodeWholeAndDripFed() {
@@ -129,9 +150,27 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
             binaryRequest(0x01, key: b("k"), extras: be32(0) + be32(0), value: b("v"), opaque: 42, cas: 99)
         ])
         #expect(requests.count == 1)
-        #expect(requests[0].header.opaque == 42)
-        #expect(requests[0].header.cas == 99)
-        #expect(requests[0].header.opcode == 0x01)
+        #expect(header(requests[0])?.opaque == 42)
+        #expect(header(requests[0])?.cas == 99)
+        #expect(header(requests[0])?.opcode == 0x01)
+    }
+
+    @Test func aCASInTheHeaderMakesAStoreACompareAndSwap() {
+        func decoded(_ opcode: UInt8, extras: [UInt8] = []) -> Operation<[UInt8]>? {
+            binaryDecode(chunks: [binaryRequest(opcode, key: b("k"), extras: extras, value: b("v"), cas: 99)]).first?
+                .operation
+        }
+        let extras = be32(1) + be32(2)
+        // As memcached (NREAD_CAS): set, add and replace become a CAS; append and prepend check it.
+        for opcode: UInt8 in [0x01, 0x02, 0x03] {
+            #expect(
+                decoded(opcode, extras: extras)
+                    == .store(key: b("k"), value: b("v"), StoreOptions(verb: .cas, flags: 1, ttl: 2, compareCAS: 99)))
+        }
+        #expect(decoded(0x0e) == .store(key: b("k"), value: b("v"), StoreOptions(verb: .append, compareCAS: 99)))
+        #expect(
+            binaryDecode(chunks: [binaryRequest(0x04, key: b("k"), cas: 99)]).first?.operation
+                == .delete(key: b("k"), DeleteOptions(compareCAS: 99)))
     }
 
     @Test func incompleteRequestsWaitForMoreBytes() {
@@ -142,10 +181,10 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
     }
 
     @Test func badMagicCloses() {
-        #expect(binaryOps(binaryRequest(0x00, key: b("k"), magic: 0x81)) == [.badMagic])
-        #expect(binaryOps(b("get k\r\n")) == [.badMagic])
+        #expect(binaryOps(binaryRequest(0x00, key: b("k"), magic: 0x81)) == [op(.none, .error(.badMagic))])
+        #expect(binaryOps(b("get k\r\n")) == [op(.none, .error(.badMagic))])
         // After a good request, garbage in place of the next header.
-        #expect(binaryOps(binaryRequest(0x0a) + [0x00, 0x01]) == [.noop, .badMagic])
+        #expect(binaryOps(binaryRequest(0x0a) + [0x00, 0x01]) == [op(.noop, .noop), op(.none, .error(.badMagic))])
     }
 
     @Test func saslFramesAreBoundedBeforeBuffering() {
@@ -153,21 +192,22 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
         // refused without closing (its body is skipped): the framing still holds.
         var decoder = BinaryDecoder()
         var huge = ByteBuffer(bytes: binaryRequest(0x21, key: b("PLAIN"), bodyLength: 0x7fff_fff0))
-        #expect(decoder.next(&huge)?.operation == .invalidArguments)
+        #expect(decoder.next(&huge)?.operation == .error(.invalidArguments))
         #expect(
             binaryOps(
                 binaryRequest(0x21, key: [UInt8](repeating: 0x41, count: 33), value: b("x")) + binaryRequest(0x0a))
-                == [.mechanismTooLong, .noop])
-        #expect(binaryOps(binaryRequest(0x21, key: b("PLAIN"), extras: be32(1))) == [.invalidArguments])
-        #expect(binaryOps(binaryRequest(0x22, value: b("x"))) == [.invalidArguments])
+                == [op(.saslAuth, .saslMechanismTooLong), op(.noop, .noop)])
+        #expect(
+            binaryOps(binaryRequest(0x21, key: b("PLAIN"), extras: be32(1))) == [op(.none, .error(.invalidArguments))])
+        #expect(binaryOps(binaryRequest(0x22, value: b("x"))) == [op(.none, .error(.invalidArguments))])
         #expect(
             binaryOps(binaryRequest(0x21, key: b("PLAIN"), value: [UInt8](repeating: 0, count: 4097))) == [
-                .invalidArguments
+                op(.none, .error(.invalidArguments))
             ])
         let largest = [UInt8](repeating: 0, count: 4096)
         #expect(
             binaryOps(binaryRequest(0x21, key: b("PLAIN"), value: largest)) == [
-                .saslAuthenticate(mechanism: b("PLAIN"), data: largest, isStep: false)
+                op(.saslAuth, .saslStart(mechanism: b("PLAIN"), data: largest))
             ])
     }
 
@@ -186,19 +226,19 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
             binaryRequest(0x00, key: [UInt8](repeating: 0x61, count: 251)),  // key over 250 bytes
         ]
         for bytes in invalid {
-            #expect(binaryOps(bytes) == [.invalidArguments])
+            #expect(binaryOps(bytes) == [op(.none, .error(.invalidArguments))])
             // Drip-fed, the refusal comes as soon as the header is read (the session then closes).
-            #expect(binaryOps(bytes, dripFed: true).first == .invalidArguments)
+            #expect(binaryOps(bytes, dripFed: true).first == op(.none, .error(.invalidArguments)))
         }
         // A 250-byte key is fine.
         let key = [UInt8](repeating: 0x61, count: 250)
-        #expect(binaryOps(binaryRequest(0x00, key: key)) == [.get(key: key, quiet: false, includeKey: false)])
+        #expect(binaryOps(binaryRequest(0x00, key: key)) == [op(.get, .get(key: key, GetOptions()))])
     }
 
     @Test func invalidArgumentsAreReportedBeforeTheBodyArrives() {
         // A get declaring a 1 GiB body: refused from the header alone.
         let header = Array(binaryRequest(0x00, key: b("k"), bodyLength: 1 << 30).prefix(24))
-        #expect(binaryOps(header) == [.invalidArguments])
+        #expect(binaryOps(header) == [op(.none, .error(.invalidArguments))])
     }
 
     @Test func tooLargeValuesAreRefusedAndSwallowedUnbuffered() {
@@ -210,7 +250,7 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
         var buffer = ByteBuffer()
         // Header, extras and key are enough to refuse.
         buffer.writeBytes(request.prefix(24 + 8 + 1))
-        #expect(decoder.next(&buffer)?.operation == .storeTooLarge(verb: .set, key: b("k"), quiet: true))
+        #expect(decoder.next(&buffer)?.operation == .storeTooLarge(key: b("k"), StoreOptions(verb: .set)))
         #expect(decoder.isMidRequest)
         // The value is discarded as it arrives; never more than one chunk is held.
         for chunk in stride(from: 33, to: request.count, by: 700) {
@@ -225,13 +265,13 @@ func binaryOps(_ bytes: [UInt8], dripFed: Bool = false, limits: ProtocolLimits =
         let fits = [UInt8](repeating: 0x79, count: 1024)
         #expect(
             binaryOps(binaryRequest(0x01, key: b("k"), extras: be32(0) + be32(0), value: fits), limits: limits)
-                == [.store(verb: .set, key: b("k"), value: fits, flags: 0, exptime: 0, quiet: false)])
+                == [op(.set, .store(key: b("k"), value: fits, StoreOptions(verb: .set)))])
     }
 
     @Test func unknownOpcodesSkipTheirBody() {
         #expect(
             binaryOps(binaryRequest(0x55, value: b("abcdef")) + binaryRequest(0x0a), dripFed: true) == [
-                .unknownCommand, .noop,
+                op(.none, .error(.unknownOpcode)), op(.noop, .noop),
             ])
     }
 }

@@ -5,8 +5,8 @@ import Testing
 
 struct Golden: Sendable, CustomStringConvertible {
     var input: [UInt8]
-    var expected: [TextRequest]
-    init(_ input: String, _ expected: TextRequest...) {
+    var expected: [OwnedRequest]
+    init(_ input: String, _ expected: OwnedRequest...) {
         self.input = b(input)
         self.expected = expected
     }
@@ -28,9 +28,9 @@ let goldens: [Golden] = [
     Golden("gets a b\r\n", get("a", "b", cas: true)),
     Golden("get   a  b  \r\n", get("a", "b")),
     Golden("get k\n", get("k")),
-    Golden("gat 100 a b\r\n", .retrieve(keys: [b("a"), b("b")], withCAS: false, touchExptime: 100)),
-    Golden("gats -1 a\r\n", .retrieve(keys: [b("a")], withCAS: true, touchExptime: -1)),
-    Golden("gat 0 k\r\n", .retrieve(keys: [b("k")], withCAS: false, touchExptime: 0)),
+    Golden("gat 100 a b\r\n", gat(100, "a", "b")),
+    Golden("gats -1 a\r\n", gat(-1, "a", cas: true)),
+    Golden("gat 0 k\r\n", gat(0, "k")),
     Golden("get\r\n", failure(.error)),
     Golden("gat 10\r\n", failure(.error)),
     Golden("gat ten k\r\n", failure(.invalidExptime)),
@@ -57,52 +57,52 @@ let goldens: [Golden] = [
     Golden("set k 4294967296 0 1\r\nx\r\n", failure(.badCommandLine)),
     Golden("set k 0 0 1\r\nxyz\r\n", failure(.badDataChunk), failure(.error)),
     // Delete.
-    Golden("delete k\r\n", .delete(key: b("k"), noreply: false)),
-    Golden("delete k 0\r\n", .delete(key: b("k"), noreply: false)),
-    Golden("delete k noreply\r\n", .delete(key: b("k"), noreply: true)),
-    Golden("delete k 0 noreply\r\n", .delete(key: b("k"), noreply: true)),
+    Golden("delete k\r\n", delete("k")),
+    Golden("delete k 0\r\n", delete("k")),
+    Golden("delete k noreply\r\n", delete("k", noreply: true)),
+    Golden("delete k 0 noreply\r\n", delete("k", noreply: true)),
     Golden("delete k 5\r\n", failure(.badDeleteUsage)),
     Golden("delete k 5 noreply\r\n", failure(.badDeleteUsage, noreply: true)),  // silent, as memcached
     Golden("delete\r\n", failure(.error)),
     Golden("delete a b c d\r\n", failure(.error)),
     // Arithmetic.
-    Golden("incr k 5\r\n", .arithmetic(key: b("k"), delta: 5, increment: true, noreply: false)),
+    Golden("incr k 5\r\n", arithmetic("k", delta: 5, increment: true, noreply: false)),
     Golden(
         "decr k 18446744073709551615 noreply\r\n",
-        .arithmetic(key: b("k"), delta: UInt64.max, increment: false, noreply: true)),
+        arithmetic("k", delta: UInt64.max, increment: false, noreply: true)),
     Golden("incr k -1\r\n", failure(.invalidDelta)),
     Golden("incr k 18446744073709551616\r\n", failure(.invalidDelta)),
     Golden("decr k abc noreply\r\n", failure(.invalidDelta, noreply: true)),
     Golden("incr k\r\n", failure(.error)),
     // Touch.
-    Golden("touch k 10\r\n", .touch(key: b("k"), exptime: 10, noreply: false)),
-    Golden("touch k -1 noreply\r\n", .touch(key: b("k"), exptime: -1, noreply: true)),
+    Golden("touch k 10\r\n", text(.touch, .touch(key: b("k"), ttl: 10), noreply: false)),
+    Golden("touch k -1 noreply\r\n", text(.touch, .touch(key: b("k"), ttl: -1), noreply: true)),
     Golden("touch k soon\r\n", failure(.invalidExptime)),
     Golden("touch k\r\n", failure(.error)),
     // flush_all.
-    Golden("flush_all\r\n", .flushAll(delay: 0, noreply: false)),
-    Golden("flush_all 10\r\n", .flushAll(delay: 10, noreply: false)),
-    Golden("flush_all noreply\r\n", .flushAll(delay: 0, noreply: true)),
-    Golden("flush_all 10 noreply\r\n", .flushAll(delay: 10, noreply: true)),
-    Golden("flush_all 0\r\n", .flushAll(delay: 0, noreply: false)),
+    Golden("flush_all\r\n", text(.flushAll, .flushAll(delay: 0), noreply: false)),
+    Golden("flush_all 10\r\n", text(.flushAll, .flushAll(delay: 10), noreply: false)),
+    Golden("flush_all noreply\r\n", text(.flushAll, .flushAll(delay: 0), noreply: true)),
+    Golden("flush_all 10 noreply\r\n", text(.flushAll, .flushAll(delay: 10), noreply: true)),
+    Golden("flush_all 0\r\n", text(.flushAll, .flushAll(delay: 0), noreply: false)),
     Golden("flush_all soon\r\n", failure(.invalidExptime)),
     Golden("flush_all soon noreply\r\n", failure(.invalidExptime, noreply: true)),
     Golden("flush_all 1 2 3\r\n", failure(.error)),
     // Misc.
-    Golden("version\r\n", .version),
-    Golden("verbosity 1\r\n", .verbosity(level: 1, noreply: false)),
-    Golden("verbosity 2 noreply\r\n", .verbosity(level: 2, noreply: true)),
+    Golden("version\r\n", text(.version, .version)),
+    Golden("verbosity 1\r\n", text(.verbosity, .verbosity(level: 1), noreply: false)),
+    Golden("verbosity 2 noreply\r\n", text(.verbosity, .verbosity(level: 2), noreply: true)),
     Golden("verbosity\r\n", failure(.error)),
-    Golden("quit\r\n", .quit),
-    Golden("stats\r\n", .stats(arguments: [])),
-    Golden("stats items\r\n", .stats(arguments: ["items"])),
-    Golden("stats detail on\r\n", .stats(arguments: ["detail", "on"])),
-    Golden("stats reset\r\n", .stats(arguments: ["reset"])),
-    Golden("shutdown\r\n", .shutdown(arguments: [])),
-    Golden("shutdown graceful\r\n", .shutdown(arguments: ["graceful"])),
-    Golden("lru_crawler metadump all\r\n", .lruCrawler(arguments: ["metadump", "all"])),
-    Golden("cache_memlimit 100\r\n", .cacheMemlimit(megabytes: 100, noreply: false)),
-    Golden("cache_memlimit 100 noreply\r\n", .cacheMemlimit(megabytes: 100, noreply: true)),
+    Golden("quit\r\n", text(.quit, .quit)),
+    Golden("stats\r\n", text(.stats, .stats(arguments: b("")))),
+    Golden("stats items\r\n", text(.stats, .stats(arguments: b("items")))),
+    Golden("stats detail on\r\n", text(.stats, .stats(arguments: b("detail on")))),
+    Golden("stats reset\r\n", text(.stats, .stats(arguments: b("reset")))),
+    Golden("shutdown\r\n", text(.shutdown, .shutdown)),
+    Golden("shutdown graceful\r\n", text(.shutdown, .shutdown)),
+    Golden("lru_crawler metadump all\r\n", text(.lruCrawler, .lruCrawler(arguments: b("metadump all")))),
+    Golden("cache_memlimit 100\r\n", text(.cacheMemlimit, .cacheMemlimit(megabytes: 100), noreply: false)),
+    Golden("cache_memlimit 100 noreply\r\n", text(.cacheMemlimit, .cacheMemlimit(megabytes: 100), noreply: true)),
     Golden("bogus\r\n", failure(.error)),
     Golden("GET k\r\n", failure(.error)),
     Golden("\r\n", failure(.error)),
@@ -112,7 +112,7 @@ let goldens: [Golden] = [
     // Keys that merely look like HTTP versions are still keys.
     Golden("get HTTP/1.1\r\n", get("HTTP/1.1")),
     Golden("get a HTTP/1.1\r\n", get("a", "HTTP/1.1")),
-    Golden("delete HTTP/x\r\n", .delete(key: b("HTTP/x"), noreply: false)),
+    Golden("delete HTTP/x\r\n", delete("HTTP/x")),
 ]
 
 @Suite struct GoldenTests {
@@ -162,19 +162,19 @@ let goldens: [Golden] = [
             decode(input) == [
                 store(.set, "a", "x"),
                 get("a", "b"),
-                .delete(key: b("a"), noreply: false),
-                .arithmetic(key: b("n"), delta: 1, increment: true, noreply: false),
-                .version,
+                delete("a"),
+                arithmetic("n", delta: 1, increment: true, noreply: false),
+                text(.version, .version),
                 store(.set, "b", flags: 1, "yz", noreply: true),
                 get("b", cas: true),
-                .quit,
+                text(.quit, .quit),
             ])
     }
 
     @Test func decoderStopsAtIncompleteRequestsAndLeavesBytes() {
         var decoder = TextDecoder()
         var buffer = ByteBuffer(bytes: b("version\r\nset k 0 0 5\r\nab"))
-        #expect(decoder.next(&buffer) == .version)
+        #expect(decoder.next(&buffer) == text(.version, .version))
         #expect(!decoder.isMidRequest)
         #expect(decoder.next(&buffer) == nil)
         // A storage command is consumed only with its whole data block: the header stays in the buffer.

@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test func otherCommandsKeyLength() {
-        #expect(decode("delete \(key250)\r\n") == [.delete(key: b(key250), noreply: false)])
+        #expect(decode("delete \(key250)\r\n") == [delete(key250)])
         #expect(decode("delete \(key251)\r\n") == [failure(.badCommandLine)])
         #expect(decode("delete \(key251) noreply\r\n") == [failure(.badCommandLine, noreply: true)])
         #expect(decode("incr \(key251) 1\r\n") == [failure(.badCommandLine)])
@@ -44,11 +44,15 @@ import Testing
     @Test func storageKeyLengthSwallowsTheDataBlock() {
         #expect(decode("set \(key250) 0 0 1\r\nx\r\n") == [store(.set, key250, "x")])
         // The refused block must not be read as commands: "get x" inside it is swallowed.
-        #expect(decode("set \(key251) 0 0 7\r\nget x\r\n\r\nversion\r\n") == [failure(.badCommandLine), .version])
-        #expect(dripFeed(b("set \(key251) 0 0 7\r\nget x\r\n\r\nversion\r\n")) == [failure(.badCommandLine), .version])
+        #expect(
+            decode("set \(key251) 0 0 7\r\nget x\r\n\r\nversion\r\n") == [failure(.badCommandLine), versionCommand])
+        #expect(
+            dripFeed(b("set \(key251) 0 0 7\r\nget x\r\n\r\nversion\r\n")) == [
+                failure(.badCommandLine), versionCommand,
+            ])
         #expect(
             decode("set \(key251) 0 0 1 noreply\r\nx\r\nversion\r\n") == [
-                failure(.badCommandLine, noreply: true), .version,
+                failure(.badCommandLine, noreply: true), versionCommand,
             ])
     }
 
@@ -58,7 +62,8 @@ import Testing
         #expect(decode(b("get a\tb\r\n")) == [failure(.badCommandLine)])
         #expect(decode(b("get a\rb\r\n")) == [failure(.badCommandLine)])
         #expect(decode(b("delete a") + [0x00] + b("\r\n")) == [failure(.badCommandLine)])
-        #expect(decode(b("set a") + [0x02] + b(" 0 0 1\r\nx\r\nversion\r\n")) == [failure(.badCommandLine), .version])
+        #expect(
+            decode(b("set a") + [0x02] + b(" 0 0 1\r\nx\r\nversion\r\n")) == [failure(.badCommandLine), versionCommand])
     }
 }
 
@@ -85,7 +90,7 @@ import Testing
         buffer.writeBytes(b("a"))
         let request = decoder.next(&buffer)
         #expect(request == failure(.lineTooLong))
-        if case .error(let reply, _) = request {
+        if case .error(let reply)? = request?.operation {
             #expect(reply.disposition == .replyAndClose)
             #expect(reply.message == "CLIENT_ERROR line too long")
         }
@@ -123,11 +128,25 @@ import Testing
         #expect(decoder.next(&buffer) == nil)
         #expect(buffer.readableBytes == line.count)
         buffer.writeBytes(b("\r\n"))
-        #expect(decoder.next(&buffer) == .retrieve(keys: keys.map(b), withCAS: false, touchExptime: nil))
+        #expect(
+            decoder.next(&buffer)
+                == Request(
+                    .get, .getMany(keys: b(keys.joined(separator: " ")), GetOptions()),
+                    reply: .text(noreply: false, withCAS: false)))
         // The same, drip-fed, and for gets/gat.
-        #expect(dripFeed(line + b("\r\n")) == [.retrieve(keys: keys.map(b), withCAS: false, touchExptime: nil)])
+        #expect(
+            dripFeed(line + b("\r\n")) == [
+                Request(
+                    .get, .getMany(keys: b(keys.joined(separator: " ")), GetOptions()),
+                    reply: .text(noreply: false, withCAS: false))
+            ])
         let gats = b("gats 5 " + keys.joined(separator: " ") + "\r\n")
-        #expect(decode(gats) == [.retrieve(keys: keys.map(b), withCAS: true, touchExptime: 5)])
+        #expect(
+            decode(gats) == [
+                Request(
+                    .gats, .getMany(keys: b(keys.joined(separator: " ")), GetOptions(touchTTL: 5)),
+                    reply: .text(noreply: false, withCAS: true))
+            ])
     }
 
     @Test func retrievalLineBeyondItsLimitIsRefused() {
@@ -149,7 +168,12 @@ import Testing
             length += 1 + keys.last!.utf8.count
         }
         let line = "get " + keys.joined(separator: " ") + "\r\n"
-        #expect(decode(line) == [.retrieve(keys: keys.map(b), withCAS: false, touchExptime: nil)])
+        #expect(
+            decode(line) == [
+                Request(
+                    .get, .getMany(keys: b(keys.joined(separator: " ")), GetOptions()),
+                    reply: .text(noreply: false, withCAS: false))
+            ])
     }
 }
 
@@ -166,7 +190,7 @@ import Testing
         #expect(payload.count == 150)
         var decoder = TextDecoder(limits: limits)
         var buffer = ByteBuffer(bytes: b("set big 0 0 150\r\n"))
-        #expect(decoder.next(&buffer) == .storeTooLarge(verb: .set, key: b("big"), noreply: false))
+        #expect(decoder.next(&buffer) == tooLarge(.set, "big"))
         #expect(decoder.isMidRequest)
         // Drip-feed the block and its CRLF: nothing decodes, and the decoder is mid-request until the last byte.
         let block = payload + b("\r\n")
@@ -183,14 +207,14 @@ import Testing
 
     @Test func oversizeSwallowsExactlyNPlus2WhenWhole() {
         let input = b("set big 0 0 101\r\n") + Array(repeating: 0x7A, count: 101) + b("\r\nversion\r\n")
-        let expected: [TextRequest] = [.storeTooLarge(verb: .set, key: b("big"), noreply: false), .version]
+        let expected: [OwnedRequest] = [tooLarge(.set, "big"), versionCommand]
         #expect(decode(input, limits: limits) == expected)
         #expect(dripFeed(input, limits: limits) == expected)
         // A block missing its "\n": framing is lost, the swallow reports a bad data chunk (which closes).
         let short = b("set big 0 0 101\r\n") + Array(repeating: 0x7A, count: 101) + b("\rversion\r\n")
         #expect(
             decode(short, limits: limits).prefix(2) == [
-                .storeTooLarge(verb: .set, key: b("big"), noreply: false), failure(.badDataChunk),
+                tooLarge(.set, "big"), failure(.badDataChunk),
             ])
     }
 
@@ -198,22 +222,22 @@ import Testing
         let block = String(repeating: "z", count: 200) + "\r\n"
         #expect(
             decode("add k 0 0 200 noreply\r\n\(block)", limits: limits) == [
-                .storeTooLarge(verb: .add, key: b("k"), noreply: true)
+                tooLarge(.add, "k", noreply: true)
             ])
         #expect(
             decode("append k 0 0 200\r\n\(block)", limits: limits) == [
-                .storeTooLarge(verb: .append, key: b("k"), noreply: false)
+                tooLarge(.append, "k")
             ])
         #expect(
             decode("cas k 0 0 200 5\r\n\(block)", limits: limits) == [
-                .storeTooLarge(verb: .cas, key: b("k"), noreply: false)
+                tooLarge(.cas, "k", cas: 5)
             ])
     }
 
     @Test func hugeDeclaredLengthIsSwallowedNotBuffered() {
         var decoder = TextDecoder()
         var buffer = ByteBuffer(bytes: b("set k 0 0 2000000000\r\n"))
-        #expect(decoder.next(&buffer) == .storeTooLarge(verb: .set, key: b("k"), noreply: false))
+        #expect(decoder.next(&buffer) == tooLarge(.set, "k"))
         for _ in 0..<16 {
             buffer.writeBytes(Array(repeating: 0x41, count: 64 * 1024))
             #expect(decoder.next(&buffer) == nil)
@@ -223,27 +247,31 @@ import Testing
     }
 
     @Test func badDataChunk() {
-        #expect(decode("set k 0 0 3\r\nabcXYversion\r\n") == [failure(.badDataChunk), .version])
-        #expect(dripFeed(b("set k 0 0 3\r\nabcXYversion\r\n")) == [failure(.badDataChunk), .version])
+        #expect(decode("set k 0 0 3\r\nabcXYversion\r\n") == [failure(.badDataChunk), versionCommand])
+        #expect(dripFeed(b("set k 0 0 3\r\nabcXYversion\r\n")) == [failure(.badDataChunk), versionCommand])
         #expect(
-            decode("set k 0 0 3 noreply\r\nabc\n\nversion\r\n") == [failure(.badDataChunk, noreply: true), .version])
+            decode("set k 0 0 3 noreply\r\nabc\n\nversion\r\n") == [
+                failure(.badDataChunk, noreply: true), versionCommand,
+            ])
         #expect(decode("set k 0 0 3\r\nabc\nversion\r\n") == [failure(.badDataChunk), failure(.error)])
     }
 
     @Test func negativeLength() {
-        #expect(decode("set k 0 0 -1\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
+        #expect(decode("set k 0 0 -1\r\nversion\r\n") == [failure(.badCommandLineFraming), versionCommand])
         #expect(decode("set k 0 0 -1 noreply\r\n") == [failure(.badCommandLineFraming, noreply: true)])
-        #expect(decode("set k 0 0 abc\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
-        #expect(decode("set k 0 0 2147483645\r\n") == [.storeTooLarge(verb: .set, key: b("k"), noreply: false)])
-        #expect(decode("set k 0 0 2147483646\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
+        #expect(decode("set k 0 0 abc\r\nversion\r\n") == [failure(.badCommandLineFraming), versionCommand])
+        #expect(decode("set k 0 0 2147483645\r\n") == [tooLarge(.set, "k")])
+        #expect(decode("set k 0 0 2147483646\r\nversion\r\n") == [failure(.badCommandLineFraming), versionCommand])
         #expect(
-            decode("set k 0 0 99999999999999999999999\r\nversion\r\n") == [failure(.badCommandLineFraming), .version])
+            decode("set k 0 0 99999999999999999999999\r\nversion\r\n") == [
+                failure(.badCommandLineFraming), versionCommand,
+            ])
     }
 
     @Test func forgedHTTPCloses() {
         let requests = decode("GET / HTTP/1.1\r\nHost: example\r\n\r\n")
         #expect(requests.first == failure(.forgedHTTP))
-        if case .error(let reply, _) = requests.first {
+        if case .error(let reply)? = requests.first?.operation {
             #expect(reply.disposition == .close)
             #expect(reply.message.isEmpty)
         }

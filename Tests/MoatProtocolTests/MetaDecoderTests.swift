@@ -4,47 +4,88 @@ import NIOCore
 import Testing
 
 @Suite struct MetaDecoderTests {
-    func meta(_ text: String, limits: ProtocolLimits = ProtocolLimits()) -> MetaRequest? {
-        guard case .meta(let request)? = decode(text, limits: limits).first else { return nil }
+    func meta(_ text: String, limits: ProtocolLimits = ProtocolLimits()) -> OwnedRequest? {
+        guard let request = decode(text, limits: limits).first, case .meta = request.reply else { return nil }
         return request
     }
 
+    func form(_ request: OwnedRequest?) -> MetaReturn<[UInt8]>? {
+        guard case .meta(let form)? = request?.reply else { return nil }
+        return form
+    }
+
     func error(_ text: String) -> String? {
-        guard case .error(let reply, _)? = decode(text).first else { return nil }
+        guard case .error(let reply)? = decode(text).first?.operation else { return nil }
         return reply.message
     }
 
     @Test func getWithFlagsAndNumbers() throws {
         let r = try #require(meta("mg foo v c T30 N-1 R5 Oab k q\r\n"))
-        #expect(r.verb == .get && r.key == b("foo") && r.tokens == " v c T30 N-1 R5 Oab k q")
-        #expect(r.flags.has("v") && r.flags.has("q") && !r.flags.has("s"))
-        #expect(r.flags.ttl == 30 && r.flags.vivifyTTL == -1 && r.flags.recacheTTL == 5)
+        #expect(r.verb == .mg)
+        #expect(
+            r.operation
+                == .get(key: b("foo"), GetOptions(touchTTL: 30, vivifyTTL: -1, recacheTTL: 5, grantsTokens: true)))
+        let returned = try #require(form(r))
+        #expect(returned.tokens == b("v c T30 N-1 R5 Oab k q"))
+        #expect(returned.letters.has("v") && returned.quiet && !returned.letters.has("s"))
+        // u: no bump; E: the CAS of an item created on a miss.
+        #expect(
+            meta("mg foo u E9\r\n")?.operation
+                == .get(key: b("foo"), GetOptions(newCAS: 9, bump: false, grantsTokens: true)))
     }
 
     @Test func setWaitsForItsDataBlock() throws {
         #expect(decode("ms k 5 T10 F7 MA\r\nhel").isEmpty)
         let r = try #require(meta("ms k 5 T10 F7 MA C12 E13 I\r\nhello\r\n"))
+        #expect(r.verb == .ms)
         #expect(
-            r.verb == .set && r.value == b("hello") && r.flags.clientFlags == 7 && r.flags.mode == UInt8(ascii: "A"))
-        #expect(r.flags.compareCAS == 12 && r.flags.newCAS == 13 && r.flags.has("I"))
+            r.operation
+                == .store(
+                    key: b("k"), value: b("hello"),
+                    StoreOptions(verb: .append, flags: 7, ttl: 10, compareCAS: 12, newCAS: 13, invalidate: true)))
         // Drip-fed, byte by byte.
         let dripped = dripFeed(b("ms k 2 q\r\nhi\r\nmn\r\n"))
         #expect(dripped.count == 2)
-        guard case .meta(let m)? = dripped.first else {
-            Issue.record("no ms")
-            return
+        #expect(dripped.first?.operation == .store(key: b("k"), value: b("hi"), StoreOptions(verb: .set)))
+    }
+
+    @Test func setModesAndCAS() {
+        func options(_ flags: String) -> StoreOptions? {
+            guard case .store(_, _, let options)? = meta("ms k 1 \(flags)\r\nx\r\n")?.operation else { return nil }
+            return options
         }
-        #expect(m.value == b("hi"))
+        // As memcached: a CAS makes set and replace a compare-and-swap, append checks it, add ignores it.
+        #expect(options("C5") == StoreOptions(verb: .cas, compareCAS: 5))
+        #expect(options("MS C5") == StoreOptions(verb: .cas, compareCAS: 5))
+        #expect(options("MR C5") == StoreOptions(verb: .cas, compareCAS: 5))
+        #expect(options("MR") == StoreOptions(verb: .replace))
+        #expect(options("ME C5") == StoreOptions(verb: .add))
+        #expect(options("MP C5") == StoreOptions(verb: .prepend, compareCAS: 5))
     }
 
     @Test func arithmeticDeleteNoopDebug() throws {
-        let a = try #require(meta("ma n D5 J7 N0 MD v\r\n"))
-        #expect(a.flags.delta == 5 && a.flags.initial == 7 && a.flags.mode == UInt8(ascii: "D"))
-        #expect(try #require(meta("ma n\r\n")).flags.delta == 1)
-        #expect(try #require(meta("md k I T5 x C3\r\n")).flags.has("x"))
-        #expect(try #require(meta("mn\r\n")).verb == .noop)
-        #expect(try #require(meta("me k\r\n")).verb == .debug)
-        #expect(try #require(meta("me Zm9v b\r\n")).flags.has("b"))
+        #expect(
+            meta("ma n D5 J7 N0 MD v\r\n")?.operation
+                == .arithmetic(key: b("n"), ArithmeticOptions(increment: false, delta: 5, initial: 7, vivifyTTL: 0)))
+        #expect(meta("ma n\r\n")?.operation == .arithmetic(key: b("n"), ArithmeticOptions(increment: true, delta: 1)))
+        #expect(
+            meta("md k I T5 x C3\r\n")?.operation
+                == .delete(key: b("k"), DeleteOptions(compareCAS: 3, invalidate: true, removeValue: true, ttl: 5)))
+        // T is the stale item's TTL: without I nothing stays to take it.
+        #expect(meta("md k T5\r\n")?.operation == .delete(key: b("k"), DeleteOptions()))
+        let noop = try #require(meta("mn\r\n"))
+        #expect(noop.verb == .mn && noop.operation == .noop)
+        #expect(meta("me k\r\n")?.operation == .inspect(key: b("k")))
+        let debug = try #require(meta("me Zm9v b\r\n"))
+        #expect(debug.operation == .inspect(key: b("foo")) && form(debug)?.base64Key == true)
+    }
+
+    @Test func base64KeysAreDecodedForTheOperation() throws {
+        let r = try #require(meta("mg Zm9vYmFy b v\r\n"))
+        #expect(r.operation == .get(key: b("foobar"), GetOptions(grantsTokens: true)))
+        #expect(form(r)?.base64Key == true)
+        // Any byte, spaces and control bytes included, once decoded.
+        #expect(meta("md IAEK b\r\n")?.operation == .delete(key: [0x20, 0x01, 0x0A], DeleteOptions()))
     }
 
     @Test func memcachedsErrors() {
@@ -81,22 +122,18 @@ import Testing
     @Test func refusedSetSwallowsItsData() {
         let requests = decode("ms k 3 zz\r\nmn \r\nmn\r\n")
         #expect(requests.count == 2)
-        #expect(requests.first == .error(.metaInvalidFlag, noreply: false))
+        #expect(requests.first == failure(.metaInvalidFlag))
         // Without a length the data cannot be found: the connection is closed (memcached reads it as commands).
-        #expect(decode("ms k x\r\nmn\r\n").first == .error(.badCommandLineFraming, noreply: false))
-        #expect(decode("ms k -1\r\nmn\r\n").first == .error(.badCommandLineFraming, noreply: false))
+        #expect(decode("ms k x\r\nmn\r\n").first == failure(.badCommandLineFraming))
+        #expect(decode("ms k -1\r\nmn\r\n").first == failure(.badCommandLineFraming))
         // The length is read before the key is checked: a refused key's block is swallowed too.
         let long = String(repeating: "k", count: 251)
         let refused = decode("ms \(long) 18\r\nset injected 0 0 1\r\nX\r\nmn\r\n")
         // The swallowed block was "set injected 0 0 1": no store is decoded ("X" is an unknown command).
         #expect(refused.count == 3)
-        #expect(refused.first == .error(.badCommandLine, noreply: false))
-        #expect(!refused.contains { if case .store = $0 { return true } else { return false } })
-        if case .meta(let noop)? = refused.last {
-            #expect(noop.verb == .noop)
-        } else {
-            Issue.record("no mn after the block: \(refused)")
-        }
+        #expect(refused.first == failure(.badCommandLine))
+        #expect(!refused.contains { if case .store = $0.operation { return true } else { return false } })
+        #expect(refused.last?.verb == .mn, "no mn after the block: \(refused)")
     }
 
     @Test func tooLargeSetIsRefusedUnbuffered() throws {
@@ -105,11 +142,7 @@ import Testing
         let requests = decode(
             chunks: [b("ms k 20 T5\r\n"), b("0123456789"), b("0123456789\r\nmn\r\n")], limits: limits)
         #expect(requests.count == 2)
-        guard case .meta(let r)? = requests.first else {
-            Issue.record("no ms")
-            return
-        }
-        #expect(r.valueTooLarge && r.value.isEmpty)
+        #expect(requests.first?.operation == .storeTooLarge(key: b("k"), StoreOptions(verb: .set, ttl: 5)))
     }
 
     @Test func badDataChunk() {

@@ -10,6 +10,7 @@ import Testing
 
     func metaGet(_ cache: Cache, _ key: String, _ configure: (inout LookupOptions) -> Void = { _ in }) -> Seen? {
         var options = LookupOptions()
+        options.grantsTokens = true
         configure(&options)
         return b(key).withUnsafeBytes { k in
             cache.lookup(k, options) {
@@ -77,6 +78,19 @@ import Testing
         let first = metaGet(cache, "k")
         #expect(first?.stale == true && first?.won == true && first?.ttl == 30)
         #expect(metaGet(cache, "k")?.tokenSentBefore == true)
+    }
+
+    @Test func aLookupThatGrantsNoTokensLeavesThemForTheNextMetaReader() {
+        let cache = makeCache()
+        cache.set("k", "v", exptime: 100)
+        _ = b("k").withUnsafeBytes {
+            cache.delete($0, compareCAS: nil, invalidate: true, removeValue: false, newExptime: nil, newCAS: 0)
+        }
+        // A classic get (or binary get) cannot tell its client it won: it must not take the token.
+        let plain = metaGet(cache, "k") { $0.grantsTokens = false }
+        #expect(plain?.stale == true && plain?.won == false)
+        let meta = metaGet(cache, "k")
+        #expect(meta?.won == true && meta?.tokenSentBefore == false)
     }
 
     @Test func deleteChecksCASAndCanKeepAnEmptyItem() {

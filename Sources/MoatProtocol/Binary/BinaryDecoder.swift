@@ -3,7 +3,7 @@ import NIOCore
 /// Decodes memcached's binary protocol: bytes in, one request at a time out.
 ///
 /// Pure and incremental, as `TextDecoder`: `decode` hands each complete request to a callback as a
-/// `BinaryCommand` whose key, extras and value point into the input buffer, and consumes its bytes
+/// `RequestView` whose key and value point into the input buffer, and consumes its bytes
 /// afterwards; nil means more bytes are needed. Every buffer the caller may have to hold is bounded
 /// before anything is buffered: the header's lengths are checked against each other and against the
 /// opcode first (memcached's rules), so a request other than a storage one is at most 24 + 250 + 20
@@ -32,14 +32,14 @@ public struct BinaryDecoder: Sendable {
     public var isMidRequest: Bool { state != .header }
 
     /// The next complete request, copied out; nil when more bytes are needed.
-    public mutating func next(_ buffer: inout ByteBuffer) -> BinaryRequest? {
+    public mutating func next(_ buffer: inout ByteBuffer) -> OwnedRequest? {
         decode(&buffer) { $0.owned() }
     }
 
     /// Passes the next complete request to `body` and consumes its bytes; nil (body not called) when
     /// more bytes are needed. The command's pointers are valid only inside `body`.
     @inline(__always)
-    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (BinaryCommand) throws -> R) rethrows -> R? {
+    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (RequestView) throws -> R) rethrows -> R? {
         if case .swallow(let remaining) = state {
             let count = min(remaining, buffer.readableBytes)
             buffer.moveReaderIndex(forwardBy: count)
@@ -59,34 +59,35 @@ public struct BinaryDecoder: Sendable {
 
     private static func decodeOne<R>(
         _ bytes: UnsafeRawBufferPointer, limits: ProtocolLimits, consumed: inout Int, nextState: inout State,
-        _ body: (BinaryCommand) throws -> R
+        _ body: (RequestView) throws -> R
     ) rethrows -> R? {
         guard bytes.count > 0 else { return nil }
         // A wrong magic byte is known from the first byte: no need to wait for a whole header.
         if bytes[0] != BinaryMagic.request {
             consumed = bytes.count
             let opcode = bytes.count > 1 ? bytes[1] : 0
-            return try body(BinaryCommand(header: BinaryHeader(magic: bytes[0], opcode: opcode), operation: .badMagic))
+            let header = BinaryHeader(magic: bytes[0], opcode: opcode)
+            return try body(Request(.none, .error(.badMagic), reply: .binary(BinaryReturn(header: header))))
         }
         guard bytes.count >= BinaryMagic.headerSize else { return nil }
         let header = BinaryHeader(parsing: bytes)
         let keyLength = Int(header.keyLength)
         let extrasLength = Int(header.extrasLength)
         let bodyLength = Int(header.bodyLength)
+        let refusal = ReplyForm<UnsafeRawBufferPointer>.binary(BinaryReturn(header: header))
 
-        func refuse(_ operation: BinaryOperation<UnsafeRawBufferPointer>) throws -> R {
+        if keyLength + extrasLength > bodyLength || keyLength > limits.maxKeyLength {
             // Invalid arguments close the connection: what follows cannot be trusted to be framed.
             consumed = bytes.count
-            return try body(BinaryCommand(header: header, operation: operation))
-        }
-        if keyLength + extrasLength > bodyLength || keyLength > limits.maxKeyLength {
-            return try refuse(.invalidArguments)
+            return try body(Request(.none, .error(.invalidArguments), reply: refusal))
         }
         guard let opcode = header.knownOpcode else {
             consumed = BinaryMagic.headerSize
             nextState = bodyLength > 0 ? .swallow(bodyLength) : .header
-            return try body(BinaryCommand(header: header, operation: .unknownCommand))
+            return try body(Request(.none, .error(.unknownOpcode), reply: refusal))
         }
+        let reply = ReplyForm<UnsafeRawBufferPointer>.binary(
+            BinaryReturn(header: header, quiet: isQuiet(opcode), includeKey: includesKey(opcode)))
         if opcode == .saslAuth || opcode == .saslStep, extrasLength == 0,
             keyLength > BinaryMagic.maxSASLMechanismLength,
             bodyLength - keyLength <= BinaryMagic.maxSASLDataLength
@@ -94,22 +95,23 @@ public struct BinaryDecoder: Sendable {
             // Framed, and bounded by the data limit: refused without closing, the body skipped unbuffered.
             consumed = BinaryMagic.headerSize
             nextState = .swallow(bodyLength)
-            return try body(BinaryCommand(header: header, operation: .mechanismTooLong))
+            return try body(Request(verb(opcode), .saslMechanismTooLong, reply: reply))
         }
         guard shapeIsValid(opcode, keyLength: keyLength, extrasLength: extrasLength, bodyLength: bodyLength) else {
-            return try refuse(.invalidArguments)
+            consumed = bytes.count
+            return try body(Request(.none, .error(.invalidArguments), reply: refusal))
         }
 
         let valueLength = bodyLength - keyLength - extrasLength
-        if let verb = storeVerb(opcode), valueLength > limits.maxItemSize {
+        if let storeVerb = storeVerb(opcode), valueLength > limits.maxItemSize {
             // Refuse as soon as extras and key are here (at most 24 + 8 + 250 bytes); swallow the value.
             let prefix = BinaryMagic.headerSize + extrasLength + keyLength
             guard bytes.count >= prefix else { return nil }
             consumed = prefix
             nextState = .swallow(valueLength)
             let key = UnsafeRawBufferPointer(rebasing: bytes[(prefix - keyLength)..<prefix])
-            return try body(
-                BinaryCommand(header: header, operation: .storeTooLarge(verb: verb, key: key, quiet: isQuiet(opcode))))
+            let options = StoreOptions(verb: casVerb(storeVerb, header.cas), compareCAS: compareCAS(header.cas))
+            return try body(Request(verb(opcode), .storeTooLarge(key: key, options), reply: reply))
         }
         // Every other request is bounded by the shape rules (body at most 250 + 20 bytes) or by -I.
         let total = BinaryMagic.headerSize + bodyLength
@@ -128,45 +130,98 @@ public struct BinaryDecoder: Sendable {
             UInt64(bigEndian: extras.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
         }
 
-        let quiet = isQuiet(opcode)
-        let operation: BinaryOperation<UnsafeRawBufferPointer>
+        let operation: Operation<UnsafeRawBufferPointer>
         switch opcode {
         case .get, .getQ, .getK, .getKQ:
-            operation = .get(key: key, quiet: quiet, includeKey: opcode == .getK || opcode == .getKQ)
+            operation = .get(key: key, GetOptions())
         case .gat, .gatQ, .gatK, .gatKQ:
-            operation = .getAndTouch(
-                key: key, exptime: u32(0), quiet: quiet, includeKey: opcode == .gatK || opcode == .gatKQ)
+            operation = .get(key: key, GetOptions(touchTTL: Int64(u32(0))))
         case .touch:
-            operation = .touch(key: key, exptime: u32(0))
+            operation = .touch(key: key, ttl: Int64(u32(0)))
         case .set, .setQ, .add, .addQ, .replace, .replaceQ:
             operation = .store(
-                verb: storeVerb(opcode)!, key: key, value: value, flags: u32(0), exptime: u32(4), quiet: quiet)
+                key: key, value: value,
+                StoreOptions(
+                    verb: casVerb(storeVerb(opcode)!, header.cas), flags: u32(0), ttl: Int64(u32(4)),
+                    compareCAS: compareCAS(header.cas)))
         case .append, .appendQ, .prepend, .prependQ:
-            operation = .store(verb: storeVerb(opcode)!, key: key, value: value, flags: 0, exptime: 0, quiet: quiet)
+            operation = .store(
+                key: key, value: value, StoreOptions(verb: storeVerb(opcode)!, compareCAS: compareCAS(header.cas)))
         case .delete, .deleteQ:
-            operation = .delete(key: key, quiet: quiet)
+            operation = .delete(key: key, DeleteOptions(compareCAS: compareCAS(header.cas)))
         case .increment, .incrementQ, .decrement, .decrementQ:
+            // An expiry of 0xffffffff means: do not create a missing counter.
+            let exptime = u32(16)
             operation = .arithmetic(
-                key: key, increment: opcode == .increment || opcode == .incrementQ, delta: u64(0), initial: u64(8),
-                exptime: u32(16), quiet: quiet)
+                key: key,
+                ArithmeticOptions(
+                    increment: opcode == .increment || opcode == .incrementQ, delta: u64(0), initial: u64(8),
+                    vivifyTTL: exptime == 0xffff_ffff ? nil : Int64(exptime), compareCAS: compareCAS(header.cas)))
         case .quit, .quitQ:
-            operation = .quit(quiet: quiet)
+            operation = .quit
         case .flush, .flushQ:
-            operation = .flush(exptime: extrasLength == 4 ? u32(0) : 0, quiet: quiet)
+            operation = .flushAll(delay: extrasLength == 4 ? Int64(u32(0)) : 0)
         case .noop:
             operation = .noop
         case .version:
             operation = .version
         case .stat:
-            operation = .stat(key: key)
+            operation = .stats(arguments: key)
         case .verbosity:
             operation = .verbosity(level: u32(0))
         case .saslListMechs:
             operation = .saslListMechanisms
-        case .saslAuth, .saslStep:
-            operation = .saslAuthenticate(mechanism: key, data: value, isStep: opcode == .saslStep)
+        case .saslAuth:
+            operation = .saslStart(mechanism: key, data: value)
+        case .saslStep:
+            operation = .saslStep(data: value)
         }
-        return try body(BinaryCommand(header: header, operation: operation))
+        return try body(Request(verb(opcode), operation, reply: reply))
+    }
+
+    /// The header's CAS (0: none).
+    @inline(__always)
+    static func compareCAS(_ cas: UInt64) -> UInt64? { cas == 0 ? nil : cas }
+
+    /// As memcached (NREAD_CAS): a CAS in the header makes set, add and replace a compare-and-swap;
+    /// append and prepend only check it.
+    @inline(__always)
+    static func casVerb(_ verb: StoreVerb, _ cas: UInt64) -> StoreVerb {
+        guard cas != 0 else { return verb }
+        switch verb {
+        case .set, .add, .replace: return .cas
+        case .append, .prepend, .cas: return verb
+        }
+    }
+
+    static func includesKey(_ opcode: BinaryOpcode) -> Bool {
+        opcode == .getK || opcode == .getKQ || opcode == .gatK || opcode == .gatKQ
+    }
+
+    /// The command an opcode is, by the name the text protocol gives it.
+    static func verb(_ opcode: BinaryOpcode) -> Verb {
+        switch opcode {
+        case .get, .getQ, .getK, .getKQ: return .get
+        case .gat, .gatQ, .gatK, .gatKQ: return .gat
+        case .touch: return .touch
+        case .set, .setQ: return .set
+        case .add, .addQ: return .add
+        case .replace, .replaceQ: return .replace
+        case .append, .appendQ: return .append
+        case .prepend, .prependQ: return .prepend
+        case .delete, .deleteQ: return .delete
+        case .increment, .incrementQ: return .incr
+        case .decrement, .decrementQ: return .decr
+        case .quit, .quitQ: return .quit
+        case .flush, .flushQ: return .flushAll
+        case .noop: return .noop
+        case .version: return .version
+        case .stat: return .stats
+        case .verbosity: return .verbosity
+        case .saslListMechs: return .saslListMechanisms
+        case .saslAuth: return .saslAuth
+        case .saslStep: return .saslStep
+        }
     }
 
     static func isQuiet(_ opcode: BinaryOpcode) -> Bool {

@@ -9,7 +9,7 @@ import Darwin
 /// Decodes memcached's text protocol: bytes in, one request at a time out.
 ///
 /// Pure and incremental: feed it whatever arrived. `decode` hands each complete request to a callback
-/// as a `TextCommand` whose keys and value point into the input buffer (no copy, no allocation), and
+/// as a `RequestView` whose keys and value point into the input buffer (no copy, no allocation), and
 /// consumes its bytes afterwards. A storage command is handed over only once its whole data block has
 /// arrived (the command line is simply read again when more bytes come). Every buffer the caller may
 /// have to hold is bounded: a command line by `maxLineLength` (retrieval lines by
@@ -24,7 +24,7 @@ public struct TextDecoder: Sendable {
         /// A multi-get paused at the output high-water mark: its line (`newline` is where it ends) was
         /// validated once; the next call hands over its keys from `keys.lowerBound + from` without
         /// searching, tokenizing or validating the line again.
-        case resume(newline: Int, keys: Range<Int>, from: Int, withCAS: Bool, exptime: Int64?)
+        case resume(newline: Int, keys: Range<Int>, from: Int, verb: Verb, touchTTL: Int64?)
     }
 
     private(set) var state: State = .line
@@ -44,21 +44,20 @@ public struct TextDecoder: Sendable {
     /// After a multi-get was redelivered: its next delivery starts `bytes` further into its keys (the
     /// session says how far it got, so that the keys already answered are not walked again).
     public mutating func advanceResumedKeys(by bytes: Int) {
-        guard case .resume(let newline, let keys, let from, let withCAS, let exptime) = state else { return }
+        guard case .resume(let newline, let keys, let from, let verb, let touchTTL) = state else { return }
         state = .resume(
-            newline: newline, keys: keys, from: min(keys.count, from + max(0, bytes)), withCAS: withCAS,
-            exptime: exptime)
+            newline: newline, keys: keys, from: min(keys.count, from + max(0, bytes)), verb: verb, touchTTL: touchTTL)
     }
 
     /// The next complete request, copied out (`owned()`); nil when more bytes are needed.
-    public mutating func next(_ buffer: inout ByteBuffer) -> TextRequest? {
+    public mutating func next(_ buffer: inout ByteBuffer) -> OwnedRequest? {
         decode(&buffer) { $0.owned() }
     }
 
     /// Passes the next complete request to `body` and consumes its bytes; nil (body not called) when
     /// more bytes are needed. The command's pointers are valid only inside `body`.
     @inline(__always)
-    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (TextCommand) throws -> R) rethrows -> R? {
+    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (RequestView) throws -> R) rethrows -> R? {
         try decode(&buffer) { command, _ in try body(command) }
     }
 
@@ -66,14 +65,14 @@ public struct TextDecoder: Sendable {
     /// the buffer, so that the next call hands the same request over again (a multi-get that stopped
     /// at the output high-water mark resumes from there instead of buffering every reply).
     @inline(__always)
-    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (TextCommand, inout Bool) throws -> R) rethrows
+    public mutating func decode<R>(_ buffer: inout ByteBuffer, _ body: (RequestView, inout Bool) throws -> R) rethrows
         -> R?
     {
         if case .swallow = state {
             guard swallow(&buffer) else {
                 // The refused block did not end with CRLF where its length said: framing is lost.
                 var ignored = false
-                return try body(.error(.badDataChunk, noreply: false), &ignored)
+                return try body(Self.failure(.badDataChunk), &ignored)
             }
             if state != .line { return nil }
         }
@@ -81,29 +80,26 @@ public struct TextDecoder: Sendable {
         var nextState = State.line
         var redeliver = false
         var scanned = self.scanned
-        var paused: (keys: Range<Int>, withCAS: Bool, exptime: Int64?)?
+        var paused: (keys: Range<Int>, verb: Verb, touchTTL: Int64?)?
         let limits = self.limits
         let resuming = state
         let result: R? = try buffer.withUnsafeReadableBytes { bytes in
-            if case .resume(let newline, let keys, let from, let withCAS, let exptime) = resuming, newline < bytes.count
-            {
+            if case .resume(let newline, let keys, let from, let verb, let touchTTL) = resuming, newline < bytes.count {
                 consumed = newline + 1
                 let rest = UnsafeRawBufferPointer(rebasing: bytes[(keys.lowerBound + from)..<keys.upperBound])
-                let result = try body(
-                    .retrieve(keys: TokenList(rest), withCAS: withCAS, touchExptime: exptime), &redeliver)
-                if redeliver { paused = (keys, withCAS, exptime) }
+                let result = try body(Self.retrieval(verb, keys: rest, touchTTL: touchTTL), &redeliver)
+                if redeliver { paused = (keys, verb, touchTTL) }
                 return result
             }
             return try Self.decodeOne(
                 bytes, limits: limits, scanned: &scanned, consumed: &consumed, nextState: &nextState
-            ) { command in
-                let result = try body(command, &redeliver)
-                if redeliver, case .retrieve(let keys, let withCAS, let exptime) = command,
-                    let base = bytes.baseAddress,
-                    let start = keys.bytes.baseAddress
+            ) { request in
+                let result = try body(request, &redeliver)
+                if redeliver, case .getMany(let keys, let options) = request.operation, let base = bytes.baseAddress,
+                    let start = keys.baseAddress
                 {
                     let offset = base.distance(to: start)
-                    paused = (offset..<(offset + keys.bytes.count), withCAS, exptime)
+                    paused = (offset..<(offset + keys.count), request.verb, options.touchTTL)
                 }
                 return result
             }
@@ -114,8 +110,7 @@ public struct TextDecoder: Sendable {
                 var from = 0
                 if case .resume(_, _, let previous, _, _) = resuming { from = previous }
                 state = .resume(
-                    newline: consumed - 1, keys: paused.keys, from: from, withCAS: paused.withCAS,
-                    exptime: paused.exptime)
+                    newline: consumed - 1, keys: paused.keys, from: from, verb: paused.verb, touchTTL: paused.touchTTL)
             }
             self.scanned = 0
             return result
@@ -148,7 +143,7 @@ public struct TextDecoder: Sendable {
     private static func decodeOne<R>(
         _ bytes: UnsafeRawBufferPointer, limits: ProtocolLimits, scanned: inout Int, consumed: inout Int,
         nextState: inout State,
-        _ body: (TextCommand) throws -> R
+        _ body: (RequestView) throws -> R
     ) rethrows -> R? {
         let from = min(scanned, bytes.count)
         guard let base = bytes.baseAddress, bytes.count > from,
@@ -158,7 +153,7 @@ public struct TextDecoder: Sendable {
             if bytes.count > limits.maxLineLength {
                 if bytes.count <= limits.maxRetrievalLineLength, startsRetrieval(bytes) { return nil }
                 consumed = bytes.count
-                return try body(.error(.lineTooLong, noreply: false))
+                return try body(failure(.lineTooLong))
             }
             return nil
         }
@@ -169,12 +164,12 @@ public struct TextDecoder: Sendable {
         let line = UnsafeRawBufferPointer(rebasing: bytes[0..<end])
         if end > limits.maxLineLength, !startsRetrieval(line) || end > limits.maxRetrievalLineLength {
             consumed = newline + 1
-            return try body(.error(.lineTooLong, noreply: false))
+            return try body(failure(.lineTooLong))
         }
         var tokens = Tokens(line)
         guard let first = tokens.next() else {
             consumed = newline + 1
-            return try body(.error(.error, noreply: false))
+            return try body(failure(.error))
         }
         let rest = UnsafeRawBufferPointer(rebasing: line[first.upperBound...])
 
@@ -215,7 +210,7 @@ public struct TextDecoder: Sendable {
     private static func storage<R>(
         _ verb: StoreVerb, line: UnsafeRawBufferPointer, rest: UnsafeRawBufferPointer, newline: Int,
         input: UnsafeRawBufferPointer, limits: ProtocolLimits, consumed: inout Int, nextState: inout State,
-        _ body: (TextCommand) throws -> R
+        _ body: (RequestView) throws -> R
     ) rethrows -> R? {
         var args = Tokens(rest)
         let isCAS = verb == .cas
@@ -246,11 +241,11 @@ public struct TextDecoder: Sendable {
             let keyRange = fields.0, let flagsRange = fields.1, let exptimeRange = fields.2, let lengthRange = fields.3
         else {
             consumed = newline + 1
-            return try body(.error(anyTokenIsNumber(rest) ? .errorFraming : .error, noreply: false))
+            return try body(failure(anyTokenIsNumber(rest) ? .errorFraming : .error))
         }
         guard let declared = parseSigned(rest, lengthRange), declared >= 0, declared <= Int64(Int32.max) - 2 else {
             consumed = newline + 1
-            return try body(.error(.badCommandLineFraming, noreply: noreply))
+            return try body(failure(.badCommandLineFraming, noreply: noreply))
         }
         let length = Int(declared)
         let key = UnsafeRawBufferPointer(rebasing: rest[keyRange])
@@ -263,24 +258,47 @@ public struct TextDecoder: Sendable {
             consumed = newline + 1
             // Unlike memcached, discard the data block too: it must never be read as commands.
             nextState = .swallow(length + 2)
-            return try body(.error(.badCommandLine, noreply: noreply))
+            return try body(failure(.badCommandLine, noreply: noreply))
         }
+        let options = StoreOptions(verb: verb, flags: flags, ttl: exptime, compareCAS: isCAS ? casUnique : nil)
+        let reply = ReplyForm<UnsafeRawBufferPointer>.text(noreply: noreply, withCAS: false)
         if length > limits.maxItemSize {
             consumed = newline + 1
             nextState = .swallow(length + 2)
-            return try body(.storeTooLarge(verb: verb, key: key, noreply: noreply))
+            return try body(Request(textVerb(verb), .storeTooLarge(key: key, options), reply: reply))
         }
         let dataStart = newline + 1
         guard input.count >= dataStart + length + 2 else { return nil }
         consumed = dataStart + length + 2
         guard input[dataStart + length] == 0x0D, input[dataStart + length + 1] == 0x0A else {
-            return try body(.error(.badDataChunk, noreply: noreply))  // closes: framing is lost
+            return try body(failure(.badDataChunk, noreply: noreply))  // closes: framing is lost
         }
         let value = UnsafeRawBufferPointer(rebasing: input[dataStart..<(dataStart + length)])
-        return try body(
-            .store(
-                verb: verb, key: key, flags: flags, exptime: exptime, value: value, casUnique: casUnique,
-                noreply: noreply))
+        return try body(Request(textVerb(verb), .store(key: key, value: value, options), reply: reply))
+    }
+
+    /// The command a text storage line names.
+    private static func textVerb(_ verb: StoreVerb) -> Verb {
+        switch verb {
+        case .set: return .set
+        case .add: return .add
+        case .replace: return .replace
+        case .append: return .append
+        case .prepend: return .prepend
+        case .cas: return .cas
+        }
+    }
+
+    /// An error to answer (`noreply`: memcached stays silent for the errors of such a command too).
+    static func failure(_ error: ErrorReply, noreply: Bool = false) -> RequestView {
+        Request(.none, .error(error), reply: .text(noreply: noreply, withCAS: false))
+    }
+
+    /// A classic command without data (`noreply`: the command's own flag).
+    private static func classic(
+        _ verb: Verb, _ operation: Operation<UnsafeRawBufferPointer>, noreply: Bool = false
+    ) -> RequestView {
+        Request(verb, operation, reply: .text(noreply: noreply, withCAS: false))
     }
 
     /// True when some token is a number (an optional minus and digits, of any length): a storage line
@@ -298,7 +316,7 @@ public struct TextDecoder: Sendable {
 
     private static func command(
         _ line: UnsafeRawBufferPointer, _ first: Range<Int>, _ rest: UnsafeRawBufferPointer, limits: ProtocolLimits
-    ) -> TextCommand {
+    ) -> RequestView {
         var args = Tokens(rest)
         // At most four argument tokens matter to any non-retrieval command; count the rest.
         let a0 = args.next()
@@ -322,68 +340,72 @@ public struct TextDecoder: Sendable {
 
         switch first.count {
         case 3 where equals(line, first, "get"):
-            return retrieval(rest, withCAS: false, exptime: nil, limits: limits)
+            return retrieval(.get, rest, touchTTL: nil, limits: limits)
         case 4 where equals(line, first, "gets"):
-            return retrieval(rest, withCAS: true, exptime: nil, limits: limits)
+            return retrieval(.gets, rest, touchTTL: nil, limits: limits)
         case 3 where equals(line, first, "gat"), 4 where equals(line, first, "gats"):
-            guard argc >= 2, let exptimeRange = a0 else { return .error(.error, noreply: false) }
-            guard let exptime = parseSigned(rest, exptimeRange) else { return .error(.invalidExptime, noreply: false) }
+            guard argc >= 2, let exptimeRange = a0 else { return failure(.error) }
+            guard let exptime = parseSigned(rest, exptimeRange) else { return failure(.invalidExptime) }
             let keys = UnsafeRawBufferPointer(rebasing: rest[exptimeRange.upperBound...])
-            return retrieval(keys, withCAS: first.count == 4, exptime: exptime, limits: limits)
+            return retrieval(first.count == 4 ? .gats : .gat, keys, touchTTL: exptime, limits: limits)
         case 6 where equals(line, first, "delete"):
-            guard argc >= 1, argc <= 3 else { return .error(.error, noreply: false) }
+            guard argc >= 1, argc <= 3 else { return failure(.error) }
             if argc > 1 {
                 let holdIsZero = equals(rest, a1!, "0")
                 let valid = (argc == 2 && (holdIsZero || lastIsNoreply)) || (argc == 3 && holdIsZero && lastIsNoreply)
                 // As memcached: a trailing noreply silences even this error (else every later reply shifts).
-                guard valid else { return .error(.badDeleteUsage, noreply: lastIsNoreply) }
+                guard valid else { return failure(.badDeleteUsage, noreply: lastIsNoreply) }
             }
-            guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
-            return .delete(key: key, noreply: lastIsNoreply)
+            guard let key = validKey(a0) else { return failure(.badCommandLine, noreply: lastIsNoreply) }
+            return classic(.delete, .delete(key: key, DeleteOptions()), noreply: lastIsNoreply)
         case 4 where equals(line, first, "incr"), 4 where equals(line, first, "decr"):
-            guard argc == 2 || argc == 3 else { return .error(.error, noreply: false) }
-            guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
-            guard let delta = parseUnsigned(rest, a1!) else { return .error(.invalidDelta, noreply: lastIsNoreply) }
-            return .arithmetic(
-                key: key, delta: delta, increment: line[first.lowerBound] == UInt8(ascii: "i"), noreply: lastIsNoreply)
+            guard argc == 2 || argc == 3 else { return failure(.error) }
+            guard let key = validKey(a0) else { return failure(.badCommandLine, noreply: lastIsNoreply) }
+            guard let delta = parseUnsigned(rest, a1!) else { return failure(.invalidDelta, noreply: lastIsNoreply) }
+            let increment = line[first.lowerBound] == UInt8(ascii: "i")
+            return classic(
+                increment ? .incr : .decr, .arithmetic(key: key, ArithmeticOptions(increment: increment, delta: delta)),
+                noreply: lastIsNoreply)
         case 5 where equals(line, first, "touch"):
-            guard argc == 2 || argc == 3 else { return .error(.error, noreply: false) }
-            guard let key = validKey(a0) else { return .error(.badCommandLine, noreply: lastIsNoreply) }
-            guard let exptime = parseSigned(rest, a1!) else { return .error(.invalidExptime, noreply: lastIsNoreply) }
-            return .touch(key: key, exptime: exptime, noreply: lastIsNoreply)
+            guard argc == 2 || argc == 3 else { return failure(.error) }
+            guard let key = validKey(a0) else { return failure(.badCommandLine, noreply: lastIsNoreply) }
+            guard let exptime = parseSigned(rest, a1!) else { return failure(.invalidExptime, noreply: lastIsNoreply) }
+            return classic(.touch, .touch(key: key, ttl: exptime), noreply: lastIsNoreply)
         case 9 where equals(line, first, "flush_all"):
-            guard argc <= 2 else { return .error(.error, noreply: false) }
+            guard argc <= 2 else { return failure(.error) }
             let delayTokens = argc - (lastIsNoreply ? 1 : 0)
             if delayTokens == 1 {
-                guard let delay = parseSigned(rest, a0!) else { return .error(.invalidExptime, noreply: lastIsNoreply) }
-                return .flushAll(delay: delay, noreply: lastIsNoreply)
+                guard let delay = parseSigned(rest, a0!) else {
+                    return failure(.invalidExptime, noreply: lastIsNoreply)
+                }
+                return classic(.flushAll, .flushAll(delay: delay), noreply: lastIsNoreply)
             }
-            guard delayTokens == 0 else { return .error(.error, noreply: false) }
-            return .flushAll(delay: 0, noreply: lastIsNoreply)
+            guard delayTokens == 0 else { return failure(.error) }
+            return classic(.flushAll, .flushAll(delay: 0), noreply: lastIsNoreply)
         case 7 where equals(line, first, "version"):
-            return .version
+            return classic(.version, .version)
         case 9 where equals(line, first, "verbosity"):
-            guard argc == 1 || argc == 2 else { return .error(.error, noreply: false) }
+            guard argc == 1 || argc == 2 else { return failure(.error) }
             let level = parseUnsigned(rest, a0!).map { UInt32(clamping: $0) } ?? 0
-            return .verbosity(level: level, noreply: lastIsNoreply)
+            return classic(.verbosity, .verbosity(level: level), noreply: lastIsNoreply)
         case 4 where equals(line, first, "quit"):
-            return .quit
+            return classic(.quit, .quit)
         case 8 where equals(line, first, "shutdown"):
-            return .shutdown(arguments: TokenList(rest))
+            return classic(.shutdown, .shutdown)
         case 5 where equals(line, first, "stats"):
-            return .stats(arguments: TokenList(rest))
+            return classic(.stats, .stats(arguments: trimmed(rest)))
         case 11 where equals(line, first, "lru_crawler"):
-            return .lruCrawler(arguments: TokenList(rest))
+            return classic(.lruCrawler, .lruCrawler(arguments: trimmed(rest)))
         case 13 where equals(line, first, "refresh_certs"):
-            return .refreshCerts
+            return classic(.refreshCerts, .refreshCerts)
         case 5 where equals(line, first, "watch"):
-            return .watch(arguments: TokenList(rest))
+            return classic(.watch, .watch)
         case 14 where equals(line, first, "cache_memlimit"):
-            guard argc == 1 || argc == 2 else { return .error(.error, noreply: false) }
+            guard argc == 1 || argc == 2 else { return failure(.error) }
             guard let megabytes = parseUnsigned(rest, a0!) else {
-                return .error(.badCommandLine, noreply: lastIsNoreply)
+                return failure(.badCommandLine, noreply: lastIsNoreply)
             }
-            return .cacheMemlimit(megabytes: megabytes, noreply: lastIsNoreply)
+            return classic(.cacheMemlimit, .cacheMemlimit(megabytes: megabytes), noreply: lastIsNoreply)
         default:
             // A forged HTTP request ("GET / HTTP/1.1") must not drive the cache: close, as memcached does.
             // Only for unknown commands (as memcached), so that `get HTTP/1.1` stays a lookup of that key.
@@ -391,28 +413,34 @@ public struct TextDecoder: Sendable {
                 var scan = Tokens(rest)
                 var last: Range<Int>?
                 while let t = scan.next() { last = t }
-                if let last, hasPrefix(rest, last, "HTTP/") { return .error(.forgedHTTP, noreply: false) }
+                if let last, hasPrefix(rest, last, "HTTP/") { return failure(.forgedHTTP) }
             }
-            return .error(.error, noreply: false)
+            return failure(.error)
         }
     }
 
     /// Every key is checked before any is looked up, so a bad key answers one error and nothing else.
     private static func retrieval(
-        _ keys: UnsafeRawBufferPointer, withCAS: Bool, exptime: Int64?, limits: ProtocolLimits
-    ) -> TextCommand {
-        let list = TokenList(keys)
+        _ verb: Verb, _ keys: UnsafeRawBufferPointer, touchTTL: Int64?, limits: ProtocolLimits
+    ) -> RequestView {
         var any = false
-        for key in list {
+        for key in TokenList(keys) {
             any = true
             guard
                 KeyRules.isValid(key, maxLength: limits.maxKeyLength, allowControlBytes: limits.allowControlBytesInKeys)
             else {
-                return .error(.badCommandLine, noreply: false)
+                return failure(.badCommandLine)
             }
         }
-        guard any else { return .error(.error, noreply: false) }
-        return .retrieve(keys: list, withCAS: withCAS, touchExptime: exptime)
+        guard any else { return failure(.error) }
+        return retrieval(verb, keys: trimmed(keys), touchTTL: touchTTL)
+    }
+
+    /// A multi-get over keys already checked.
+    private static func retrieval(_ verb: Verb, keys: UnsafeRawBufferPointer, touchTTL: Int64?) -> RequestView {
+        Request(
+            verb, .getMany(keys: keys, GetOptions(touchTTL: touchTTL)),
+            reply: .text(noreply: false, withCAS: verb == .gets || verb == .gats))
     }
 
     // MARK: lexical helpers
@@ -431,6 +459,13 @@ public struct TextDecoder: Sendable {
             while position < bytes.count, bytes[position] != 0x20 { position += 1 }
             return start..<position
         }
+    }
+
+    /// An argument list without the spaces before its first token.
+    static func trimmed(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        var start = 0
+        while start < bytes.count, bytes[start] == 0x20 { start += 1 }
+        return UnsafeRawBufferPointer(rebasing: bytes[start...])
     }
 
     static func startsRetrieval(_ bytes: UnsafeRawBufferPointer) -> Bool {

@@ -1,77 +1,35 @@
 import NIOCore
 
-/// The meta commands of the text protocol.
-public enum MetaVerb: UInt8, Sendable, Equatable {
-    case get, set, delete, arithmetic, noop, debug
-}
-
-/// A meta request's flags, parsed once by the decoder: which letters were given (one bit each) and
-/// the numbers some carry. Replies echo flags in request order, so the raw tokens travel alongside.
-public struct MetaFlags: Sendable, Equatable {
-    /// Bit `letter - "A"` for each flag letter given ("A" through "z" fit in 58 bits).
-    public private(set) var present: UInt64 = 0
+/// A meta request's flags, parsed once by the decoder: which letters were given and the numbers some
+/// carry. The decoder turns them into the operation's options; replies echo flags in request order,
+/// so the raw tokens travel alongside (`MetaReturn`).
+struct MetaFlags: Sendable, Equatable {
+    var letters = MetaLetters()
     /// T: new TTL (exptime).
-    public var ttl: Int64 = 0
+    var ttl: Int64 = 0
     /// N: vivify on miss with this exptime.
-    public var vivifyTTL: Int64 = 0
+    var vivifyTTL: Int64 = 0
     /// R: win the recache token when the TTL left is below this exptime.
-    public var recacheTTL: Int64 = 0
+    var recacheTTL: Int64 = 0
     /// C: compare CAS.
-    public var compareCAS: UInt64 = 0
+    var compareCAS: UInt64 = 0
     /// E: explicit new CAS.
-    public var newCAS: UInt64 = 0
+    var newCAS: UInt64 = 0
     /// F: client flags (ms).
-    public var clientFlags: UInt32 = 0
+    var clientFlags: UInt32 = 0
     /// M: the mode letter (ms: E A P R S; ma: I + D -); 0 when absent.
-    public var mode: UInt8 = 0
+    var mode: UInt8 = 0
     /// D: delta (ma), 1 by default.
-    public var delta: UInt64 = 1
+    var delta: UInt64 = 1
     /// J: initial value on vivify (ma).
-    public var initial: UInt64 = 0
-
-    public init() {}
+    var initial: UInt64 = 0
 
     @inline(__always)
-    static func bit(_ letter: UInt8) -> UInt64 { 1 << UInt64(letter &- 0x41) }
+    func has(_ letter: Unicode.Scalar) -> Bool { letters.has(letter) }
 
+    /// The value of a numeric flag when its letter was given.
     @inline(__always)
-    public func has(_ letter: Unicode.Scalar) -> Bool { present & Self.bit(UInt8(letter.value)) != 0 }
-
-    mutating func insert(_ letter: UInt8) { present |= Self.bit(letter) }
-}
-
-/// One decoded meta request, borrowing from the input buffer (valid only inside the decoder's callback).
-public struct MetaCommand {
-    public let verb: MetaVerb
-    /// The key as sent: base64 when the `b` flag is given (see `Base64.withDecoded`).
-    public let key: UnsafeRawBufferPointer
-    public let flags: MetaFlags
-    /// The flag tokens, space separated, in request order.
-    public let tokens: UnsafeRawBufferPointer
-    /// The data block of `ms` (empty otherwise, and when `valueTooLarge`).
-    public let value: UnsafeRawBufferPointer
-    /// `ms` whose data exceeds the item size limit: the block is being swallowed.
-    public let valueTooLarge: Bool
-
-    public var binaryKey: Bool { flags.has("b") }
-    public var quiet: Bool { flags.has("q") }
-
-    public func owned() -> MetaRequest {
-        MetaRequest(
-            verb: verb, key: Array(key), flags: flags, tokens: String(decoding: tokens, as: UTF8.self),
-            value: Array(value),
-            valueTooLarge: valueTooLarge)
-    }
-}
-
-/// The owned form of `MetaCommand`.
-public struct MetaRequest: Sendable, Equatable {
-    public var verb: MetaVerb
-    public var key: [UInt8]
-    public var flags: MetaFlags
-    public var tokens: String
-    public var value: [UInt8]
-    public var valueTooLarge: Bool
+    func given<T>(_ letter: Unicode.Scalar, _ value: T) -> T? { letters.has(letter) ? value : nil }
 }
 
 extension ErrorReply {
