@@ -50,13 +50,13 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 input.moveReaderIndex(to: 0)
-                let result = decoder.decode(&input) { command -> Int in
-                    switch command {
-                    case .retrieve(let keys, _, _):
+                let result = decoder.decode(&input) { request -> Int in
+                    switch request.operation {
+                    case .getMany(let keys, _):
                         var count = 0
-                        for key in keys { count &+= key.count }
+                        for key in TokenList(keys) { count &+= key.count }
                         return count
-                    case .store(_, let key, _, _, let value, _, _):
+                    case .store(let key, let value, _):
                         return key.count &+ value.count
                     default:
                         return -1
@@ -97,23 +97,23 @@ let benchmarks: @Sendable () -> Void = {
         value32.withUnsafeBytes { v in _ = cache.store(.set, key: k, value: v, flags: 0, exptime: 0) }
     }
 
-    Benchmark("storage/read hit") { benchmark in
+    Benchmark("storage/lookup hit") { benchmark in
         hitKey.withUnsafeBytes { k in
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
-                let count = cache.read(k) { $0.value.count }
-                if count != 32 { benchmark.error("read hit: missed") }
+                let count = cache.lookup(k, LookupOptions()) { $0.value.count }
+                if count != 32 { benchmark.error("lookup hit: missed") }
                 blackHole(count)
             }
         }
     }
 
-    Benchmark("storage/read miss") { benchmark in
+    Benchmark("storage/lookup miss") { benchmark in
         missKey.withUnsafeBytes { k in
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
-                let count = cache.read(k) { $0.value.count }
-                if count != nil { benchmark.error("read miss: hit") }
+                let count = cache.lookup(k, LookupOptions()) { $0.value.count }
+                if count != nil { benchmark.error("lookup miss: hit") }
                 blackHole(count)
             }
         }
@@ -172,19 +172,36 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: engine (one Session.process round trip: decode, read, encode)
 
     let engine = Engine(cache: cache, settings: EngineSettings())
-    let getHit = buffer(Array("get ".utf8) + hitKey + Array("\r\n".utf8))
 
-    Benchmark("engine/get hit") { benchmark in
-        var session = engine.makeSession()
-        var input = getHit
-        var output = ByteBufferAllocator().buffer(capacity: 4096)
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            input.moveReaderIndex(to: 0)
-            output.clear()
-            let action = session.process(&input, into: &output)
-            if action != .needInput || output.readableBytes != 29 + 32 + 2 + 5 { benchmark.error("get hit: \(action)") }
-            blackHole(output.readableBytes)
+    /// One request per iteration through `Session.process`, the reply's length checked: the same executor
+    /// serves every dialect, so each is measured for allocations.
+    func engineRoundTrip(_ name: String, _ request: [UInt8], replyLength: Int) {
+        let template = buffer(request)
+        Benchmark("engine/\(name)") { benchmark in
+            var session = engine.makeSession()
+            var input = template
+            var output = ByteBufferAllocator().buffer(capacity: 4096)
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                input.moveReaderIndex(to: 0)
+                output.clear()
+                let action = session.process(&input, into: &output)
+                if action != .needInput || output.readableBytes != replyLength {
+                    benchmark.error("\(name): \(action), \(output.readableBytes) bytes")
+                }
+                blackHole(output.readableBytes)
+            }
         }
     }
+    engineRoundTrip("get hit", Array("get ".utf8) + hitKey + Array("\r\n".utf8), replyLength: 29 + 32 + 2 + 5)
+    engineRoundTrip(
+        "set 32B", Array("set ".utf8) + hitKey + Array(" 0 0 32\r\n".utf8) + value32 + Array("\r\n".utf8),
+        replyLength: 8)
+    engineRoundTrip("mg hit", Array("mg ".utf8) + hitKey + Array(" v f\r\n".utf8), replyLength: 10 + 32 + 2)
+    // A binary get (opcode 0x00) of the same key: 24-byte header, 4 bytes of flags, the value.
+    let binaryGet: [UInt8] =
+        [0x80, 0x00, 0x00, UInt8(hitKey.count), 0, 0, 0, 0, 0, 0, 0, UInt8(hitKey.count)]
+        + [UInt8](repeating: 0, count: 12)
+        + hitKey
+    engineRoundTrip("binary get hit", binaryGet, replyLength: 24 + 4 + 32)
 }
