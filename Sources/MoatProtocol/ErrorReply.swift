@@ -1,4 +1,6 @@
-/// A protocol error is a reply, with what happens to the connection afterwards.
+/// A protocol error is a reply, with what happens to the connection afterwards. Its line is a static
+/// string, so that an error (and every decoded request, which may be one) is a plain value: copied
+/// without reference counting.
 public struct ErrorReply: Sendable, Equatable {
     public enum Disposition: Sendable, Equatable {
         /// Send the reply and read the next command.
@@ -9,16 +11,27 @@ public struct ErrorReply: Sendable, Equatable {
         case close
     }
 
-    /// The text protocol's reply line (empty: none).
-    public var message: String
+    /// The text protocol's reply line, without its CRLF (empty: none).
+    public let line: StaticString
     public var disposition: Disposition
     /// The binary protocol's status for the errors its decoder finds.
     public var binaryStatus: BinaryStatus
 
-    public init(_ message: String, _ disposition: Disposition = .reply, binaryStatus: BinaryStatus = .unknownCommand) {
-        self.message = message
+    public init(
+        _ line: StaticString, _ disposition: Disposition = .reply, binaryStatus: BinaryStatus = .unknownCommand
+    ) {
+        self.line = line
         self.disposition = disposition
         self.binaryStatus = binaryStatus
+    }
+
+    /// The reply line as text.
+    public var message: String { line.description }
+
+    public static func == (lhs: ErrorReply, rhs: ErrorReply) -> Bool {
+        lhs.disposition == rhs.disposition && lhs.binaryStatus == rhs.binaryStatus
+            && lhs.line.utf8CodeUnitCount == rhs.line.utf8CodeUnitCount
+            && lhs.line.withUTF8Buffer { l in rhs.line.withUTF8Buffer { r in l.elementsEqual(r) } }
     }
 
     public static let error = ErrorReply("ERROR")

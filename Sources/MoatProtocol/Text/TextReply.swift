@@ -106,8 +106,9 @@ public enum TextEncoder {
     }
 
     public static func writeError(_ error: ErrorReply, into out: inout ByteBuffer) {
-        guard !error.message.isEmpty else { return }
-        writeLine(error.message, into: &out)
+        guard error.line.utf8CodeUnitCount > 0 else { return }
+        out.writeStaticString(error.line)
+        out.writeStaticString("\r\n")
     }
 
     /// `STAT <name> <value>` lines; the caller ends the list with `END`.
