@@ -99,3 +99,35 @@ def test_binary_stat_detail_on_and_off_are_accepted(server):
         noop = struct.pack(">BBHBBHIIQ", 0x80, 0x0a, 0, 0, 0, 0, 0, 10, 0)
         c.send(noop)
         assert c.readexact(24)[:2] == b"\x81\x0a"
+
+
+def _binary(c, opcode, key=b"", extras=b"", value=b"", cas=0):
+    """Sends one binary request and reads its response: (status, cas, body)."""
+    length = len(extras) + len(key) + len(value)
+    c.send(struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, length, 1, cas) + extras + key + value)
+    header = c.readexact(24)
+    status, length, _, response_cas = struct.unpack(">HIIQ", header[6:24])
+    return status, response_cas, c.readexact(length) if length else b""
+
+
+def test_binary_counters_as_memcached_counts_them(server):
+    """One executor counts every dialect: a binary incr that creates its counter is neither a hit nor
+    a miss, a delete whose CAS differs is no miss, a CAS set is a cas hit (memcached 1.6.18 alike)."""
+
+    def incr(delta, initial=0, exptime=0):
+        return struct.pack(">QQI", delta, initial, exptime)
+
+    with Conn.to(server) as c:
+        assert _binary(c, 0x05, b"n", incr(1, initial=5))[0] == 0  # created
+        assert _binary(c, 0x05, b"n", incr(1))[0] == 0  # a hit
+        assert _binary(c, 0x05, b"gone", incr(1, exptime=0xFFFFFFFF))[0] == 1  # a miss
+        status, cas, _ = _binary(c, 0x01, b"k", struct.pack(">II", 0, 0), b"a")
+        assert status == 0
+        assert _binary(c, 0x04, b"k", cas=cas + 1)[0] == 2  # exists: not a miss
+        assert _binary(c, 0x04, b"gone")[0] == 1  # a miss
+        assert _binary(c, 0x01, b"k", struct.pack(">II", 0, 0), b"b", cas=cas)[0] == 0  # a cas hit
+    with Conn.to(server) as c:
+        values = c.stats_dict()
+    assert (values["incr_hits"], values["incr_misses"]) == ("1", "1"), values
+    assert (values["delete_hits"], values["delete_misses"]) == ("0", "1"), values
+    assert (values["cas_hits"], values["cmd_set"]) == ("1", "2"), values

@@ -87,6 +87,17 @@ def test_vivify_recache_and_stale(server):
         assert ticked(c.cmd(b"mg vv t")) == b"HD t30 Z X"
 
 
+def test_a_classic_get_leaves_the_recache_token_to_mg(server):
+    """A stale item (md I) is still served by get, but only mg hands out its win token: the first mg
+    after a get wins it (memcached 1.6.18 alike)."""
+    with Conn.to(server) as c:
+        assert c.cmd(b"ms k 3 T100\r\nold") == b"HD"
+        assert c.cmd(b"md k I") == b"HD"
+        assert c.get(b"k") == b"old"
+        assert c.cmd(b"mg k") == b"HD X W"
+        assert c.cmd(b"mg k") == b"HD Z X"
+
+
 def test_base64_keys(server):
     with Conn.to(server) as c:
         assert c.cmd(b"ms Zm9vYg== 2 b k\r\nhi") == b"HD kZm9vYg== b"
