@@ -96,7 +96,7 @@ public final class Cache: Sendable {
     private let shardShift: Int
     public let clock: any CacheClock
     /// Unix time that relative item times count from (items store 32-bit seconds, as memcached's).
-    private let epoch: Int64
+    let epoch: Int64
     /// A pending `flush_all <delay>` in relative seconds: items stored before it vanish once it arrives.
     let flushDeadline = Atomic<UInt32>(0)
 
@@ -124,6 +124,18 @@ public final class Cache: Sendable {
     }
 
     public var shardCount: Int { shards.count }
+
+    var allShards: [Shard] { shards }
+
+    /// Runs `body` with every shard locked, taken in index order (everything else holds one lock at a
+    /// time, so this cannot deadlock).
+    func withEveryShardLocked(_ body: ([UnsafeMutablePointer<SlabShard>]) -> Void) {
+        func lock(_ index: Int, _ held: [UnsafeMutablePointer<SlabShard>]) {
+            guard index < shards.count else { return body(held) }
+            shards[index].withLock { state in withUnsafeMutablePointer(to: &state) { lock(index + 1, held + [$0]) } }
+        }
+        lock(0, [])
+    }
 
     public var memoryLimit: Int { currentLimit.load(ordering: .relaxed) }
 

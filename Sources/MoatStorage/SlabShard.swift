@@ -31,12 +31,12 @@ struct SlabShard {
 
     let classes: SizeClasses
     private(set) var budget: Int
-    private(set) var evictionsEnabled: Bool
+    var evictionsEnabled: Bool
     let maxItemSize: Int
     let shardIndex: UInt64
     let shardBits: UInt64
-    private var classStates: [ClassState]
-    private var large = ClassState()
+    private(set) var classStates: [ClassState]
+    private(set) var large = ClassState()
     private var pages: [Page] = []
     private var freePages: [UnsafeMutableRawPointer] = []
     private(set) var committed = 0
@@ -44,7 +44,7 @@ struct SlabShard {
     private var buckets: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     private var bucketMask: Int
     private(set) var count = 0
-    private var casCounter: UInt64 = 0
+    var casCounter: UInt64 = 0
     private(set) var counters = ShardCounters()
     private var crawlPage = 0
     private var crawlChunk = 0
@@ -90,7 +90,7 @@ struct SlabShard {
     /// last access (not the store) time is equivalent, as in memcached: an access before the deadline
     /// leaves the time before it, and an item still visible after the deadline was already newer.
     @inline(__always)
-    private static func hiddenByFlush(_ item: ItemPointer, now: UInt32, flushDeadline: UInt32) -> Bool {
+    static func hiddenByFlush(_ item: ItemPointer, now: UInt32, flushDeadline: UInt32) -> Bool {
         flushDeadline != 0 && now >= flushDeadline && item.lastAccess < flushDeadline
     }
 
@@ -401,18 +401,28 @@ struct SlabShard {
 
     // MARK: hash table and LRU
 
-    mutating func link(_ item: ItemPointer, hash: Int) {
+    /// Links `item` into the hash table and its class's LRU list, as the most recently used (or, for an
+    /// item restored from a snapshot that lists newer items first, as the least).
+    mutating func link(_ item: ItemPointer, hash: Int, asOldest: Bool = false) {
         let bucket = hash & bucketMask
         item.hashNext = buckets[bucket].map(ItemPointer.init)
         buckets[bucket] = item.raw
         item.state = ItemPointer.linkedBit
         let id = item.classID
         withClass(id) { state in
-            item.lruOlder = state.newest
-            item.lruNewer = nil
-            state.newest?.lruNewer = item
-            state.newest = item
-            if state.oldest == nil { state.oldest = item }
+            if asOldest {
+                item.lruNewer = state.oldest
+                item.lruOlder = nil
+                state.oldest?.lruOlder = item
+                state.oldest = item
+                if state.newest == nil { state.newest = item }
+            } else {
+                item.lruOlder = state.newest
+                item.lruNewer = nil
+                state.newest?.lruNewer = item
+                state.newest = item
+                if state.oldest == nil { state.oldest = item }
+            }
             state.items += 1
         }
         count += 1
@@ -490,7 +500,7 @@ struct SlabShard {
         largeAllocationSize(item.totalSize)
     }
 
-    private static func largeAllocationSize(_ size: Int) -> Int {
+    static func largeAllocationSize(_ size: Int) -> Int {
         (size + 63) & ~63
     }
 
