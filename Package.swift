@@ -8,6 +8,7 @@ import PackageDescription
 //   MoatEngine    per-connection session: request -> storage -> reply bytes; stats, security log (no sockets)
 //   MoatTLS       TLS as a transform over OpenSSL 3 (CMoatTLS): records in, plaintext out (no sockets)
 //   MoatConfig    memcached-compatible flags -> one validated configuration with safe defaults
+//   MoatSnapshot  warm restarts: the cache's items to a file and back (chunked, AES-GCM with a key)
 //   MoatServer    epoll loops, the connection core, listeners (TCP, unix, TLS, UDP), limits, privilege drop
 //   MoatAudit     `moat audit` (scan for exposed memcached-protocol services) and `moat check` (static):
 //                 findings with severities, reported as a table, JSON or SARIF
@@ -70,6 +71,11 @@ let package = Package(
             swiftSettings: fast
         ),
         .target(
+            name: "MoatSnapshot",
+            dependencies: ["MoatStorage", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: fast
+        ),
+        .target(
             name: "MoatConfig",
             dependencies: [
                 "MoatAccess", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -80,6 +86,7 @@ let package = Package(
             name: "MoatServer",
             dependencies: [
                 "MoatEngine", "MoatConfig", "MoatStorage", "MoatProtocol", "MoatMetrics", "CEpoll", "MoatTLS",
+                "MoatSnapshot",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -113,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "MoatCLI",
             dependencies: [
-                "MoatServer", "MoatConfig", "MoatAccess", "MoatAudit", "MoatFirewall",
+                "MoatServer", "MoatConfig", "MoatAccess", "MoatAudit", "MoatFirewall", "MoatSnapshot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -122,6 +129,7 @@ let package = Package(
         // Clocks moved by hand, a seeded generator and byte helpers, shared by the test targets.
         .target(name: "MoatTestSupport", dependencies: ["MoatStorage"], path: "Tests/MoatTestSupport"),
         .testTarget(name: "MoatStorageTests", dependencies: ["MoatStorage", "MoatTestSupport"]),
+        .testTarget(name: "MoatSnapshotTests", dependencies: ["MoatSnapshot", "MoatStorage", "MoatTestSupport"]),
         .testTarget(
             name: "MoatProtocolTests",
             dependencies: ["MoatProtocol", "MoatTestSupport", .product(name: "NIOCore", package: "swift-nio")]
