@@ -167,13 +167,20 @@ struct CheckCommand: ParsableCommand {
             var info = stat()
             guard stat(path, &info) == 0, access(path, R_OK) == 0 else { return nil }
             return ConfigurationCheck.FileStatus(
-                mode: UInt32(info.st_mode), ownerIsRootOrSelf: info.st_uid == 0 || info.st_uid == geteuid())
+                mode: UInt32(info.st_mode), ownerIsRootOrSelf: info.st_uid == 0 || info.st_uid == geteuid(),
+                owner: info.st_uid, group: info.st_gid)
+        }
+        // As moat serve: root serves as -u (nobody by default); anyone else as themselves.
+        let account: @Sendable (String?) -> ConfigurationCheck.Account? = { user in
+            guard geteuid() == 0 else { return .init(user: geteuid(), group: getegid()) }
+            guard let entry = getpwnam(user ?? "nobody") else { return nil }
+            return .init(user: entry.pointee.pw_uid, group: entry.pointee.pw_gid)
         }
         do {
             let loaded = try ServeArguments.load(serveArguments)
             configPath = loaded.path
             if let path = loaded.path { subject = path }
-            let check = ConfigurationCheck(subject: subject, status: status)
+            let check = ConfigurationCheck(subject: subject, status: status, account: account)
             do {
                 let configuration = try loaded.options.resolve()
                 if let file = loaded.file, !file.tenants.buckets.isEmpty || file.tenants.users != nil,

@@ -6,6 +6,7 @@ import MoatAccess
 import MoatConfig
 import MoatEngine
 import MoatServer
+import MoatSnapshot
 import ServiceLifecycle
 import Synchronization
 
@@ -93,6 +94,14 @@ struct Serve: ParsableCommand {
             FileHandleStandardError.write("moat: \(error)\n")
             throw ExitCode(64)
         }
+        // The snapshot key too: a systemd credential or a root-only file.
+        let snapshotKey: SnapshotKey?
+        do {
+            snapshotKey = try configuration.snapshot?.keyPath.map { try SnapshotKey(path: $0) }
+        } catch {
+            FileHandleStandardError.write("moat: -o restore_key: \(error)\n")
+            throw ExitCode(64)
+        }
         let securityLogSink: SecurityLogSink
         do {
             securityLogSink = try SecurityLogSink(destination: configuration.securityLog)
@@ -110,7 +119,7 @@ struct Serve: ParsableCommand {
         let server = Server(
             configuration: configuration, logger: logger, authentication: authentication,
             securityLogSink: securityLogSink,
-            tlsCertificates: certificates)
+            tlsCertificates: certificates, snapshotKey: snapshotKey)
         do {
             try server.engine.reconfigure(
                 tenants: configFile?.tenants ?? TenantPlan(), credentials: authentication?.store)
@@ -130,6 +139,17 @@ struct Serve: ParsableCommand {
             reloader.reload()
         }
         hangup.resume()
+        // SIGUSR2 saves a snapshot while serving (-e); the cache is locked while it is written.
+        signal(SIGUSR2, SIG_IGN)
+        let snapshotSignal = DispatchSource.makeSignalSource(signal: SIGUSR2, queue: .global())
+        snapshotSignal.setEventHandler {
+            if configuration.snapshot == nil {
+                logger.warning("SIGUSR2: no -e FILE, nothing to save")
+            } else {
+                server.saveSnapshot()
+            }
+        }
+        snapshotSignal.resume()
         // swift-service-lifecycle owns SIGTERM and SIGINT: a graceful shutdown stops accepting, lets
         // buffered requests finish and drains replies (Server.stop / waitUntilStopped), then exits 0.
         // The server is started inside the group, once its signal handlers are in place.
@@ -140,7 +160,8 @@ struct Serve: ParsableCommand {
                         service: MoatService(server: server), successTerminationBehavior: .gracefullyShutdownGroup,
                         failureTerminationBehavior: .gracefullyShutdownGroup)
                 ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                // SIGUSR1: memcached's stop that keeps its memory file (-e); here a stop like SIGTERM's.
+                gracefulShutdownSignals: [.sigterm, .sigint, .sigusr1], logger: logger))
         let outcome = Mutex<Error?>(nil)
         let finished = DispatchSemaphore(value: 0)
         Task.detached {
@@ -152,7 +173,7 @@ struct Serve: ParsableCommand {
             finished.signal()
         }
         finished.wait()
-        withExtendedLifetime(hangup) {}
+        withExtendedLifetime((hangup, snapshotSignal)) {}
         if let error = outcome.withLock({ $0 }) {
             logger.critical("moat cannot start: \(error)")
             throw ExitCode(1)

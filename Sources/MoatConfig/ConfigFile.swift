@@ -199,6 +199,7 @@ private struct Walker {
             case "auth-file": section.authFile = try scalar(value, key)
             case "enable-ssl": section.enableTLS = try boolean(value, key)
             case "pidfile": section.pidFile = try scalar(value, key)
+            case "memory-file": section.memoryFile = try scalar(value, key)
             case "listen-backlog": section.backlog = try integer(value, key)
             case "log-format": section.logFormat = try scalar(value, key)
             default:

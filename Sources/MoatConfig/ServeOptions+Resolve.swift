@@ -62,6 +62,8 @@ extension ServeOptions {
         var idleTimeout = 0
         var insecurePublicBind = false
         var lenientKeys = false
+        var restoreMaxAge: Int?
+        var restoreKey: String?
         var auth = AuthenticationOptions()
         var filter = AddressFilter()
         var maxPerAddress = 0
@@ -195,6 +197,10 @@ extension ServeOptions {
             case "udp_rate": udp.datagramsPerSecond = try count(name, value, minimum: 1)
             case "udp_bytes_rate": udp.bytesPerSecond = try count(name, value, minimum: 64)
             case "udp_writes": udp.writes = true
+            case "restore_max_age": restoreMaxAge = try count(name, value, minimum: 0)
+            case "restore_key":
+                guard let value, !value.isEmpty else { throw ConfigurationError("-o restore_key: expected a file") }
+                restoreKey = value
             case "lenient_keys":
                 lenientKeys = true
             case "io":
@@ -264,6 +270,15 @@ extension ServeOptions {
             insecurePublicBind: insecurePublicBind, lenientKeys: lenientKeys, pidFile: pidFile,
             backlog: max(1, backlog), ignored: ignored)
 
+        if let memoryFile {
+            guard !memoryFile.isEmpty else { throw ConfigurationError("-e: expected a file") }
+            var snapshot = SnapshotOptions(path: memoryFile)
+            snapshot.maxAge = restoreMaxAge ?? SnapshotOptions.defaultMaxAge
+            snapshot.keyPath = restoreKey
+            configuration.snapshot = snapshot
+        } else if restoreMaxAge != nil || restoreKey != nil {
+            throw ConfigurationError("-o restore_max_age and restore_key apply to warm restarts: give -e FILE")
+        }
         if credentials != nil, authFile != nil {
             throw ConfigurationError("--credentials and -Y: give one source of users, not both")
         }

@@ -93,7 +93,7 @@ package struct ServeOptions: ParsableArguments, Sendable {
             disable_verbosity, sasl_mechs=M1:M2, auth_timeout=SECONDS, auth_max_failures=N, auth_burst=N, \
             auth_delay=SECONDS, auth_lockout_failures=N, auth_lockout_seconds=SECONDS, insecure_udp, \
             udp_amplification=N, udp_rate=N, udp_bytes_rate=N, udp_writes, metrics_port=PORT, metrics_listen=ADDR, \
-            and memcached's tuning options (accepted, ignored).
+            restore_max_age=SECONDS, restore_key=FILE, and memcached's tuning options (accepted, ignored).
             """
     )
     package var extended: [String] = []
@@ -122,6 +122,15 @@ package struct ServeOptions: ParsableArguments, Sendable {
             """
     )
     package var enableTLS = false
+
+    @Option(
+        name: [.customShort("e", allowingJoined: true), .customLong("memory-file")],
+        help:
+            """
+            Warm restarts: save the cache to this file when stopping (SIGTERM, SIGINT, SIGUSR1, `shutdown`; SIGUSR2             saves while serving) and load it at start (-o restore_max_age=SECONDS, restore_key=FILE).
+            """
+    )
+    package var memoryFile: String?
 
     @Option(
         name: [.customShort("P", allowingJoined: true), .customLong("pidfile")],

@@ -121,6 +121,8 @@ package struct ServerConfiguration: Sendable, Equatable {
     /// Present when clients must authenticate.
     package var authentication: AuthenticationOptions?
     package var pidFile: String?
+    /// Warm restarts (`-e`); nil when off (the default).
+    package var snapshot: SnapshotOptions?
     package var backlog: Int
     /// Flags accepted for compatibility that change nothing; reported once at start.
     package var ignored: [String]
@@ -130,6 +132,21 @@ package struct ServerConfiguration: Sendable, Equatable {
 
     /// Addresses that are not loopback: what a firewall mistake would expose.
     package var publicListeners: [ListenAddress] { listeners.filter { !$0.isLoopback } }
+}
+
+/// `-e PATH` and its `-o restore_*` settings.
+package struct SnapshotOptions: Sendable, Equatable {
+    package var path: String
+    /// A snapshot older than this many seconds is not restored: deletes made while the server was down
+    /// are not in it (`-o restore_max_age`).
+    package var maxAge = SnapshotOptions.defaultMaxAge
+    /// The file holding the 32-byte key that encrypts and authenticates snapshots (`-o restore_key`).
+    package var keyPath: String?
+
+    /// Five minutes: a restart, an upgrade or a reboot, not an outage.
+    package static let defaultMaxAge = 300
+
+    package init(path: String) { self.path = path }
 }
 
 /// `-U PORT` and its `-o udp_*` limits.

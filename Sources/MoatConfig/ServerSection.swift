@@ -25,6 +25,7 @@ package struct ServerSection: Sendable, Equatable {
     package var authFile: String?
     package var enableTLS = false
     package var pidFile: String?
+    package var memoryFile: String?
     package var backlog: Int?
     package var logFormat: String?
 
@@ -45,7 +46,7 @@ extension ServeOptions {
             (\.unixSocket, \.unixSocket), (\.unixMask, \.unixMask), (\.memoryLimit, \.memoryLimit),
             (\.maxItemSize, \.maxItemSize), (\.user, \.user), (\.protocolMode, \.protocolMode),
             (\.credentials, \.credentials), (\.authFile, \.authFile), (\.pidFile, \.pidFile),
-            (\.logFormat, \.logFormat),
+            (\.memoryFile, \.memoryFile), (\.logFormat, \.logFormat),
         ]
         for (flag, setting) in texts where self[keyPath: flag] == nil { self[keyPath: flag] = file[keyPath: setting] }
         let switches: [(WritableKeyPath<ServeOptions, Bool>, KeyPath<ServerSection, Bool>)] = [

@@ -29,6 +29,8 @@ public final class SecurityLog: Sendable {
         case udpRefused(peer: String, reason: UDPResponder.Refusal)
         /// A reload of the configuration file, applied or rejected (`detail` says why).
         case configReload(applied: Bool, detail: String)
+        /// A warm-restart snapshot not restored (`critical`: it may have been forged).
+        case snapshotRefused(path: String, reason: String, critical: Bool)
     }
 
     public enum Severity: String, Sendable, Comparable {
@@ -80,7 +82,7 @@ public final class SecurityLog: Sendable {
             case .canaryRead: counts.canaryReads &+= 1
             case .keyDumpAttempt: counts.keyDumpAttempts &+= 1
             case .permissionDenied: counts.permissionDenials &+= 1
-            case .configReload: break
+            case .configReload, .snapshotRefused: break
             case .udpRefused: counts.udpRefusals &+= 1
             }
         }
@@ -181,6 +183,11 @@ public final class SecurityLog: Sendable {
             return (
                 "config_reload", applied ? .notice : .warning,
                 [("applied", .bool(applied)), ("detail", .string(detail))]
+            )
+        case .snapshotRefused(let path, let reason, let critical):
+            return (
+                "snapshot_refused", critical ? .critical : .warning,
+                [("path", .string(path)), ("reason", .string(reason))]
             )
         }
     }

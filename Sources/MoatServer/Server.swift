@@ -3,6 +3,7 @@ import MoatAccess
 import MoatConfig
 import MoatEngine
 import MoatProtocol
+import MoatSnapshot
 import MoatStorage
 import NIOCore
 import NIOPosix
@@ -27,12 +28,15 @@ package final class Server: Sendable {
     private let udp: (listener: UDPListener, responder: UDPResponder)?
     /// `-o metrics_port`: the Prometheus endpoint.
     private let metrics: MetricsEndpoint?
+    /// `-e`: the snapshot loaded at start and saved at the stop.
+    private let warmRestart: WarmRestart?
 
     /// `authentication`: the users and limits when clients must authenticate (loaded by the caller,
     /// before root is dropped, so the credentials file may stay readable by root only).
     package init(
         configuration: ServerConfiguration, logger: Logger, authentication: AuthenticationSettings? = nil,
-        securityLogSink: SecurityLogSink? = nil, tlsCertificates: TLSCertificates? = nil
+        securityLogSink: SecurityLogSink? = nil, tlsCertificates: TLSCertificates? = nil,
+        snapshotKey: SnapshotKey? = nil
     ) {
         self.tlsCertificates = tlsCertificates
         self.configuration = configuration
@@ -93,6 +97,9 @@ package final class Server: Sendable {
         self.metrics = configuration.metrics.map {
             MetricsEndpoint(address: $0, engine: engine, filter: configuration.addressFilter, logger: logger)
         }
+        self.warmRestart = configuration.snapshot.map {
+            WarmRestart(options: $0, key: snapshotKey, engine: engine, logger: logger)
+        }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let box = WeakServer()
         self.epoll = EpollServer(
@@ -123,6 +130,8 @@ package final class Server: Sendable {
             if let pidFile = configuration.pidFile { try writePidFile(pidFile) }
             let account = try Privileges.dropIfRoot(to: configuration.user)
             try Privileges.dropCapabilities(eventLoops: group)
+            // As the serving account (the file is its own), and before a connection is accepted.
+            warmRestart?.restore()
             // Threads (and so accepting) start only once root is gone.
             try epoll.startThreads()
             if let udp { try udp.listener.start(responder: udp.responder) }
@@ -152,9 +161,17 @@ package final class Server: Sendable {
     package func waitUntilStopped() throws {
         epoll.wait()
         udp?.listener.wait()
+        // Every connection has drained: no acknowledged write is missing from the snapshot.
+        warmRestart?.save(reason: "stop")
         metrics?.wait()
         try group.syncShutdownGracefully()
         if let pidFile = configuration.pidFile { unlink(pidFile) }
+    }
+
+    /// Saves a snapshot now, while serving (SIGUSR2); false without `-e` or when it cannot be written.
+    @discardableResult
+    package func saveSnapshot() -> Bool {
+        warmRestart?.save(reason: "on demand") ?? false
     }
 
     /// Loads the TLS certificate files again (SIGHUP); nil on success, else why the old ones stay.

@@ -56,6 +56,35 @@ import Testing
         #expect(plaintext["readable-secret"] == .high)
     }
 
+    @Test func warmRestartSnapshots() throws {
+        // Directories: the serving account's (uid 65534) with mode 0700, root's, and one open to all.
+        let statuses: [String: ConfigurationCheck.FileStatus] = [
+            "/var/lib/moat": .init(mode: 0o040700, owner: 65534, group: 65534),
+            "/var/lib/rootonly": .init(mode: 0o040700, owner: 0, group: 0),
+            "/tmp/shared": .init(mode: 0o041777, owner: 0, group: 0),
+            "/etc/moat/snapshot.key": .init(mode: 0o100600), "/tmp/key": .init(mode: 0o100644),
+        ]
+        let check = ConfigurationCheck(subject: "command line", status: { statuses[$0] }) { _ in
+            .init(user: 65534, group: 65534)
+        }
+        func names(_ arguments: [String], tenants: TenantPlan? = nil) throws -> [String: Severity] {
+            self.names(check.findings(for: try ServeOptions.parse(arguments).resolve(), tenants: tenants))
+        }
+        #expect(try names(["-e", "/var/lib/moat/cache"]).isEmpty)
+        #expect(try names(["-e", "/var/lib/rootonly/cache"])["snapshot-not-writable"] == .medium)
+        #expect(try names(["-e", "/var/lib/none/cache"])["snapshot-not-writable"] == .medium)
+        let shared = try names(["-e", "/tmp/shared/cache"])
+        #expect(shared["snapshot-directory-open"] == .high && shared["snapshot-not-writable"] == nil)
+        // Tenants: their values must not lie in clear on the disk.
+        var plan = TenantPlan()
+        plan.buckets = [BucketPlan(name: "shop", memoryLimit: 1 << 20)]
+        #expect(try names(["-e", "/var/lib/moat/cache"], tenants: plan)["snapshot-unencrypted"] == .medium)
+        #expect(
+            try names(["-e", "/var/lib/moat/cache", "-o", "restore_key=/etc/moat/snapshot.key"], tenants: plan)
+                .isEmpty)
+        #expect(try names(["-e", "/var/lib/moat/cache", "-o", "restore_key=/tmp/key"])["readable-secret"] == .high)
+    }
+
     @Test func rootTLSAndLogging() throws {
         #expect(names(try check(["-u", "root"]))["runs-as-root"] == .high)
         #expect(names(try check(["-o", "security_log=off"]))["security-log-off"] == .low)

@@ -89,6 +89,32 @@ def make_tmpdir():
     return d
 
 
+def serving_account(path):
+    """The server drops root to nobody: files and directories it writes or reads again are nobody's."""
+    if os.geteuid() == 0:
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+
+
+def add_user(credentials, name, password):
+    """`moat user add NAME` into a credentials file (few iterations: tests log in often), readable by the
+    serving account."""
+    r = subprocess.run([moat_bin(), "user", "add", name, "--credentials", credentials, "--iterations", "4096"],
+                       input=(password + "\n").encode(), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    serving_account(credentials)
+
+
+def state_dir(server_factory):
+    """A directory for warm-restart snapshots that only the serving account may use (as systemd's
+    StateDirectory=, mode 0700)."""
+    d = os.path.join(server_factory.tmpdir(), "state")
+    os.mkdir(d, 0o700)
+    serving_account(d)
+    return d
+
+
 class Server:
     def __init__(self, cmd, port, host, unix_path, stderr_path, tmpdir):
         self.cmd = cmd

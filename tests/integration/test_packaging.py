@@ -19,7 +19,8 @@ def test_systemd_unit_verifies(tmp_path):
     text = open(os.path.join(REPO_ROOT, "packaging", "moat.service")).read()
     assert "ExecStart=/usr/local/bin/moat serve --config /etc/moat/moat.conf" in text
     for hardening in ("NoNewPrivileges=yes", "CapabilityBoundingSet=\n", "ProtectSystem=strict", "PrivateTmp=yes",
-                      "MemoryDenyWriteExecute=yes", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "User=moat"):
+                      "MemoryDenyWriteExecute=yes", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "User=moat",
+                      "StateDirectory=moat\nStateDirectoryMode=0700"):
         assert hardening in text, hardening
     unit = tmp_path / "moat.service"
     unit.write_text(text.replace("/usr/local/bin/moat", moat_bin()))

@@ -8,19 +8,47 @@ package struct ConfigurationCheck: Sendable {
     package struct FileStatus: Sendable, Equatable {
         package var mode: UInt32
         package var ownerIsRootOrSelf: Bool
-        package init(mode: UInt32, ownerIsRootOrSelf: Bool = true) {
+        package var owner: UInt32
+        package var group: UInt32
+        package init(mode: UInt32, ownerIsRootOrSelf: Bool = true, owner: UInt32 = 0, group: UInt32 = 0) {
             self.mode = mode
             self.ownerIsRootOrSelf = ownerIsRootOrSelf
+            self.owner = owner
+            self.group = group
+        }
+
+        /// Whether an account of this user and group id may create files here (a directory).
+        package func writable(by account: Account) -> Bool {
+            if account.user == 0 { return true }
+            if account.user == owner { return mode & 0o300 == 0o300 }
+            if account.group == group { return mode & 0o030 == 0o030 }
+            return mode & 0o003 == 0o003
+        }
+    }
+
+    /// The account `moat serve` would serve as.
+    package struct Account: Sendable, Equatable {
+        package var user: UInt32
+        package var group: UInt32
+        package init(user: UInt32, group: UInt32) {
+            self.user = user
+            self.group = group
         }
     }
 
     /// Where findings point: the configuration file, or "command line".
     package var subject: String
     package var status: @Sendable (String) -> FileStatus?
+    /// The account `moat serve` would serve as, given `-u` (nil: unknown, not checked).
+    package var account: @Sendable (String?) -> Account?
 
-    package init(subject: String, status: @escaping @Sendable (String) -> FileStatus?) {
+    package init(
+        subject: String, status: @escaping @Sendable (String) -> FileStatus?,
+        account: @escaping @Sendable (String?) -> Account? = { _ in nil }
+    ) {
         self.subject = subject
         self.status = status
+        self.account = account
     }
 
     /// The finding for a configuration `moat serve` refuses.
@@ -133,6 +161,9 @@ package struct ConfigurationCheck: Sendable {
                 add(CheckRules.plaintextPasswords, .medium, "-Y \(path) keeps passwords in plaintext")
             }
         }
+        if let snapshot = configuration.snapshot {
+            snapshotFindings(snapshot, user: configuration.user, tenants: tenants, add: add)
+        }
         if configuration.securityLog == "off" {
             add(CheckRules.securityLogOff, .low, "-o security_log=off")
         }
@@ -143,6 +174,53 @@ package struct ConfigurationCheck: Sendable {
                 ["mode": String(status.mode & 0o7777, radix: 8)])
         }
         return findings
+    }
+
+    /// `-e`: where the snapshot goes, who can read or replace it, and whether it is encrypted.
+    func snapshotFindings(
+        _ snapshot: SnapshotOptions, user: String?, tenants: TenantPlan?,
+        add: (Rule, Severity, String, [String: String]) -> Void
+    ) {
+        let slash = snapshot.path.lastIndex(of: "/")
+        let directory = slash.map { snapshot.path[..<$0].isEmpty ? "/" : String(snapshot.path[..<$0]) } ?? "."
+        let tenanted = !(tenants?.buckets.isEmpty ?? true) || tenants?.users != nil
+        if let keyPath = snapshot.keyPath {
+            secret(keyPath, what: "snapshot key", add: add)
+        } else if tenanted {
+            add(
+                CheckRules.snapshotUnencrypted, .medium,
+                """
+                -e \(snapshot.path): snapshots of a server with tenants are written without -o restore_key: a copy \
+                of the disk holds every tenant's values
+                """,
+                ["path": snapshot.path])
+        }
+        guard let status = status(directory) else {
+            add(
+                CheckRules.snapshotNotWritable, .medium,
+                "\(directory), where -e writes its snapshot, does not exist or cannot be examined",
+                ["directory": directory])
+            return
+        }
+        let mode = String(status.mode & 0o7777, radix: 8)
+        if status.mode & 0o007 != 0 {
+            add(
+                CheckRules.snapshotDirectoryOpen, status.mode & 0o002 != 0 ? .high : .medium,
+                """
+                \(directory) (mode \(mode)) is open to every account: the snapshot's directory should be the \
+                serving account's alone (systemd's StateDirectory=, mode 0700)
+                """,
+                ["directory": directory, "mode": mode])
+        }
+        if let account = account(user), !status.writable(by: account) {
+            add(
+                CheckRules.snapshotNotWritable, .medium,
+                """
+                the serving account (uid \(account.user)) cannot write \(directory) (mode \(mode), owner \
+                \(status.owner)): the cache would not be saved when moat stops
+                """,
+                ["directory": directory, "mode": mode])
+        }
     }
 
     /// A secret must exist and be unreadable by other accounts (group readable is tolerated for a

@@ -146,8 +146,27 @@ package enum CheckRules {
         summary: "The configuration file can be changed by other accounts.",
         remedy: "chmod go-w the file; it decides who may log in.")
 
+    package static let snapshotUnencrypted = Rule(
+        id: "MOAT-C014", name: "snapshot-unencrypted", ceiling: .medium,
+        summary: "Warm-restart snapshots (-e) of a server with tenants are written in clear.",
+        remedy:
+            """
+            Give -o restore_key=FILE (32 bytes; a systemd credential): snapshots are then encrypted and \
+            authenticated with AES-256-GCM.
+            """
+    )
+    package static let snapshotDirectoryOpen = Rule(
+        id: "MOAT-C015", name: "snapshot-directory-open", ceiling: .high,
+        summary: "The directory of the warm-restart snapshot can be entered, read or written by other accounts.",
+        remedy: "Let systemd provide it (StateDirectory=moat, StateDirectoryMode=0700) or chmod 0700 it.")
+    package static let snapshotNotWritable = Rule(
+        id: "MOAT-C016", name: "snapshot-not-writable", ceiling: .medium,
+        summary: "The account moat serves as cannot write the warm-restart snapshot's directory.",
+        remedy: "Use the unit's StateDirectory (/var/lib/moat) or chown the directory to the serving account.")
+
     package static let all = [
         refused, publicWithoutProtection, publicAllowListOnly, publicPlaintext, udpOn, dumping, dangerousCommands, root,
-        tlsUnverified, readableSecret, plaintextPasswords, securityLogOff, writableConfig,
+        tlsUnverified, readableSecret, plaintextPasswords, securityLogOff, writableConfig, snapshotUnencrypted,
+        snapshotDirectoryOpen, snapshotNotWritable,
     ]
 }
