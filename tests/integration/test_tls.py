@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from moat_support import Conn, free_port, moat_bin, wait_until
+from moat_support import Conn, add_user, free_port, moat_bin, wait_until
 
 pytestmark = pytest.mark.moat_only
 
@@ -279,3 +279,41 @@ def test_certificate_subjects_map_to_tenant_users(server_factory, pki):
     with tls_conn(srv, pki, "client") as t:
         assert t.cmd(b"get daily") == b"CLIENT_ERROR unauthenticated"
     assert wait_until(lambda: '"user":"reporter"' in srv.stderr_text(), 5)
+
+
+def test_proxy_health_checks_answer_before_authentication_on_every_listener(server_factory, pki):
+    """What proxies and load balancers probe with (text `version`, meta `mn`, a binary NOOP) is answered
+    before authentication, on TLS, plain (`notls:`) and unix listeners alike, and `version` tells only the
+    protocol level (memcached's), never Moat's build."""
+    d = server_factory.tmpdir()
+    creds = os.path.join(d, "credentials")
+    add_user(creds, "probe", "probe pass")
+    plain_port = free_port()
+    unix_path = os.path.join(d, "moat.sock")
+    srv = server_factory.start(args=tls_args(pki, "-l", "notls:127.0.0.1:%d" % plain_port, "-s", unix_path,
+                                             "-a", "0777", "-S", "--credentials", creds))
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.settimeout(5)
+    unix.connect(unix_path)
+    listeners = {
+        "tls": lambda: tls_conn(srv, pki),
+        "notls": lambda: Conn(socket.create_connection(("127.0.0.1", plain_port), timeout=5)),
+        "unix": lambda: Conn(unix),
+    }
+    for name, connect in listeners.items():
+        c = connect()
+        assert c.cmd(b"version") == b"VERSION 1.6.21", name
+        assert c.cmd(b"mn") == b"MN", name
+        assert c.cmd(b"get k") == b"CLIENT_ERROR unauthenticated", name  # and nothing else
+        c.close()
+        c = connect() if name != "unix" else Conn(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        if name == "unix":
+            c.sock.settimeout(5)
+            c.sock.connect(unix_path)
+        c.send(struct.pack(">BBHBBHIIQ", 0x80, 0x0a, 0, 0, 0, 0, 0, 5, 0))  # binary NOOP
+        header = c.readexact(24)
+        assert header[:2] == b"\x81\x0a" and header[6:8] == b"\x00\x00" and header[12:16] == struct.pack(">I", 5)
+        c.send(struct.pack(">BBHBBHIIQ", 0x80, 0x0b, 0, 0, 0, 0, 0, 6, 0))  # binary version
+        header = c.readexact(24)
+        assert c.readexact(struct.unpack(">I", header[8:12])[0]) == b"1.6.21", name
+        c.close()
