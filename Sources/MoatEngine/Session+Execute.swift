@@ -15,6 +15,7 @@ extension Session {
     mutating func execute(_ request: RequestView, redeliver: inout Bool, into out: inout ByteBuffer)
         -> SessionAction?
     {
+        requestsHandled &+= 1
         switch request.reply {
         case .text(let noreply, let withCAS):
             return run(

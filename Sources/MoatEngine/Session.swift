@@ -34,6 +34,8 @@ public struct Session {
     var limitedBeforeAuthentication = false
     /// Past this many buffered reply bytes, `process` stops so the caller can flush (and apply back-pressure).
     public var outputHighWater = 256 * 1024
+    /// Requests decoded so far (the connection's command deadline restarts when one completes).
+    public internal(set) var requestsHandled: UInt64 = 0
 
     let counterSlot: Int
 

@@ -227,6 +227,20 @@ import Testing
         _ = readable(slow, wire, at: 1_000)
         #expect(slow.tick(at: 2_999, tenancyChanged: false) != .close(.slowCommand))
         #expect(slow.tick(at: 3_000, tenancyChanged: false) == .close(.slowCommand))
+        // A client that pipelines is mid-request at the end of almost every read: the deadline runs per
+        // request, so a stream whose requests keep completing is never cut off.
+        let pipelined = command.connection()
+        wire.send("set n0 0 0 1\r\n")
+        _ = readable(pipelined, wire, at: 0)
+        for second in 1..<10 {
+            // The last read's unfinished set, a whole one, and the start of the next, in one read.
+            wire.send("y\r\nset k 0 0 1\r\nx\r\nset n\(second) 0 0 1\r\n")
+            #expect(readable(pipelined, wire, at: Int64(second) * 1_000) == .waitForInput)
+            #expect(pipelined.tick(at: Int64(second) * 1_000 + 999, tenancyChanged: false) != .close(.slowCommand))
+        }
+        // ...while one whose last request stops for the deadline still is.
+        #expect(pipelined.tick(at: 11_000, tenancyChanged: false) == .close(.slowCommand))
+        _ = wire.take()
         // Output: from when replies stopped draining.
         let output = try Harness(limits: Limits(output: 3))
         let stalled = output.connection()

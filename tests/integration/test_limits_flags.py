@@ -300,3 +300,24 @@ def test_cachedump_not_allowed_with_X(server_factory):
         assert c.store(b"set", b"secret", b"v") == b"STORED"
         assert c.cmd(b"stats cachedump 1 100") == b"CLIENT_ERROR stats cachedump not allowed"
         assert c.sync() == []
+
+
+@pytest.mark.moat_only  # memcached has no command deadline
+def test_a_pipelined_load_longer_than_the_command_timeout_is_not_cut_off(server_factory):
+    """The command deadline runs per request: a client that pipelines for longer than it, mid-request at
+    the end of almost every read, is not closed as slow while its requests keep completing."""
+    srv = server_factory.start(args=["-o", "command_timeout=1"])
+    record = len(b"set key:000000 0 0 10 noreply\r\n0123456789\r\n")
+    stream = b"".join(b"set key:%06d 0 0 10 noreply\r\n0123456789\r\n" % i for i in range(200_000))
+    with Conn.to(srv) as c:
+        # Every send ends 20 bytes into a request: the server never sees a read end between requests.
+        started, offset = time.monotonic(), 0
+        while time.monotonic() - started < 3 and offset + 51 * record < len(stream):
+            end = offset + 50 * record + 20 - (offset % record)
+            c.send(stream[offset:end])
+            offset = end
+            time.sleep(0.002)
+        assert time.monotonic() - started >= 2.5, "the stream ran out before the deadline was passed twice"
+        c.send(stream[offset:offset + (-offset % record)])  # finish the request cut last
+        assert c.cmd(b"version").startswith(b"VERSION"), "closed as slow while requests kept completing"
+    assert "slow_command" not in srv.stderr_text()

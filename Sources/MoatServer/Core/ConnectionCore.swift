@@ -151,13 +151,16 @@ final class ConnectionCore {
         } else {
             session.countReceived(count)
         }
+        let handled = session.requestsHandled
         let step = drive(send, at: now)
         switch step {
         case .close, .closeAndStopServer: return step
         default: break
         }
         if peerClosed { return .close(.normal) }
-        deadlines.request(incomplete: session.hasPartialRequest(pendingInput: input.readableBytes), at: now)
+        deadlines.request(
+            incomplete: session.hasPartialRequest(pendingInput: input.readableBytes),
+            completedAny: session.requestsHandled != handled, at: now)
         return step
     }
 

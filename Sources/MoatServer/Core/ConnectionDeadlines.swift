@@ -59,12 +59,14 @@ struct ConnectionDeadlines: Sendable {
 
     mutating func received(at now: Int64) { lastReceived = now }
 
-    /// After input was processed: whether a request is still incomplete. The command deadline runs from
-    /// the first byte of a request until it is complete.
-    mutating func request(incomplete: Bool, at now: Int64) {
+    /// After input was processed: whether a request is still incomplete, and whether any request was
+    /// completed meanwhile. The command deadline runs from the first byte of a request until it is
+    /// complete: a client that pipelines, mid-request at the end of almost every read, is held to it
+    /// request by request, not for its whole stream (a bulk load was closed after 10 s as `slow_command`).
+    mutating func request(incomplete: Bool, completedAny: Bool = false, at now: Int64) {
         if !incomplete {
             partialSince = nil
-        } else if partialSince == nil {
+        } else if partialSince == nil || completedAny {
             partialSince = now
         }
     }
