@@ -25,7 +25,7 @@ enum SnapshotFormat {
     static let gcmTagSize = 16
     static let digestSize = 32
 
-    // Records.
+    // Records. A bucket: name length (1), name, pending flush (8), the items it held when written (8).
     static let bucketRecord: UInt8 = 1
     static let itemRecord: UInt8 = 2
     static let endRecord: UInt8 = 3

@@ -112,17 +112,19 @@ struct RecordReader {
             case SnapshotFormat.bucketRecord:
                 guard available >= 2 else { return }
                 let nameLength = Int(pending[position + 1])
-                guard available >= 2 + nameLength + 8 else { return }
+                guard available >= 2 + nameLength + 16 else { return }
                 guard buckets.count < SnapshotFormat.maxBuckets else { throw .corrupt("too many buckets") }
                 let name = String(decoding: pending[(position + 2)..<(position + 2 + nameLength)], as: UTF8.self)
                 let flush = Int64(bitPattern: pending.bigEndian(UInt64.self, at: position + 2 + nameLength))
+                let items = pending.bigEndian(UInt64.self, at: position + 10 + nameLength)
                 let cache = bucket(name)
                 if let cache {
                     cache.restorePendingFlush(at: flush)
+                    cache.reserve(items: Int(clamping: items))
                     if !caches.contains(where: { $0 === cache }) { caches.append(cache) }
                 }
                 buckets.append(cache)
-                position += 2 + nameLength + 8
+                position += 2 + nameLength + 16
             case SnapshotFormat.itemRecord:
                 guard available >= SnapshotFormat.itemHeaderSize else { return }
                 let keyLength = Int(pending[position + 3])

@@ -40,7 +40,10 @@ public enum SnapshotWriter {
         let header = SnapshotHeader(encrypted: key != nil, created: now, nonce: nonce).encoded()
         try SnapshotFile.writeAll(fd, header, path: temporary)
         let output = ChunkWriter(fd: fd, path: temporary, seal: ChunkSeal(header: header, key: key?.key))
-        for bucket in buckets { output.bucket(name: bucket.name, pendingFlush: bucket.cache.pendingFlush) }
+        for bucket in buckets {
+            output.bucket(
+                name: bucket.name, pendingFlush: bucket.cache.pendingFlush, items: bucket.cache.counters().currentItems)
+        }
         var items = 0
         for (index, bucket) in buckets.enumerated() {
             bucket.cache.forEachItemMostRecentFirst { item in
@@ -86,10 +89,11 @@ final class ChunkWriter {
         buffer.reserveCapacity(SnapshotFormat.chunkSize)
     }
 
-    func bucket(name: String, pendingFlush: Int64) {
+    func bucket(name: String, pendingFlush: Int64, items: Int) {
         var record: [UInt8] = [SnapshotFormat.bucketRecord, UInt8(truncatingIfNeeded: name.utf8.count)]
         record += name.utf8.prefix(255)
         record.appendBigEndian(UInt64(bitPattern: pendingFlush))
+        record.appendBigEndian(UInt64(max(0, items)))
         record.withUnsafeBytes { append($0) }
     }
 

@@ -103,6 +103,14 @@ extension Cache {
         }
     }
 
+    /// Makes room in the hash tables for `items` more items (spread over the shards), before a restore;
+    /// bounded by what the memory limit can hold, so that a forged count cannot make it allocate more.
+    public func reserve(items: Int) {
+        let most = memoryLimit / 64
+        let perShard = min(max(0, items), most) / max(1, allShards.count) + 1
+        for shard in allShards { shard.withLock { $0.reserve(items: perShard) } }
+    }
+
     /// After a restore: every CAS unique given out from now on is greater than `cas`, the largest
     /// restored, so that an old unique never matches a new item.
     public func raiseCAS(above cas: UInt64) {

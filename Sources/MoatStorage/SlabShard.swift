@@ -475,6 +475,12 @@ struct SlabShard {
         return body(&classStates[Int(id)])
     }
 
+    /// Grows the hash table ahead of `items` insertions (a restore, whose count the snapshot tells), so
+    /// that it is not rehashed on the way and its chains stay short.
+    mutating func reserve(items: Int) {
+        while (bucketMask + 1) < count + items { growTable() }
+    }
+
     private mutating func growTable() {
         let newCount = (bucketMask + 1) * 2
         let newBuckets = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: newCount)
