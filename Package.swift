@@ -113,7 +113,7 @@ let package = Package(
         .target(
             name: "MoatFuzzChecks",
             dependencies: [
-                "MoatProtocol", "MoatEngine", "MoatAccess", "MoatConfig", "MoatStorage",
+                "MoatProtocol", "MoatEngine", "MoatAccess", "MoatConfig", "MoatStorage", "MoatSnapshot",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/../Fuzz"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(text meta binary sasl config engine)
-declare -A exe=([text]=FuzzText [meta]=FuzzMeta [binary]=FuzzBinary [sasl]=FuzzSASL [config]=FuzzConfig [engine]=FuzzEngine)
+[ ${#targets[@]} -gt 0 ] || targets=(text meta binary sasl config engine snapshot)
+declare -A exe=([text]=FuzzText [meta]=FuzzMeta [binary]=FuzzBinary [sasl]=FuzzSASL [config]=FuzzConfig [engine]=FuzzEngine [snapshot]=FuzzSnapshot)
 
 # Without --disable-dead-strip a release build drops its coverage counters and fuzzes blind.
 # (ld.gold warns once per ASan symbol it cannot export: harmless, and thousands of lines.)

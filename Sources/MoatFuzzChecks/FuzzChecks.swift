@@ -2,6 +2,7 @@ import MoatAccess
 import MoatConfig
 import MoatEngine
 import MoatProtocol
+import MoatSnapshot
 import MoatStorage
 import NIOCore
 
@@ -11,6 +12,7 @@ import NIOCore
 public enum FuzzChecks {
     public static let targets: [String: @Sendable ([UInt8]) -> [String]] = [
         "text": text, "meta": meta, "binary": binary, "sasl": sasl, "config": config, "engine": engine,
+        "snapshot": snapshot,
     ]
 
     // MARK: text and meta
@@ -403,6 +405,57 @@ public enum FuzzChecks {
             return error.description.hasPrefix("fuzz.yaml")
                 ? [] : ["error without the file name: \(error.description.prefix(80))"]
         }
+    }
+
+    // MARK: snapshots
+
+    /// A snapshot file as anyone who can write the state directory could make it. The first byte picks
+    /// how the rest is read: even, as the records of an unencrypted snapshot whose checksums are right
+    /// (cut into up to three chunks where the data says), so the record parser sees anything; odd, as the
+    /// whole file. Either the restore succeeds and the caches hold exactly what it says it restored, within
+    /// their memory limits, or it throws and they hold nothing.
+    public static func snapshot(_ data: [UInt8]) -> [String] {
+        guard let first = data.first else { return [] }
+        let now: Int64 = 1_700_000_000
+        struct Fixed: CacheClock {
+            let time: Int64
+            func now() -> Int64 { time }
+        }
+        let limit = 1 << 20
+        let caches = ["default", "b"].map { name in
+            (
+                name,
+                Cache(
+                    configuration: CacheConfiguration(
+                        memoryLimit: limit, maxItemSize: 256 * 1024, shardCount: 1, pageSize: 16 * 1024),
+                    clock: Fixed(time: now))
+            )
+        }
+        let body = Array(data.dropFirst())
+        let file: [UInt8]
+        if first & 1 == 0 {
+            let cuts = [Int(first >> 1) * 131 % (body.count + 1), Int(first >> 4) * 977 % (body.count + 1)].sorted()
+            let chunks = [Array(body[..<cuts[0]]), Array(body[cuts[0]..<cuts[1]]), Array(body[cuts[1]...])]
+            file = SnapshotWriter.plainSnapshot(chunks: chunks, created: now - 1)
+        } else {
+            file = body
+        }
+        var problems: [String] = []
+        let held = { caches.map { $0.1.counters().currentItems }.reduce(0, +) }
+        do {
+            let summary = try SnapshotReader.restore(bytes: file, key: nil, maxAge: 300, now: now) { name in
+                caches.first { $0.0 == name }?.1
+            }
+            if held() != summary.restored {
+                problems.append("restored \(summary.restored) items, the caches hold \(held())")
+            }
+        } catch {
+            if held() != 0 { problems.append("a refused snapshot (\(error)) left \(held()) items") }
+        }
+        for (name, cache) in caches where cache.counters().mallocedBytes > limit {
+            problems.append("bucket \(name): item memory \(cache.counters().mallocedBytes) above \(limit)")
+        }
+        return problems
     }
 
     // MARK: the whole engine

@@ -40,13 +40,37 @@ public enum SnapshotReader {
         guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
             throw .io("\(path) is not a regular file")
         }
-        guard let headerBytes = try SnapshotFile.read(fd, count: SnapshotFormat.headerSize, path: path) else {
-            throw .truncated
-        }
+        return try restore(
+            read: { (count) throws(SnapshotError) in try SnapshotFile.read(fd, count: count, path: path) }, key: key,
+            maxAge: maxAge, now: now, bucket: bucket)
+    }
+
+    /// The same from bytes in memory (tests, the fuzzer).
+    public static func restore(
+        bytes: [UInt8], key: SnapshotKey?, maxAge: Int64, now: Int64, bucket: (String) -> Cache?
+    ) throws(SnapshotError) -> RestoreSummary {
+        var offset = 0
+        return try restore(
+            read: { (count) throws(SnapshotError) in
+                guard offset < bytes.count else { return nil }
+                guard bytes.count - offset >= count else { throw .truncated }
+                defer { offset += count }
+                return Array(bytes[offset..<(offset + count)])
+            }, key: key, maxAge: maxAge, now: now, bucket: bucket)
+    }
+
+    /// `read(count)`: exactly `count` bytes, nil at the end before the first, `truncated` among them.
+    private static func restore(
+        read: (Int) throws(SnapshotError) -> [UInt8]?, key: SnapshotKey?, maxAge: Int64, now: Int64,
+        bucket: (String) -> Cache?
+    ) throws(SnapshotError) -> RestoreSummary {
+        guard let headerBytes = try read(SnapshotFormat.headerSize) else { throw .truncated }
         let header = try SnapshotHeader(decoding: headerBytes)
         if header.encrypted, key == nil { throw .encryptedWithoutKey }
         if !header.encrypted, key != nil { throw .notEncrypted }
-        let age = now - header.created
+        // A forged creation time must not overflow the arithmetic (the fuzzer's first find).
+        let (age, overflow) = now.subtractingReportingOverflow(header.created)
+        if overflow { throw .corrupt("a creation time out of range") }
         if age > maxAge { throw .tooOld(age: age, maxAge: maxAge) }
 
         let seal = ChunkSeal(header: headerBytes, key: key?.key)
@@ -56,17 +80,13 @@ public enum SnapshotReader {
         do throws(SnapshotError) {
             var index: UInt64 = 0
             while true {
-                guard let prefix = try SnapshotFile.read(fd, count: 5, path: path) else {
-                    throw SnapshotError.truncated
-                }
+                guard let prefix = try read(5) else { throw SnapshotError.truncated }
                 let length = Int(prefix.bigEndian(UInt32.self, at: 0))
                 guard prefix[4] <= 1, length <= SnapshotFormat.chunkSize + SnapshotFormat.gcmTagSize else {
                     throw SnapshotError.corrupt("chunk \(index) declares \(length) bytes")
                 }
                 let final = prefix[4] == 1
-                guard let sealed = try SnapshotFile.read(fd, count: length + seal.tagSize, path: path) else {
-                    throw SnapshotError.truncated
-                }
+                guard let sealed = try read(length + seal.tagSize) else { throw SnapshotError.truncated }
                 let plaintext = try seal.open(
                     Array(sealed[..<length]), tag: Array(sealed[length...]), index: index, final: final)
                 try records.feed(plaintext, bucket: bucket)
@@ -74,9 +94,7 @@ public enum SnapshotReader {
                 index += 1
                 if final { break }
             }
-            guard try SnapshotFile.read(fd, count: 1, path: path) == nil else {
-                throw SnapshotError.corrupt("bytes after the last chunk")
-            }
+            guard try read(1) == nil else { throw SnapshotError.corrupt("bytes after the last chunk") }
             try records.finish()
         } catch {
             // Nothing of a refused file stays: before the listeners accept, the caches hold only it.

@@ -71,6 +71,29 @@ public enum SnapshotWriter {
     }
 }
 
+extension SnapshotWriter {
+    /// An unencrypted snapshot whose chunks carry `chunks` as they are, with the right checksums: for
+    /// tests and the fuzzer, which hand the record parser records of their own making.
+    public static func plainSnapshot(chunks: [[UInt8]], created: Int64) -> [UInt8] {
+        let header = SnapshotHeader(encrypted: false, created: created, nonce: Array(repeating: 0, count: 12)).encoded()
+        let seal = ChunkSeal(header: header, key: nil)
+        var bytes = header
+        for (index, chunk) in chunks.enumerated() {
+            let final = index == chunks.count - 1
+            // Sealing without a key is a digest and cannot fail.
+            guard
+                let (payload, tag) = try? chunk.withUnsafeBytes({
+                    try seal.seal($0, index: UInt64(index), final: final)
+                })
+            else { continue }
+            bytes.appendBigEndian(UInt32(payload.count))
+            bytes.append(final ? 1 : 0)
+            bytes += payload + tag
+        }
+        return bytes
+    }
+}
+
 /// The record stream, cut into sealed chunks as it fills (a record may span chunks), so that no more
 /// than one chunk of the cache is ever copied.
 final class ChunkWriter {

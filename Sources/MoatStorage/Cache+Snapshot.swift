@@ -94,9 +94,10 @@ extension Cache {
         let hash = Self.hash(item.key)
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
-        // Times before this cache's epoch are kept as its first second (0 means never for expiries).
+        // Times before this cache's epoch are kept as its first second (0 means never for expiries); the
+        // clamps come first, so that no time a file holds can overflow the arithmetic.
         let expiresAt = item.expiresAt == 0 ? 0 : UInt32(clamping: max(1, item.expiresAt - epoch))
-        let lastAccess = UInt32(clamping: max(0, min(item.lastAccess, nowUnix) - epoch))
+        let lastAccess = UInt32(clamping: min(max(item.lastAccess, epoch), nowUnix) - epoch)
         return shard(for: hash).withLock {
             $0.restore(
                 item, hash: hash, expiresAt: expiresAt, lastAccess: lastAccess, now: now, flushDeadline: deadline)

@@ -188,6 +188,39 @@ import Testing
         #expect(summary.restored == 1 && summary.expired == 1 && summary.unknownBucket == 1)
     }
 
+    /// Records made by hand, sealed with the right checksums (what the fuzzer does): the parser takes
+    /// what is well formed and refuses the rest whole.
+    @Test func handMadeRecords() throws {
+        func bucket(_ name: String, items: UInt64) -> [UInt8] {
+            [1, UInt8(name.utf8.count)] + b(name) + Array(repeating: 0, count: 8) + be(items)
+        }
+        func item(_ bucket: UInt16, _ key: String, _ value: String, cas: UInt64) -> [UInt8] {
+            [2] + be(bucket) + [UInt8(key.utf8.count)] + be(UInt32(value.utf8.count)) + be(UInt32(3)) + be(cas)
+                + be(UInt64(0)) + be(UInt64(clock.now() - 5)) + [1] + b(key) + b(value)
+        }
+        func end(_ count: UInt64) -> [UInt8] { [3] + be(count) }
+        func restore(_ chunks: [[UInt8]]) throws(SnapshotError) -> (RestoreSummary, Cache) {
+            let target = cache()
+            let bytes = SnapshotWriter.plainSnapshot(chunks: chunks, created: clock.now())
+            let summary = try SnapshotReader.restore(bytes: bytes, key: nil, maxAge: 60, now: clock.now()) {
+                $0 == "default" ? target : nil
+            }
+            return (summary, target)
+        }
+        let records = bucket("default", items: 2) + item(0, "a", "1", cas: 40) + item(0, "b", "22", cas: 41) + end(2)
+        // Cut anywhere, even inside a record: the same restore.
+        for cut in [0, 5, 30, records.count - 3] {
+            let (summary, restored) = try restore([Array(records[..<cut]), Array(records[cut...])])
+            #expect(summary.restored == 2 && value(restored, "b") == "22" && restored.get(b("a"))?.cas == 40)
+        }
+        let wrongCount = bucket("default", items: 1) + item(0, "a", "1", cas: 1) + end(2)
+        #expect(throws: SnapshotError.corrupt("1 items where the end record counts 2")) { try restore([wrongCount]) }
+        let noBucket = item(0, "a", "1", cas: 1) + end(1)
+        #expect(throws: SnapshotError.self) { try restore([noBucket]) }
+        #expect(throws: SnapshotError.self) { try restore([records + [3]]) }  // after the end
+        #expect(throws: SnapshotError.self) { try restore([Array(records.dropLast())]) }  // no end
+    }
+
     @Test func keysAreThirtyTwoBytesRawOrInHex() throws {
         #expect(throws: Never.self) { try SnapshotKey(bytes: Array(repeating: 7, count: 32)) }
         #expect(throws: Never.self) { try SnapshotKey(bytes: b(String(repeating: "ab", count: 32) + "\n")) }
@@ -199,6 +232,8 @@ import Testing
         #expect(throws: SnapshotError.self) { try SnapshotKey(path: directory + "/none") }
     }
 }
+
+func be<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.bigEndian, Array.init) }
 
 extension Array where Element == UInt8 {
     func contains(subsequence needle: [UInt8]) -> Bool {
