@@ -96,13 +96,12 @@ extension Session {
     /// The category the grant lacks for `operation` (for a multi-get, for any of its keys); nil when
     /// the grant covers it.
     func missing(for operation: Operation<UnsafeRawBufferPointer>) -> Permissions? {
-        if case .getMany(let keys, let options) = operation {
-            for key in TokenList(keys) {
-                if let category = missing(options.writes ? .readWrite(key) : .read(key)) { return category }
-            }
-            return nil
+        guard case .getMany(let keys, let options) = operation else { return missing(Self.need(operation)) }
+        // Each key as the get it is.
+        for key in TokenList(keys) {
+            if let category = missing(Self.need(.get(key: key, options))) { return category }
         }
-        return missing(Self.need(operation))
+        return nil
     }
 
     /// What an operation needs, whichever dialect carried it.
@@ -111,8 +110,8 @@ extension Session {
         // gat, and mg with N or T, set a TTL or create the item (gat -1 deletes in effect): writes as well.
         case .get(let key, let options): return options.writes ? .readWrite(key) : .read(key)
         case .getMany(let keys, let options):
-            guard let first = TokenList(keys).first else { return .nothing }
-            return options.writes ? .readWrite(first) : .read(first)
+            // The first key's need; `missing(for:)` asks for every key.
+            return TokenList(keys).first.map { need(.get(key: $0, options)) } ?? .nothing
         case .inspect(let key): return .read(key)
         case .store(let key, _, _), .storeTooLarge(let key, _), .delete(let key, _), .arithmetic(let key, _),
             .touch(let key, _):

@@ -53,6 +53,7 @@ package final class WarmRestart: Sendable {
             if summary.dropped > 0 { left.append("\(summary.dropped) dropped: over the memory limit (-m)") }
             if summary.tooLarge > 0 { left.append("\(summary.tooLarge) over the item size limit (-I)") }
             if summary.unknownBucket > 0 { left.append("\(summary.unknownBucket) in buckets no longer configured") }
+            if summary.duplicates > 0 { left.append("\(summary.duplicates) repeating a key restored before") }
             if !left.isEmpty { message += "; not restored: " + left.joined(separator: ", ") }
             logger.notice("\(message)")
         } catch {

@@ -54,11 +54,8 @@ func store(
     _ verb: StoreVerb, _ key: String, flags: UInt32 = 0, exptime: Int64 = 0, _ value: String, cas: UInt64 = 0,
     noreply: Bool = false
 ) -> OwnedRequest {
-    let names: [StoreVerb: Verb] = [
-        .set: .set, .add: .add, .replace: .replace, .append: .append, .prepend: .prepend, .cas: .cas,
-    ]
     return Request(
-        names[verb]!,
+        Verb(verb),
         .store(
             key: b(key), value: b(value),
             StoreOptions(verb: verb, flags: flags, ttl: exptime, compareCAS: verb == .cas ? cas : nil)),
@@ -85,11 +82,8 @@ func failure(_ reply: ErrorReply, noreply: Bool = false) -> OwnedRequest {
 }
 
 func tooLarge(_ verb: StoreVerb, _ key: String, cas: UInt64 = 0, noreply: Bool = false) -> OwnedRequest {
-    let names: [StoreVerb: Verb] = [
-        .set: .set, .add: .add, .replace: .replace, .append: .append, .prepend: .prepend, .cas: .cas,
-    ]
     return Request(
-        names[verb]!, .storeTooLarge(key: b(key), StoreOptions(verb: verb, compareCAS: verb == .cas ? cas : nil)),
+        Verb(verb), .storeTooLarge(key: b(key), StoreOptions(verb: verb, compareCAS: verb == .cas ? cas : nil)),
         reply: .text(noreply: noreply, withCAS: false))
 }
 

@@ -86,6 +86,21 @@ import Testing
         #expect(try restore(["default": again])?.restored == 2)
     }
 
+    /// A crash while saving leaves a partial `.tmp` beside the previous snapshot: the next start reads
+    /// the previous one, and the next save replaces the leftover rather than failing on it.
+    @Test func aCrashWhileSavingLeavesThePreviousSnapshot() throws {
+        let first = cache()
+        set(first, "a", "1")
+        _ = try write([("default", first)])
+        let partial = Array((try fileBytes()).prefix(40))
+        try Data(partial).write(to: URL(fileURLWithPath: path + ".tmp"))
+        #expect(try restore(["default": cache()])?.restored == 1)
+        set(first, "b", "2")
+        _ = try write([("default", first)])
+        #expect(access(path + ".tmp", F_OK) != 0)
+        #expect(try restore(["default": cache()])?.restored == 2)
+    }
+
     @Test func anEncryptedSnapshotHoldsNoValueInTheClear() throws {
         let first = cache()
         set(first, "secret-key", "the-cached-session-token")

@@ -65,6 +65,18 @@ public enum Verb: UInt8, Sendable, Equatable, CaseIterable {
         default: return "\(self)"
         }
     }
+
+    /// The text protocol's storage command of that name.
+    public init(_ store: StoreVerb) {
+        switch store {
+        case .set: self = .set
+        case .add: self = .add
+        case .replace: self = .replace
+        case .append: self = .append
+        case .prepend: self = .prepend
+        case .cas: self = .cas
+        }
+    }
 }
 
 /// How a request's reply is shaped: which dialect answers, and what it echoes of the request.
@@ -81,9 +93,6 @@ public enum ReplyForm<Bytes> {
         case .binary(let binary): return .binary(binary)
         }
     }
-
-    /// A text reply with nothing to echo (errors of the text and meta decoders).
-    public static var plain: ReplyForm { .text(noreply: false, withCAS: false) }
 }
 
 extension ReplyForm: Equatable where Bytes: Equatable {}

@@ -265,7 +265,7 @@ public struct TextDecoder: Sendable {
         if length > limits.maxItemSize {
             consumed = newline + 1
             nextState = .swallow(length + 2)
-            return try body(Request(textVerb(verb), .storeTooLarge(key: key, options), reply: reply))
+            return try body(Request(Verb(verb), .storeTooLarge(key: key, options), reply: reply))
         }
         let dataStart = newline + 1
         guard input.count >= dataStart + length + 2 else { return nil }
@@ -274,19 +274,7 @@ public struct TextDecoder: Sendable {
             return try body(failure(.badDataChunk, noreply: noreply))  // closes: framing is lost
         }
         let value = UnsafeRawBufferPointer(rebasing: input[dataStart..<(dataStart + length)])
-        return try body(Request(textVerb(verb), .store(key: key, value: value, options), reply: reply))
-    }
-
-    /// The command a text storage line names.
-    private static func textVerb(_ verb: StoreVerb) -> Verb {
-        switch verb {
-        case .set: return .set
-        case .add: return .add
-        case .replace: return .replace
-        case .append: return .append
-        case .prepend: return .prepend
-        case .cas: return .cas
-        }
+        return try body(Request(Verb(verb), .store(key: key, value: value, options), reply: reply))
     }
 
     /// An error to answer (`noreply`: memcached stays silent for the errors of such a command too).
