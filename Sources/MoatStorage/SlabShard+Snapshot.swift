@@ -43,8 +43,11 @@ extension SlabShard {
     }
 
     /// New CAS uniques from this shard come after `cas` (restored items keep theirs, which another
-    /// process with another shard layout gave out).
+    /// process with another shard layout gave out). A unique at the very top, which only a client can
+    /// choose (`ms E`), leaves no room above it: the counter stays, as it does when a client picks any
+    /// unique while serving (the fuzzer found the overflow, which stopped the server at start).
     mutating func raiseCAS(above cas: UInt64) {
-        casCounter = max(casCounter, (cas >> shardBits) + 1)
+        let (next, overflow) = (cas >> shardBits).addingReportingOverflow(1)
+        if !overflow { casCounter = max(casCounter, next) }
     }
 }

@@ -137,6 +137,16 @@ import Testing
         #expect(after.get(b("old"))?.cas == restored)
     }
 
+    @Test func aClientChosenUniqueAtTheTopLeavesTheCounterAsItIs() {
+        // `ms k 1 E18446744073709551615` is a client's to send; restoring it must not stop the server.
+        for shards in [1, 4] {
+            let after = makeCache(shards: shards)
+            after.raiseCAS(above: .max)
+            after.set("k", "v")
+            #expect(after.get(b("k"))!.cas < .max)
+        }
+    }
+
     @Test func aPendingDelayedFlushIsCarried() {
         let clock = ManualClock(1_700_000_000)
         let before = makeCache(clock: clock)

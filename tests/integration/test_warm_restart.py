@@ -114,6 +114,20 @@ def test_sigusr2_saves_while_serving_and_survives_a_crash(server_factory):
         assert c.get(b"before") == b"1" and c.get(b"after") is None
 
 
+def test_a_client_chosen_cas_at_the_top_survives_a_restart(server_factory):
+    """`ms E` lets a client pick any CAS unique, the largest included: restoring it must not stop the start."""
+    snapshot = os.path.join(state_dir(server_factory), "cache")
+    args = ["-e", snapshot]
+    srv = server_factory.start(args=args)
+    with Conn.to(srv) as c:
+        assert c.cmd(b"ms top 1 E18446744073709551615\r\nx") == b"HD"
+    srv = restart(server_factory, srv, args)
+    with Conn.to(srv) as c:
+        assert c.cmd(b"mg top c v") == b"VA 1 c18446744073709551615"
+        assert c.readline() == b"x"
+        assert c.store(b"set", b"new", b"y") == b"STORED"
+
+
 def test_tenants_get_their_own_items_back(server_factory):
     pylibmc = pytest.importorskip("pylibmc")
     d = server_factory.tmpdir()
