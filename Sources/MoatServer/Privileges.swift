@@ -88,8 +88,9 @@ package enum Privileges {
     /// Empties the capability sets of every thread, then checks that none kept any (else refuses to
     /// serve). Leaving root clears them, but a process started as another account with capabilities
     /// (systemd's `AmbientCapabilities=`, `setpriv --ambient-caps`, file capabilities) keeps them, and
-    /// Linux holds them per thread: the event loops, started before the ports were bound, each drop theirs.
-    static func dropCapabilities(eventLoops group: EventLoopGroup) throws {
+    /// Linux holds them per thread: the event loops (the metrics endpoint's, when there is one), started
+    /// before the ports were bound, each drop theirs.
+    static func dropCapabilities(eventLoops group: EventLoopGroup?) throws {
         #if os(Linux)
         @Sendable func drop() throws {
             guard moat_drop_thread_capabilities() == 0 else {
@@ -97,7 +98,7 @@ package enum Privileges {
             }
         }
         try drop()
-        for loop in group.makeIterator() {
+        for loop in group.map({ Array($0.makeIterator()) }) ?? [] {
             try loop.submit { try drop() }.wait()
         }
         // Threads the runtime started (dispatch workers, the main thread waiting on the service group)

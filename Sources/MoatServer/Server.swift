@@ -15,12 +15,13 @@ import Darwin
 #endif
 
 /// A running Moat: the epoll loops serving every listener, UDP and the metrics endpoint, sharing one
-/// engine. SwiftNIO's event-loop group carries only the metrics endpoint.
+/// engine. SwiftNIO's event-loop group carries only the metrics endpoint, and is started only for it.
 package final class Server: Sendable {
     package let configuration: ServerConfiguration
     package let engine: Engine
     private let logger: Logger
-    private let group: MultiThreadedEventLoopGroup
+    /// SwiftNIO's event loop for `-o metrics_port` alone: nil (no thread started) without it, as by default.
+    private let group: MultiThreadedEventLoopGroup?
     private let epoll: EpollServer
     private let gate: ConnectionGate
     private let tlsCertificates: TLSCertificates?
@@ -100,7 +101,7 @@ package final class Server: Sendable {
         self.warmRestart = configuration.snapshot.map {
             WarmRestart(options: $0, key: snapshotKey, engine: engine, logger: logger)
         }
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.group = configuration.metrics == nil ? nil : MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let box = WeakServer()
         self.epoll = EpollServer(
             configuration: configuration, engine: engine, gate: gate, certificates: tlsCertificates, logger: logger
@@ -126,7 +127,7 @@ package final class Server: Sendable {
         do {
             try epoll.bindAll()
             try bindUDP()
-            try metrics?.bind(on: group)
+            if let metrics, let group { try metrics.bind(on: group) }
             if let pidFile = configuration.pidFile { try writePidFile(pidFile) }
             let account = try Privileges.dropIfRoot(to: configuration.user)
             try Privileges.dropCapabilities(eventLoops: group)
@@ -143,7 +144,7 @@ package final class Server: Sendable {
             metrics?.stop()
             udp?.listener.stop()
             udp?.listener.wait()
-            try? group.syncShutdownGracefully()
+            try? group?.syncShutdownGracefully()
             throw error
         }
     }
@@ -164,7 +165,7 @@ package final class Server: Sendable {
         // Every connection has drained: no acknowledged write is missing from the snapshot.
         warmRestart?.save(reason: "stop")
         metrics?.wait()
-        try group.syncShutdownGracefully()
+        try group?.syncShutdownGracefully()
         if let pidFile = configuration.pidFile { unlink(pidFile) }
     }
 
