@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import MoatAudit
 import MoatConfig
 import MoatEngine
@@ -41,8 +40,8 @@ struct ReportOptions: ParsableArguments {
     func emit(_ report: Report) throws {
         let useColor =
             color == "always"
-            || (color == "auto" && isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil)
-        FileHandle.standardOutput.write(Data(report.render(format, color: useColor).utf8))
+            || (color == "auto" && isatty(1) == 1 && getenv("NO_COLOR") == nil)
+        FileHandleStandardOutput.write(report.render(format, color: useColor))
         if report.failed { throw ExitCode(1) }
     }
 }
@@ -110,7 +109,7 @@ struct AuditCommand: ParsableCommand {
 
     func run() throws {
         let list = TargetList(ports: ports.isEmpty ? [11211] : ports, limit: maxTargets) { path in
-            try String(contentsOfFile: path, encoding: .utf8)
+            try readTextFile(path)
         }
         let endpoints: [Endpoint]
         do {
@@ -129,11 +128,11 @@ struct AuditCommand: ParsableCommand {
         let showProgress = !noProgress && endpoints.count > 1 && isatty(2) == 1
         let observations = scanner.scan(endpoints) { done, services in
             if showProgress {
-                FileHandle.standardError.write(
-                    Data(ProgressBar.render(done: done, total: endpoints.count, services: services).utf8))
+                FileHandleStandardError.write(
+                    ProgressBar.render(done: done, total: endpoints.count, services: services))
             }
         }
-        if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+        if showProgress { FileHandleStandardError.write("\n") }
         let services = observations.filter(\.isMemcached)
         let result = Report(
             command: .audit, toolVersion: MoatVersion.moat, inputs: targets, endpointsScanned: endpoints.count,

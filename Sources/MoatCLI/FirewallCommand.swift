@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import MoatConfig
 import MoatFirewall
 
@@ -32,7 +31,7 @@ struct FirewallCommand: ParsableCommand {
                 source += " (with \(path))"
             }
             let text = try FirewallRules.render(configuration, format: format, source: source)
-            FileHandle.standardOutput.write(Data(text.utf8))
+            FileHandleStandardOutput.write(text)
         } catch let error as ConfigurationError {
             FileHandleStandardError.write("moat firewall: \(error.description)\n")
             throw ExitCode(64)

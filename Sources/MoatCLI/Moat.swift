@@ -1,6 +1,5 @@
 import ArgumentParser
 import Dispatch
-import Foundation
 import Logging
 import MoatAccess
 import MoatConfig
@@ -236,9 +235,53 @@ final class Reloader: Sendable {
 
 enum FileHandleStandardError {
     static func write(_ text: String) {
-        var bytes = Array(text.utf8)
-        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+        writeAll(text, to: 2)
     }
+}
+
+enum FileHandleStandardOutput {
+    static func write(_ text: String) {
+        writeAll(text, to: 1)
+    }
+}
+
+/// All of `text` to a descriptor (a pipe may take it in parts); gives up on an error such as EPIPE.
+func writeAll(_ text: String, to fd: Int32) {
+    var bytes = Array(text.utf8)
+    bytes.withUnsafeMutableBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if written < 0, errno == EINTR { continue }
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
+}
+
+/// Runs `body` on a detached thread of its own (Foundation's `Thread` without Foundation).
+func detachThread(_ body: @escaping @Sendable () -> Void) throws {
+    final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Body(body))
+    let created = pthread_create(
+        &thread, nil,
+        { raw in
+            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, box.toOpaque())
+    guard created == 0 else {
+        box.release()
+        throw ThreadError(description: "cannot start thread: \(String(cString: strerror(created)))")
+    }
+    pthread_detach(thread)
+}
+
+struct ThreadError: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// The server as a swift-service-lifecycle service: started when the group runs, stopped on its
@@ -254,15 +297,18 @@ struct MoatService: Service, CustomStringConvertible {
             // waitUntilStopped blocks (NIO closeFuture waits, the epoll threads' joins): on a thread of
             // its own, not the cooperative pool.
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-                let waiter = Thread {
-                    do {
-                        try server.waitUntilStopped()
-                        continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: error)
+                do {
+                    try detachThread {
+                        do {
+                            try server.waitUntilStopped()
+                            continuation.resume()
+                        } catch {
+                            continuation.resume(throwing: error)
+                        }
                     }
+                } catch {
+                    continuation.resume(throwing: error)
                 }
-                waiter.start()
             }
         } onGracefulShutdown: {
             server.stop()

@@ -1,6 +1,6 @@
 import CoreMetrics
-import Foundation
 import Prometheus
+import Synchronization
 
 /// Moat's `stats` as Prometheus metrics, recorded through swift-metrics into a swift-prometheus
 /// registry. The engine already counts everything (per-shard atomics, read by `stats`), so a scrape
@@ -24,7 +24,8 @@ package final class StatsExporter: @unchecked Sendable {
 
     package let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
-    private let lock = NSLock()
+    /// Held for a whole scrape: it guards the dictionaries below.
+    private let lock = Mutex(())
     private var counters: [String: CoreMetrics.Counter] = [:]
     private var floatingCounters: [String: CoreMetrics.FloatingPointCounter] = [:]
     private var gauges: [String: CoreMetrics.Gauge] = [:]
@@ -41,23 +42,23 @@ package final class StatsExporter: @unchecked Sendable {
         stats: [(name: String, value: Double)], version: String? = nil,
         buckets: [(bucket: String, field: String, value: Double)] = []
     ) -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        record(name: "memcached_up", kind: .gauge, labels: [:], value: 1)
-        if let version {
-            record(name: "memcached_version", kind: .gauge, labels: ["version": version], value: 1)
+        lock.withLock { _ in
+            record(name: "memcached_up", kind: .gauge, labels: [:], value: 1)
+            if let version {
+                record(name: "memcached_version", kind: .gauge, labels: ["version": version], value: 1)
+            }
+            for (name, value) in stats {
+                guard let mapping = Self.mapping(for: name) else { continue }
+                record(name: mapping.name, kind: mapping.kind, labels: mapping.labels, value: value)
+            }
+            for (bucket, field, value) in buckets {
+                guard let mapping = Self.bucketMapping(for: field) else { continue }
+                record(
+                    name: mapping.name, kind: mapping.kind, labels: mapping.labels.merging(["bucket": bucket]) { $1 },
+                    value: value)
+            }
+            return registry.emitToString()
         }
-        for (name, value) in stats {
-            guard let mapping = Self.mapping(for: name) else { continue }
-            record(name: mapping.name, kind: mapping.kind, labels: mapping.labels, value: value)
-        }
-        for (bucket, field, value) in buckets {
-            guard let mapping = Self.bucketMapping(for: field) else { continue }
-            record(
-                name: mapping.name, kind: mapping.kind, labels: mapping.labels.merging(["bucket": bucket]) { $1 },
-                value: value)
-        }
-        return registry.emitToString()
     }
 
     private func record(name: String, kind: Mapping.Kind, labels: [String: String], value: Double) {

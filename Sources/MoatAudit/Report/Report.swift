@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What one `moat audit` or `moat check` run found, ready for any output format.
 package struct Report: Sendable {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The probes of one endpoint, each on its own connection so that one protocol's state (a binary
 /// request, a half-read dump) never confuses the next.
@@ -239,9 +243,7 @@ struct EndpointProber {
                     }),
                 !sizes.isEmpty
             else { continue }
-            let name =
-                command.split(separator: " ").first.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
-                ?? command
+            let name = command.split(whereSeparator: \.isWhitespace).first.map(String.init) ?? command
             observation.udp.append(
                 ServiceObservation.UDPExchange(
                     command: name, requestBytes: request.count, replyBytes: sizes.reduce(0, +), datagrams: sizes.count))

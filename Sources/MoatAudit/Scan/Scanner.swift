@@ -1,4 +1,10 @@
-import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `moat audit`'s settings.
 package struct AuditSettings: Sendable {
@@ -32,48 +38,74 @@ package final class AuditScanner: @unchecked Sendable {
     package func scan(_ endpoints: [Endpoint], progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in })
         -> [ServiceObservation]
     {
-        final class Shared: @unchecked Sendable {
-            let lock = NSLock()
+        struct Progress {
             var results: [ServiceObservation?]
             var next = 0
             var done = 0
             var services = 0
-            init(count: Int) { results = Array(repeating: nil, count: count) }
+        }
+        final class Shared: Sendable {
+            let state: Mutex<Progress>
+            init(count: Int) { state = Mutex(Progress(results: Array(repeating: nil, count: count))) }
         }
         let shared = Shared(count: endpoints.count)
-        let lock = shared.lock
         let workers = max(1, min(settings.concurrency, endpoints.count))
-        let group = DispatchGroup()
-        for _ in 0..<workers {
-            group.enter()
-            let thread = Thread { [self] in
-                defer { group.leave() }
-                while true {
-                    lock.lock()
-                    let index = shared.next
-                    shared.next += 1
-                    lock.unlock()
-                    guard index < endpoints.count else { return }
-                    let endpoint = endpoints[index]
-                    let prober = EndpointProber(
-                        timeout: settings.timeout, intrusive: settings.intrusive, probeTLS: settings.probeTLS,
-                        udpPort: settings.udp ? (settings.udpPort ?? endpoint.port) : nil, tls: tls, probeKey: probeKey)
-                    let observation = prober.observe(endpoint)
-                    lock.lock()
-                    shared.results[index] = observation
-                    shared.done += 1
-                    if observation.isMemcached { shared.services += 1 }
-                    let (doneNow, servicesNow) = (shared.done, shared.services)
-                    lock.unlock()
-                    progress(doneNow, servicesNow)
+        let work: @Sendable () -> Void = { [self] in
+            while true {
+                let index = shared.state.withLock { state in
+                    defer { state.next += 1 }
+                    return state.next
                 }
+                guard index < endpoints.count else { return }
+                let endpoint = endpoints[index]
+                let prober = EndpointProber(
+                    timeout: settings.timeout, intrusive: settings.intrusive, probeTLS: settings.probeTLS,
+                    udpPort: settings.udp ? (settings.udpPort ?? endpoint.port) : nil, tls: tls, probeKey: probeKey)
+                let observation = prober.observe(endpoint)
+                let (doneNow, servicesNow) = shared.state.withLock { state in
+                    state.results[index] = observation
+                    state.done += 1
+                    if observation.isMemcached { state.services += 1 }
+                    return (state.done, state.services)
+                }
+                progress(doneNow, servicesNow)
             }
-            thread.stackSize = 1 << 20
-            thread.start()
         }
-        group.wait()
-        return shared.results.map { $0! }
+        var threads: [pthread_t] = []
+        for _ in 0..<workers {
+            guard let thread = startThread(stackSize: 1 << 20, work) else { break }
+            threads.append(thread)
+        }
+        // No thread could be started: the endpoints are probed here, one at a time.
+        if threads.isEmpty { work() }
+        for thread in threads { pthread_join(thread, nil) }
+        return shared.state.withLock { $0.results.map { $0! } }
     }
+}
+
+/// Starts `body` on a joinable thread with a stack of `stackSize` bytes; nil when none can be started.
+private func startThread(stackSize: Int, _ body: @escaping @Sendable () -> Void) -> pthread_t? {
+    final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    defer { pthread_attr_destroy(&attributes) }
+    pthread_attr_setstacksize(&attributes, stackSize)
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Body(body))
+    let created = pthread_create(
+        &thread, &attributes,
+        { raw in
+            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, box.toOpaque())
+    guard created == 0 else {
+        box.release()
+        return nil
+    }
+    return thread
 }
 
 /// A one-line progress bar on a terminal: `[=====     ] 120/256 endpoints, 2 services`.
