@@ -102,7 +102,7 @@ public final class Tenancy: Sendable {
                     configuration.memoryLimit = spec.memoryLimit
                     configuration.evictionsEnabled = spec.evictionsEnabled
                     configuration.shardCount = nil
-                    configuration.pageSize = nil
+                    configuration.segmentSize = nil
                     kept[spec.name] = Bucket(
                         name: spec.name, cache: Cache(configuration: configuration, clock: clock), slotCount: slotCount)
                 }

@@ -427,7 +427,7 @@ public enum FuzzChecks {
                 name,
                 Cache(
                     configuration: CacheConfiguration(
-                        memoryLimit: limit, maxItemSize: 256 * 1024, shardCount: 1, pageSize: 16 * 1024),
+                        memoryLimit: limit, maxItemSize: 256 * 1024, shardCount: 1, segmentSize: 16 * 1024),
                     clock: Fixed(time: now))
             )
         }
@@ -467,7 +467,7 @@ public enum FuzzChecks {
         let limit = 1 << 20
         let cache = Cache(
             configuration: CacheConfiguration(
-                memoryLimit: limit, maxItemSize: 256 * 1024, shardCount: 1, pageSize: 16 * 1024))
+                memoryLimit: limit, maxItemSize: 256 * 1024, shardCount: 1, segmentSize: 16 * 1024))
         let engine = Engine(cache: cache, settings: EngineSettings())
         var session = engine.makeSession()
         /// What a get of each key may return: exactly one value, nothing, or (after a refused store

@@ -42,52 +42,40 @@ public enum RestoreOutcome: Sendable, Equatable {
 }
 
 extension Cache {
-    /// Calls `body` with every live item, most recently used first, while every shard is locked: the
-    /// walk sees one consistent cache, which nothing changes (or reads) until it ends. The order merges
-    /// each size class's LRU list by last access, so that a smaller cache restores the hottest items.
-    /// `body` returns false to stop.
+    /// Calls `body` with every live item, most recently written or kept first, while every shard is
+    /// locked: the walk sees one consistent cache, which nothing changes (or reads) until it ends. Each
+    /// shard's segments go from the new end of its FIFO to the old (items read since the last eviction
+    /// pass were moved to the new end), the newest item of a segment first, one segment of each shard
+    /// in turn, so that a smaller cache restores the hottest items. `body` returns false to stop.
     public func forEachItemMostRecentFirst(_ body: (SnapshotItem) -> Bool) {
         let now = relativeNow()
         let deadline = flushDeadline.load(ordering: .relaxed)
         withEveryShardLocked { states in
-            // A max-heap of list heads by last access: the next item is the most recent of all heads.
-            var heap: [ItemPointer] = states.flatMap { $0.pointee.recencyHeads }
-            func before(_ a: ItemPointer, _ b: ItemPointer) -> Bool { a.lastAccess > b.lastAccess }
-            func siftDown(_ start: Int) {
-                var index = start
-                while true {
-                    let left = 2 * index + 1
-                    let right = left + 1
-                    var best = index
-                    if left < heap.count, before(heap[left], heap[best]) { best = left }
-                    if right < heap.count, before(heap[right], heap[best]) { best = right }
-                    if best == index { return }
-                    heap.swapAt(index, best)
-                    index = best
+            let orders = states.map { $0.pointee.segmentsNewestFirst }
+            let rounds = orders.map(\.count).max() ?? 0
+            var items: [ItemPointer] = []
+            for round in 0..<rounds {
+                for (shard, order) in zip(states, orders) where round < order.count {
+                    items.removeAll(keepingCapacity: true)
+                    shard.pointee.forEachLinkedItem(in: order[round]) { items.append($0) }
+                    for item in items.reversed() {
+                        if item.isExpired(now: now)
+                            || SegmentShard.hiddenByFlush(item, now: now, flushDeadline: deadline)
+                        {
+                            continue
+                        }
+                        let view = SnapshotItem(
+                            key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas,
+                            expiresAt: item.expiresAt == 0 ? 0 : epoch + Int64(item.expiresAt),
+                            lastAccess: epoch + Int64(item.lastAccess), fetched: item.fetched, stale: item.stale)
+                        guard body(view) else { return }
+                    }
                 }
-            }
-            for index in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(index) }
-            while let item = heap.first {
-                if let older = item.lruOlder {
-                    heap[0] = older
-                } else {
-                    heap[0] = heap[heap.count - 1]
-                    heap.removeLast()
-                }
-                if !heap.isEmpty { siftDown(0) }
-                if item.isExpired(now: now) || SlabShard.hiddenByFlush(item, now: now, flushDeadline: deadline) {
-                    continue
-                }
-                let view = SnapshotItem(
-                    key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas,
-                    expiresAt: item.expiresAt == 0 ? 0 : epoch + Int64(item.expiresAt),
-                    lastAccess: epoch + Int64(item.lastAccess), fetched: item.fetched, stale: item.stale)
-                guard body(view) else { return }
             }
         }
     }
 
-    /// Puts back one item from a snapshot, as the least recently used of its class, never evicting.
+    /// Puts back one item from a snapshot, at the old end of its shard's FIFO, never evicting.
     public func restore(_ item: SnapshotItem) -> RestoreOutcome {
         let nowUnix = clock.now()
         if item.expiresAt != 0, item.expiresAt <= nowUnix { return .expired }

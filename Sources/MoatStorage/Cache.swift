@@ -2,7 +2,7 @@ import Synchronization
 
 /// Limits the cache enforces.
 public struct CacheConfiguration: Sendable, Equatable {
-    /// Total bytes of item memory (slab pages and large items), memcached's `-m`.
+    /// Total bytes of item memory (segments and large items), memcached's `-m`.
     public var memoryLimit: Int
     /// Largest value accepted, memcached's `-I`.
     public var maxItemSize: Int
@@ -10,36 +10,33 @@ public struct CacheConfiguration: Sendable, Equatable {
     public var evictionsEnabled: Bool
     /// Number of independently locked shards; nil picks one from the memory limit.
     public var shardCount: Int?
-    /// Slab page size; nil picks one from the shard budget.
-    public var pageSize: Int?
+    /// Segment size; nil picks one from the shard budget.
+    public var segmentSize: Int?
 
     public init(
         memoryLimit: Int, maxItemSize: Int = 1024 * 1024, evictionsEnabled: Bool = true, shardCount: Int? = nil,
-        pageSize: Int? = nil
+        segmentSize: Int? = nil
     ) {
         self.memoryLimit = memoryLimit
         self.maxItemSize = maxItemSize
         self.evictionsEnabled = evictionsEnabled
         self.shardCount = shardCount
-        self.pageSize = pageSize
+        self.segmentSize = segmentSize
     }
 
     /// Bytes of item header beyond key and value (what `bytes` counts per item besides them).
     public static let perItemOverhead = ItemPointer.headerSize
 
-    /// The chunk an item of this key and value length occupies (its size class), or nil when it is
-    /// allocated on its own (larger than a page). For tests and capacity planning.
-    public func chunkSize(keyCount: Int, valueCount: Int) -> Int? {
-        let classes = SizeClasses(pageSize: effectivePageSize)
-        let id = classes.classFor(size: ItemPointer.size(keyCount: keyCount, valueCount: valueCount))
-        return id == SizeClasses.large ? nil : classes.chunkSizes[Int(id)]
+    /// The bytes an item of this key and value length takes in a segment, or nil when it is allocated
+    /// on its own (larger than a segment). For tests and capacity planning.
+    public func footprint(keyCount: Int, valueCount: Int) -> Int? {
+        let footprint = ItemPointer.footprint(keyCount: keyCount, valueCount: valueCount)
+        return footprint > effectiveSegmentSize ? nil : footprint
     }
 
     /// Shards for a server with `threads` event loops: four per thread (so that threads rarely meet on
-    /// a lock), at most 16. Fewer shards also mean fewer partly filled
-    /// pages: with 16 shards those cost ~10 bytes per item of a million 100-byte items. At least 64 MiB
-    /// each, so that a shard's pages can serve many size classes at once (a mixed-size flood into
-    /// `-m 64` kept 40% more items in one shard than in four).
+    /// a lock), at most 16. At least 64 MiB each, so that each shard's FIFO spans many segments (its
+    /// eviction order is per shard) and its open segment is a small share of it.
     public static func shardCount(forThreads threads: Int, memoryLimit: Int) -> Int {
         var count = 1
         while count < threads * 4, count < 16 { count *= 2 }
@@ -47,8 +44,8 @@ public struct CacheConfiguration: Sendable, Equatable {
         return count
     }
 
-    /// Up to 16 shards (a power of two), each with at least 16 MiB, so that every shard has room
-    /// for pages of many size classes; one shard below 32 MiB.
+    /// Up to 16 shards (a power of two), each with at least 16 MiB, so that every shard holds many
+    /// segments; one shard below 32 MiB.
     var effectiveShardCount: Int {
         if var count = shardCount.map({ max(1, $0) }) {
             while count & (count - 1) != 0 { count &= count - 1 }
@@ -59,10 +56,10 @@ public struct CacheConfiguration: Sendable, Equatable {
         return count
     }
 
-    /// 1 MiB pages (memcached's), smaller when a shard's budget holds fewer than 32 of them, but not
-    /// below 16 KiB.
-    var effectivePageSize: Int {
-        if let pageSize { return pageSize }
+    /// 1 MiB segments (memcached's page size), smaller when a shard's budget holds fewer than 32 of
+    /// them, but not below 16 KiB.
+    var effectiveSegmentSize: Int {
+        if let segmentSize { return segmentSize }
         let budget = memoryLimit / effectiveShardCount
         var size = 1024 * 1024
         while size > 16 * 1024, budget / size < 32 { size /= 2 }
@@ -72,20 +69,20 @@ public struct CacheConfiguration: Sendable, Equatable {
 
 /// A lock and the shard it guards (Mutex is non-copyable, so it lives in a class to sit in an array).
 final class Shard: Sendable {
-    let state: Mutex<SlabShard>
-    init(_ state: consuming sending SlabShard) { self.state = Mutex(state) }
+    let state: Mutex<SegmentShard>
+    init(_ state: consuming sending SegmentShard) { self.state = Mutex(state) }
 
     deinit {
         state.withLock { $0.releaseAll() }
     }
 
     @inline(__always)
-    func withLock<R>(_ body: (inout SlabShard) throws -> R) rethrows -> R {
+    func withLock<R>(_ body: (inout SegmentShard) throws -> R) rethrows -> R {
         try state.withLock { try body(&$0) }
     }
 }
 
-/// The cache: a fixed set of shards, each a hash table over slab-allocated items with its own LRU
+/// The cache: a fixed set of shards, each a hash table over items in segments with its own eviction
 /// lists, budget and lock. Safe from any thread; each call takes exactly one shard lock.
 ///
 /// Keys and values are passed as raw bytes (they usually point into a connection's input buffer);
@@ -110,11 +107,11 @@ public final class Cache: Sendable {
         self.epoch = clock.now() - 1
         let count = configuration.effectiveShardCount
         let budget = configuration.memoryLimit / count
-        let pageSize = configuration.effectivePageSize
+        let segmentSize = configuration.effectiveSegmentSize
         self.shards = (0..<count).map { index in
             Shard(
-                SlabShard(
-                    budget: budget, pageSize: pageSize, maxItemSize: configuration.maxItemSize,
+                SegmentShard(
+                    budget: budget, segmentSize: segmentSize, maxItemSize: configuration.maxItemSize,
                     evictionsEnabled: configuration.evictionsEnabled, shardIndex: index, shardCount: count))
         }
         var bits = 0
@@ -129,8 +126,8 @@ public final class Cache: Sendable {
 
     /// Runs `body` with every shard locked, taken in index order (everything else holds one lock at a
     /// time, so this cannot deadlock).
-    func withEveryShardLocked(_ body: ([UnsafeMutablePointer<SlabShard>]) -> Void) {
-        func lock(_ index: Int, _ held: [UnsafeMutablePointer<SlabShard>]) {
+    func withEveryShardLocked(_ body: ([UnsafeMutablePointer<SegmentShard>]) -> Void) {
+        func lock(_ index: Int, _ held: [UnsafeMutablePointer<SegmentShard>]) {
             guard index < shards.count else { return body(held) }
             shards[index].withLock { state in withUnsafeMutablePointer(to: &state) { lock(index + 1, held + [$0]) } }
         }
@@ -140,7 +137,7 @@ public final class Cache: Sendable {
     public var memoryLimit: Int { currentLimit.load(ordering: .relaxed) }
 
     /// Applies a new memory limit and eviction policy; a smaller limit evicts until every shard is
-    /// within its share. The shard count and page size stay those chosen at creation.
+    /// within its share. The shard count and segment size stay those chosen at creation.
     public func resize(memoryLimit: Int, evictionsEnabled: Bool) {
         currentLimit.store(memoryLimit, ordering: .relaxed)
         let budget = memoryLimit / shards.count

@@ -1,82 +1,83 @@
-/// The layout of one item inside its chunk. Items live in memory the shard manages (see `SlabShard`),
-/// not in Swift objects: no reference counting, no per-item heap header, exact byte accounting.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where an item lives inside its shard: the segment's index in the high bits, the item's offset in
+/// 4-byte units in the low bits (see `SegmentShard.unitBits`); 0 is no item. Half a pointer, so a hash
+/// chain link costs 4 bytes per item.
+@usableFromInline typealias ItemRef = UInt32
+
+/// The layout of one item inside its segment. Items are written back to back, each starting at a
+/// multiple of 4 bytes, into memory the shard manages (see `SegmentShard`): no Swift objects, no per-item
+/// heap header, no LRU links and no size-class slack; 30 bytes of header against memcached's 48-56.
 ///
-///     0  hashNext   8   next item in the same hash bucket
-///     8  lruOlder   8   towards the least recently used end of the class's LRU list
-///    16  lruNewer   8
-///    24  cas        8
-///    32  expiresAt  4   seconds since the cache epoch; 0 = never
-///    36  lastAccess 4   seconds since the cache epoch: stored, fetched or touched (memcached's
-///                       `it->time`: the delayed flush, the `age` stat and meta `l`/`la` read it)
-///    40  flags      4   the client's opaque 32-bit flags
-///    44  valueCount 4
-///    48  hash       4   low bits of the key's hash (cheap mismatch test before comparing bytes)
-///    52  keyCount   1
-///    53  classID    1   size class, or `SizeClasses.large` for individually allocated items
-///    54  state      1   bit 0: linked (live), bit 1: fetched since stored, bit 2: stale (meta
-///                       invalidation), bit 3: a recache win token was handed out
-///    55  (pad)      1
-///    56  key bytes, then value bytes
+///     0  next        4   the next item in the same hash bucket (an `ItemRef`; 0 ends the chain)
+///     4  valueCount  4
+///     8  flags       4   the client's opaque 32-bit flags
+///     12 expiresAt   4   seconds since the cache epoch; 0 = never
+///     16 lastAccess  4   seconds since the cache epoch: stored, fetched or touched (memcached's
+///                        `it->time`: the delayed flush, the `age` stat and meta `l`/`la` read it)
+///     20 cas         8   (read and written unaligned)
+///     28 keyCount    1
+///     29 state       1   bit 0: linked (live), bit 1: fetched since stored, bit 2: stale (meta
+///                        invalidation), bit 3: a recache win token was handed out, bit 4: accessed since
+///                        the eviction pass last saw it (the CLOCK bit that earns a second pass)
+///     30 key bytes, then value bytes
+///
+/// A dead item (deleted, replaced or expired) keeps its header, so that a walk over a segment can step
+/// over it, until the segment is compacted.
 @usableFromInline
 struct ItemPointer: Equatable {
     @usableFromInline let raw: UnsafeMutableRawPointer
+    @usableFromInline let ref: ItemRef
 
-    @inlinable init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
+    @inlinable init(_ raw: UnsafeMutableRawPointer, ref: ItemRef) {
+        self.raw = raw
+        self.ref = ref
+    }
 
-    @usableFromInline static let headerSize = 56
+    @usableFromInline static let headerSize = 30
+    static let alignment = 4
 
     static let linkedBit: UInt8 = 1
     static let fetchedBit: UInt8 = 2
     static let staleBit: UInt8 = 4
     static let tokenSentBit: UInt8 = 8
+    static let accessedBit: UInt8 = 16
 
-    @inlinable var hashNext: ItemPointer? {
-        get { raw.load(as: UnsafeMutableRawPointer?.self).map(ItemPointer.init) }
-        nonmutating set { raw.storeBytes(of: newValue?.raw, as: UnsafeMutableRawPointer?.self) }
-    }
-    var lruOlder: ItemPointer? {
-        get { raw.load(fromByteOffset: 8, as: UnsafeMutableRawPointer?.self).map(ItemPointer.init) }
-        nonmutating set { raw.storeBytes(of: newValue?.raw, toByteOffset: 8, as: UnsafeMutableRawPointer?.self) }
-    }
-    var lruNewer: ItemPointer? {
-        get { raw.load(fromByteOffset: 16, as: UnsafeMutableRawPointer?.self).map(ItemPointer.init) }
-        nonmutating set { raw.storeBytes(of: newValue?.raw, toByteOffset: 16, as: UnsafeMutableRawPointer?.self) }
-    }
-    @inlinable var cas: UInt64 {
-        get { raw.load(fromByteOffset: 24, as: UInt64.self) }
-        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 24, as: UInt64.self) }
-    }
-    @inlinable var expiresAt: UInt32 {
-        get { raw.load(fromByteOffset: 32, as: UInt32.self) }
-        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 32, as: UInt32.self) }
-    }
-    var lastAccess: UInt32 {
-        get { raw.load(fromByteOffset: 36, as: UInt32.self) }
-        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 36, as: UInt32.self) }
-    }
-    @inlinable var flags: UInt32 {
-        get { raw.load(fromByteOffset: 40, as: UInt32.self) }
-        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 40, as: UInt32.self) }
+    @inlinable var next: ItemRef {
+        get { raw.load(as: UInt32.self) }
+        nonmutating set { raw.storeBytes(of: newValue, as: UInt32.self) }
     }
     @inlinable var valueCount: Int {
-        get { Int(raw.load(fromByteOffset: 44, as: UInt32.self)) }
-        nonmutating set { raw.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 44, as: UInt32.self) }
+        get { Int(raw.load(fromByteOffset: 4, as: UInt32.self)) }
+        nonmutating set { raw.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 4, as: UInt32.self) }
     }
-    @inlinable var hash: UInt32 {
-        get { raw.load(fromByteOffset: 48, as: UInt32.self) }
-        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 48, as: UInt32.self) }
+    @inlinable var flags: UInt32 {
+        get { raw.load(fromByteOffset: 8, as: UInt32.self) }
+        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 8, as: UInt32.self) }
+    }
+    @inlinable var expiresAt: UInt32 {
+        get { raw.load(fromByteOffset: 12, as: UInt32.self) }
+        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 12, as: UInt32.self) }
+    }
+    var lastAccess: UInt32 {
+        get { raw.load(fromByteOffset: 16, as: UInt32.self) }
+        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 16, as: UInt32.self) }
+    }
+    @inlinable var cas: UInt64 {
+        get { raw.loadUnaligned(fromByteOffset: 20, as: UInt64.self) }
+        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 20, as: UInt64.self) }
     }
     @inlinable var keyCount: Int {
-        get { Int(raw.load(fromByteOffset: 52, as: UInt8.self)) }
-        nonmutating set { raw.storeBytes(of: UInt8(truncatingIfNeeded: newValue), toByteOffset: 52, as: UInt8.self) }
-    }
-    var classID: UInt8 {
-        get { raw.load(fromByteOffset: 53, as: UInt8.self) }
-        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 53, as: UInt8.self) }
+        get { Int(raw.load(fromByteOffset: 28, as: UInt8.self)) }
+        nonmutating set { raw.storeBytes(of: UInt8(truncatingIfNeeded: newValue), toByteOffset: 28, as: UInt8.self) }
     }
     var state: UInt8 {
-        get { raw.load(fromByteOffset: 54, as: UInt8.self) }
-        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 54, as: UInt8.self) }
+        get { raw.load(fromByteOffset: 29, as: UInt8.self) }
+        nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 29, as: UInt8.self) }
     }
     var isLinked: Bool { state & Self.linkedBit != 0 }
     var fetched: Bool {
@@ -90,6 +91,10 @@ struct ItemPointer: Equatable {
     var tokenSent: Bool {
         get { state & Self.tokenSentBit != 0 }
         nonmutating set { state = newValue ? state | Self.tokenSentBit : state & ~Self.tokenSentBit }
+    }
+    var accessed: Bool {
+        get { state & Self.accessedBit != 0 }
+        nonmutating set { state = newValue ? state | Self.accessedBit : state & ~Self.accessedBit }
     }
 
     @inlinable var keyBytes: UnsafeRawBufferPointer {
@@ -105,7 +110,14 @@ struct ItemPointer: Equatable {
     /// Header + key + value: what memcached's `bytes` stat counts for an item.
     var totalSize: Int { Self.headerSize + keyCount + valueCount }
 
+    /// The bytes the item takes in its segment (the next one starts there).
+    var footprint: Int { Self.footprint(keyCount: keyCount, valueCount: valueCount) }
+
     static func size(keyCount: Int, valueCount: Int) -> Int { headerSize + keyCount + valueCount }
+
+    static func footprint(keyCount: Int, valueCount: Int) -> Int {
+        (size(keyCount: keyCount, valueCount: valueCount) + alignment - 1) & ~(alignment - 1)
+    }
 
     @inlinable func keyEquals(_ key: UnsafeRawBufferPointer) -> Bool {
         guard keyCount == key.count else { return false }
@@ -117,10 +129,5 @@ struct ItemPointer: Equatable {
         let deadline = expiresAt
         return deadline != 0 && deadline <= now
     }
-}
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+}

@@ -11,7 +11,7 @@ public struct ShardCounters: Sendable, Equatable {
     public var getExpired: UInt64 = 0
     public var getFlushed: UInt64 = 0
     public var crawlerReclaimed: UInt64 = 0
-    /// Bytes of item memory allocated (slab pages and large items); never above the limit.
+    /// Bytes of item memory allocated (segments and large items); never above the limit.
     public var mallocedBytes = 0
     /// Seconds since the least recently used item was stored (0 when empty).
     public var oldestItemAge: Int64 = 0

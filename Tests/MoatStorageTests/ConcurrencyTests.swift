@@ -68,7 +68,7 @@ import Testing
     @Test func concurrentEvictionStaysWithinBudget() {
         let limit = 32 * 1024
         // 8 pages of 1 KiB per shard; appends past a page make items allocated on their own.
-        let cache = makeCache(memoryLimit: limit, maxItemSize: 1024, shards: 4, pageSize: 1024)
+        let cache = makeCache(memoryLimit: limit, maxItemSize: 1024, shards: 4, segmentSize: 1024)
         DispatchQueue.concurrentPerform(iterations: 8) { thread in
             var rng = SeededGenerator(seed: UInt64(thread))
             for i in 0..<3_000 {

@@ -3,7 +3,7 @@ import MoatTestSupport
 import Testing
 
 @Suite struct EvictionTests {
-    /// Three items of key 2 + value 100 bytes fill the one page of a one-shard cache.
+    /// Three items of key 2 + value 100 bytes fill the one segment of a one-shard cache.
     static let itemCharge = charge(key: 2, value: 100)
     static let value100 = String(repeating: "x", count: 100)
 
@@ -11,43 +11,52 @@ import Testing
         slotCache(slots: 3, key: 2, value: 100, evictions: evictions, clock: clock)
     }
 
-    @Test func leastRecentlyUsedGoesFirst() {
+    /// Three items fill the cache's one segment: the pass over it keeps what was read since the last
+    /// pass (up to half the segment) and evicts the rest.
+    @Test func itemsReadSinceTheLastPassSurviveIt() {
         let cache = threeSlotCache()
         cache.set("k1", Self.value100)
         cache.set("k2", Self.value100)
         cache.set("k3", Self.value100)
         #expect(cache.counters().bytes == 3 * Self.itemCharge)
-        #expect(cache.get(b("k1")) != nil)  // k1 is now the most recently used
-        #expect(cache.set("k4", Self.value100) == .stored)
-        #expect(cache.get(b("k2")) == nil)
         #expect(cache.get(b("k1")) != nil)
-        #expect(cache.get(b("k3")) != nil)
-        #expect(cache.get(b("k4")) != nil)
+        #expect(cache.set("k4", Self.value100) == .stored)
         var counters = cache.counters()
-        #expect(counters.evictions == 1)
-        #expect(counters.evictedUnfetched == 1)
-        #expect(counters.currentItems == 3)
-        #expect(counters.bytes == 3 * Self.itemCharge)
-        // Order now (old to new): k1, k3, k4.
-        cache.set("k5", Self.value100)
-        #expect(cache.get(b("k1")) == nil)
-        counters = cache.counters()
         #expect(counters.evictions == 2)
-        #expect(counters.evictedUnfetched == 1)  // k1 had been read
+        #expect(counters.evictedUnfetched == 2)
+        #expect(counters.currentItems == 2)
+        #expect(counters.bytes == 2 * Self.itemCharge)
+        #expect(cache.get(b("k2")) == nil)
+        #expect(cache.get(b("k3")) == nil)
+        // Both read now; the next pass keeps one (half a segment holds one), the first in the segment.
+        #expect(cache.get(b("k4")) != nil)
+        #expect(cache.get(b("k1")) != nil)
+        #expect(cache.set("k5", Self.value100) == .stored)
+        #expect(cache.set("k6", Self.value100) == .stored)
+        counters = cache.counters()
+        #expect(counters.evictions == 4)
+        #expect(counters.evictedUnfetched == 3)  // k4 had been read
+        #expect(cache.get(b("k1")) != nil)
+        #expect(cache.get(b("k4")) == nil)
+        #expect(cache.get(b("k5")) == nil)
+        #expect(cache.get(b("k6")) != nil)
     }
 
-    @Test func touchAndOverwriteRefreshRecency() {
+    @Test func touchEarnsASecondChanceAndDeadBytesComeFirst() {
         let cache = threeSlotCache()
         cache.set("k1", Self.value100)
         cache.set("k2", Self.value100)
         cache.set("k3", Self.value100)
         #expect(cache.touch(b("k1"), exptime: 0) == .touched)
-        cache.set("k2", Self.value100)  // overwrite bumps k2
-        cache.set("k4", Self.value100)  // evicts k3
+        // The overwrite leaves the old k2 dead: that makes the room, and nothing live is evicted.
+        cache.set("k2", Self.value100)
+        #expect(cache.counters().evictions == 0)
+        // The next pass keeps the touched k1 and evicts the rest (one segment: the new k2 too).
+        cache.set("k4", Self.value100)
         #expect(cache.get(b("k3")) == nil)
         #expect(cache.value("k1") != nil)
-        #expect(cache.value("k2") != nil)
         #expect(cache.value("k4") != nil)
+        #expect(cache.counters().evictions == 2)
     }
 
     @Test func failedAddRefreshesRecency() {
@@ -62,27 +71,26 @@ import Testing
     }
 
     @Test func growingAnItemNeverEvictsItself() {
-        // The grown item stays in its size class, so it needs one more chunk of the full page: the
-        // least recently used other item goes, never the item being grown.
+        // The grown copy needs room in the full segment: the pass over it evicts the items not read,
+        // never the item being grown.
         let cache = threeSlotCache()
         cache.set("k1", Self.value100)
         cache.set("k2", Self.value100)
         cache.set("k3", Self.value100)
         let extra = String(repeating: "y", count: 10)
-        #expect(
-            cache.configuration.chunkSize(keyCount: 2, valueCount: 110)
-                == cache.configuration.chunkSize(keyCount: 2, valueCount: 100))
         #expect(cache.store(.append, key: b("k1"), value: b(extra), flags: 0, exptime: 0) == .stored)
         #expect(cache.value("k1") == Self.value100 + extra)
         #expect(cache.get(b("k2")) == nil)
-        #expect(cache.value("k3") != nil)
-        #expect(cache.counters().evictions == 1)
+        #expect(cache.get(b("k3")) == nil)
+        #expect(cache.counters().evictions == 2)
         #expect(cache.counters().bytes <= cache.counters().mallocedBytes)
         #expect(cache.counters().mallocedBytes <= cache.configuration.memoryLimit)
     }
 
     @Test func growingTheOnlyItemRefusesRatherThanEvictingItself() {
-        let cache = slotCache(slots: 1, key: 2, value: 100)
+        // One segment with room for one item of either length, not both.
+        let size = footprint(key: 2, value: 102)!
+        let cache = makeCache(memoryLimit: size, maxItemSize: 1024, shards: 1, segmentSize: size)
         cache.set("k1", Self.value100)
         #expect(cache.store(.append, key: b("k1"), value: b("yy"), flags: 0, exptime: 0) == .noMemory)
         #expect(cache.store(.prepend, key: b("k1"), value: b("yy"), flags: 0, exptime: 0) == .noMemory)
@@ -122,7 +130,7 @@ import Testing
         // Growing needs room.
         #expect(cache.store(.append, key: b("k1"), value: b("more"), flags: 0, exptime: 0) == .noMemory)
         #expect(cache.get(b("k1"))?.value.count == 100)
-        // Expired items still make room. k2 is the LRU tail.
+        // Expired items still make room.
         clock.advance(by: 10)
         #expect(cache.set("k4", Self.value100) == .stored)
         #expect(cache.counters().reclaimed == 1)
@@ -133,11 +141,8 @@ import Testing
     }
 
     @Test func incrementThatCannotGrowDoesNotReportUnstoredValue() {
-        // Two slots; "100" is in the class of "99" but needs a chunk of its own before the old one goes.
+        // Two slots; "100" needs a place of its own before the old "99" goes.
         let cache = slotCache(slots: 2, key: 1, value: 2, evictions: false)
-        #expect(
-            cache.configuration.chunkSize(keyCount: 1, valueCount: 3)
-                == cache.configuration.chunkSize(keyCount: 1, valueCount: 2))
         cache.set("a", "99")
         cache.set("b", "99")
         let outcome = cache.increment(b("a"), by: 1)
@@ -186,14 +191,14 @@ import Testing
         #expect(makeCache(memoryLimit: mib).shardCount == 1)
     }
 
-    /// The page size shows through `chunkSize`: an item of exactly one page still has a class, one
-    /// byte more is allocated on its own.
-    func pageSize(of configuration: CacheConfiguration) -> Int? {
+    /// The segment size shows through `footprint`: an item of exactly one segment is written into one,
+    /// four bytes more (the alignment) is allocated on its own.
+    func segmentSize(of configuration: CacheConfiguration) -> Int? {
         var size = 1024
         while size <= 4 * 1024 * 1024 {
             let value = size - itemOverhead - 1
-            if configuration.chunkSize(keyCount: 1, valueCount: value) == size,
-                configuration.chunkSize(keyCount: 1, valueCount: value + 1) == nil
+            if configuration.footprint(keyCount: 1, valueCount: value) == size,
+                configuration.footprint(keyCount: 1, valueCount: value + 1) == nil
             {
                 return size
             }
@@ -202,22 +207,22 @@ import Testing
         return nil
     }
 
-    @Test func pageSizeIsOneMiBUnlessAShardWouldHoldFewerThan32() {
+    @Test func segmentSizeIsOneMiBUnlessAShardWouldHoldFewerThan32() {
         let mib = 1024 * 1024
-        func config(_ limit: Int, shards: Int? = nil, page: Int? = nil) -> CacheConfiguration {
-            CacheConfiguration(memoryLimit: limit, shardCount: shards, pageSize: page)
+        func config(_ limit: Int, shards: Int? = nil, segment: Int? = nil) -> CacheConfiguration {
+            CacheConfiguration(memoryLimit: limit, shardCount: shards, segmentSize: segment)
         }
-        #expect(pageSize(of: config(1024 * mib)) == mib)  // 16 shards of 64 MiB
-        #expect(pageSize(of: config(512 * mib)) == mib)  // 16 shards of 32 MiB
-        #expect(pageSize(of: config(256 * mib)) == mib / 2)  // 16 shards of 16 MiB
-        #expect(pageSize(of: config(64 * mib)) == mib / 2)  // 4 shards of 16 MiB
-        #expect(pageSize(of: config(16 * mib)) == mib / 2)  // 1 shard
-        #expect(pageSize(of: config(8 * mib)) == mib / 4)
-        #expect(pageSize(of: config(mib)) == 32 * 1024)
-        #expect(pageSize(of: config(mib / 2)) == 16 * 1024)
-        #expect(pageSize(of: config(64 * 1024)) == 16 * 1024)  // never below 16 KiB
-        #expect(pageSize(of: config(64 * mib, shards: 1)) == mib)
-        #expect(pageSize(of: config(64 * mib, page: 64 * 1024)) == 64 * 1024)
+        #expect(segmentSize(of: config(1024 * mib)) == mib)  // 16 shards of 64 MiB
+        #expect(segmentSize(of: config(512 * mib)) == mib)  // 16 shards of 32 MiB
+        #expect(segmentSize(of: config(256 * mib)) == mib / 2)  // 16 shards of 16 MiB
+        #expect(segmentSize(of: config(64 * mib)) == mib / 2)  // 4 shards of 16 MiB
+        #expect(segmentSize(of: config(16 * mib)) == mib / 2)  // 1 shard
+        #expect(segmentSize(of: config(8 * mib)) == mib / 4)
+        #expect(segmentSize(of: config(mib)) == 32 * 1024)
+        #expect(segmentSize(of: config(mib / 2)) == 16 * 1024)
+        #expect(segmentSize(of: config(64 * 1024)) == 16 * 1024)  // never below 16 KiB
+        #expect(segmentSize(of: config(64 * mib, shards: 1)) == mib)
+        #expect(segmentSize(of: config(64 * mib, segment: 64 * 1024)) == 64 * 1024)
     }
 }
 

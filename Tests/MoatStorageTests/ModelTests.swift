@@ -11,27 +11,28 @@ import Testing
         var memoryLimit: Int
         var maxItemSize: Int
         var shards: Int?
-        var pageSize: Int?
+        var segmentSize: Int?
         var evictions: Bool
         var description: String {
             "seed \(seed) limit \(memoryLimit) max \(maxItemSize) shards \(shards.map(String.init) ?? "auto") "
-                + "page \(pageSize.map(String.init) ?? "auto") evictions \(evictions)"
+                + "segment \(segmentSize.map(String.init) ?? "auto") evictions \(evictions)"
         }
     }
 
-    /// Small pages so that a few thousand operations evict and move pages between classes a lot;
-    /// `maxItemSize` above the page size mixes in items allocated on their own.
+    /// Small segments so that a few thousand operations evict and compact a lot (40 keys of up to
+    /// `maxItemSize` bytes do not fit in any of these limits);
+    /// `maxItemSize` above the segment size mixes in items allocated on their own.
     static let scenarios: [Scenario] = [
-        Scenario(seed: 1, memoryLimit: 6_144, maxItemSize: 300, shards: 1, pageSize: 1024, evictions: true),
-        Scenario(seed: 2, memoryLimit: 16_384, maxItemSize: 300, shards: 4, pageSize: 1024, evictions: true),
-        Scenario(seed: 3, memoryLimit: 6_000, maxItemSize: 300, shards: nil, pageSize: 1024, evictions: true),
-        Scenario(seed: 4, memoryLimit: 8_192, maxItemSize: 300, shards: 2, pageSize: 1024, evictions: false),
-        Scenario(seed: 5, memoryLimit: 1_000_000, maxItemSize: 300, shards: 8, pageSize: nil, evictions: true),
-        Scenario(seed: 6, memoryLimit: 12_288, maxItemSize: 300, shards: 1, pageSize: 4096, evictions: true),
-        Scenario(seed: 7, memoryLimit: 8_192, maxItemSize: 1_500, shards: 1, pageSize: 1024, evictions: true),
-        Scenario(seed: 8, memoryLimit: 8_000, maxItemSize: 1_500, shards: 1, pageSize: 1024, evictions: false),
-        Scenario(seed: 9, memoryLimit: 16_384, maxItemSize: 5_000, shards: 2, pageSize: 4096, evictions: true),
-        Scenario(seed: 10, memoryLimit: 3_000, maxItemSize: 1_500, shards: 1, pageSize: 1024, evictions: true),
+        Scenario(seed: 1, memoryLimit: 6_144, maxItemSize: 300, shards: 1, segmentSize: 1024, evictions: true),
+        Scenario(seed: 2, memoryLimit: 8_192, maxItemSize: 300, shards: 4, segmentSize: 1024, evictions: true),
+        Scenario(seed: 3, memoryLimit: 6_000, maxItemSize: 300, shards: nil, segmentSize: 1024, evictions: true),
+        Scenario(seed: 4, memoryLimit: 8_192, maxItemSize: 300, shards: 2, segmentSize: 1024, evictions: false),
+        Scenario(seed: 5, memoryLimit: 1_000_000, maxItemSize: 300, shards: 8, segmentSize: nil, evictions: true),
+        Scenario(seed: 6, memoryLimit: 8_192, maxItemSize: 300, shards: 1, segmentSize: 4096, evictions: true),
+        Scenario(seed: 7, memoryLimit: 8_192, maxItemSize: 1_500, shards: 1, segmentSize: 1024, evictions: true),
+        Scenario(seed: 8, memoryLimit: 8_000, maxItemSize: 1_500, shards: 1, segmentSize: 1024, evictions: false),
+        Scenario(seed: 9, memoryLimit: 16_384, maxItemSize: 5_000, shards: 2, segmentSize: 4096, evictions: true),
+        Scenario(seed: 10, memoryLimit: 3_000, maxItemSize: 1_500, shards: 1, segmentSize: 1024, evictions: true),
     ]
 
     static func parseCounter(_ bytes: [UInt8]) -> UInt64? {
@@ -47,7 +48,7 @@ import Testing
         let clock = ManualClock()
         let cache = makeCache(
             memoryLimit: scenario.memoryLimit, maxItemSize: scenario.maxItemSize, evictions: scenario.evictions,
-            shards: scenario.shards, pageSize: scenario.pageSize, clock: clock)
+            shards: scenario.shards, segmentSize: scenario.segmentSize, clock: clock)
         var model: [[UInt8]: [UInt8]] = [:]
         let keys: [[UInt8]] = (0..<40).map { b("key-\($0)") }
         var failures = 0
@@ -118,7 +119,7 @@ import Testing
                 }
                 model[key] = nil
             case 6:
-                // Counters: grow by at most a few digits, which may need a chunk of another class.
+                // Counters: grow by at most a few digits, which needs a new place.
                 let delta = UInt64.random(in: 0...1000, using: &rng)
                 let increment = Bool.random(using: &rng)
                 let outcome = increment ? cache.increment(key, by: delta) : cache.decrement(key, by: delta)

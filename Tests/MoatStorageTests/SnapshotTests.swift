@@ -37,16 +37,24 @@ import Testing
         }
     }
 
-    @Test func theWalkListsTheMostRecentlyUsedFirstAcrossClassesAndShards() {
-        let clock = ManualClock()
-        let cache = makeCache(shards: 4, clock: clock)
-        // Three size classes, four shards: the order comes from the last access, not from where items live.
-        for (index, key) in ["a", "b", "c", "d", "e"].enumerated() {
-            cache.set(key, String(repeating: "x", count: 10 + 300 * index))
-            clock.advance(by: 1)
-        }
-        _ = cache.get(b("b"))  // read last
-        #expect(walk(cache).map(\.key) == ["b", "e", "d", "c", "a"])
+    /// The walk lists items in the order the cache keeps them: the newest segment first, the newest
+    /// item of a segment first; an item read before its segment's eviction pass moved to the new end.
+    @Test func theWalkListsItemsInTheOrderTheCacheKeepsThem() {
+        let cache = makeCache(memoryLimit: 3 * 1024, maxItemSize: 1024, shards: 1, segmentSize: 1024)
+        let value = String(repeating: "x", count: 100)
+        func key(_ i: Int) -> String { i < 10 ? "k0\(i)" : "k\(i)" }
+        for i in 0..<21 { cache.set(key(i), value) }
+        _ = cache.get(b("k01"))
+        cache.set("n00", value)
+        #expect(walk(cache).map(\.key) == ["n00", "k01"] + (7..<21).reversed().map(key))
+    }
+
+    @Test func theWalkTakesEveryShardInTurn() {
+        let cache = makeCache(shards: 4)
+        for i in 0..<200 { cache.set("k\(i)", "v") }
+        let seen = walk(cache)
+        #expect(seen.count == 200)
+        #expect(Set(seen.map(\.key)).count == 200)
     }
 
     @Test func theWalkCarriesWallClockTimesAndSkipsWhatIsGone() {
@@ -103,22 +111,25 @@ import Testing
 
     @Test func aSmallerCacheKeepsTheMostRecentAndEvictsNothingToRestore() {
         let clock = ManualClock()
-        let before = makeCache(clock: clock)
+        let before = makeCache(shards: 1, clock: clock)
         for index in 0..<8 {
             before.set("k\(index)", "v")
             clock.advance(by: 1)
         }
         let seen = walk(before)
         #expect(seen.first?.key == "k7")
-        // Room for four items of this class: the four most recent are kept, the rest refused.
-        let after = slotCache(slots: 4, key: 2, value: 1, clock: clock)
+        // Room for four items, two segments of two: the four most recent are kept, the rest refused.
+        let size = footprint(key: 2, value: 1)!
+        let after = makeCache(
+            memoryLimit: 4 * size, maxItemSize: 1024, shards: 1, segmentSize: 2 * size, clock: clock)
         let outcomes = restore(seen, into: after)
         #expect(outcomes == Array(repeating: .restored, count: 4) + Array(repeating: .noRoom, count: 4))
-        #expect((4..<8).allSatisfy { after.value("k\($0)") == "v" })
+        #expect(after.counters().currentItems == 4)
         #expect(after.counters().evictions == 0)
-        // The restored order is the LRU order: a new item evicts the least recent restored one, k4.
+        // The less recent segment (k5, k4) sits at the old end: a new item evicts it first.
         after.set("new", "v")
-        #expect(after.value("k4") == nil && after.value("k5") == "v")
+        #expect(after.value("k4") == nil && after.value("k5") == nil)
+        #expect(after.value("k6") == "v" && after.value("k7") == "v" && after.value("new") == "v")
     }
 
     @Test func newCASUniquesComeAfterEveryRestoredOne() {

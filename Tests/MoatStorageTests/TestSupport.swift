@@ -7,36 +7,32 @@ func charge(key: Int, value: Int) -> Int { key + value + itemOverhead }
 
 func makeCache(
     memoryLimit: Int = 64 * 1024 * 1024, maxItemSize: Int = 1024 * 1024, evictions: Bool = true,
-    shards: Int? = nil, pageSize: Int? = nil, clock: ManualClock = ManualClock()
+    shards: Int? = nil, segmentSize: Int? = nil, clock: ManualClock = ManualClock()
 ) -> Cache {
     Cache(
         configuration: CacheConfiguration(
             memoryLimit: memoryLimit, maxItemSize: maxItemSize, evictionsEnabled: evictions, shardCount: shards,
-            pageSize: pageSize),
+            segmentSize: segmentSize),
         clock: clock)
 }
 
-/// The chunk an item of this key and value length occupies under `pageSize` (nil: allocated on its own).
-func chunk(key: Int, value: Int, pageSize: Int) -> Int? {
-    CacheConfiguration(memoryLimit: pageSize, shardCount: 1, pageSize: pageSize).chunkSize(
+/// The bytes an item of this key and value length takes in a segment of `segmentSize` (nil: allocated
+/// on its own).
+func footprint(key: Int, value: Int, segmentSize: Int = 1024 * 1024) -> Int? {
+    CacheConfiguration(memoryLimit: segmentSize, shardCount: 1, segmentSize: segmentSize).footprint(
         keyCount: key, valueCount: value)
 }
 
-/// A one-shard cache whose memory is exactly one page holding `slots` items of this key and value
-/// length: the page is `slots` chunks of the item's size class.
+/// A one-shard cache whose memory is exactly one segment holding `slots` items of this key and value
+/// length.
 func slotCache(
     slots: Int, key: Int, value: Int, maxItemSize: Int = 1024, evictions: Bool = true,
     clock: ManualClock = ManualClock()
 ) -> Cache {
-    let size = chunk(key: key, value: value, pageSize: 1024 * 1024)!
-    let pageSize = slots * size
-    let cache = makeCache(
-        memoryLimit: pageSize, maxItemSize: maxItemSize, evictions: evictions, shards: 1, pageSize: pageSize,
-        clock: clock)
-    precondition(
-        cache.configuration.chunkSize(keyCount: key, valueCount: value) == size, "item class changed with the page size"
-    )
-    return cache
+    let size = footprint(key: key, value: value)!
+    return makeCache(
+        memoryLimit: slots * size, maxItemSize: maxItemSize, evictions: evictions, shards: 1,
+        segmentSize: slots * size, clock: clock)
 }
 
 extension Cache {

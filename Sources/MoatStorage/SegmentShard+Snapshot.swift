@@ -1,34 +1,23 @@
-/// The shard side of warm restarts: its items in recency order for a snapshot, and items put back
-/// from one without evicting anything.
-extension SlabShard {
-    /// The newest item of every size class (and of the large items): the heads of the lists a snapshot
-    /// merges by last access.
-    var recencyHeads: [ItemPointer] {
-        (classStates.compactMap(\.newest) + [large.newest].compactMap { $0 })
-    }
-
-    /// Puts back an item from a snapshot as the least recently used of its class (a snapshot lists the
-    /// most recently used first), with its CAS unique, flags and times. Nothing is evicted to make room:
-    /// the items already restored are the more recent ones.
+/// The shard side of warm restarts: items put back from a snapshot without evicting anything.
+extension SegmentShard {
+    /// Puts back an item from a snapshot at the old end of the FIFO (a snapshot lists the most recently
+    /// used first), with its CAS unique, flags and times. Nothing is evicted to make room: the items
+    /// already restored are the more recent ones.
     mutating func restore(
         _ item: SnapshotItem, hash: Int, expiresAt: UInt32, lastAccess: UInt32, now: UInt32, flushDeadline: UInt32
     ) -> RestoreOutcome {
         if find(item.key, hash: hash) != nil { return .duplicate }
-        let size = ItemPointer.size(keyCount: item.key.count, valueCount: item.value.count)
-        let charge = classes.classFor(size: size) == SizeClasses.large ? Self.largeAllocationSize(size) : size
-        if item.value.count > maxItemSize || item.key.count > 250 || charge > budget { return .tooLarge }
-        let evicting = evictionsEnabled
-        evictionsEnabled = false
-        defer { evictionsEnabled = evicting }
-        guard let restored = allocate(size: size, sparing: nil, now: now, flushDeadline: flushDeadline) else {
+        if item.value.count > maxItemSize || item.key.count > 250
+            || charge(keyCount: item.key.count, valueCount: item.value.count) > budget
+        {
+            return .tooLarge
+        }
+        guard let restored = allocateForRestore(keyCount: item.key.count, valueCount: item.value.count) else {
             return .noRoom
         }
-        restored.keyCount = item.key.count
-        restored.valueCount = item.value.count
         restored.flags = item.flags
         restored.expiresAt = expiresAt
         restored.lastAccess = lastAccess
-        restored.hash = UInt32(truncatingIfNeeded: hash)
         restored.cas = item.cas
         if let base = item.key.baseAddress {
             (restored.raw + ItemPointer.headerSize).copyMemory(from: base, byteCount: item.key.count)
@@ -36,7 +25,7 @@ extension SlabShard {
         if let base = item.value.baseAddress {
             (restored.raw + ItemPointer.headerSize + item.key.count).copyMemory(from: base, byteCount: item.value.count)
         }
-        link(restored, hash: hash, asOldest: true)
+        link(restored, hash: hash)
         restored.fetched = item.fetched
         restored.stale = item.stale
         return .restored

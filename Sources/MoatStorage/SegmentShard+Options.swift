@@ -2,7 +2,7 @@
 /// (classic gets are lookups without options; meta's `mg` adds hit-before and last-access reads before
 /// the bump, vivify on miss, stale items and recache win tokens), deletes and arithmetic with CAS
 /// checks and explicit CAS values, and `me`'s inspection.
-extension SlabShard {
+extension SegmentShard {
     mutating func lookup<R>(
         _ key: UnsafeRawBufferPointer, hash: Int, options: LookupOptions, touchTo: UInt32?, vivifyTo: UInt32?,
         recacheBefore: UInt32?, now: UInt32, flushDeadline: UInt32, _ body: (ItemDetails) throws -> R
@@ -37,7 +37,7 @@ extension SlabShard {
         if options.bump {
             item.fetched = true
             item.lastAccess = now
-            moveToNewest(item)
+            item.accessed = true
         }
         let view = ItemDetails(
             key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas,
@@ -57,26 +57,28 @@ extension SlabShard {
         }
         if let compareCAS, item.cas != compareCAS { return .exists }
         guard invalidate || removeValue else {
-            unlinkAndFree(item)
+            unlink(item, hash: hash)
             return .deleted
         }
         if removeValue, item.valueCount > 0 {
-            let size = ItemPointer.size(keyCount: item.keyCount, valueCount: 0)
             // Without room for the empty copy the item goes entirely, which is also valueless.
-            guard let empty = allocate(size: size, sparing: item, now: now, flushDeadline: flushDeadline) else {
-                unlinkAndFree(item)
+            guard
+                let empty = allocate(
+                    keyCount: key.count, valueCount: 0, pinned: item.ref, now: now, flushDeadline: flushDeadline)
+            else {
+                unlink(item, hash: hash)
                 return .deleted
             }
-            empty.keyCount = item.keyCount
-            empty.valueCount = 0
-            empty.flags = item.flags
-            empty.expiresAt = item.expiresAt
-            empty.lastAccess = item.lastAccess
-            empty.hash = item.hash
-            (empty.raw + ItemPointer.headerSize).copyMemory(
-                from: item.raw + ItemPointer.headerSize, byteCount: item.keyCount)
-            let bits = item.state & (ItemPointer.fetchedBit | ItemPointer.staleBit | ItemPointer.tokenSentBit)
-            unlinkAndFree(item)
+            // The item may have moved while room was made; it stayed linked, so the key finds it.
+            let old = find(key, hash: hash).unsafelyUnwrapped
+            empty.flags = old.flags
+            empty.expiresAt = old.expiresAt
+            empty.lastAccess = old.lastAccess
+            if let base = key.baseAddress {
+                (empty.raw + ItemPointer.headerSize).copyMemory(from: base, byteCount: key.count)
+            }
+            let bits = old.state & (ItemPointer.fetchedBit | ItemPointer.staleBit | ItemPointer.tokenSentBit)
+            unlink(old, hash: hash)
             link(empty, hash: hash)
             empty.state |= bits
             item = empty
@@ -114,7 +116,7 @@ extension SlabShard {
         }
         if let compareCAS, item.cas != compareCAS { return ArithmeticResult(outcome: .exists) }
         let (outcome, fresh) = arithmetic(
-            on: item, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: flushDeadline)
+            on: item, key: key, hash: hash, delta: delta, increment: increment, now: now, flushDeadline: flushDeadline)
         switch outcome {
         case .value(let value):
             if newCAS != 0 { fresh.cas = newCAS }
@@ -137,7 +139,7 @@ extension SlabShard {
         return ItemInfo(
             ttl: Self.remaining(item, now: now), idle: now >= item.lastAccess ? Int64(now - item.lastAccess) : 0,
             cas: item.cas, fetched: item.fetched,
-            sizeClass: item.classID == SizeClasses.large ? 0 : Int(item.classID) + 1, size: item.totalSize)
+            sizeClass: 1, size: item.totalSize)
     }
 
     /// Seconds left to live, -1 for items that never expire.
