@@ -45,16 +45,23 @@ public struct CacheConfiguration: Sendable, Equatable {
     }
 
     /// Up to 16 shards (a power of two), each with at least 16 MiB, so that every shard holds many
-    /// segments; one shard below 32 MiB.
+    /// segments; one shard below 32 MiB; more than 16 only past 128 GiB.
     var effectiveShardCount: Int {
-        if var count = shardCount.map({ max(1, $0) }) {
+        var count: Int
+        if let shardCount {
+            count = max(1, shardCount)
             while count & (count - 1) != 0 { count &= count - 1 }
-            return count
+        } else {
+            count = 16
+            while count > 1, memoryLimit / count < 16 * 1024 * 1024 { count /= 2 }
         }
-        var count = 16
-        while count > 1, memoryLimit / count < 16 * 1024 * 1024 { count /= 2 }
+        // A shard addresses 8 GiB (32-bit item references in 2-byte units): more shards past 128 GiB.
+        while memoryLimit / count > Self.maxShardBudget { count *= 2 }
         return count
     }
+
+    /// The most item memory one shard can address.
+    static let maxShardBudget = 8 << 30
 
     /// 1 MiB segments (memcached's page size), smaller when a shard's budget holds fewer than 32 of
     /// them, but not below 16 KiB.

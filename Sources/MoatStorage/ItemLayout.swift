@@ -5,12 +5,12 @@ import Darwin
 #endif
 
 /// Where an item lives inside its shard: the segment's index in the high bits, the item's offset in
-/// 4-byte units in the low bits (see `SegmentShard.unitBits`); 0 is no item. Half a pointer, so a hash
-/// chain link costs 4 bytes per item.
+/// 2-byte units in the low bits (see `SegmentShard.unitBits`); 0 is no item. Half a pointer, so a hash
+/// chain link costs 4 bytes per item; 2^32 units address 8 GiB per shard.
 @usableFromInline typealias ItemRef = UInt32
 
-/// The layout of one item inside its segment. Items are written back to back, each starting at a
-/// multiple of 4 bytes, into memory the shard manages (see `SegmentShard`): no Swift objects, no per-item
+/// The layout of one item inside its segment. Items are written back to back, each starting at an
+/// even offset, into memory the shard manages (see `SegmentShard`): no Swift objects, no per-item
 /// heap header, no LRU links and no size-class slack; 30 bytes of header against memcached's 48-56.
 ///
 ///     0  next        4   the next item in the same hash bucket (an `ItemRef`; 0 ends the chain)
@@ -19,7 +19,8 @@ import Darwin
 ///     12 expiresAt   4   seconds since the cache epoch; 0 = never
 ///     16 lastAccess  4   seconds since the cache epoch: stored, fetched or touched (memcached's
 ///                        `it->time`: the delayed flush, the `age` stat and meta `l`/`la` read it)
-///     20 cas         8   (read and written unaligned)
+///     20 cas         8
+///                        (every field is read and written unaligned)
 ///     28 keyCount    1
 ///     29 state       1   bit 0: linked (live), bit 1: fetched since stored, bit 2: stale (meta
 ///                        invalidation), bit 3: a recache win token was handed out, bit 4: accessed since
@@ -39,7 +40,7 @@ struct ItemPointer: Equatable {
     }
 
     @usableFromInline static let headerSize = 30
-    static let alignment = 4
+    static let alignment = 2
 
     static let linkedBit: UInt8 = 1
     static let fetchedBit: UInt8 = 2
@@ -48,23 +49,23 @@ struct ItemPointer: Equatable {
     static let accessedBit: UInt8 = 16
 
     @inlinable var next: ItemRef {
-        get { raw.load(as: UInt32.self) }
+        get { raw.loadUnaligned(as: UInt32.self) }
         nonmutating set { raw.storeBytes(of: newValue, as: UInt32.self) }
     }
     @inlinable var valueCount: Int {
-        get { Int(raw.load(fromByteOffset: 4, as: UInt32.self)) }
+        get { Int(raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) }
         nonmutating set { raw.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 4, as: UInt32.self) }
     }
     @inlinable var flags: UInt32 {
-        get { raw.load(fromByteOffset: 8, as: UInt32.self) }
+        get { raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self) }
         nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 8, as: UInt32.self) }
     }
     @inlinable var expiresAt: UInt32 {
-        get { raw.load(fromByteOffset: 12, as: UInt32.self) }
+        get { raw.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }
         nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 12, as: UInt32.self) }
     }
     var lastAccess: UInt32 {
-        get { raw.load(fromByteOffset: 16, as: UInt32.self) }
+        get { raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self) }
         nonmutating set { raw.storeBytes(of: newValue, toByteOffset: 16, as: UInt32.self) }
     }
     @inlinable var cas: UInt64 {

@@ -9,7 +9,7 @@ import Darwin
 /// own; `Cache` keeps each shard behind a lock.
 ///
 /// Memory: items of any size are appended to the open segment (`segmentSize` bytes, 1 MiB unless the
-/// budget is small), packed at 4-byte alignment with a 30-byte header and no size classes; an item
+/// budget is small), packed at 2-byte alignment with a 30-byte header and no size classes; an item
 /// larger than a segment gets an allocation of its own, which is a segment holding one item.
 /// `committed` (segments plus those allocations) never exceeds `budget`. Deleting or replacing an item
 /// only marks it dead; its bytes come back when its segment reaches the old end of the FIFO. There the
@@ -38,7 +38,7 @@ struct SegmentShard {
     }
 
     let segmentSize: Int
-    /// An `ItemRef`'s offset field counts 4-byte units of a segment: log2(segmentSize) - 2 bits.
+    /// An `ItemRef`'s offset field counts 2-byte units of a segment: log2(segmentSize) - 1 bits.
     let unitBits: Int
     private let unitMask: UInt32
     private let maxSegments: Int
@@ -76,12 +76,12 @@ struct SegmentShard {
     init(
         budget: Int, segmentSize: Int, maxItemSize: Int, evictionsEnabled: Bool, shardIndex: Int, shardCount: Int
     ) {
-        var bits = 2
+        var bits = 1
         while (1 << bits) < segmentSize { bits += 1 }
         self.segmentSize = segmentSize
-        self.unitBits = bits - 2
-        self.unitMask = UInt32((1 << (bits - 2)) - 1)
-        self.maxSegments = (1 << (32 - (bits - 2))) - 1
+        self.unitBits = bits - 1
+        self.unitMask = UInt32((1 << (bits - 1)) - 1)
+        self.maxSegments = (1 << (32 - (bits - 1))) - 1
         self.budget = budget
         self.maxItemSize = maxItemSize
         self.evictionsEnabled = evictionsEnabled
@@ -113,12 +113,12 @@ struct SegmentShard {
     @inline(__always)
     func item(_ ref: ItemRef) -> ItemPointer {
         let base = bases[Int(ref >> UInt32(unitBits))].unsafelyUnwrapped
-        return ItemPointer(base + Int(ref & unitMask) << 2, ref: ref)
+        return ItemPointer(base + Int(ref & unitMask) << 1, ref: ref)
     }
 
     @inline(__always)
     private func ref(segment: Int32, offset: Int) -> ItemRef {
-        (UInt32(segment) << UInt32(unitBits)) | UInt32(offset >> 2)
+        (UInt32(segment) << UInt32(unitBits)) | UInt32(offset >> 1)
     }
 
     @inline(__always)
@@ -550,7 +550,7 @@ struct SegmentShard {
     }
 
     /// A new segment index with memory of `capacity` bytes, counted as committed; nil when the index
-    /// space is spent (2^32 4-byte units per shard).
+    /// space is spent (2^32 2-byte units per shard).
     private mutating func newSegment(capacity: Int, large: Bool) -> Int32? {
         let index: Int32
         if let reused = freeIndices.popLast() {

@@ -189,6 +189,10 @@ import Testing
         #expect(makeCache(memoryLimit: 32 * mib).shardCount == 2)
         #expect(makeCache(memoryLimit: 32 * mib - 1).shardCount == 1)
         #expect(makeCache(memoryLimit: mib).shardCount == 1)
+        // A shard addresses at most 8 GiB of items.
+        #expect(makeCache(memoryLimit: 128 << 30).shardCount == 16)
+        #expect(makeCache(memoryLimit: 256 << 30).shardCount == 32)
+        #expect(makeCache(memoryLimit: 20 << 30, shards: 1).shardCount == 4)
     }
 
     /// The segment size shows through `footprint`: an item of exactly one segment is written into one,
