@@ -84,3 +84,30 @@ int moat_drop_capabilities_of_every_thread(void) {
 #include <malloc.h>
 int moat_malloc_trim(void) { return malloc_trim(0); }
 #endif
+
+#ifdef __linux__
+#include <link.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static int release_code(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    size_t *released = data;
+    long page = sysconf(_SC_PAGESIZE);
+    for (int index = 0; index < info->dlpi_phnum; index++) {
+        const ElfW(Phdr) *segment = &info->dlpi_phdr[index];
+        // Code only: never written, so dropping the mapping loses nothing (a written private page would).
+        if (segment->p_type != PT_LOAD || !(segment->p_flags & PF_X) || (segment->p_flags & PF_W)) continue;
+        uintptr_t start = (info->dlpi_addr + segment->p_vaddr) & ~(uintptr_t)(page - 1);
+        uintptr_t end = (info->dlpi_addr + segment->p_vaddr + segment->p_memsz + page - 1) & ~(uintptr_t)(page - 1);
+        if (madvise((void *)start, end - start, MADV_DONTNEED) == 0) *released += end - start;
+    }
+    return 0;
+}
+
+size_t moat_release_code_pages(void) {
+    size_t released = 0;
+    dl_iterate_phdr(release_code, &released);
+    return released;
+}
+#endif

@@ -37,7 +37,7 @@ extension SegmentShard {
         if options.bump {
             item.fetched = true
             item.lastAccess = now
-            item.accessed = true
+            item.markUsed()
         }
         let view = ItemDetails(
             key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas,

@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// One shard of the cache: a chained hash table over items written into segments, a byte budget, and
-/// a FIFO of segments with a second chance for items read since the last pass. Not thread-safe on its
+/// a FIFO of segments with second chances for items read since the last pass. Not thread-safe on its
 /// own; `Cache` keeps each shard behind a lock.
 ///
 /// Memory: items of any size are appended to the open segment (`segmentSize` bytes, 1 MiB unless the
@@ -14,7 +14,8 @@ import Darwin
 /// `committed` (segments plus those allocations) never exceeds `budget`. Deleting or replacing an item
 /// only marks it dead; its bytes come back when its segment reaches the old end of the FIFO. There the
 /// segment is compacted in place: dead, expired and flushed items go, live items read since the last
-/// pass (the CLOCK bit) slide to the front, up to half the segment, and every other live item is evicted;
+/// pass (or read often before it: a use count of up to 3, one off per pass) slide to the front, up to
+/// half the segment, and every other live item is evicted;
 /// the segment then reopens at the new end for writes. Under `-M` nothing live is evicted, so only dead
 /// and expired bytes come back. See docs/performance.md for the design and its costs per item.
 struct SegmentShard {
@@ -173,7 +174,7 @@ struct SegmentShard {
         }
         item.expiresAt = expiresAt
         item.lastAccess = now
-        item.accessed = true
+        item.markUsed()
         return try body(ItemView(key: item.keyBytes, value: item.valueBytes, flags: item.flags, cas: item.cas))
     }
 
@@ -212,7 +213,7 @@ struct SegmentShard {
         case .add:
             if let existing {
                 // memcached bumps the item on a failed add, so a hot key that clients keep adding survives.
-                existing.accessed = true
+                existing.markUsed()
                 return .notStored
             }
         case .replace:
@@ -241,7 +242,7 @@ struct SegmentShard {
         var pinned: ItemRef = 0
         if let existing {
             if keepsOld {
-                existing.accessed = true
+                existing.markUsed()
                 pinned = existing.ref
             } else {
                 // The old value is replaced either way (memcached also drops it when a set fails).
@@ -300,7 +301,7 @@ struct SegmentShard {
         return withUnsafeMutableBytes(of: &digits) { scratch -> (ArithmeticOutcome, ItemPointer) in
             let count = Self.formatDecimal(result, into: scratch)
             let text = UnsafeRawBufferPointer(rebasing: scratch[(scratch.count - count)...])
-            item.accessed = true
+            item.markUsed()
             if text.count == item.valueCount {
                 // Same length: rewrite in place (the common case for counters).
                 if let b = text.baseAddress {
@@ -330,7 +331,7 @@ struct SegmentShard {
             unlink(old, hash: hash)
             link(fresh, hash: hash)
             fresh.fetched = wasFetched
-            fresh.accessed = true
+            fresh.markUsed()
             return (.value(result), fresh)
         }
     }
@@ -665,8 +666,8 @@ struct SegmentShard {
             return allocateLarge(
                 keyCount: keyCount, valueCount: valueCount, pinned: pinned, now: now, flushDeadline: flushDeadline)
         }
-        // Each pass moves one segment from the old end to the new; two rounds clear every CLOCK bit, so
-        // when evictions are on, room is found well within this bound.
+        // Each pass moves one segment from the old end to the new, and takes one use off every item it
+        // keeps; when evictions are on, room is found well within this bound.
         var passes = 2 * segments.count + 2
         while true {
             let open = openSegment
@@ -753,10 +754,10 @@ struct SegmentShard {
 
     /// The eviction pass over one segment at the old end of the FIFO. A large item goes unless it was
     /// read since the last pass (or is pinned, or evictions are off), in which case it moves to the new
-    /// end with its bit cleared. A segment is compacted in place: dead, expired and flushed items go;
+    /// end with one use less. A segment is compacted in place: dead, expired and flushed items go;
     /// when they free `needed` bytes and a quarter of the segment, every live item stays; otherwise live
     /// ones stay if pinned, if evictions are off, or if read since the last pass while they fit in
-    /// `retainLimit` bytes, and the rest are evicted (and the kept ones' bits cleared). What remains
+    /// `retainLimit` bytes, and the rest are evicted (and the kept ones' use counts lowered). What remains
     /// moves to the new end, or to the pool when nothing does.
     private mutating func recycle(
         _ segment: Int32, needed: Int, retainLimit: Int, pinned: ItemRef, now: UInt32, flushDeadline: UInt32
@@ -766,7 +767,7 @@ struct SegmentShard {
         if segments[index].large {
             let item = ItemPointer(base, ref: ref(segment: segment, offset: 0))
             if keep(item, retaining: true, pinned: pinned, now: now, flushDeadline: flushDeadline) {
-                item.accessed = false
+                item.passOver()
                 detach(segment)
                 pushNewest(segment)
             } else {
@@ -803,7 +804,7 @@ struct SegmentShard {
                     flushDeadline: flushDeadline)
                 if keeps {
                     // A pass that evicts nothing gives no second chance, so it takes none away.
-                    if evicting { item.accessed = false }
+                    if evicting { item.passOver() }
                     if write != read {
                         let moved = ItemPointer(base + write, ref: ref(segment: segment, offset: write))
                         replaceInChain(item.ref, with: moved.ref, bucket: Cache.hash(item.keyBytes) & bucketMask)
@@ -844,7 +845,7 @@ struct SegmentShard {
             counters.reclaimed += 1
             return false
         }
-        if !evictionsEnabled || keepingLive || (retaining && item.accessed) { return true }
+        if !evictionsEnabled || keepingLive || (retaining && item.uses > 0) { return true }
         counters.evictions += 1
         if !item.fetched { counters.evictedUnfetched += 1 }
         return false
