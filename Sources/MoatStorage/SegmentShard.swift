@@ -325,7 +325,9 @@ struct SegmentShard {
             fresh.expiresAt = old.expiresAt
             fresh.lastAccess = old.lastAccess
             fresh.cas = nextCAS()
-            if let b = key.baseAddress { (fresh.raw + ItemPointer.headerSize).copyMemory(from: b, byteCount: key.count) }
+            if let b = key.baseAddress {
+                (fresh.raw + ItemPointer.headerSize).copyMemory(from: b, byteCount: key.count)
+            }
             if let b = text.baseAddress { fresh.mutableValue.baseAddress?.copyMemory(from: b, byteCount: text.count) }
             let wasFetched = old.fetched
             unlink(old, hash: hash)
@@ -409,7 +411,8 @@ struct SegmentShard {
             crawlGeneration = segments[index].generation
             while segments[index].base != nil, crawlOffset < segments[index].used, visited < limit {
                 let item = ItemPointer(
-                    segments[index].base.unsafelyUnwrapped + crawlOffset, ref: ref(segment: Int32(index), offset: crawlOffset))
+                    segments[index].base.unsafelyUnwrapped + crawlOffset,
+                    ref: ref(segment: Int32(index), offset: crawlOffset))
                 crawlOffset += item.footprint
                 visited += 1
                 guard item.isLinked else { continue }
@@ -720,7 +723,8 @@ struct SegmentShard {
     private mutating func carve(in segment: Int32, keyCount: Int, valueCount: Int) -> ItemPointer {
         let index = Int(segment)
         let offset = segments[index].used
-        let item = ItemPointer(segments[index].base.unsafelyUnwrapped + offset, ref: ref(segment: segment, offset: offset))
+        let item = ItemPointer(
+            segments[index].base.unsafelyUnwrapped + offset, ref: ref(segment: segment, offset: offset))
         item.keyCount = keyCount
         item.valueCount = valueCount
         item.state = 0

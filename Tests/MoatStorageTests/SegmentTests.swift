@@ -91,7 +91,10 @@ import Testing
         let size = footprint(key: 3, value: 100)!
         let cache = makeCache(memoryLimit: 7 * size, maxItemSize: 1024, shards: 1, segmentSize: 7 * size)
         var stored = 0
-        func storeNew() { cache.store(.set, key: key("n", stored), value: value(100), flags: 0, exptime: 0); stored += 1 }
+        func storeNew() {
+            cache.store(.set, key: key("n", stored), value: value(100), flags: 0, exptime: 0)
+            stored += 1
+        }
         func present(_ name: String) -> Bool { b(name).withUnsafeBytes { cache.inspect($0) } != nil }
         for i in 0..<7 { cache.store(.set, key: key("k", i), value: value(100), flags: 0, exptime: 0) }
         for _ in 0..<3 { _ = cache.get(key("k", 0)) }
