@@ -96,8 +96,10 @@ static int release_code(struct dl_phdr_info *info, size_t size, void *data) {
     long page = sysconf(_SC_PAGESIZE);
     for (int index = 0; index < info->dlpi_phnum; index++) {
         const ElfW(Phdr) *segment = &info->dlpi_phdr[index];
-        // Code only: never written, so dropping the mapping loses nothing (a written private page would).
-        if (segment->p_type != PT_LOAD || !(segment->p_flags & PF_X) || (segment->p_flags & PF_W)) continue;
+        // Segments mapped without write permission (code, read-only data, symbol tables) were never
+        // written, so dropping their pages loses nothing; the writable segment (which holds RELRO's
+        // relocated data, protected only afterwards) is left alone: a written private page would be lost.
+        if (segment->p_type != PT_LOAD || (segment->p_flags & PF_W)) continue;
         uintptr_t start = (info->dlpi_addr + segment->p_vaddr) & ~(uintptr_t)(page - 1);
         uintptr_t end = (info->dlpi_addr + segment->p_vaddr + segment->p_memsz + page - 1) & ~(uintptr_t)(page - 1);
         if (madvise((void *)start, end - start, MADV_DONTNEED) == 0) *released += end - start;

@@ -25,9 +25,9 @@ int moat_drop_capabilities_of_every_thread(void);
 /// malloc_trim(0): gives freed heap memory back to the system (glibc; <malloc.h> is not in Swift's Glibc).
 int moat_malloc_trim(void);
 
-/// Drops this process's page mappings of every loaded object's code (MADV_DONTNEED on the executable,
-/// never-written PT_LOAD segments): the pages stay in the page cache, and what is used again comes back
-/// on a minor fault. Called once serving starts, so that code run only while starting (flag parsing,
+/// Drops this process's page mappings of every loaded object's read-only segments (MADV_DONTNEED on
+/// the PT_LOAD segments mapped without write permission: code, read-only data): the pages stay in the
+/// page cache, and what is used again comes back on a minor fault. Called once serving starts, so that code run only while starting (flag parsing,
 /// configuration, the restore) is not counted in the process's RSS. Returns the bytes of mappings dropped.
 size_t moat_release_code_pages(void);
 #endif
