@@ -150,7 +150,7 @@ let package = Package(
         .testTarget(
             name: "MoatServerTests",
             dependencies: [
-                "MoatServer", "MoatTLS", "MoatConfig", "MoatEngine", "MoatAccess", "MoatStorage",
+                "MoatServer", "CEpoll", "MoatTLS", "MoatConfig", "MoatEngine", "MoatAccess", "MoatStorage",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ]
         ),
