@@ -16,7 +16,8 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 install_deps() {
   # libsasl2-modules: the Cyrus plugins (PLAIN, SCRAM) that pylibmc and memcstat authenticate with.
   # libssl-dev: the OpenSSL 3 that Moat's TLS listeners are built against; openssl makes the tests' certificates.
-  local pkgs=(memcached libmemcached-tools libmemcached-dev libsasl2-dev libsasl2-modules zlib1g-dev netcat-openbsd procps nutcracker nftables iptables python3-firewall iproute2 strace libssl-dev openssl)
+  # prometheus: its promtool checks and tests packaging/prometheus/moat-alerts.yml (the server itself is not used).
+  local pkgs=(memcached libmemcached-tools libmemcached-dev libsasl2-dev libsasl2-modules zlib1g-dev netcat-openbsd procps nutcracker nftables iptables python3-firewall iproute2 strace libssl-dev openssl prometheus)
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
   command -v cc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
@@ -33,6 +34,10 @@ install_deps() {
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Where systemd runs, Debian starts the Prometheus server it installs: only promtool is wanted.
+    if [ -d /run/systemd/system ] && systemctl is-active -q prometheus 2>/dev/null; then
+      $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
   else
     echo "Debian packages: all present"
   fi
