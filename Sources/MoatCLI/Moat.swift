@@ -37,8 +37,19 @@ struct Moat: ParsableCommand {
 }
 
 struct Serve: ParsableCommand {
+    // `moat --help` shows this (serve is the default), so it also names the other subcommands.
     static let configuration = CommandConfiguration(
-        abstract: "Run the cache server (memcached's flags; loopback only by default).")
+        abstract: "Run the cache server (memcached's flags; loopback only by default).",
+        discussion: otherSubcommands)
+
+    static var otherSubcommands: String {
+        let others: [any ParsableCommand.Type] = [
+            UserCommand.self, AuditCommand.self, CheckCommand.self, FirewallCommand.self,
+        ]
+        let names = others.map { "moat \($0.configuration.commandName ?? "")" }
+        return "`moat [flags]` is `moat serve [flags]`. The other subcommands: \(names.joined(separator: ", ")) "
+            + "(`moat help <subcommand>` describes each)."
+    }
 
     @OptionGroup var options: ServeOptions
 

@@ -62,6 +62,19 @@ def test_help_flag(argv):
         assert b"--port" in res.stdout and b"--listen" in res.stdout, res.stdout
 
 
+def test_help_lists_the_subcommands_and_serves_flags():
+    res = subprocess.run([moat_bin(), "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, timeout=10)
+    assert res.returncode == 0, res.stdout
+    text = b" ".join(res.stdout.split())
+    assert b"--port" in text and b"--memory-limit" in text, res.stdout
+    for name in (b"user", b"audit", b"check", b"firewall"):
+        assert b"moat " + name in text, name
+        described = subprocess.run([moat_bin(), "help", name.decode()], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=10)
+        assert described.returncode == 0 and b"USAGE: moat " + name in described.stdout, described.stdout
+
+
 def test_unknown_flag_refused(server_factory):
     rc, err = server_factory.start_expect_exit(["--definitely-not-a-flag"])
     assert rc is not None and rc != 0
