@@ -11,7 +11,7 @@ import PackageDescription
 //   MoatSnapshot  warm restarts: the cache's items to a file and back (chunked, AES-GCM with a key)
 //   MoatServer    epoll loops, the connection core, listeners (TCP, unix, TLS, UDP), limits, privilege drop
 //   MoatAudit     `moat audit` (scan for exposed memcached-protocol services) and `moat check` (static):
-//                 findings with severities, reported as a table, JSON or SARIF
+//                 findings with severities, reported as a table, JSON or SARIF; `moat top` (live `stats` view)
 //   MoatMetrics   `stats` figures as Prometheus metrics (swift-metrics with swift-prometheus; no networking)
 //   MoatFirewall  `moat firewall`: nftables, iptables and firewalld rules from a configuration (pure)
 //   MoatCLI       the `moat` executable
@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "MoatCLI",
             dependencies: [
-                "MoatServer", "MoatConfig", "MoatAccess", "MoatAudit", "MoatFirewall", "MoatSnapshot",
+                "MoatServer", "MoatConfig", "MoatAccess", "MoatAudit", "MoatFirewall", "MoatSnapshot", "MoatTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

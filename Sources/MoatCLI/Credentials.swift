@@ -233,7 +233,7 @@ private func readPassword() throws -> [UInt8] {
     return line
 }
 
-private func promptWithoutEcho(_ prompt: String) throws -> [UInt8] {
+func promptWithoutEcho(_ prompt: String) throws -> [UInt8] {
     FileHandleStandardError.write(prompt)
     var saved = termios()
     tcgetattr(0, &saved)

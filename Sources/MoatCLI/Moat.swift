@@ -32,7 +32,9 @@ struct Moat: ParsableCommand {
         abstract: "A memcached-compatible cache server that is secure by default.",
         discussion:
             "Run `moat serve --help` for memcached's flags. `moat [flags]` is the same as `moat serve [flags]`.",
-        subcommands: [Serve.self, UserCommand.self, AuditCommand.self, CheckCommand.self, FirewallCommand.self],
+        subcommands: [
+            Serve.self, UserCommand.self, AuditCommand.self, CheckCommand.self, FirewallCommand.self, TopCommand.self,
+        ],
         defaultSubcommand: Serve.self)
 }
 
@@ -44,7 +46,7 @@ struct Serve: ParsableCommand {
 
     static var otherSubcommands: String {
         let others: [any ParsableCommand.Type] = [
-            UserCommand.self, AuditCommand.self, CheckCommand.self, FirewallCommand.self,
+            UserCommand.self, AuditCommand.self, CheckCommand.self, FirewallCommand.self, TopCommand.self,
         ]
         let names = others.map { "moat \($0.configuration.commandName ?? "")" }
         return "`moat [flags]` is `moat serve [flags]`. The other subcommands: \(names.joined(separator: ", ")) "
