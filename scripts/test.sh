@@ -18,7 +18,8 @@ install_deps() {
   # libssl-dev: the OpenSSL 3 that Moat's TLS listeners are built against; openssl makes the tests' certificates.
   # prometheus: its promtool checks and tests packaging/prometheus/moat-alerts.yml (the server itself is not used).
   # help2man, lintian, adduser, binutils: scripts/build-deb.sh's manual page and the package test's checks.
-  local pkgs=(memcached libmemcached-tools libmemcached-dev libsasl2-dev libsasl2-modules zlib1g-dev netcat-openbsd procps nutcracker nftables iptables python3-firewall iproute2 strace libssl-dev openssl prometheus help2man lintian adduser binutils man-db)
+  # tmux: moat top's live view is read back with capture-pane.
+  local pkgs=(memcached libmemcached-tools libmemcached-dev libsasl2-dev libsasl2-modules zlib1g-dev netcat-openbsd procps nutcracker nftables iptables python3-firewall iproute2 strace libssl-dev openssl prometheus help2man lintian adduser binutils man-db tmux)
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
   command -v cc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)

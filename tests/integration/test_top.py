@@ -119,8 +119,8 @@ def test_memcached(tmp_path):
         proc.wait(timeout=10)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_live_view_in_tmux(server_factory):
+    assert shutil.which("tmux"), "tmux is needed (scripts/test.sh installs it)"
     srv = server_factory.start()
     session = "moat-top-%d" % os.getpid()
     command = "%s top --interval 0.3 127.0.0.1:%d" % (moat_bin(), srv.port)
