@@ -6,8 +6,6 @@ import shutil
 import subprocess
 import threading
 
-import pytest
-
 from moat_support import Conn, free_port, moat_bin, wait_until
 from test_auth import PASSWORD, credentials  # noqa: F401 (a fixture)
 from test_tls import pki, tls_args  # noqa: F401 (a fixture)
