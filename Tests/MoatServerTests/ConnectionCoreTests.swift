@@ -157,6 +157,31 @@ import Testing
         #expect(stats.contains("STAT bytes_written \(reply.utf8.count)\r\n"))
     }
 
+    /// A client that has its reply may ask `stats` on another connection at once: the request must be
+    /// counted by then (it was published after the flush, and a CI run caught the race).
+    @Test func aRequestIsCountedBeforeItsReplyIsSent() throws {
+        let harness = try Harness()
+        let core = harness.connection()
+        let watcher = harness.connection()
+        let wire = Wire()
+        let other = Wire()
+        var statsAtSend: String?
+        wire.send("get nothing\r\nset k 0 0 1\r\nx\r\n")
+        let step = core.readable(at: 0, read: wire.read) { bytes in
+            if statsAtSend == nil {
+                other.send("stats\r\n")
+                _ = watcher.readable(at: 0, read: other.read, send: other.write)
+                statsAtSend = other.take()
+            }
+            return wire.write(bytes)
+        }
+        #expect(step == .waitForInput)
+        #expect(wire.take() == "END\r\nSTORED\r\n")
+        let stats = try #require(statsAtSend)
+        #expect(stats.contains("STAT cmd_get 1\r\n") && stats.contains("STAT get_misses 1\r\n"))
+        #expect(stats.contains("STAT cmd_set 1\r\n"))
+    }
+
     /// 8 values of 100 KB: a multi-get of all of them is 800 KB of replies, past the session's high-water mark.
     func storeLargeValues(_ core: ConnectionCore, _ wire: Wire) -> String {
         let value = String(repeating: "v", count: 100_000)

@@ -242,15 +242,20 @@ final class ConnectionCore {
                 } else if input.readerIndex > 64 * 1024 {
                     input.discardReadBytes()
                 }
-                if let step = flush(send, at: now) { return step }
+                // Counters first: a client that has its reply may ask `stats` on another connection
+                // at once, and must see its request counted (memcached counts before it replies).
                 session.publishCounters()
+                if let step = flush(send, at: now) { return step }
                 return draining ? endDrain(send, at: now) : .waitForInput
             case .outputFull:
+                session.publishCounters()
                 if let step = flush(send, at: now) { return step }
             case .close:
+                session.publishCounters()
                 _ = flush(send, at: now)
                 return .close(session.accessRevoked ? .accessRevoked : .normal)
             case .shutdown:
+                session.publishCounters()
                 _ = flush(send, at: now)
                 context.logger.notice("shutdown requested by a client")
                 return .closeAndStopServer
