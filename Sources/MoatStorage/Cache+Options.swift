@@ -59,7 +59,7 @@ public struct ItemInfo: Sendable, Equatable {
     public let idle: Int64
     public let cas: UInt64
     public let fetched: Bool
-    /// 1-based size class; 0 for an item allocated on its own.
+    /// memcached's slab class; always 1 (the segment store has no size classes).
     public let sizeClass: Int
     /// Header, key and value bytes.
     public let size: Int

@@ -377,13 +377,8 @@ struct SegmentShard {
             let segment = Int32(index)
             if segments[index].large {
                 release(segment)
-            } else if segments[index].queued || segments[index].used > 0 {
-                if segments[index].queued { detach(segment) }
-                segments[index].used = 0
-                segments[index].liveItems = 0
-                segments[index].deadBytes = 0
-                segments[index].generation &+= 1
-                if !pool.contains(segment) { pool.append(segment) }
+            } else if segments[index].queued {
+                toPool(segment)
             }
         }
         openSegment = 0
@@ -584,11 +579,11 @@ struct SegmentShard {
         return index
     }
 
-    /// Frees a segment's memory and index (it must hold nothing live and be out of the FIFO or in it).
+    /// Frees a segment's memory and index: it holds nothing live, and is in the FIFO or nowhere (a pooled
+    /// segment is popped from the pool first).
     private mutating func release(_ segment: Int32) {
         let index = Int(segment)
         if segments[index].queued { detach(segment) }
-        if let at = pool.firstIndex(of: segment) { pool.remove(at: at) }
         if openSegment == segment { openSegment = 0 }
         if restoreSegment == segment { restoreSegment = 0 }
         committed -= segments[index].capacity

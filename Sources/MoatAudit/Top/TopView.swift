@@ -52,21 +52,6 @@ package struct TopFigures: Equatable, Sendable {
         connections = number(after, "curr_connections")
         security = after["security_auth_failures"] == nil ? nil : Self.securityEvents.map { rate([$0.stat]) }
     }
-
-    package init(
-        server: String, version: String, hitRatio: Double?, rates: [Double], bytes: Double, limit: Double,
-        evictionsPerSecond: Double, connections: Double, security: [Double]?
-    ) {
-        self.server = server
-        self.version = version
-        self.hitRatio = hitRatio
-        self.rates = rates
-        self.bytes = bytes
-        self.limit = limit
-        self.evictionsPerSecond = evictionsPerSecond
-        self.connections = connections
-        self.security = security
-    }
 }
 
 /// The table `moat top` prints: one row per server (busiest first), one per server that could not be
